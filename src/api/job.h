@@ -1,0 +1,164 @@
+#pragma once
+
+// The job model shared by every Skiff program.
+//
+// Users write job files in YAML; the wire format is JSON with the same field names (see
+// docs/job.schema.json). `validateJobDescriptor` is the only way to build a `JobDescriptor` from
+// untrusted input: it rejects unknown fields, checks every rule, and reports every violation at
+// once, each naming the field path and the rule.
+
+#include <cstdint>
+#include <expected>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+
+namespace skiff::api {
+
+enum class Tier { kCritical, kFlex };
+
+struct Owner {
+  std::string teamEmail;
+};
+
+// An image reference: a name (which may start with a registry `HOST[:PORT]/`) plus either a tag
+// or a digest, never both.
+struct Image {
+  std::string name;
+  std::string tag;     // Empty when `digest` is set.
+  std::string digest;  // "sha256:<64 hex>", empty when `tag` is set.
+
+  // The Docker-style reference, e.g. "localhost:5000/busybox:1.36" or "busybox@sha256:...".
+  std::string reference() const;
+};
+
+struct Resources {
+  double cpu = 1.0;  // Fractional cores.
+  int64_t memoryMB = 512;
+  int64_t diskMB = 1024;
+  int64_t networkMbps = 128;
+  int64_t gpu = 0;  // Whole devices.
+};
+
+struct SecurityProfile {
+  std::vector<std::string> securityGroups{"default"};
+  std::string iamRole;
+};
+
+struct Container {
+  Image image;
+  std::vector<std::string> entryPoint;
+  std::vector<std::string> command;
+  std::map<std::string, std::string> env;
+  Resources resources;
+  SecurityProfile securityProfile;
+  std::map<std::string, std::string> hardConstraints;
+  std::map<std::string, std::string> softConstraints;
+};
+
+struct RetryPolicy {
+  enum class Kind { kImmediate, kDelayed, kExponentialBackOff };
+  Kind kind = Kind::kImmediate;
+  int64_t retries = 0;
+  int64_t initialDelayMs = 0;      // kDelayed, kExponentialBackOff.
+  int64_t delayMs = 0;             // kDelayed.
+  int64_t maxDelayIntervalMs = 0;  // kExponentialBackOff.
+
+  // How long to wait, after a task finished, before starting retry number `retryNumber` (1 for
+  // the first retry). Immediate: 0. Delayed: `initialDelayMs` for the first retry, `delayMs`
+  // after. Exponential: `initialDelayMs * 2^(retryNumber-1)`, capped at `maxDelayIntervalMs`.
+  int64_t delayBeforeRetryMs(int64_t retryNumber) const;
+};
+
+struct BatchSpec {
+  int64_t size = 1;
+  int64_t runtimeLimitSec = 432000;  // Five days, as Titus.
+  RetryPolicy retryPolicy;
+  bool retryOnRuntimeLimit = false;
+};
+
+struct Capacity {
+  int64_t min = 0;
+  int64_t desired = 0;
+  int64_t max = 0;
+};
+
+struct ServiceSpec {
+  Capacity capacity;
+  bool enabled = true;
+  RetryPolicy retryPolicy{RetryPolicy::Kind::kExponentialBackOff, 1'000'000'000, 1000, 0, 60000};
+};
+
+struct JobDescriptor {
+  std::string name;
+  std::string applicationName;
+  Owner owner;
+  std::string capacityGroup = "DEFAULT";
+  Tier tier = Tier::kFlex;
+  std::map<std::string, std::string> attributes;
+  Container container;
+  std::optional<BatchSpec> batch;      // Exactly one of `batch` and `service` is set.
+  std::optional<ServiceSpec> service;
+
+  bool isBatch() const { return batch.has_value(); }
+};
+
+// One rule violation: `field` is the dotted path ("container.resources.memoryMB"), `message` the
+// rule and, where useful, the offending value ("must be between 16 and 1048576 (got 0)").
+struct FieldError {
+  std::string field;
+  std::string message;
+
+  // "field: message", or just the message when the error is about the whole document.
+  std::string toString() const;
+};
+
+using FieldErrors = std::vector<FieldError>;
+
+// Limits enforced by validation, published so the schema, docs and tests agree.
+struct Limits {
+  static constexpr double kMaxCpu = 96.0;
+  static constexpr int64_t kMinMemoryMB = 16;
+  static constexpr int64_t kMaxMemoryMB = 1'048'576;
+  static constexpr int64_t kMaxDiskMB = 16'777'216;
+  static constexpr int64_t kMaxNetworkMbps = 400'000;
+  static constexpr int64_t kMaxGpu = 16;
+  static constexpr int64_t kMaxBatchSize = 10'000;
+  static constexpr int64_t kMaxServiceCapacity = 10'000;
+  static constexpr int64_t kMaxRuntimeLimitSec = 864'000;
+  static constexpr int64_t kMaxRetries = 1'000'000'000;
+  static constexpr int64_t kMaxDelayMs = 86'400'000;
+  static constexpr size_t kMinSecurityGroups = 1;
+  static constexpr size_t kMaxSecurityGroups = 6;
+  static constexpr size_t kMaxEnvBytes = 32 * 1024;
+  static constexpr size_t kMaxStringBytes = 4096;
+  static constexpr size_t kMaxAttributes = 64;
+};
+
+// Checks `document` against every rule and builds the descriptor, or returns every violation.
+// Never throws.
+std::expected<JobDescriptor, FieldErrors> validateJobDescriptor(const nlohmann::json& document);
+
+// The canonical wire form of a descriptor, with every default filled in.
+nlohmann::json toJson(const JobDescriptor& descriptor);
+
+// Parses a job file. YAML is accepted (JSON is YAML); plain YAML scalars follow the YAML 1.2 core
+// schema (true/false, null, integers, floats), quoted ones stay strings. Syntax errors name the
+// line and column. Never throws.
+Result<nlohmann::json> parseJobFileText(std::string_view text);
+
+// Parses a JSON request body. Never throws.
+Result<nlohmann::json> parseJson(std::string_view text);
+
+// Renders JSON as YAML (for `-o yaml`).
+std::string toYaml(const nlohmann::json& value);
+
+std::string_view tierName(Tier tier);
+
+}  // namespace skiff::api

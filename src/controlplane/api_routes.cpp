@@ -1,0 +1,493 @@
+#include "controlplane/api_routes.h"
+
+#include <charconv>
+#include <deque>
+#include <mutex>
+#include <regex>
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace skiff::controlplane {
+namespace {
+
+using http::Access;
+using http::RequestContext;
+using http::Response;
+using http::Verb;
+using nlohmann::json;
+
+Response errorResponse(const Error& error) { return Response::error(error); }
+
+template <typename T>
+Response okOr(const Result<T>& result, unsigned status = 200) {
+  if (!result) return errorResponse(result.error());
+  return Response::json(status, *result);
+}
+
+Response pageResponse(const Result<Page>& page) {
+  if (!page) return errorResponse(page.error());
+  json body = {{"items", page->items}};
+  if (!page->nextCursor.empty()) body["nextCursor"] = page->nextCursor;
+  return Response::json(200, body);
+}
+
+Result<int64_t> parseInteger(const std::optional<std::string>& text, const std::string& name,
+                             int64_t fallback, int64_t min, int64_t max) {
+  if (!text) return fallback;
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || end != text->data() + text->size() || value < min || value > max) {
+    return fail(ErrorCode::kInvalidArgument, name + ": must be an integer between " +
+                                                 std::to_string(min) + " and " +
+                                                 std::to_string(max));
+  }
+  return value;
+}
+
+Result<json> parseBody(const RequestContext& context) {
+  const std::string& body = context.request.body();
+  std::string_view type = context.header("Content-Type");
+  if (type.starts_with("application/yaml") || type.starts_with("application/x-yaml") ||
+      type.starts_with("text/yaml")) {
+    return api::parseJobFileText(body);
+  }
+  return api::parseJson(body);
+}
+
+bool validIdempotencyKey(std::string_view key) {
+  if (key.empty() || key.size() > 128) return false;
+  for (char c : key) {
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+Response validationFailure(const api::FieldErrors& errors) {
+  json details = json::array();
+  for (const auto& error : errors) {
+    details.push_back({{"field", error.field}, {"message", error.message}});
+  }
+  std::string message = errors.size() == 1 ? errors[0].toString()
+                                           : std::to_string(errors.size()) +
+                                                 " problems in the job, first: " +
+                                                 errors[0].toString();
+  return Response::error(Error(ErrorCode::kInvalidArgument, message), details);
+}
+
+asio::awaitable<Response> createJob(ApiContext& api, RequestContext& context) {
+  auto body = parseBody(context);
+  if (!body) co_return errorResponse(body.error());
+  auto descriptor = api::validateJobDescriptor(*body);
+  if (!descriptor) co_return validationFailure(descriptor.error());
+  std::string key(context.header("Idempotency-Key"));
+  if (!key.empty() && !validIdempotencyKey(key)) {
+    co_return errorResponse(Error(ErrorCode::kInvalidArgument,
+                                  "Idempotency-Key: must be 1 to 128 printable ASCII characters"));
+  }
+  auto result = co_await api.manager.createJob(std::move(*descriptor), std::move(key));
+  if (!result) co_return errorResponse(result.error());
+  Response response = Response::json(result->created ? 201 : 200, result->job);
+  response.headers.emplace_back("Location", "/v1/jobs/" + result->job["id"].get<std::string>());
+  co_return response;
+}
+
+asio::awaitable<Response> listJobs(ApiContext& api, RequestContext& context) {
+  JobFilter filter;
+  if (auto state = context.queryValue("state")) {
+    filter.state = api::parseJobState(*state);
+    if (!filter.state) {
+      co_return errorResponse(Error(ErrorCode::kInvalidArgument,
+                                    "state: must be one of Accepted, KillInitiated, Finished"));
+    }
+  }
+  if (auto type = context.queryValue("type")) {
+    if (*type != "batch" && *type != "service") {
+      co_return errorResponse(
+          Error(ErrorCode::kInvalidArgument, "type: must be one of batch, service"));
+    }
+    filter.batch = *type == "batch";
+  }
+  filter.applicationName = context.queryValue("applicationName").value_or("");
+  filter.capacityGroup = context.queryValue("capacityGroup").value_or("");
+  filter.owner = context.queryValue("owner").value_or("");
+  auto limit = parseInteger(context.queryValue("limit"), "limit", 100, 1, 1000);
+  if (!limit) co_return errorResponse(limit.error());
+  co_return pageResponse(co_await api.manager.listJobs(
+      std::move(filter), context.queryValue("cursor").value_or(""), static_cast<size_t>(*limit)));
+}
+
+asio::awaitable<Response> updateCapacity(ApiContext& api, RequestContext& context) {
+  auto body = api::parseJson(context.request.body());
+  if (!body) co_return errorResponse(body.error());
+  if (!body->is_object()) {
+    co_return errorResponse(Error(ErrorCode::kInvalidArgument, "capacity: must be an object"));
+  }
+  std::optional<int64_t> values[3];
+  const char* names[3] = {"min", "desired", "max"};
+  for (const auto& [key, value] : body->items()) {
+    int slot = key == "min" ? 0 : key == "desired" ? 1 : key == "max" ? 2 : -1;
+    if (slot < 0) {
+      co_return errorResponse(
+          Error(ErrorCode::kInvalidArgument, "capacity." + key + ": unknown field"));
+    }
+    if (!value.is_number_integer()) {
+      co_return errorResponse(Error(ErrorCode::kInvalidArgument,
+                                    std::string("capacity.") + names[slot] +
+                                        ": must be an integer"));
+    }
+    values[slot] = value.get<int64_t>();
+  }
+  co_return okOr(co_await api.manager.updateCapacity(context.params[0], values[0], values[1],
+                                                      values[2]));
+}
+
+asio::awaitable<Response> listTasks(ApiContext& api, RequestContext& context) {
+  std::optional<api::TaskState> state;
+  if (auto name = context.queryValue("state")) {
+    state = api::parseTaskState(*name);
+    if (!state) {
+      co_return errorResponse(Error(
+          ErrorCode::kInvalidArgument,
+          "state: must be one of Accepted, Launched, StartInitiated, Started, KillInitiated, "
+          "Finished"));
+    }
+  }
+  auto limit = parseInteger(context.queryValue("limit"), "limit", 100, 1, 1000);
+  if (!limit) co_return errorResponse(limit.error());
+  co_return pageResponse(co_await api.manager.listTasks(
+      context.queryValue("jobId").value_or(""), state, context.queryValue("cursor").value_or(""),
+      static_cast<size_t>(*limit)));
+}
+
+Result<api::Resources> parseNodeResources(const json& value) {
+  if (!value.is_object()) return fail(ErrorCode::kInvalidArgument, "resources: must be an object");
+  api::Resources resources{0, 0, 0, 0, 0};
+  for (const auto& [key, item] : value.items()) {
+    if (!item.is_number() || item.get<double>() < 0) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "resources." + key + ": must be a number of at least 0");
+    }
+    if (key == "cpu") {
+      resources.cpu = item.get<double>();
+    } else if (key == "memoryMB") {
+      resources.memoryMB = item.get<int64_t>();
+    } else if (key == "diskMB") {
+      resources.diskMB = item.get<int64_t>();
+    } else if (key == "networkMbps") {
+      resources.networkMbps = item.get<int64_t>();
+    } else if (key == "gpu") {
+      resources.gpu = item.get<int64_t>();
+    } else {
+      return fail(ErrorCode::kInvalidArgument, "resources." + key + ": unknown field");
+    }
+  }
+  if (!(resources.cpu > 0) || resources.memoryMB <= 0) {
+    return fail(ErrorCode::kInvalidArgument, "resources: cpu and memoryMB must be greater than 0");
+  }
+  return resources;
+}
+
+asio::awaitable<Response> registerNode(ApiContext& api, RequestContext& context) {
+  auto body = api::parseJson(context.request.body());
+  if (!body) co_return errorResponse(body.error());
+  if (!body->is_object()) {
+    co_return errorResponse(Error(ErrorCode::kInvalidArgument, "node: must be an object"));
+  }
+  NodeRegistration registration;
+  for (const auto& [key, value] : body->items()) {
+    if (key != "id" && key != "resources" && key != "attributes") {
+      co_return errorResponse(Error(ErrorCode::kInvalidArgument, key + ": unknown field"));
+    }
+  }
+  static const std::regex kNodeId("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+  if (!body->contains("id") || !(*body)["id"].is_string() ||
+      !std::regex_match((*body)["id"].get_ref<const std::string&>(), kNodeId)) {
+    co_return errorResponse(Error(ErrorCode::kInvalidArgument,
+                                  "id: must be 1 to 128 letters, digits, '.', '_' or '-'"));
+  }
+  registration.id = (*body)["id"].get<std::string>();
+  auto resources = parseNodeResources(body->value("resources", json()));
+  if (!resources) co_return errorResponse(resources.error());
+  registration.resources = *resources;
+  if (body->contains("attributes")) {
+    const json& attributes = (*body)["attributes"];
+    if (!attributes.is_object()) {
+      co_return errorResponse(Error(ErrorCode::kInvalidArgument, "attributes: must be an object"));
+    }
+    for (const auto& [key, value] : attributes.items()) {
+      bool labels = key == "labels" && value.is_object();
+      if (!labels && !value.is_string()) {
+        co_return errorResponse(Error(ErrorCode::kInvalidArgument,
+                                      "attributes." + key + ": must be a string"));
+      }
+    }
+    registration.attributes = attributes;
+  }
+  bool created = false;
+  auto node = co_await api.manager.registerNode(std::move(registration), &created);
+  co_return okOr(node, created ? 201 : 200);
+}
+
+asio::awaitable<Response> nodeAssignments(ApiContext& api, RequestContext& context) {
+  auto after = parseInteger(context.queryValue("afterRevision"), "afterRevision", 0, 0, INT64_MAX);
+  if (!after) co_return errorResponse(after.error());
+  auto wait = parseInteger(context.queryValue("waitMs"), "waitMs", 30000, 0, 300000);
+  if (!wait) co_return errorResponse(wait.error());
+  auto result = co_await api.manager.assignments(context.params[0], *after, *wait);
+  if (!result) co_return errorResponse(result.error());
+  co_return Response::json(200, {{"revision", result->revision},
+                                 {"assignments", std::move(result->assignments)}});
+}
+
+asio::awaitable<Response> taskStatus(ApiContext& api, RequestContext& context) {
+  auto body = api::parseJson(context.request.body());
+  if (!body) co_return errorResponse(body.error());
+  if (!body->is_object() || !body->contains("updates") || !(*body)["updates"].is_array()) {
+    co_return errorResponse(Error(ErrorCode::kInvalidArgument, "updates: must be a list"));
+  }
+  std::vector<TaskStatusUpdate> updates;
+  const json& list = (*body)["updates"];
+  for (size_t i = 0; i < list.size(); ++i) {
+    const json& item = list[i];
+    std::string path = "updates[" + std::to_string(i) + "]";
+    if (!item.is_object() || !item.contains("taskId") || !item["taskId"].is_string() ||
+        !item.contains("seq") || !item["seq"].is_number_integer() || !item.contains("state") ||
+        !item["state"].is_string()) {
+      co_return errorResponse(Error(ErrorCode::kInvalidArgument,
+                                    path + ": needs taskId (string), seq (integer), state"));
+    }
+    TaskStatusUpdate update;
+    update.taskId = item["taskId"].get<std::string>();
+    update.seq = item["seq"].get<int64_t>();
+    auto state = api::parseTaskState(item["state"].get<std::string>());
+    if (!state) {
+      co_return errorResponse(
+          Error(ErrorCode::kInvalidArgument, path + ".state: not a task state"));
+    }
+    update.state = *state;
+    if (item.contains("reason") && item["reason"].is_string() &&
+        !item["reason"].get_ref<const std::string&>().empty()) {
+      auto reason = api::parseTaskReason(item["reason"].get<std::string>());
+      if (!reason) {
+        co_return errorResponse(
+            Error(ErrorCode::kInvalidArgument, path + ".reason: not a task reason"));
+      }
+      update.reason = *reason;
+    }
+    if (item.contains("exitCode") && item["exitCode"].is_number_integer()) {
+      update.exitCode = item["exitCode"].get<int32_t>();
+    }
+    if (item.contains("message") && item["message"].is_string()) {
+      update.message = item["message"].get<std::string>().substr(0, 4096);
+    }
+    updates.push_back(std::move(update));
+  }
+  auto applied = co_await api.manager.applyTaskStatus(context.params[0], std::move(updates));
+  if (!applied) co_return errorResponse(applied.error());
+  co_return Response::json(200, {{"applied", *applied}});
+}
+
+// The buffer between a store watch (on a store thread) and one streaming connection.
+struct EventQueue {
+  std::mutex mutex;
+  std::deque<std::string> lines;
+  size_t bytes = 0;
+  bool overflowed = false;
+  std::function<void()> notify;  // Wakes the connection; set before the watch starts.
+
+  static constexpr size_t kMaxBytes = 64 << 20;
+
+  void push(std::string line) {
+    {
+      std::lock_guard lock(mutex);
+      if (overflowed) return;
+      bytes += line.size();
+      if (bytes > kMaxBytes) {
+        overflowed = true;
+        lines.clear();
+      } else {
+        lines.push_back(std::move(line));
+      }
+    }
+    notify();
+  }
+};
+
+std::string eventLine(std::string_view type, const store::KeyValue& kv) {
+  bool task = kv.key.find("/t/") != std::string::npos;
+  std::string line = "{\"type\":\"";
+  line.append(type).append("\",\"kind\":\"").append(task ? "task" : "job");
+  line.append("\",\"revision\":").append(std::to_string(kv.modRevision));
+  line.append(",\"object\":").append(kv.value).append("}\n");
+  return line;
+}
+
+asio::awaitable<std::optional<Response>> streamEvents(ApiContext& api, RequestContext& context,
+                                                      http::ResponseStream& out) {
+  std::string prefix(kJobsPrefix);
+  if (auto jobId = context.queryValue("jobId")) {
+    if (jobId->empty() || jobId->find('/') != std::string::npos) {
+      co_return errorResponse(Error(ErrorCode::kInvalidArgument, "jobId: must be a job id"));
+    }
+    prefix = jobPrefix(*jobId);
+  }
+  auto from = parseInteger(context.queryValue("fromRevision"), "fromRevision", 0, 1, INT64_MAX);
+  if (!from) co_return errorResponse(from.error());
+
+  auto executor = co_await asio::this_coro::executor;
+  auto timer = std::make_shared<asio::steady_timer>(executor);
+  auto queue = std::make_shared<EventQueue>();
+  std::weak_ptr<asio::steady_timer> weakTimer = timer;
+  queue->notify = [executor, weakTimer] {
+    asio::post(executor, [weakTimer] {
+      if (auto t = weakTimer.lock()) t->cancel();
+    });
+  };
+
+  store::Revision start = *from;
+  std::string snapshot;
+  if (*from == 0) {
+    auto revision = api.store.scanPrefix(prefix, [&](const store::KeyValue& kv) {
+      snapshot += eventLine("snapshot", kv);
+    });
+    if (!revision) co_return errorResponse(revision.error());
+    snapshot += "{\"type\":\"snapshotEnd\",\"revision\":" + std::to_string(*revision) + "}\n";
+    start = *revision + 1;
+  }
+  auto watch = api.store.watch(prefix, start, [queue](const std::vector<store::Event>& events) {
+    for (const store::Event& event : events) {
+      if (event.kind == store::Event::Kind::kPut) queue->push(eventLine("update", event.kv));
+    }
+  });
+  if (!watch) co_return errorResponse(watch.error());
+
+  if (!snapshot.empty()) {
+    // Send the snapshot in pieces so one write never holds all of it twice.
+    constexpr size_t kPiece = 1 << 20;
+    for (size_t offset = 0; offset < snapshot.size(); offset += kPiece) {
+      if (!co_await out.write(snapshot.substr(offset, kPiece))) co_return std::nullopt;
+    }
+    std::string().swap(snapshot);
+  } else if (!co_await out.write("{\"type\":\"keepalive\"}\n")) {
+    co_return std::nullopt;
+  }
+
+  for (;;) {
+    std::string batch;
+    bool overflowed = false;
+    {
+      std::lock_guard lock(queue->mutex);
+      overflowed = queue->overflowed;
+      while (!queue->lines.empty() && batch.size() < (1 << 20)) {
+        batch += queue->lines.front();
+        queue->bytes -= queue->lines.front().size();
+        queue->lines.pop_front();
+      }
+    }
+    if (overflowed) co_return std::nullopt;  // The client reconnects with fromRevision.
+    if (!batch.empty()) {
+      if (!co_await out.write(std::move(batch))) co_return std::nullopt;
+      continue;
+    }
+    timer->expires_after(std::chrono::seconds(10));
+    boost::system::error_code ec;
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      bool empty = false;
+      {
+        std::lock_guard lock(queue->mutex);
+        empty = queue->lines.empty();
+      }
+      if (empty && !co_await out.write("{\"type\":\"keepalive\"}\n")) co_return std::nullopt;
+    }
+  }
+}
+
+}  // namespace
+
+void registerRoutes(http::Router& router, ApiContext& api) {
+  ApiContext* ctx = &api;
+  router.add(Verb::get, "/healthz", Access::kPublic,
+             [ctx](RequestContext&) -> asio::awaitable<Response> {
+               if (!ctx->healthy()) {
+                 co_return errorResponse(Error(ErrorCode::kUnavailable, "not ready"));
+               }
+               co_return Response::json(200, {{"status", "ok"}});
+             });
+  router.add(Verb::get, "/version", Access::kPublic,
+             [](RequestContext&) -> asio::awaitable<Response> {
+               co_return Response::json(200, {{"version", SKIFF_VERSION}, {"api", "v1"}});
+             });
+
+  router.add(Verb::post, "/v1/jobs", Access::kAdmin,
+             [ctx](RequestContext& c) { return createJob(*ctx, c); });
+  router.add(Verb::get, "/v1/jobs", Access::kAdmin,
+             [ctx](RequestContext& c) { return listJobs(*ctx, c); });
+  router.add(Verb::get, "/v1/jobs/{id}", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.getJob(c.params[0]));
+             });
+  router.add(Verb::post, "/v1/jobs/{id}/kill", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.killJob(c.params[0]), 202);
+             });
+  router.add(Verb::put, "/v1/jobs/{id}/capacity", Access::kAdmin,
+             [ctx](RequestContext& c) { return updateCapacity(*ctx, c); });
+  router.add(Verb::post, "/v1/jobs/{id}/enable", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.setEnabled(c.params[0], true));
+             });
+  router.add(Verb::post, "/v1/jobs/{id}/disable", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.setEnabled(c.params[0], false));
+             });
+
+  router.add(Verb::get, "/v1/tasks", Access::kAdmin,
+             [ctx](RequestContext& c) { return listTasks(*ctx, c); });
+  router.add(Verb::get, "/v1/tasks/{id}", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.getTask(c.params[0]));
+             });
+  router.add(Verb::post, "/v1/tasks/{id}/kill", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               auto shrink = c.queryValue("shrink").value_or("false");
+               if (shrink != "true" && shrink != "false") {
+                 co_return errorResponse(
+                     Error(ErrorCode::kInvalidArgument, "shrink: must be true or false"));
+               }
+               co_return okOr(co_await ctx->manager.killTask(c.params[0], shrink == "true"), 202);
+             });
+
+  router.add(Verb::post, "/v1/nodes", Access::kAgent,
+             [ctx](RequestContext& c) { return registerNode(*ctx, c); });
+  router.add(Verb::get, "/v1/nodes", Access::kAdmin,
+             [ctx](RequestContext&) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.listNodes());
+             });
+  router.add(Verb::get, "/v1/nodes/{id}", Access::kAgent,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.getNode(c.params[0]));
+             });
+  router.add(Verb::post, "/v1/nodes/{id}/heartbeat", Access::kAgent,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.heartbeat(c.params[0]));
+             });
+  router.add(Verb::post, "/v1/nodes/{id}/drain", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.drainNode(c.params[0]));
+             });
+  router.add(Verb::get, "/v1/nodes/{id}/assignments", Access::kAgent,
+             [ctx](RequestContext& c) { return nodeAssignments(*ctx, c); });
+  router.add(Verb::post, "/v1/nodes/{id}/taskStatus", Access::kAgent,
+             [ctx](RequestContext& c) { return taskStatus(*ctx, c); });
+
+  router.addStream(Verb::get, "/v1/events", Access::kAdmin,
+                   [ctx](RequestContext& c, http::ResponseStream& out) {
+                     return streamEvents(*ctx, c, out);
+                   });
+}
+
+}  // namespace skiff::controlplane

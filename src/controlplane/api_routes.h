@@ -1,0 +1,20 @@
+#pragma once
+
+// The `/v1` REST API of skiffd (see docs/api.md), wired onto an HTTP router.
+
+#include "common/http_server.h"
+#include "controlplane/job_manager.h"
+#include "controlplane/store/store.h"
+
+namespace skiff::controlplane {
+
+struct ApiContext {
+  JobManager& manager;
+  store::Store& store;
+  // Reports whether the control plane is ready to serve (state loaded, store healthy).
+  std::function<bool()> healthy;
+};
+
+void registerRoutes(http::Router& router, ApiContext& context);
+
+}  // namespace skiff::controlplane

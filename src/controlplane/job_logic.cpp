@@ -1,0 +1,496 @@
+#include "controlplane/job_logic.h"
+
+#include <algorithm>
+
+namespace skiff::controlplane {
+namespace {
+
+using api::TaskReason;
+using api::TaskState;
+
+constexpr int64_t kMaxSystemRetryDelayMs = 30'000;
+
+void setState(TaskRecord& task, TaskState state, int64_t nowMs) {
+  task.state = state;
+  task.stateTimesMs[static_cast<size_t>(state)] = nowMs;
+}
+
+void finish(TaskRecord& task, TaskReason reason, std::string message, int64_t nowMs) {
+  setState(task, TaskState::kFinished, nowMs);
+  task.reason = reason;
+  task.message = std::move(message);
+}
+
+// Starts a kill, or finishes at once a task that never reached a node.
+void beginKill(TaskRecord& task, TaskReason reason, int64_t nowMs) {
+  if (task.finished()) return;
+  if (task.state == TaskState::kAccepted) {
+    finish(task, reason, "killed before it was placed", nowMs);
+    return;
+  }
+  if (task.state != TaskState::kKillInitiated) setState(task, TaskState::kKillInitiated, nowMs);
+  if (task.killReason == TaskReason::kNone) task.killReason = reason;
+}
+
+// The reason that decides about a retry: a deliberate kill wins over how the task ended.
+TaskReason decidingReason(const TaskRecord& task) {
+  return task.killReason != TaskReason::kNone ? task.killReason : task.reason;
+}
+
+const api::RetryPolicy& retryPolicyOf(const JobRecord& job) {
+  return job.descriptor.isBatch() ? job.descriptor.batch->retryPolicy
+                                  : job.descriptor.service->retryPolicy;
+}
+
+TaskRecord nextAttempt(const JobRecord& job, const TaskRecord& previous, int64_t nowMs,
+                       const LifecycleConfig& config) {
+  TaskReason reason = decidingReason(previous);
+  TaskRecord next;
+  next.index = previous.index;
+  next.resubmitNumber = previous.resubmitNumber + 1;
+  next.systemResubmitNumber = previous.systemResubmitNumber;
+  next.evictionResubmitNumber = previous.evictionResubmitNumber;
+  int64_t delayMs = 0;
+  if (api::isSystemError(reason)) {
+    next.systemResubmitNumber++;
+    delayMs = config.systemRetryDelayMs;
+    for (int64_t i = 0; i < previous.systemResubmitNumber && delayMs < kMaxSystemRetryDelayMs; ++i) {
+      delayMs *= 2;
+    }
+    delayMs = std::min(delayMs, kMaxSystemRetryDelayMs);
+  } else if (reason == TaskReason::kEvicted) {
+    next.evictionResubmitNumber++;
+    delayMs = config.systemRetryDelayMs;
+  } else {
+    delayMs = retryPolicyOf(job).delayBeforeRetryMs(previous.userRetries() + 1);
+  }
+  next.id = taskId(job.id, next.index, next.resubmitNumber);
+  next.resubmitOf = previous.id;
+  setState(next, TaskState::kAccepted, nowMs);
+  int64_t finishedAt = previous.stateTimeMs(TaskState::kFinished);
+  next.notBeforeMs = (finishedAt != 0 ? finishedAt : nowMs) + delayMs;
+  if (next.notBeforeMs <= nowMs) next.notBeforeMs = 0;
+  return next;
+}
+
+bool batchSlotWantsRetry(const JobRecord& job, const TaskRecord& task) {
+  if (!task.finished()) return false;
+  const api::BatchSpec& batch = *job.descriptor.batch;
+  TaskReason reason = decidingReason(task);
+  if (!api::isRetryable(reason, batch.retryOnRuntimeLimit)) return false;
+  if (api::isSystemError(reason) || reason == TaskReason::kEvicted) return true;
+  return task.userRetries() < batch.retryPolicy.retries;
+}
+
+void noteDeadline(int64_t& next, int64_t deadline) {
+  if (deadline > 0 && (next == 0 || deadline < next)) next = deadline;
+}
+
+void finishJob(JobEdit& edit, std::string reason, std::string message, int64_t nowMs) {
+  JobRecord& job = edit.mutableJob();
+  job.state = api::JobState::kFinished;
+  job.reason = std::move(reason);
+  job.message = std::move(message);
+  job.stateTimeMs = nowMs;
+}
+
+}  // namespace
+
+std::optional<size_t> JobView::findIndex(int64_t index) const {
+  auto it = std::lower_bound(tasks.begin(), tasks.end(), index,
+                             [](const TaskRecord& t, int64_t i) { return t.index < i; });
+  if (it == tasks.end() || it->index != index) return std::nullopt;
+  return static_cast<size_t>(it - tasks.begin());
+}
+
+JobRecord& JobEdit::mutableJob() {
+  if (!job_) job_ = view_.job;
+  return *job_;
+}
+
+const TaskRecord& JobEdit::task(size_t i) const {
+  if (i >= view_.tasks.size()) return appended_[i - view_.tasks.size()];
+  if (auto it = replacements_.find(i); it != replacements_.end()) return it->second;
+  if (auto it = changed_.find(i); it != changed_.end()) return it->second;
+  return view_.tasks[i];
+}
+
+TaskRecord& JobEdit::mutableTask(size_t i) {
+  if (i >= view_.tasks.size()) return appended_[i - view_.tasks.size()];
+  if (auto it = replacements_.find(i); it != replacements_.end()) return it->second;
+  auto [it, inserted] = changed_.try_emplace(i);
+  if (inserted) it->second = view_.tasks[i];
+  return it->second;
+}
+
+std::optional<size_t> JobEdit::findIndex(int64_t index) const {
+  if (auto position = view_.findIndex(index)) return position;
+  for (size_t i = 0; i < appended_.size(); ++i) {
+    if (appended_[i].index == index) return view_.tasks.size() + i;
+  }
+  return std::nullopt;
+}
+
+std::optional<size_t> JobEdit::findTaskId(const std::string& id) const {
+  // Task ids are "<jobId>-<index>-<attempt>": find the slot by index, then match the attempt.
+  size_t last = id.rfind('-');
+  if (last == std::string::npos || last == 0) return std::nullopt;
+  size_t before = id.rfind('-', last - 1);
+  if (before == std::string::npos) return std::nullopt;
+  int64_t index = 0;
+  for (size_t i = before + 1; i < last; ++i) {
+    if (id[i] < '0' || id[i] > '9') return std::nullopt;
+    index = index * 10 + (id[i] - '0');
+    if (index > 1'000'000'000) return std::nullopt;
+  }
+  auto position = findIndex(index);
+  if (!position || task(*position).id != id) return std::nullopt;
+  return position;
+}
+
+void JobEdit::appendTask(TaskRecord task) { appended_.push_back(std::move(task)); }
+
+void JobEdit::replaceTask(size_t i, TaskRecord next) {
+  if (i >= view_.tasks.size()) {
+    // A task appended in this edit finished and is retried in the same edit: keep the finished
+    // attempt as a changed record of its own by moving it into history.
+    TaskRecord& slot = appended_[i - view_.tasks.size()];
+    history_.push_back(std::move(slot));
+    slot = std::move(next);
+    return;
+  }
+  // Make sure the finished attempt is written before the slot moves on.
+  mutableTask(i);
+  replacements_[i] = std::move(next);
+}
+
+bool JobEdit::empty() const {
+  return !job_ && changed_.empty() && replacements_.empty() && appended_.empty() &&
+         history_.empty();
+}
+
+std::vector<const TaskRecord*> JobEdit::changedTasks() const {
+  std::vector<const TaskRecord*> out;
+  for (const auto& [i, task] : changed_) out.push_back(&task);
+  for (const auto& task : history_) out.push_back(&task);
+  for (const auto& [i, task] : replacements_) out.push_back(&task);
+  for (const auto& task : appended_) out.push_back(&task);
+  return out;
+}
+
+void JobEdit::applyTo(JobView& view, store::Revision revision) && {
+  if (job_) {
+    view.job = std::move(*job_);
+    view.job.modRevision = revision;
+  }
+  for (auto& [i, task] : changed_) {
+    view.tasks[i] = std::move(task);
+    view.tasks[i].modRevision = revision;
+  }
+  for (auto& [i, task] : replacements_) {
+    view.tasks[i] = std::move(task);
+    view.tasks[i].modRevision = revision;
+  }
+  for (auto& task : appended_) {
+    task.modRevision = revision;
+    view.tasks.push_back(std::move(task));
+  }
+  std::sort(view.tasks.begin(), view.tasks.end(),
+            [](const TaskRecord& a, const TaskRecord& b) { return a.index < b.index; });
+}
+
+JobView newJob(std::string id, api::JobDescriptor descriptor, std::string idempotencyKey,
+               int64_t nowMs) {
+  JobView view;
+  view.job.id = std::move(id);
+  view.job.state = api::JobState::kAccepted;
+  view.job.stateTimeMs = nowMs;
+  view.job.createdAtMs = nowMs;
+  view.job.idempotencyKey = std::move(idempotencyKey);
+  int64_t count = 0;
+  if (descriptor.isBatch()) {
+    count = descriptor.batch->size;
+  } else {
+    view.job.capacity = descriptor.service->capacity;
+    view.job.enabled = descriptor.service->enabled;
+    count = view.job.capacity.desired;
+  }
+  view.job.descriptor = std::move(descriptor);
+  view.job.nextIndex = count;
+  view.tasks.reserve(static_cast<size_t>(count));
+  for (int64_t index = 0; index < count; ++index) {
+    TaskRecord task;
+    task.id = taskId(view.job.id, index, 0);
+    task.index = index;
+    setState(task, TaskState::kAccepted, nowMs);
+    view.tasks.push_back(std::move(task));
+  }
+  return view;
+}
+
+bool applyStatus(JobEdit& edit, const TaskStatusUpdate& update, int64_t nowMs) {
+  auto position = edit.findTaskId(update.taskId);
+  if (!position) return false;
+  const TaskRecord& current = edit.task(*position);
+  if (update.seq <= current.lastSeq || current.finished()) return false;
+  TaskRecord& task = edit.mutableTask(*position);
+  task.lastSeq = update.seq;
+  if (update.state == task.state) return true;
+  if (!api::isValidTransition(task.state, update.state)) return false;
+  if (update.state == TaskState::kFinished) {
+    TaskReason reason = update.reason;
+    if (reason == TaskReason::kNone) {
+      reason = update.exitCode.value_or(0) == 0 ? TaskReason::kNormal : TaskReason::kFailed;
+    }
+    // A task we were killing ends with the kill's reason, unless the platform failed it.
+    if (task.killReason != TaskReason::kNone && !api::isSystemError(reason)) {
+      reason = task.killReason;
+    }
+    finish(task, reason, update.message, nowMs);
+    if (update.exitCode) {
+      task.exitCode = *update.exitCode;
+      task.hasExitCode = true;
+    }
+    return true;
+  }
+  if (update.state == TaskState::kKillInitiated && task.killReason == TaskReason::kNone) {
+    task.killReason = update.reason == TaskReason::kNone ? TaskReason::kKilled : update.reason;
+  }
+  setState(task, update.state, nowMs);
+  if (!update.message.empty()) task.message = update.message;
+  return true;
+}
+
+Status killJob(JobEdit& edit, int64_t nowMs) {
+  if (edit.job().state == api::JobState::kFinished) {
+    return fail(ErrorCode::kFailedPrecondition, "job " + edit.job().id + " is already finished");
+  }
+  if (edit.job().state == api::JobState::kAccepted) {
+    JobRecord& job = edit.mutableJob();
+    job.state = api::JobState::kKillInitiated;
+    job.reason = "killed";
+    job.message = "killed by request";
+    job.stateTimeMs = nowMs;
+  }
+  for (size_t i = 0; i < edit.taskCount(); ++i) {
+    if (!edit.task(i).finished()) beginKill(edit.mutableTask(i), TaskReason::kKilled, nowMs);
+  }
+  return {};
+}
+
+Status killTask(JobEdit& edit, const std::string& id, bool shrink, int64_t nowMs) {
+  auto position = edit.findTaskId(id);
+  if (!position) return fail(ErrorCode::kNotFound, "task " + id + " is not active");
+  if (edit.task(*position).finished()) {
+    return fail(ErrorCode::kFailedPrecondition, "task " + id + " is already finished");
+  }
+  if (shrink) {
+    if (edit.job().descriptor.isBatch()) {
+      return fail(ErrorCode::kFailedPrecondition, "shrink applies to service jobs only");
+    }
+    JobRecord& job = edit.mutableJob();
+    if (job.capacity.desired <= job.capacity.min) {
+      return fail(ErrorCode::kFailedPrecondition,
+                  "shrinking would take desired below min (" + std::to_string(job.capacity.min) +
+                      ")");
+    }
+    job.capacity.desired--;
+  }
+  beginKill(edit.mutableTask(*position), shrink ? TaskReason::kScaledDown : TaskReason::kKilled,
+            nowMs);
+  return {};
+}
+
+Status updateCapacity(JobEdit& edit, std::optional<int64_t> min, std::optional<int64_t> desired,
+                      std::optional<int64_t> max) {
+  if (edit.job().descriptor.isBatch()) {
+    return fail(ErrorCode::kFailedPrecondition, "capacity applies to service jobs only");
+  }
+  if (edit.job().state != api::JobState::kAccepted) {
+    return fail(ErrorCode::kFailedPrecondition, "job " + edit.job().id + " is not active");
+  }
+  api::Capacity next = edit.job().capacity;
+  if (min) next.min = *min;
+  if (desired) next.desired = *desired;
+  if (max) next.max = *max;
+  if (next.min < 0 || next.max > api::Limits::kMaxServiceCapacity ||
+      !(next.min <= next.desired && next.desired <= next.max)) {
+    return fail(ErrorCode::kInvalidArgument,
+                "capacity: must satisfy 0 <= min <= desired <= max <= " +
+                    std::to_string(api::Limits::kMaxServiceCapacity) + " (got min " +
+                    std::to_string(next.min) + ", desired " + std::to_string(next.desired) +
+                    ", max " + std::to_string(next.max) + ")");
+  }
+  edit.mutableJob().capacity = next;
+  return {};
+}
+
+Status setEnabled(JobEdit& edit, bool enabled) {
+  if (edit.job().descriptor.isBatch()) {
+    return fail(ErrorCode::kFailedPrecondition, "enable and disable apply to service jobs only");
+  }
+  if (edit.job().enabled != enabled) edit.mutableJob().enabled = enabled;
+  return {};
+}
+
+void launchTask(JobEdit& edit, size_t position, const std::string& nodeId, int64_t nowMs) {
+  TaskRecord& task = edit.mutableTask(position);
+  task.nodeId = nodeId;
+  task.notBeforeMs = 0;
+  setState(task, TaskState::kLaunched, nowMs);
+}
+
+void finishTasksOnNode(JobEdit& edit, const std::string& nodeId, TaskReason reason,
+                       const std::string& message, int64_t nowMs) {
+  for (size_t i = 0; i < edit.taskCount(); ++i) {
+    const TaskRecord& task = edit.task(i);
+    if (!task.finished() && task.state != TaskState::kAccepted && task.nodeId == nodeId) {
+      finish(edit.mutableTask(i), reason, message, nowMs);
+    }
+  }
+}
+
+bool wantsPlacement(const TaskRecord& task, int64_t nowMs) {
+  return task.state == TaskState::kAccepted && task.notBeforeMs <= nowMs;
+}
+
+int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config) {
+  int64_t nextDeadline = 0;
+  if (edit.job().state == api::JobState::kFinished) return 0;
+  const bool batch = edit.job().descriptor.isBatch();
+  const bool killing = edit.job().state == api::JobState::kKillInitiated;
+
+  // Timeouts and the runtime limit.
+  for (size_t i = 0; i < edit.taskCount(); ++i) {
+    const TaskRecord& task = edit.task(i);
+    auto since = [&](TaskState s) { return task.stateTimeMs(s); };
+    switch (task.state) {
+      case TaskState::kLaunched:
+      case TaskState::kStartInitiated: {
+        int64_t timeout = task.state == TaskState::kLaunched ? config.launchedTimeoutMs
+                                                             : config.startInitiatedTimeoutMs;
+        int64_t deadline = since(task.state) + timeout;
+        if (nowMs >= deadline) {
+          finish(edit.mutableTask(i), TaskReason::kStuckInState,
+                 "stuck in " + std::string(api::taskStateName(task.state)) + " for " +
+                     std::to_string(nowMs - since(task.state)) + " ms",
+                 nowMs);
+        } else {
+          noteDeadline(nextDeadline, deadline);
+        }
+        break;
+      }
+      case TaskState::kStarted: {
+        if (!batch) break;
+        int64_t deadline = since(TaskState::kStarted) +
+                           edit.job().descriptor.batch->runtimeLimitSec * 1000;
+        if (nowMs >= deadline) {
+          beginKill(edit.mutableTask(i), TaskReason::kRuntimeLimitExceeded, nowMs);
+          noteDeadline(nextDeadline, nowMs + config.killInitiatedTimeoutMs);
+        } else {
+          noteDeadline(nextDeadline, deadline);
+        }
+        break;
+      }
+      case TaskState::kKillInitiated: {
+        int64_t deadline = since(TaskState::kKillInitiated) + config.killInitiatedTimeoutMs;
+        if (nowMs >= deadline) {
+          finish(edit.mutableTask(i), TaskReason::kStuckInState,
+                 "did not stop within " + std::to_string(config.killInitiatedTimeoutMs) +
+                     " ms of the kill",
+                 nowMs);
+        } else {
+          noteDeadline(nextDeadline, deadline);
+        }
+        break;
+      }
+      case TaskState::kAccepted:
+        if (task.notBeforeMs > nowMs) noteDeadline(nextDeadline, task.notBeforeMs);
+        break;
+      case TaskState::kFinished:
+        break;
+    }
+  }
+
+  if (killing) {
+    bool allFinished = true;
+    for (size_t i = 0; i < edit.taskCount(); ++i) allFinished &= edit.task(i).finished();
+    if (allFinished) finishJob(edit, "killed", "every task stopped after the kill", nowMs);
+    return allFinished ? 0 : nextDeadline;
+  }
+
+  if (batch) {
+    bool allDone = true;
+    int64_t failed = 0;
+    for (size_t i = 0; i < edit.taskCount(); ++i) {
+      const TaskRecord& task = edit.task(i);
+      if (!task.finished()) {
+        allDone = false;
+        continue;
+      }
+      if (batchSlotWantsRetry(edit.job(), task)) {
+        TaskRecord next = nextAttempt(edit.job(), task, nowMs, config);
+        if (next.notBeforeMs > nowMs) noteDeadline(nextDeadline, next.notBeforeMs);
+        edit.replaceTask(i, std::move(next));
+        allDone = false;
+      } else if (task.reason != TaskReason::kNormal) {
+        ++failed;
+      }
+    }
+    if (allDone) {
+      if (failed == 0) {
+        finishJob(edit, "normal", "every task finished normally", nowMs);
+      } else {
+        finishJob(edit, "failed",
+                  std::to_string(failed) + " of " + std::to_string(edit.taskCount()) +
+                      " tasks failed",
+                  nowMs);
+      }
+    }
+    return nextDeadline;
+  }
+
+  // Service jobs keep `desired` tasks that are neither finished nor being killed.
+  int64_t active = 0;
+  std::vector<size_t> alive;
+  for (size_t i = 0; i < edit.taskCount(); ++i) {
+    const TaskRecord& task = edit.task(i);
+    if (!task.finished() && task.state != TaskState::kKillInitiated) {
+      ++active;
+      alive.push_back(i);
+    }
+  }
+  int64_t desired = edit.job().capacity.desired;
+  if (active > desired) {
+    // Scale down the newest tasks first, preferring those that never started.
+    std::stable_sort(alive.begin(), alive.end(), [&](size_t a, size_t b) {
+      bool aPending = edit.task(a).state == TaskState::kAccepted;
+      bool bPending = edit.task(b).state == TaskState::kAccepted;
+      if (aPending != bPending) return aPending;
+      return edit.task(a).index > edit.task(b).index;
+    });
+    for (size_t k = 0; k < static_cast<size_t>(active - desired); ++k) {
+      beginKill(edit.mutableTask(alive[k]), TaskReason::kScaledDown, nowMs);
+    }
+  }
+  for (size_t i = 0; i < edit.taskCount() && active < desired; ++i) {
+    const TaskRecord& task = edit.task(i);
+    if (!task.finished()) continue;
+    TaskRecord next = nextAttempt(edit.job(), task, nowMs, config);
+    if (next.notBeforeMs > nowMs) noteDeadline(nextDeadline, next.notBeforeMs);
+    edit.replaceTask(i, std::move(next));
+    ++active;
+  }
+  while (active < desired) {
+    TaskRecord task;
+    task.index = edit.job().nextIndex;
+    task.id = taskId(edit.job().id, task.index, 0);
+    setState(task, TaskState::kAccepted, nowMs);
+    edit.mutableJob().nextIndex++;
+    edit.appendTask(std::move(task));
+    ++active;
+  }
+  return nextDeadline;
+}
+
+}  // namespace skiff::controlplane

@@ -1,0 +1,121 @@
+#pragma once
+
+// The decisions of a job's reconcile loop, as pure functions of the job, its tasks and the time.
+//
+// Nothing here does I/O or reads a clock: the caller passes `nowMs`, collects the changes in a
+// `JobEdit`, makes them durable, and only then applies them to its in-memory `JobView`. That
+// keeps every retry, timeout and runtime-limit rule testable with a manual clock.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/states.h"
+#include "common/error.h"
+#include "controlplane/records.h"
+
+namespace skiff::controlplane {
+
+struct LifecycleConfig {
+  int64_t launchedTimeoutMs = 120'000;        // Launched without StartInitiated.
+  int64_t startInitiatedTimeoutMs = 600'000;  // StartInitiated without Started (image pulls).
+  int64_t killInitiatedTimeoutMs = 300'000;   // KillInitiated without Finished.
+  int64_t systemRetryDelayMs = 1'000;         // Delay before retrying after a system error.
+};
+
+// A job and the latest attempt of each of its task slots, ordered by index.
+struct JobView {
+  JobRecord job;
+  std::vector<TaskRecord> tasks;
+
+  // The position of the task with `index`, if any.
+  std::optional<size_t> findIndex(int64_t index) const;
+};
+
+// Changes to a `JobView`, collected but not yet applied.
+class JobEdit {
+ public:
+  explicit JobEdit(const JobView& view) : view_(view) {}
+
+  const JobRecord& job() const { return job_ ? *job_ : view_.job; }
+  JobRecord& mutableJob();
+
+  size_t taskCount() const { return view_.tasks.size() + appended_.size(); }
+  // The task at position `i`: the latest version of it in this edit.
+  const TaskRecord& task(size_t i) const;
+  TaskRecord& mutableTask(size_t i);
+  std::optional<size_t> findIndex(int64_t index) const;
+  std::optional<size_t> findTaskId(const std::string& taskId) const;
+
+  // Adds a task with a new index.
+  void appendTask(TaskRecord task);
+  // Puts `next` (a retry) in the slot at position `i`; the current task there must be Finished
+  // and is kept in the store as history.
+  void replaceTask(size_t i, TaskRecord next);
+
+  bool empty() const;
+  // Every record this edit writes: the job if changed, then each changed or new task.
+  bool jobChanged() const { return job_.has_value(); }
+  std::vector<const TaskRecord*> changedTasks() const;
+
+  // Applies the edit to `view`, which must be the view it was made from. `revision` is the
+  // store revision that made the edit durable.
+  void applyTo(JobView& view, store::Revision revision) &&;
+
+ private:
+  const JobView& view_;
+  std::optional<JobRecord> job_;
+  std::map<size_t, TaskRecord> changed_;       // Position in view_.tasks -> new version.
+  std::map<size_t, TaskRecord> replacements_;  // Position -> the retry that takes the slot.
+  std::vector<TaskRecord> appended_;
+  std::vector<TaskRecord> history_;  // Finished attempts of appended tasks that were retried.
+};
+
+// A status report from an agent.
+struct TaskStatusUpdate {
+  std::string taskId;
+  int64_t seq = 0;
+  api::TaskState state = api::TaskState::kStarted;
+  api::TaskReason reason = api::TaskReason::kNone;
+  std::optional<int32_t> exitCode;
+  std::string message;
+};
+
+// Builds the view of a newly accepted job: its record and, for batch jobs, `size` Accepted tasks
+// (service jobs get `desired` tasks).
+JobView newJob(std::string id, api::JobDescriptor descriptor, std::string idempotencyKey,
+               int64_t nowMs);
+
+// Applies an agent's report. Stale (`seq` not above the last applied) and impossible transitions
+// are ignored and reported as false; a report of Finished during a kill keeps the kill's reason.
+bool applyStatus(JobEdit& edit, const TaskStatusUpdate& update, int64_t nowMs);
+
+// Starts killing the whole job. Fails when it is already Finished.
+Status killJob(JobEdit& edit, int64_t nowMs);
+
+// Kills one task. With `shrink` (service jobs) the desired capacity drops by one so the task is
+// not replaced.
+Status killTask(JobEdit& edit, const std::string& taskId, bool shrink, int64_t nowMs);
+
+// Changes a service job's capacity; unset fields keep their value.
+Status updateCapacity(JobEdit& edit, std::optional<int64_t> min, std::optional<int64_t> desired,
+                      std::optional<int64_t> max);
+Status setEnabled(JobEdit& edit, bool enabled);
+
+// Moves an Accepted task to Launched on `nodeId`.
+void launchTask(JobEdit& edit, size_t position, const std::string& nodeId, int64_t nowMs);
+
+// Marks every unfinished task on `nodeId` Finished with `reason` (lost nodes).
+void finishTasksOnNode(JobEdit& edit, const std::string& nodeId, api::TaskReason reason,
+                       const std::string& message, int64_t nowMs);
+
+// One pass of the reconcile loop: timeouts, runtime limit, retries, service capacity and job
+// completion. Returns the time of the next deadline (0 when there is none).
+int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config);
+
+// True when the task wants a node: Accepted and past its retry delay.
+bool wantsPlacement(const TaskRecord& task, int64_t nowMs);
+
+}  // namespace skiff::controlplane

@@ -1,0 +1,897 @@
+#include "controlplane/job_manager.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <deque>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "common/async.h"
+#include "common/log.h"
+
+namespace skiff::controlplane {
+namespace {
+
+using nlohmann::json;
+using Strand = asio::strand<asio::io_context::executor_type>;
+
+std::string sha256Hex(const std::string& data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(length * 2);
+  for (unsigned int i = 0; i < length; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+struct Command {
+  std::function<Status(JobEdit&, int64_t nowMs)> apply;
+  // Called on the strand once the command's effect is durable (or failed).
+  std::function<void(const Status&, const JobView&)> done;
+};
+
+struct JobActor {
+  JobView view;
+  std::deque<Command> mailbox;
+  std::unique_ptr<asio::steady_timer> timer;
+  int64_t deadlineMs = 0;
+  bool wake = false;
+  bool loopRunning = false;
+};
+
+struct NodeState {
+  NodeRecord record;
+  int64_t lastHeartbeatMs = 0;
+  bool lost = false;
+  api::Resources allocated{0, 0, 0, 0, 0};
+  std::set<std::string> tasks;  // Unfinished tasks placed on the node.
+  int64_t revision = 0;
+  std::vector<std::shared_ptr<asio::steady_timer>> waiters;
+};
+
+std::string nodeStateName(const NodeState& node) {
+  if (node.lost) return "Lost";
+  return node.record.draining ? "Draining" : "Ready";
+}
+
+json nodeToWire(const NodeState& node) {
+  return {{"id", node.record.id},
+          {"resources", resourcesToJson(node.record.resources)},
+          {"allocated", resourcesToJson(node.allocated)},
+          {"attributes", node.record.attributes},
+          {"state", nodeStateName(node)},
+          {"lastHeartbeatMs", node.lastHeartbeatMs},
+          {"registeredAtMs", node.record.registeredAtMs},
+          {"taskCount", node.tasks.size()},
+          {"revision", node.record.modRevision}};
+}
+
+json jobToWire(const JobView& view) {
+  json out = toWire(view.job);
+  std::array<int64_t, api::kTaskStateCount> counts{};
+  for (const TaskRecord& task : view.tasks) counts[static_cast<size_t>(task.state)]++;
+  json taskCounts = json::object();
+  for (int i = 0; i < api::kTaskStateCount; ++i) {
+    taskCounts[std::string(api::taskStateName(static_cast<api::TaskState>(i)))] =
+        counts[static_cast<size_t>(i)];
+  }
+  out["taskCounts"] = std::move(taskCounts);
+  return out;
+}
+
+bool matchesFilter(const JobRecord& job, const JobFilter& filter) {
+  if (filter.state && job.state != *filter.state) return false;
+  if (filter.batch && job.descriptor.isBatch() != *filter.batch) return false;
+  if (!filter.applicationName.empty() && job.descriptor.applicationName != filter.applicationName) {
+    return false;
+  }
+  if (!filter.capacityGroup.empty() && job.descriptor.capacityGroup != filter.capacityGroup) {
+    return false;
+  }
+  if (!filter.owner.empty() && job.descriptor.owner.teamEmail != filter.owner) return false;
+  return true;
+}
+
+Error unavailable() { return Error(ErrorCode::kUnavailable, "skiffd is shutting down"); }
+
+}  // namespace
+
+struct JobManager::Impl : std::enable_shared_from_this<Impl> {
+  asio::io_context& io;
+  store::Store& store;
+  const Clock& clock;
+  std::unique_ptr<Placer> placer;
+  ManagerConfig config;
+  Strand strand;
+
+  std::map<std::string, std::unique_ptr<JobActor>> jobs;
+  struct IdempotencyEntry {
+    std::string jobId;
+    std::string requestHash;
+  };
+  std::unordered_map<std::string, IdempotencyEntry> idempotency;
+  // Keys whose first request is being written; later requests with the key wait for it.
+  std::unordered_map<std::string, std::vector<std::shared_ptr<asio::steady_timer>>> inflightKeys;
+  std::map<std::string, NodeState> nodes;
+  std::set<std::string> pendingPlacement;
+  size_t taskCount = 0;
+  int64_t revisionBase = 0;
+  bool stopped = false;
+  std::unique_ptr<asio::steady_timer> nodeTimer;
+
+  Impl(asio::io_context& ioContext, store::Store& s, const Clock& c, std::unique_ptr<Placer> p,
+       ManagerConfig cfg)
+      : io(ioContext),
+        store(s),
+        clock(c),
+        placer(std::move(p)),
+        config(cfg),
+        strand(asio::make_strand(ioContext)) {}
+
+  // Runs `body` on the strand and returns its result to the caller's executor.
+  template <typename T, typename Body>
+  asio::awaitable<T> onStrand(Body body) {
+    co_return co_await asio::co_spawn(strand, std::move(body), asio::use_awaitable);
+  }
+
+  asio::awaitable<Result<store::TxnResult>> commit(store::Txn txn) {
+    Completion<Result<store::TxnResult>> done;
+    store.commitAsync(std::move(txn), [done](Result<store::TxnResult> result) {
+      done.set(std::move(result));
+    });
+    co_return co_await done.wait();
+  }
+
+  // ---- Job loops ----
+
+  void ensureLoop(JobActor* actor) {
+    if (!actor->timer) actor->timer = std::make_unique<asio::steady_timer>(strand);
+    if (actor->loopRunning || stopped) return;
+    actor->loopRunning = true;
+    asio::co_spawn(strand, runJob(shared_from_this(), actor), asio::detached);
+  }
+
+  void wakeJob(JobActor* actor) {
+    actor->wake = true;
+    if (actor->loopRunning) {
+      actor->timer->cancel();
+    } else {
+      ensureLoop(actor);
+    }
+  }
+
+  void post(JobActor* actor, Command command) {
+    actor->mailbox.push_back(std::move(command));
+    wakeJob(actor);
+  }
+
+  static asio::awaitable<void> runJob(std::shared_ptr<Impl> self, JobActor* actor) {
+    while (!self->stopped) {
+      if (actor->mailbox.empty() && !actor->wake) {
+        if (actor->view.job.state == api::JobState::kFinished) break;
+        int64_t now = self->clock.nowMs();
+        if (actor->deadlineMs == 0 || actor->deadlineMs > now) {
+          if (actor->deadlineMs == 0) {
+            actor->timer->expires_after(std::chrono::hours(24));
+          } else {
+            actor->timer->expires_after(std::chrono::milliseconds(actor->deadlineMs - now));
+          }
+          boost::system::error_code ec;
+          co_await actor->timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          continue;
+        }
+      }
+      actor->wake = false;
+      co_await self->step(actor);
+    }
+    actor->loopRunning = false;
+    for (auto& command : actor->mailbox) command.done(Status(std::unexpected(unavailable())), actor->view);
+    actor->mailbox.clear();
+  }
+
+  struct Reservation {
+    std::string nodeId;
+    api::Resources resources;
+  };
+
+  asio::awaitable<void> step(JobActor* actor) {
+    JobEdit edit(actor->view);
+    std::vector<std::pair<Command, Status>> handled;
+    int64_t now = clock.nowMs();
+    constexpr size_t kMaxCommandsPerStep = 512;
+    while (!actor->mailbox.empty() && handled.size() < kMaxCommandsPerStep) {
+      Command command = std::move(actor->mailbox.front());
+      actor->mailbox.pop_front();
+      Status status = command.apply ? command.apply(edit, now) : Status{};
+      handled.emplace_back(std::move(command), std::move(status));
+    }
+    if (!actor->mailbox.empty()) actor->wake = true;
+    actor->deadlineMs = reconcile(edit, now, config.lifecycle);
+    std::vector<Reservation> reservations = place(actor, edit, now);
+
+    Status committed;
+    if (!edit.empty()) {
+      auto result = co_await commit(buildTxn(edit));
+      if (!result) {
+        committed = std::unexpected(result.error().wrap("saving job " + actor->view.job.id));
+        log::error("job update not saved", {{"jobId", actor->view.job.id},
+                                            {"error", result.error().message()}});
+        for (const Reservation& r : reservations) release(r.nodeId, r.resources);
+        // Try again later; the in-memory state still matches the store.
+        actor->deadlineMs = clock.nowMs() + 1000;
+      } else {
+        account(actor, edit);
+        std::move(edit).applyTo(actor->view, result->revision);
+      }
+    }
+    for (auto& [command, status] : handled) {
+      if (command.done) command.done(status ? committed : status, actor->view);
+    }
+  }
+
+  store::Txn buildTxn(const JobEdit& edit) {
+    store::Txn txn;
+    const std::string& jobId = edit.job().id;
+    if (edit.jobChanged()) txn.onSuccess.push_back(store::Op::put(jobKey(jobId), toStored(edit.job())));
+    for (const TaskRecord* task : edit.changedTasks()) {
+      txn.onSuccess.push_back(store::Op::put(taskKey(jobId, task->id), toStored(*task)));
+    }
+    return txn;
+  }
+
+  std::vector<Reservation> place(JobActor* actor, JobEdit& edit, int64_t now) {
+    std::vector<Reservation> reservations;
+    if (edit.job().state != api::JobState::kAccepted) return reservations;
+    std::vector<size_t> wanting;
+    for (size_t i = 0; i < edit.taskCount(); ++i) {
+      if (wantsPlacement(edit.task(i), now)) wanting.push_back(i);
+    }
+    if (wanting.empty()) return reservations;
+    std::vector<NodeCandidate> candidates;
+    std::vector<NodeState*> states;
+    for (auto& [id, node] : nodes) {
+      if (!node.lost && !node.record.draining) {
+        candidates.push_back({&node.record, node.allocated});
+        states.push_back(&node);
+      }
+    }
+    const api::Resources& request = edit.job().descriptor.container.resources;
+    size_t placed = 0;
+    for (size_t position : wanting) {
+      auto choice = placer->choose(edit.job(), candidates);
+      if (!choice) break;
+      NodeState* node = states[*choice];
+      addResources(candidates[*choice].allocated, request);
+      addResources(node->allocated, request);
+      reservations.push_back({node->record.id, request});
+      launchTask(edit, position, node->record.id, now);
+      ++placed;
+    }
+    if (placed < wanting.size()) pendingPlacement.insert(actor->view.job.id);
+    return reservations;
+  }
+
+  void release(const std::string& nodeId, const api::Resources& resources) {
+    auto it = nodes.find(nodeId);
+    if (it == nodes.end()) return;
+    subtractResources(it->second.allocated, resources);
+    wakePending();
+  }
+
+  void wakePending() {
+    if (pendingPlacement.empty()) return;
+    std::set<std::string> pending;
+    pending.swap(pendingPlacement);
+    for (const std::string& id : pending) {
+      if (auto it = jobs.find(id); it != jobs.end()) wakeJob(it->second.get());
+    }
+  }
+
+  void bumpNode(const std::string& nodeId) {
+    auto it = nodes.find(nodeId);
+    if (it == nodes.end()) return;
+    it->second.revision++;
+    for (auto& waiter : it->second.waiters) waiter->cancel();
+    it->second.waiters.clear();
+  }
+
+  // Node bookkeeping for a durable edit, before it is applied to the view.
+  void account(JobActor* actor, const JobEdit& edit) {
+    const JobView& view = actor->view;
+    const api::Resources& request = view.job.descriptor.container.resources;
+    int64_t tasksBefore = static_cast<int64_t>(view.tasks.size());
+    for (const TaskRecord* task : edit.changedTasks()) {
+      const TaskRecord* old = nullptr;
+      if (auto position = view.findIndex(task->index);
+          position && view.tasks[*position].id == task->id) {
+        old = &view.tasks[*position];
+      }
+      bool wasOnNode = old != nullptr && !old->finished() && !old->nodeId.empty();
+      bool isOnNode = !task->finished() && !task->nodeId.empty();
+      if (isOnNode && !wasOnNode) {
+        if (auto it = nodes.find(task->nodeId); it != nodes.end()) it->second.tasks.insert(task->id);
+      }
+      if (wasOnNode && !isOnNode) {
+        if (auto it = nodes.find(old->nodeId); it != nodes.end()) it->second.tasks.erase(old->id);
+        release(old->nodeId, request);
+      }
+      if (!task->nodeId.empty()) bumpNode(task->nodeId);
+    }
+    int64_t appended = static_cast<int64_t>(edit.taskCount()) - tasksBefore;
+    taskCount += static_cast<size_t>(std::max<int64_t>(appended, 0));
+  }
+
+  // ---- Jobs ----
+
+  JobActor* findJob(const std::string& id) {
+    auto it = jobs.find(id);
+    return it == jobs.end() ? nullptr : it->second.get();
+  }
+
+  // Sends `apply` to the job's loop and answers with the job once it is durable.
+  asio::awaitable<Result<json>> jobCommand(std::string jobId,
+                                           std::function<Status(JobEdit&, int64_t)> apply) {
+    Completion<Result<json>> done;
+    asio::post(strand, [self = shared_from_this(), jobId, apply = std::move(apply), done]() mutable {
+      JobActor* actor = self->findJob(jobId);
+      if (actor == nullptr) {
+        done.set(fail(ErrorCode::kNotFound, "job " + jobId + " not found"));
+        return;
+      }
+      self->post(actor, {std::move(apply), [done](const Status& status, const JobView& view) {
+                           if (!status) {
+                             done.set(std::unexpected(status.error()));
+                           } else {
+                             done.set(jobToWire(view));
+                           }
+                         }});
+    });
+    co_return co_await done.wait();
+  }
+
+  asio::awaitable<Result<CreateJobResult>> create(api::JobDescriptor descriptor,
+                                                  std::string key, std::string requestHash) {
+    if (stopped) co_return std::unexpected(unavailable());
+    if (!key.empty()) {
+      // A request with the same key is being written: wait for its outcome.
+      while (inflightKeys.contains(key)) {
+        auto waiter = std::make_shared<asio::steady_timer>(strand, std::chrono::hours(1));
+        inflightKeys[key].push_back(waiter);
+        boost::system::error_code ec;
+        co_await waiter->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (auto it = idempotency.find(key); it != idempotency.end()) {
+        if (it->second.requestHash != requestHash) {
+          co_return fail(ErrorCode::kConflict,
+                         "idempotency key was already used for a different job (" +
+                             it->second.jobId + ")");
+        }
+        JobActor* actor = findJob(it->second.jobId);
+        if (actor == nullptr) {
+          co_return fail(ErrorCode::kInternal, "idempotency key refers to a missing job");
+        }
+        co_return CreateJobResult{jobToWire(actor->view), false};
+      }
+      inflightKeys[key];
+    }
+
+    int64_t now = clock.nowMs();
+    std::string jobId = newJobId(now);
+    while (jobs.contains(jobId)) jobId = newJobId(now);
+    auto actor = std::make_unique<JobActor>();
+    actor->view = newJob(jobId, std::move(descriptor), key, now);
+
+    store::Txn txn;
+    if (!key.empty()) {
+      txn.compares.push_back(store::Compare::notExists(idempotencyKey(key)));
+      txn.onSuccess.push_back(store::Op::put(
+          idempotencyKey(key), json({{"jobId", jobId}, {"requestHash", requestHash}}).dump()));
+    }
+    txn.onSuccess.push_back(store::Op::put(jobKey(jobId), toStored(actor->view.job)));
+    for (const TaskRecord& task : actor->view.tasks) {
+      txn.onSuccess.push_back(store::Op::put(taskKey(jobId, task.id), toStored(task)));
+    }
+    auto result = co_await commit(std::move(txn));
+
+    if (!key.empty()) {
+      auto waiters = std::move(inflightKeys[key]);
+      inflightKeys.erase(key);
+      for (auto& waiter : waiters) waiter->cancel();
+    }
+    if (!result) co_return std::unexpected(result.error().wrap("saving the job"));
+    if (!result->succeeded) {
+      co_return fail(ErrorCode::kConflict, "idempotency key is already in use");
+    }
+    actor->view.job.modRevision = result->revision;
+    for (TaskRecord& task : actor->view.tasks) task.modRevision = result->revision;
+    taskCount += actor->view.tasks.size();
+    if (!key.empty()) idempotency[key] = {jobId, requestHash};
+    JobActor* raw = actor.get();
+    jobs.emplace(jobId, std::move(actor));
+    log::info("job accepted", {{"jobId", jobId},
+                               {"applicationName", raw->view.job.descriptor.applicationName},
+                               {"tasks", raw->view.tasks.size()}});
+    CreateJobResult created{jobToWire(raw->view), true};
+    wakeJob(raw);
+    co_return created;
+  }
+
+  // ---- Nodes ----
+
+  void startNodeChecks() {
+    nodeTimer = std::make_unique<asio::steady_timer>(strand);
+    asio::co_spawn(strand, checkNodes(shared_from_this()), asio::detached);
+  }
+
+  static asio::awaitable<void> checkNodes(std::shared_ptr<Impl> self) {
+    while (!self->stopped) {
+      self->nodeTimer->expires_after(std::chrono::milliseconds(self->config.nodeCheckIntervalMs));
+      boost::system::error_code ec;
+      co_await self->nodeTimer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (self->stopped) break;
+      int64_t now = self->clock.nowMs();
+      for (auto& [id, node] : self->nodes) {
+        if (node.lost || now - node.lastHeartbeatMs < self->config.nodeHeartbeatTimeoutMs) continue;
+        node.lost = true;
+        log::warn("node lost", {{"nodeId", id}, {"tasks", node.tasks.size()}});
+        std::set<std::string> jobIds;
+        for (const std::string& taskId : node.tasks) {
+          if (auto jobId = jobIdOfTask(taskId)) jobIds.insert(*jobId);
+        }
+        std::string nodeId = id;
+        for (const std::string& jobId : jobIds) {
+          if (JobActor* actor = self->findJob(jobId)) {
+            self->post(actor, {[nodeId](JobEdit& edit, int64_t nowMs) -> Status {
+                                 finishTasksOnNode(edit, nodeId, api::TaskReason::kLost,
+                                                   "node " + nodeId + " stopped heartbeating",
+                                                   nowMs);
+                                 return {};
+                               },
+                               nullptr});
+          }
+        }
+      }
+    }
+  }
+
+  asio::awaitable<Result<json>> assignmentsFor(const NodeState& node) {
+    json list = json::array();
+    for (const std::string& taskId : node.tasks) {
+      auto jobId = jobIdOfTask(taskId);
+      if (!jobId) continue;
+      JobActor* actor = findJob(*jobId);
+      if (actor == nullptr) continue;
+      JobEdit lookup(actor->view);
+      auto position = lookup.findTaskId(taskId);
+      if (!position) continue;
+      const TaskRecord& task = actor->view.tasks[*position];
+      list.push_back({{"task", toWire(task, *jobId)},
+                      {"job",
+                       {{"id", actor->view.job.id},
+                        {"descriptor", api::toJson(actor->view.job.descriptor)}}},
+                      {"desiredState",
+                       task.state == api::TaskState::kKillInitiated ? "Killed" : "Running"}});
+    }
+    co_return list;
+  }
+};
+
+JobManager::JobManager(asio::io_context& io, store::Store& store, const Clock& clock,
+                       std::unique_ptr<Placer> placer, ManagerConfig config)
+    : impl_(std::make_shared<Impl>(io, store, clock, std::move(placer), config)) {}
+
+JobManager::~JobManager() { stop(); }
+
+Status JobManager::recover() {
+  Impl& impl = *impl_;
+  int64_t now = impl.clock.nowMs();
+
+  auto nodesRevision = impl.store.scanPrefix(std::string(kNodesPrefix), [&](const store::KeyValue& kv) {
+    auto node = nodeFromStored(kv.value, kv.modRevision);
+    if (!node) {
+      log::error("skipping corrupt node record", {{"key", kv.key}, {"error", node.error().message()}});
+      return;
+    }
+    NodeState state;
+    state.record = std::move(*node);
+    state.lastHeartbeatMs = now;  // A grace period: agents heartbeat again after a restart.
+    impl.nodes.emplace(state.record.id, std::move(state));
+  });
+  if (!nodesRevision) return std::unexpected(nodesRevision.error().wrap("loading nodes"));
+
+  std::optional<Error> loadError;
+  std::unique_ptr<JobActor> current;
+  std::vector<TaskRecord> tasks;
+  auto flush = [&] {
+    if (!current) return;
+    // Keep only the latest attempt of each slot; older attempts stay in the store as history.
+    std::sort(tasks.begin(), tasks.end(), [](const TaskRecord& a, const TaskRecord& b) {
+      return a.index != b.index ? a.index < b.index : a.resubmitNumber > b.resubmitNumber;
+    });
+    for (TaskRecord& task : tasks) {
+      if (!current->view.tasks.empty() && current->view.tasks.back().index == task.index) continue;
+      current->view.tasks.push_back(std::move(task));
+    }
+    tasks.clear();
+    impl.taskCount += current->view.tasks.size();
+    std::string id = current->view.job.id;
+    impl.jobs.emplace(std::move(id), std::move(current));
+  };
+  auto jobsRevision = impl.store.scanPrefix(std::string(kJobsPrefix), [&](const store::KeyValue& kv) {
+    if (loadError) return;
+    if (kv.key.find("/t/") == std::string::npos) {
+      flush();
+      auto job = jobFromStored(kv.value, kv.modRevision);
+      if (!job) {
+        loadError = job.error().wrap("loading " + kv.key);
+        return;
+      }
+      current = std::make_unique<JobActor>();
+      current->view.job = std::move(*job);
+      return;
+    }
+    auto task = taskFromStored(kv.value, kv.modRevision);
+    if (!task) {
+      loadError = task.error().wrap("loading " + kv.key);
+      return;
+    }
+    if (current) tasks.push_back(std::move(*task));
+  });
+  if (!jobsRevision) return std::unexpected(jobsRevision.error().wrap("loading jobs"));
+  if (loadError) return std::unexpected(*loadError);
+  flush();
+
+  // Idempotency keys carry the request hash; read them back for the keys the jobs name.
+  auto keysRevision = impl.store.scanPrefix(std::string(kIdempotencyPrefix), [&](const store::KeyValue& kv) {
+    json value = json::parse(kv.value, nullptr, false);
+    if (!value.is_object()) return;
+    std::string key = kv.key.substr(kIdempotencyPrefix.size());
+    impl.idempotency[key] = {value.value("jobId", ""), value.value("requestHash", "")};
+  });
+  if (!keysRevision) return std::unexpected(keysRevision.error().wrap("loading idempotency keys"));
+
+  for (auto& [id, actor] : impl.jobs) {
+    const api::Resources& request = actor->view.job.descriptor.container.resources;
+    for (const TaskRecord& task : actor->view.tasks) {
+      if (task.finished() || task.nodeId.empty()) continue;
+      auto node = impl.nodes.find(task.nodeId);
+      if (node == impl.nodes.end()) continue;
+      node->second.tasks.insert(task.id);
+      addResources(node->second.allocated, request);
+    }
+  }
+  impl.revisionBase = impl.store.currentRevision();
+  for (auto& [id, node] : impl.nodes) node.revision = impl.revisionBase;
+  for (auto& [id, actor] : impl.jobs) {
+    actor->timer = std::make_unique<asio::steady_timer>(impl.strand);
+    if (actor->view.job.state != api::JobState::kFinished) {
+      actor->wake = true;
+      impl.ensureLoop(actor.get());
+    }
+  }
+  impl.startNodeChecks();
+  log::info("state recovered", {{"jobs", impl.jobs.size()},
+                                {"tasks", impl.taskCount},
+                                {"nodes", impl.nodes.size()},
+                                {"revision", impl.revisionBase}});
+  return {};
+}
+
+void JobManager::stop() {
+  if (!impl_) return;
+  asio::post(impl_->strand, [impl = impl_] {
+    if (impl->stopped) return;
+    impl->stopped = true;
+    if (impl->nodeTimer) impl->nodeTimer->cancel();
+    for (auto& [id, actor] : impl->jobs) {
+      if (actor->timer) actor->timer->cancel();
+    }
+  });
+}
+
+asio::awaitable<Result<CreateJobResult>> JobManager::createJob(api::JobDescriptor descriptor,
+                                                               std::string key) {
+  std::string hash = sha256Hex(api::toJson(descriptor).dump());
+  auto impl = impl_;
+  auto body = [impl, descriptor = std::move(descriptor), key = std::move(key),
+       hash = std::move(hash)]() mutable -> asio::awaitable<Result<CreateJobResult>> {
+        co_return co_await impl->create(std::move(descriptor), std::move(key), std::move(hash));
+      };
+  co_return co_await impl->onStrand<Result<CreateJobResult>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::getJob(std::string jobId) {
+  auto impl = impl_;
+  auto body = [impl, jobId]() -> asio::awaitable<Result<json>> {
+        JobActor* actor = impl->findJob(jobId);
+        if (actor == nullptr) co_return fail(ErrorCode::kNotFound, "job " + jobId + " not found");
+        co_return jobToWire(actor->view);
+      };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<Page>> JobManager::listJobs(JobFilter filter, std::string cursor,
+                                                   size_t limit) {
+  auto impl = impl_;
+  auto body = [impl, filter = std::move(filter), cursor, limit]() -> asio::awaitable<Result<Page>> {
+        Page page;
+        auto it = cursor.empty() ? impl->jobs.begin() : impl->jobs.upper_bound(cursor);
+        for (; it != impl->jobs.end(); ++it) {
+          if (!matchesFilter(it->second->view.job, filter)) continue;
+          if (page.items.size() == limit) {
+            page.nextCursor = page.items.back()["id"].get<std::string>();
+            break;
+          }
+          page.items.push_back(jobToWire(it->second->view));
+        }
+        co_return page;
+      };
+  co_return co_await impl->onStrand<Result<Page>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::killJob(std::string jobId) {
+  auto apply = [](JobEdit& edit, int64_t now) { return controlplane::killJob(edit, now); };
+  co_return co_await impl_->jobCommand(std::move(jobId), std::move(apply));
+}
+
+asio::awaitable<Result<json>> JobManager::updateCapacity(std::string jobId,
+                                                         std::optional<int64_t> min,
+                                                         std::optional<int64_t> desired,
+                                                         std::optional<int64_t> max) {
+  auto apply = [=](JobEdit& edit, int64_t) {
+    return controlplane::updateCapacity(edit, min, desired, max);
+  };
+  co_return co_await impl_->jobCommand(std::move(jobId), std::move(apply));
+}
+
+asio::awaitable<Result<json>> JobManager::setEnabled(std::string jobId, bool enabled) {
+  auto apply = [enabled](JobEdit& edit, int64_t) {
+    return controlplane::setEnabled(edit, enabled);
+  };
+  co_return co_await impl_->jobCommand(std::move(jobId), std::move(apply));
+}
+
+asio::awaitable<Result<json>> JobManager::getTask(std::string taskId) {
+  auto impl = impl_;
+  auto body = [impl, taskId]() -> asio::awaitable<Result<json>> {
+        auto jobId = jobIdOfTask(taskId);
+        JobActor* actor = jobId ? impl->findJob(*jobId) : nullptr;
+        if (actor != nullptr) {
+          JobEdit lookup(actor->view);
+          if (auto position = lookup.findTaskId(taskId)) {
+            co_return toWire(actor->view.tasks[*position], *jobId);
+          }
+          // Earlier attempts live only in the store.
+          auto stored = impl->store.get(taskKey(*jobId, taskId));
+          if (stored && *stored) {
+            auto task = taskFromStored((*stored)->value, (*stored)->modRevision);
+            if (task) co_return toWire(*task, *jobId);
+          }
+        }
+        co_return fail(ErrorCode::kNotFound, "task " + taskId + " not found");
+      };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<Page>> JobManager::listTasks(std::string jobId,
+                                                    std::optional<api::TaskState> state,
+                                                    std::string cursor, size_t limit) {
+  auto impl = impl_;
+  auto body = [impl, jobId, state, cursor, limit]() -> asio::awaitable<Result<Page>> {
+        Page page;
+        auto addFrom = [&](const JobView& view, const std::string& after) -> bool {
+          for (const TaskRecord& task : view.tasks) {
+            if (!after.empty() && task.id <= after) continue;
+            if (state && task.state != *state) continue;
+            if (page.items.size() == limit) {
+              page.nextCursor = page.items.back()["id"].get<std::string>();
+              return false;
+            }
+            page.items.push_back(toWire(task, view.job.id));
+          }
+          return true;
+        };
+        // Within a job, tasks are listed by id so a cursor can resume.
+        auto sortedView = [](const JobView& view) {
+          JobView copy;
+          copy.job.id = view.job.id;
+          copy.tasks = view.tasks;
+          std::sort(copy.tasks.begin(), copy.tasks.end(),
+                    [](const TaskRecord& a, const TaskRecord& b) { return a.id < b.id; });
+          return copy;
+        };
+        std::string cursorJob = cursor.empty() ? "" : jobIdOfTask(cursor).value_or("");
+        if (!jobId.empty()) {
+          JobActor* actor = impl->findJob(jobId);
+          if (actor == nullptr) co_return fail(ErrorCode::kNotFound, "job " + jobId + " not found");
+          addFrom(sortedView(actor->view), cursor);
+          co_return page;
+        }
+        auto it = cursorJob.empty() ? impl->jobs.begin() : impl->jobs.lower_bound(cursorJob);
+        for (; it != impl->jobs.end(); ++it) {
+          const std::string& after = it->first == cursorJob ? cursor : std::string();
+          if (!addFrom(sortedView(it->second->view), after)) break;
+        }
+        co_return page;
+      };
+  co_return co_await impl->onStrand<Result<Page>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::killTask(std::string taskId, bool shrink) {
+  auto jobId = jobIdOfTask(taskId);
+  if (!jobId) co_return fail(ErrorCode::kNotFound, "task " + taskId + " not found");
+  auto apply = [taskId, shrink](JobEdit& edit, int64_t now) {
+    return controlplane::killTask(edit, taskId, shrink, now);
+  };
+  auto result = co_await impl_->jobCommand(*jobId, std::move(apply));
+  if (!result) co_return std::unexpected(result.error());
+  co_return co_await getTask(taskId);
+}
+
+asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registration,
+                                                       bool* created) {
+  auto impl = impl_;
+  auto body = [impl, registration = std::move(registration), created]() -> asio::awaitable<Result<json>> {
+        int64_t now = impl->clock.nowMs();
+        NodeRecord record;
+        auto existing = impl->nodes.find(registration.id);
+        if (existing != impl->nodes.end()) record = existing->second.record;
+        if (created != nullptr) *created = existing == impl->nodes.end();
+        record.id = registration.id;
+        record.resources = registration.resources;
+        record.attributes = registration.attributes;
+        if (record.registeredAtMs == 0) record.registeredAtMs = now;
+        store::Txn txn;
+        txn.onSuccess.push_back(store::Op::put(nodeKey(record.id), toStored(record)));
+        auto result = co_await impl->commit(std::move(txn));
+        if (!result) co_return std::unexpected(result.error().wrap("saving node"));
+        record.modRevision = result->revision;
+        NodeState& node = impl->nodes[record.id];
+        if (node.revision == 0) node.revision = impl->revisionBase;
+        node.record = std::move(record);
+        node.lastHeartbeatMs = now;
+        node.lost = false;
+        log::info("node registered", {{"nodeId", node.record.id}});
+        impl->bumpNode(node.record.id);
+        impl->wakePending();
+        co_return nodeToWire(node);
+      };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::heartbeat(std::string nodeId) {
+  auto impl = impl_;
+  auto body = [impl, nodeId]() -> asio::awaitable<Result<json>> {
+    auto it = impl->nodes.find(nodeId);
+    if (it == impl->nodes.end()) co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is not registered");
+    it->second.lastHeartbeatMs = impl->clock.nowMs();
+    if (it->second.lost) {
+      it->second.lost = false;
+      log::info("node back", {{"nodeId", nodeId}});
+      impl->wakePending();
+    }
+    co_return json{{"nodeId", nodeId}, {"draining", it->second.record.draining}};
+  };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::listNodes() {
+  auto impl = impl_;
+  auto body = [impl]() -> asio::awaitable<Result<json>> {
+    json items = json::array();
+    for (const auto& [id, node] : impl->nodes) items.push_back(nodeToWire(node));
+    co_return json{{"items", std::move(items)}};
+  };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::getNode(std::string nodeId) {
+  auto impl = impl_;
+  auto body = [impl, nodeId]() -> asio::awaitable<Result<json>> {
+    auto it = impl->nodes.find(nodeId);
+    if (it == impl->nodes.end()) co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
+    co_return nodeToWire(it->second);
+  };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::drainNode(std::string nodeId) {
+  auto impl = impl_;
+  auto body = [impl, nodeId]() -> asio::awaitable<Result<json>> {
+    auto it = impl->nodes.find(nodeId);
+    if (it == impl->nodes.end()) co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
+    NodeRecord record = it->second.record;
+    record.draining = true;
+    store::Txn txn;
+    txn.onSuccess.push_back(store::Op::put(nodeKey(nodeId), toStored(record)));
+    auto result = co_await impl->commit(std::move(txn));
+    if (!result) co_return std::unexpected(result.error().wrap("saving node"));
+    record.modRevision = result->revision;
+    // Look the node up again: the map may have changed while the write was in flight.
+    auto again = impl->nodes.find(nodeId);
+    if (again == impl->nodes.end()) co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
+    again->second.record = std::move(record);
+    log::info("node draining", {{"nodeId", nodeId}});
+    impl->bumpNode(nodeId);
+    co_return nodeToWire(again->second);
+  };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<Assignments>> JobManager::assignments(std::string nodeId,
+                                                             int64_t afterRevision,
+                                                             int64_t waitMs) {
+  auto impl = impl_;
+  auto body = [impl, nodeId, afterRevision, waitMs]() -> asio::awaitable<Result<Assignments>> {
+        auto it = impl->nodes.find(nodeId);
+        if (it == impl->nodes.end()) {
+          co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is not registered");
+        }
+        if (it->second.revision <= afterRevision && waitMs > 0) {
+          auto waiter = std::make_shared<asio::steady_timer>(impl->strand,
+                                                             std::chrono::milliseconds(waitMs));
+          it->second.waiters.push_back(waiter);
+          boost::system::error_code ec;
+          co_await waiter->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          it = impl->nodes.find(nodeId);
+          if (it == impl->nodes.end()) co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is gone");
+          auto& waiters = it->second.waiters;
+          waiters.erase(std::remove(waiters.begin(), waiters.end(), waiter), waiters.end());
+        }
+        Assignments out;
+        out.revision = it->second.revision;
+        auto list = co_await impl->assignmentsFor(it->second);
+        if (!list) co_return std::unexpected(list.error());
+        out.assignments = std::move(*list);
+        co_return out;
+      };
+  co_return co_await impl->onStrand<Result<Assignments>>(std::move(body));
+}
+
+asio::awaitable<Result<int64_t>> JobManager::applyTaskStatus(std::string nodeId,
+                                                             std::vector<TaskStatusUpdate> updates) {
+  std::map<std::string, std::vector<TaskStatusUpdate>> byJob;
+  for (TaskStatusUpdate& update : updates) {
+    if (auto jobId = jobIdOfTask(update.taskId)) byJob[*jobId].push_back(std::move(update));
+  }
+  int64_t applied = 0;
+  for (auto& [jobId, jobUpdates] : byJob) {
+    auto count = std::make_shared<int64_t>(0);
+    auto apply = [nodeId, jobUpdates = std::move(jobUpdates), count](JobEdit& edit,
+                                                                      int64_t now) {
+      for (const TaskStatusUpdate& update : jobUpdates) {
+        auto position = edit.findTaskId(update.taskId);
+        if (!position || edit.task(*position).nodeId != nodeId) continue;
+        if (applyStatus(edit, update, now)) ++*count;
+      }
+      return Status{};
+    };
+    auto result = co_await impl_->jobCommand(jobId, std::move(apply));
+    if (!result && result.error().code() != ErrorCode::kNotFound) {
+      co_return std::unexpected(result.error());
+    }
+    applied += *count;
+  }
+  co_return applied;
+}
+
+asio::awaitable<std::pair<size_t, size_t>> JobManager::counts() {
+  auto impl = impl_;
+  auto body = [impl]() -> asio::awaitable<std::pair<size_t, size_t>> {
+        co_return std::make_pair(impl->jobs.size(), impl->taskCount);
+      };
+  co_return co_await impl->onStrand<std::pair<size_t, size_t>>(std::move(body));
+}
+
+}  // namespace skiff::controlplane

@@ -1,0 +1,130 @@
+#pragma once
+
+// The job manager: skiffd's in-memory view of jobs, tasks and nodes, kept in step with the store.
+//
+// Every job has its own reconcile loop (a coroutine) that owns the job's state: API commands and
+// agent reports are queued to it, it applies them together with the lifecycle rules of
+// `job_logic.h`, writes the result to the store, and only after the write is durable applies it
+// in memory and answers the callers. A store failure therefore never leaves memory ahead of disk.
+//
+// Threading: all state lives on one strand. Public methods may be called from any executor; the
+// returned awaitables resume on the caller's executor.
+
+#include <utility>  // Must precede asio/awaitable.hpp under GCC 12 with Boost 1.74.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "controlplane/job_logic.h"
+#include "controlplane/placement.h"
+#include "controlplane/store/store.h"
+
+namespace skiff::controlplane {
+
+namespace asio = boost::asio;
+
+struct ManagerConfig {
+  LifecycleConfig lifecycle;
+  int64_t nodeHeartbeatTimeoutMs = 30'000;  // A node silent this long is Lost.
+  int64_t nodeCheckIntervalMs = 1'000;
+};
+
+struct CreateJobResult {
+  nlohmann::json job;
+  bool created = false;  // False when an earlier request with the same idempotency key made it.
+};
+
+struct JobFilter {
+  std::optional<api::JobState> state;
+  std::optional<bool> batch;
+  std::string applicationName;
+  std::string capacityGroup;
+  std::string owner;
+};
+
+struct Page {
+  std::vector<nlohmann::json> items;
+  std::string nextCursor;  // Empty on the last page.
+};
+
+struct NodeRegistration {
+  std::string id;
+  api::Resources resources;
+  nlohmann::json attributes = nlohmann::json::object();
+};
+
+struct Assignments {
+  int64_t revision = 0;
+  nlohmann::json assignments = nlohmann::json::array();
+};
+
+class JobManager {
+ public:
+  JobManager(asio::io_context& io, store::Store& store, const Clock& clock,
+             std::unique_ptr<Placer> placer, ManagerConfig config = {});
+  ~JobManager();
+  JobManager(const JobManager&) = delete;
+  JobManager& operator=(const JobManager&) = delete;
+
+  // Loads every job, task and node from the store and starts the reconcile loops. Call once,
+  // before serving. Blocking.
+  Status recover();
+  // Stops every loop; pending callers get kUnavailable.
+  void stop();
+
+  // Accepts a validated job. With an idempotency key, a repeat of an earlier request returns the
+  // job it created (`created` false) and a different request under the same key fails with
+  // kConflict. Answers once the job is durable.
+  asio::awaitable<Result<CreateJobResult>> createJob(api::JobDescriptor descriptor,
+                                                     std::string idempotencyKey);
+  asio::awaitable<Result<nlohmann::json>> getJob(std::string jobId);
+  asio::awaitable<Result<Page>> listJobs(JobFilter filter, std::string cursor, size_t limit);
+  asio::awaitable<Result<nlohmann::json>> killJob(std::string jobId);
+  asio::awaitable<Result<nlohmann::json>> updateCapacity(std::string jobId,
+                                                         std::optional<int64_t> min,
+                                                         std::optional<int64_t> desired,
+                                                         std::optional<int64_t> max);
+  asio::awaitable<Result<nlohmann::json>> setEnabled(std::string jobId, bool enabled);
+
+  asio::awaitable<Result<nlohmann::json>> getTask(std::string taskId);
+  asio::awaitable<Result<Page>> listTasks(std::string jobId, std::optional<api::TaskState> state,
+                                          std::string cursor, size_t limit);
+  asio::awaitable<Result<nlohmann::json>> killTask(std::string taskId, bool shrink);
+
+  // Registers or re-registers a node. `created` is set when it is new.
+  asio::awaitable<Result<nlohmann::json>> registerNode(NodeRegistration registration,
+                                                       bool* created);
+  asio::awaitable<Result<nlohmann::json>> heartbeat(std::string nodeId);
+  asio::awaitable<Result<nlohmann::json>> listNodes();
+  asio::awaitable<Result<nlohmann::json>> getNode(std::string nodeId);
+  asio::awaitable<Result<nlohmann::json>> drainNode(std::string nodeId);
+  // Long poll: answers when the node's assignments changed after `afterRevision`, or after
+  // `waitMs`.
+  asio::awaitable<Result<Assignments>> assignments(std::string nodeId, int64_t afterRevision,
+                                                   int64_t waitMs);
+  // Applies agent reports for tasks on `nodeId`; returns how many changed something.
+  asio::awaitable<Result<int64_t>> applyTaskStatus(std::string nodeId,
+                                                   std::vector<TaskStatusUpdate> updates);
+
+  // Number of jobs and of tasks held in memory (for tests and benchmarks).
+  asio::awaitable<std::pair<size_t, size_t>> counts();
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace skiff::controlplane

@@ -1,0 +1,154 @@
+// skiffd: the Skiff control plane. Parses flags and wires the store, job manager and API.
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cerrno>
+#include <fstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "common/clock.h"
+#include "common/http_server.h"
+#include "common/log.h"
+#include "controlplane/api_routes.h"
+#include "controlplane/job_manager.h"
+#include "controlplane/placement.h"
+#include "controlplane/store/sqlite_store.h"
+#include "controlplane/tokens.h"
+
+namespace {
+
+using namespace skiff;
+
+struct Flags {
+  std::string stateDir = "/var/lib/skiff";
+  std::string listen = "127.0.0.1:7070";
+  std::string portFile;
+  std::string logLevel = "info";
+  int threads = 0;
+  bool withAgent = false;
+  double launchedTimeoutSec = 120;
+  double startInitiatedTimeoutSec = 600;
+  double killInitiatedTimeoutSec = 300;
+  double systemRetryDelaySec = 1;
+  double nodeTimeoutSec = 30;
+};
+
+Status ensureDirectory(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    return std::unexpected(errnoError("create state directory " + path, errno));
+  }
+  return {};
+}
+
+int run(const Flags& flags) {
+  log::init("skiffd", log::parseLevel(flags.logLevel, log::Level::kInfo));
+  if (flags.withAgent) {
+    log::error("--with-agent needs the node agent, which this build does not include yet");
+    return 2;
+  }
+  auto address = http::parseHostPort(flags.listen);
+  if (!address) {
+    log::error("bad --listen", {{"error", address.error().message()}});
+    return 2;
+  }
+  if (auto made = ensureDirectory(flags.stateDir); !made) {
+    log::error("cannot use the state directory", {{"error", made.error().message()}});
+    return 1;
+  }
+  auto tokens = controlplane::loadOrCreateTokens(flags.stateDir);
+  if (!tokens) {
+    log::error("cannot set up tokens", {{"error", tokens.error().message()}});
+    return 1;
+  }
+  auto store = store::SqliteStore::open(flags.stateDir + "/skiff.db");
+  if (!store) {
+    log::error("cannot open the store", {{"error", store.error().message()}});
+    return 1;
+  }
+
+  boost::asio::io_context io;
+  controlplane::ManagerConfig config;
+  config.lifecycle.launchedTimeoutMs = static_cast<int64_t>(flags.launchedTimeoutSec * 1000);
+  config.lifecycle.startInitiatedTimeoutMs =
+      static_cast<int64_t>(flags.startInitiatedTimeoutSec * 1000);
+  config.lifecycle.killInitiatedTimeoutMs =
+      static_cast<int64_t>(flags.killInitiatedTimeoutSec * 1000);
+  config.lifecycle.systemRetryDelayMs = static_cast<int64_t>(flags.systemRetryDelaySec * 1000);
+  config.nodeHeartbeatTimeoutMs = static_cast<int64_t>(flags.nodeTimeoutSec * 1000);
+  controlplane::JobManager manager(io, **store, SystemClock::instance(),
+                                   std::make_unique<controlplane::FirstFitPlacer>(), config);
+  if (auto recovered = manager.recover(); !recovered) {
+    log::error("cannot recover state", {{"error", recovered.error().message()}});
+    return 1;
+  }
+
+  std::atomic<bool> stopping = false;
+  controlplane::ApiContext api{manager, **store, [&] { return !stopping.load(); }};
+  http::Router router;
+  controlplane::registerRoutes(router, api);
+  http::Server server(io, router, [&](http::Access access, std::string_view authorization) {
+    return controlplane::authenticate(*tokens, access, authorization);
+  });
+  if (auto listening = server.listen(address->first, address->second); !listening) {
+    log::error("cannot listen", {{"error", listening.error().message()}});
+    return 1;
+  }
+  if (!flags.portFile.empty()) {
+    std::ofstream(flags.portFile) << server.port() << "\n";
+  }
+  log::info("skiffd serving", {{"listen", address->first + ":" + std::to_string(server.port())},
+                               {"stateDir", flags.stateDir},
+                               {"version", SKIFF_VERSION}});
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code&, int signal) {
+    log::info("stopping", {{"signal", signal}});
+    stopping = true;
+    server.stop();
+    manager.stop();
+    io.stop();
+  });
+
+  int threads = flags.threads > 0 ? flags.threads
+                                  : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> workers;
+  for (int i = 1; i < threads; ++i) workers.emplace_back([&] { io.run(); });
+  io.run();
+  for (auto& worker : workers) worker.join();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  CLI::App app{"skiffd: the Skiff control plane"};
+  app.add_option("--state-dir", flags.stateDir, "Directory for the store and tokens");
+  app.add_option("--listen", flags.listen, "HOST:PORT of the REST API");
+  app.add_option("--port-file", flags.portFile, "Write the bound port here once serving");
+  app.add_option("--log-level", flags.logLevel, "debug, info, warn or error");
+  app.add_option("--threads", flags.threads, "Worker threads (default: the number of cores)");
+  app.add_flag("--with-agent", flags.withAgent, "Also run a node agent in this process");
+  app.add_option("--launched-timeout", flags.launchedTimeoutSec,
+                 "Seconds a task may stay Launched");
+  app.add_option("--start-initiated-timeout", flags.startInitiatedTimeoutSec,
+                 "Seconds a task may stay StartInitiated");
+  app.add_option("--kill-initiated-timeout", flags.killInitiatedTimeoutSec,
+                 "Seconds a task may stay KillInitiated");
+  app.add_option("--system-retry-delay", flags.systemRetryDelaySec,
+                 "Seconds before retrying a task after a system error");
+  app.add_option("--node-timeout", flags.nodeTimeoutSec,
+                 "Seconds without a heartbeat before a node is lost");
+  app.set_version_flag("--version", SKIFF_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return run(flags);
+}

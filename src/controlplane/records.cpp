@@ -1,0 +1,258 @@
+#include "controlplane/records.h"
+
+#include <openssl/rand.h>
+
+#include <cstdio>
+#include <charconv>
+
+namespace skiff::controlplane {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kJobIdLength = 4 + 12 + 1 + 8;
+
+std::string hex(uint64_t value, int digits) {
+  std::string out(static_cast<size_t>(digits), '0');
+  for (int i = digits - 1; i >= 0; --i) {
+    out[static_cast<size_t>(i)] = "0123456789abcdef"[value & 0xf];
+    value >>= 4;
+  }
+  return out;
+}
+
+Result<json> parseStored(std::string_view value, std::string_view what) {
+  json parsed = json::parse(value, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    return fail(ErrorCode::kInternal, "corrupt stored " + std::string(what));
+  }
+  return parsed;
+}
+
+}  // namespace
+
+std::string jobKey(std::string_view jobId) { return std::string(kJobsPrefix).append(jobId); }
+std::string taskKey(std::string_view jobId, std::string_view taskId) {
+  return jobKey(jobId).append("/t/").append(taskId);
+}
+std::string jobPrefix(std::string_view jobId) { return jobKey(jobId); }
+std::string nodeKey(std::string_view nodeId) { return std::string(kNodesPrefix).append(nodeId); }
+std::string idempotencyKey(std::string_view key) {
+  return std::string(kIdempotencyPrefix).append(key);
+}
+
+std::string newJobId(int64_t nowMs) {
+  uint32_t random = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&random), sizeof(random)) != 1) {
+    // RAND_bytes only fails when the system has no entropy source, which is unrecoverable.
+    std::abort();
+  }
+  return "job-" + hex(static_cast<uint64_t>(nowMs), 12) + "-" + hex(random, 8);
+}
+
+std::string taskId(std::string_view jobId, int64_t index, int64_t attempt) {
+  return std::string(jobId) + "-" + std::to_string(index) + "-" + std::to_string(attempt);
+}
+
+std::optional<std::string> jobIdOfTask(std::string_view id) {
+  if (id.size() <= kJobIdLength + 1 || !id.starts_with("job-") || id[kJobIdLength] != '-') {
+    return std::nullopt;
+  }
+  return std::string(id.substr(0, kJobIdLength));
+}
+
+json resourcesToJson(const api::Resources& r) {
+  return {{"cpu", r.cpu},
+          {"memoryMB", r.memoryMB},
+          {"diskMB", r.diskMB},
+          {"networkMbps", r.networkMbps},
+          {"gpu", r.gpu}};
+}
+
+namespace {
+
+json jobToJson(const JobRecord& job) {
+  json out = {
+      {"id", job.id},
+      {"descriptor", api::toJson(job.descriptor)},
+      {"status",
+       {{"state", api::jobStateName(job.state)},
+        {"reason", job.reason},
+        {"message", job.message},
+        {"timestampMs", job.stateTimeMs}}},
+      {"createdAtMs", job.createdAtMs},
+      {"idempotencyKey", job.idempotencyKey},
+      {"type", job.descriptor.isBatch() ? "batch" : "service"},
+      {"nextIndex", job.nextIndex},
+  };
+  if (!job.descriptor.isBatch()) {
+    out["capacity"] = {
+        {"min", job.capacity.min}, {"desired", job.capacity.desired}, {"max", job.capacity.max}};
+    out["enabled"] = job.enabled;
+  }
+  return out;
+}
+
+json taskToJson(const TaskRecord& task, std::string_view jobId) {
+  json times = json::object();
+  for (int i = 0; i < api::kTaskStateCount; ++i) {
+    if (task.stateTimesMs[static_cast<size_t>(i)] != 0) {
+      times[std::string(api::taskStateName(static_cast<api::TaskState>(i)))] =
+          task.stateTimesMs[static_cast<size_t>(i)];
+    }
+  }
+  json out = {
+      {"id", task.id},
+      {"jobId", jobId},
+      {"index", task.index},
+      {"state", api::taskStateName(task.state)},
+      {"reason", api::taskReasonName(task.reason)},
+      {"message", task.message},
+      {"nodeId", task.nodeId},
+      {"resubmitNumber", task.resubmitNumber},
+      {"systemResubmitNumber", task.systemResubmitNumber},
+      {"evictionResubmitNumber", task.evictionResubmitNumber},
+      {"resubmitOf", task.resubmitOf},
+      {"stateTimesMs", std::move(times)},
+  };
+  if (task.hasExitCode) out["exitCode"] = task.exitCode;
+  if (task.killReason != api::TaskReason::kNone) {
+    out["killReason"] = api::taskReasonName(task.killReason);
+  }
+  if (task.notBeforeMs != 0) out["notBeforeMs"] = task.notBeforeMs;
+  if (task.lastSeq != 0) out["lastSeq"] = task.lastSeq;
+  return out;
+}
+
+}  // namespace
+
+std::string toStored(const JobRecord& job) { return jobToJson(job).dump(); }
+std::string toStored(const TaskRecord& task) {
+  auto jobId = jobIdOfTask(task.id);
+  return taskToJson(task, jobId ? *jobId : std::string()).dump();
+}
+std::string toStored(const NodeRecord& node) {
+  return json({{"id", node.id},
+               {"resources", resourcesToJson(node.resources)},
+               {"attributes", node.attributes},
+               {"draining", node.draining},
+               {"registeredAtMs", node.registeredAtMs}})
+      .dump();
+}
+
+json toWire(const JobRecord& job) {
+  json out = jobToJson(job);
+  out.erase("nextIndex");
+  out["revision"] = job.modRevision;
+  return out;
+}
+
+json toWire(const TaskRecord& task, std::string_view jobId) {
+  json out = taskToJson(task, jobId);
+  out["revision"] = task.modRevision;
+  return out;
+}
+
+Result<JobRecord> jobFromStored(std::string_view value, store::Revision modRevision) {
+  auto parsed = parseStored(value, "job");
+  if (!parsed) return std::unexpected(parsed.error());
+  const json& j = *parsed;
+  try {
+    JobRecord job;
+    job.id = j.at("id").get<std::string>();
+    auto descriptor = api::validateJobDescriptor(j.at("descriptor"));
+    if (!descriptor) {
+      return fail(ErrorCode::kInternal,
+                  "stored job " + job.id + " fails validation: " + descriptor.error()[0].toString());
+    }
+    job.descriptor = std::move(*descriptor);
+    const json& status = j.at("status");
+    auto state = api::parseJobState(status.at("state").get<std::string>());
+    if (!state) return fail(ErrorCode::kInternal, "stored job " + job.id + " has a bad state");
+    job.state = *state;
+    job.reason = status.value("reason", "");
+    job.message = status.value("message", "");
+    job.stateTimeMs = status.value("timestampMs", int64_t{0});
+    job.createdAtMs = j.value("createdAtMs", int64_t{0});
+    job.idempotencyKey = j.value("idempotencyKey", "");
+    job.nextIndex = j.value("nextIndex", int64_t{0});
+    if (j.contains("capacity")) {
+      const json& c = j["capacity"];
+      job.capacity = {c.value("min", int64_t{0}), c.value("desired", int64_t{0}),
+                      c.value("max", int64_t{0})};
+    } else if (job.descriptor.service) {
+      job.capacity = job.descriptor.service->capacity;
+    }
+    job.enabled = j.value("enabled", true);
+    job.modRevision = modRevision;
+    return job;
+  } catch (const json::exception& e) {
+    return fail(ErrorCode::kInternal, std::string("corrupt stored job: ") + e.what());
+  }
+}
+
+Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRevision) {
+  auto parsed = parseStored(value, "task");
+  if (!parsed) return std::unexpected(parsed.error());
+  const json& j = *parsed;
+  try {
+    TaskRecord task;
+    task.id = j.at("id").get<std::string>();
+    task.index = j.at("index").get<int64_t>();
+    auto state = api::parseTaskState(j.at("state").get<std::string>());
+    if (!state) return fail(ErrorCode::kInternal, "stored task " + task.id + " has a bad state");
+    task.state = *state;
+    const std::string& reason = j.at("reason").get_ref<const std::string&>();
+    task.reason = reason.empty() ? api::TaskReason::kNone
+                                 : api::parseTaskReason(reason).value_or(api::TaskReason::kNone);
+    if (auto it = j.find("killReason"); it != j.end()) {
+      task.killReason = api::parseTaskReason(it->get<std::string>()).value_or(api::TaskReason::kNone);
+    }
+    if (auto it = j.find("exitCode"); it != j.end()) {
+      task.exitCode = it->get<int32_t>();
+      task.hasExitCode = true;
+    }
+    task.message = j.value("message", "");
+    task.nodeId = j.value("nodeId", "");
+    task.resubmitNumber = j.value("resubmitNumber", int64_t{0});
+    task.systemResubmitNumber = j.value("systemResubmitNumber", int64_t{0});
+    task.evictionResubmitNumber = j.value("evictionResubmitNumber", int64_t{0});
+    task.resubmitOf = j.value("resubmitOf", "");
+    task.notBeforeMs = j.value("notBeforeMs", int64_t{0});
+    task.lastSeq = j.value("lastSeq", int64_t{0});
+    if (auto it = j.find("stateTimesMs"); it != j.end()) {
+      for (const auto& [name, time] : it->items()) {
+        if (auto s = api::parseTaskState(name)) {
+          task.stateTimesMs[static_cast<size_t>(*s)] = time.get<int64_t>();
+        }
+      }
+    }
+    task.modRevision = modRevision;
+    return task;
+  } catch (const json::exception& e) {
+    return fail(ErrorCode::kInternal, std::string("corrupt stored task: ") + e.what());
+  }
+}
+
+Result<NodeRecord> nodeFromStored(std::string_view value, store::Revision modRevision) {
+  auto parsed = parseStored(value, "node");
+  if (!parsed) return std::unexpected(parsed.error());
+  const json& j = *parsed;
+  try {
+    NodeRecord node;
+    node.id = j.at("id").get<std::string>();
+    const json& r = j.at("resources");
+    node.resources = {r.value("cpu", 0.0), r.value("memoryMB", int64_t{0}),
+                      r.value("diskMB", int64_t{0}), r.value("networkMbps", int64_t{0}),
+                      r.value("gpu", int64_t{0})};
+    node.attributes = j.value("attributes", json::object());
+    node.draining = j.value("draining", false);
+    node.registeredAtMs = j.value("registeredAtMs", int64_t{0});
+    node.modRevision = modRevision;
+    return node;
+  } catch (const json::exception& e) {
+    return fail(ErrorCode::kInternal, std::string("corrupt stored node: ") + e.what());
+  }
+}
+
+}  // namespace skiff::controlplane

@@ -1,0 +1,114 @@
+#pragma once
+
+// What skiffd holds about jobs, tasks and nodes, and their stored and wire forms.
+//
+// Store layout (keys are ordered, so a job and its tasks are adjacent):
+//   /j/<jobId>             a job
+//   /j/<jobId>/t/<taskId>  a task of that job
+//   /idem/<key>            an idempotency key: {"jobId", "bodyHash"}
+//   /nodes/<nodeId>        a registered node
+// Job ids have a fixed length, so the prefix "/j/<jobId>" covers exactly one job and its tasks.
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "api/job.h"
+#include "api/states.h"
+#include "common/error.h"
+#include "controlplane/store/store.h"
+
+namespace skiff::controlplane {
+
+struct JobRecord {
+  std::string id;
+  api::JobDescriptor descriptor;
+  api::JobState state = api::JobState::kAccepted;
+  std::string reason;   // Why the job finished or is being killed ("normal", "failed", "killed").
+  std::string message;  // Human-readable detail.
+  int64_t stateTimeMs = 0;
+  int64_t createdAtMs = 0;
+  std::string idempotencyKey;
+  store::Revision modRevision = 0;
+  // Service jobs: the current capacity and whether autoscaling may change it. Batch jobs: unused.
+  api::Capacity capacity;
+  bool enabled = true;
+  // Batch jobs: the next index to hand out (== size once all slots exist). Service jobs: the
+  // next never-used index.
+  int64_t nextIndex = 0;
+};
+
+struct TaskRecord {
+  std::string id;
+  int64_t index = 0;
+  api::TaskState state = api::TaskState::kAccepted;
+  api::TaskReason reason = api::TaskReason::kNone;
+  // Set when a kill was decided: the reason the task will finish with once it stops.
+  api::TaskReason killReason = api::TaskReason::kNone;
+  int32_t exitCode = 0;
+  bool hasExitCode = false;
+  std::string message;
+  std::string nodeId;
+  int64_t resubmitNumber = 0;
+  int64_t systemResubmitNumber = 0;
+  int64_t evictionResubmitNumber = 0;
+  std::string resubmitOf;
+  std::array<int64_t, api::kTaskStateCount> stateTimesMs{};
+  // The task is not placed before this time (retry delays).
+  int64_t notBeforeMs = 0;
+  // The highest status sequence number applied from the agent.
+  int64_t lastSeq = 0;
+  store::Revision modRevision = 0;
+
+  bool finished() const { return state == api::TaskState::kFinished; }
+  int64_t stateTimeMs(api::TaskState s) const { return stateTimesMs[static_cast<size_t>(s)]; }
+  // Retries that count against the user's retry budget.
+  int64_t userRetries() const {
+    return resubmitNumber - systemResubmitNumber - evictionResubmitNumber;
+  }
+};
+
+struct NodeRecord {
+  std::string id;
+  api::Resources resources;
+  nlohmann::json attributes = nlohmann::json::object();
+  bool draining = false;
+  int64_t registeredAtMs = 0;
+  store::Revision modRevision = 0;
+};
+
+// Key helpers.
+std::string jobKey(std::string_view jobId);
+std::string taskKey(std::string_view jobId, std::string_view taskId);
+std::string jobPrefix(std::string_view jobId);  // Covers the job and its tasks.
+inline constexpr std::string_view kJobsPrefix = "/j/";
+inline constexpr std::string_view kNodesPrefix = "/nodes/";
+inline constexpr std::string_view kIdempotencyPrefix = "/idem/";
+std::string nodeKey(std::string_view nodeId);
+std::string idempotencyKey(std::string_view key);
+
+// A new, time-ordered job id of fixed length: "job-" + 12 hex digits of milliseconds + "-" + 8
+// random hex digits.
+std::string newJobId(int64_t nowMs);
+std::string taskId(std::string_view jobId, int64_t index, int64_t attempt);
+// The job id inside a task id, or nullopt when `taskId` is not one of ours.
+std::optional<std::string> jobIdOfTask(std::string_view taskId);
+
+// Stored forms. `fromStored` checks shape and fails with kInternal on corrupt records.
+std::string toStored(const JobRecord& job);
+std::string toStored(const TaskRecord& task);
+std::string toStored(const NodeRecord& node);
+Result<JobRecord> jobFromStored(std::string_view value, store::Revision modRevision);
+Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRevision);
+Result<NodeRecord> nodeFromStored(std::string_view value, store::Revision modRevision);
+
+// Wire forms (see docs/api.md).
+nlohmann::json toWire(const JobRecord& job);
+nlohmann::json toWire(const TaskRecord& task, std::string_view jobId);
+nlohmann::json resourcesToJson(const api::Resources& resources);
+
+}  // namespace skiff::controlplane

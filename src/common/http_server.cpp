@@ -104,6 +104,42 @@ class ChunkedStream final : public ResponseStream {
   bool failed_ = false;
 };
 
+// A chunked response whose header goes out lazily, on the first chunk, so a streaming
+// handler can still answer with a plain error before it writes anything.
+struct LazyStream final : ResponseStream {
+  beast::tcp_stream& stream;
+  unsigned version;
+  ChunkedStream chunks;
+  bool headerSent = false;
+  bool failed = false;
+  LazyStream(beast::tcp_stream& s, unsigned v) : stream(s), version(v), chunks(s) {}
+
+  asio::awaitable<bool> sendHeader() {
+    headerSent = true;
+    bhttp::response<bhttp::empty_body> header{bhttp::status::ok, version};
+    header.set(bhttp::field::server, "skiffd");
+    header.set(bhttp::field::content_type, "application/x-ndjson");
+    header.set(bhttp::field::cache_control, "no-cache");
+    header.chunked(true);
+    bhttp::response_serializer<bhttp::empty_body> serializer{header};
+    boost::system::error_code ec;
+    stream.expires_after(std::chrono::seconds(30));
+    co_await bhttp::async_write_header(stream, serializer,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+    failed = static_cast<bool>(ec);
+    co_return !failed;
+  }
+  asio::awaitable<bool> write(std::string data) override {
+    // co_await stays out of compound conditions: GCC 12 miscompiles it there.
+    if (!headerSent) {
+      bool sent = co_await sendHeader();
+      if (!sent) co_return false;
+    }
+    if (failed) co_return false;
+    co_return co_await chunks.write(std::move(data));
+  }
+};
+
 }  // namespace
 
 Response Response::json(unsigned status, const nlohmann::json& body) {
@@ -298,36 +334,7 @@ struct Server::Impl {
   asio::awaitable<bool> runStream(beast::tcp_stream& stream, const Router::Route& route,
                                   RequestContext& context, unsigned version,
                                   std::optional<Response>& response) {
-    // The header goes out lazily, on the first chunk, so the handler can still refuse.
-    struct LazyStream final : ResponseStream {
-      beast::tcp_stream& stream;
-      unsigned version;
-      ChunkedStream chunks;
-      bool headerSent = false;
-      bool failed = false;
-      LazyStream(beast::tcp_stream& s, unsigned v) : stream(s), version(v), chunks(s) {}
-
-      asio::awaitable<bool> sendHeader() {
-        headerSent = true;
-        bhttp::response<bhttp::empty_body> header{bhttp::status::ok, version};
-        header.set(bhttp::field::server, "skiffd");
-        header.set(bhttp::field::content_type, "application/x-ndjson");
-        header.set(bhttp::field::cache_control, "no-cache");
-        header.chunked(true);
-        bhttp::response_serializer<bhttp::empty_body> serializer{header};
-        boost::system::error_code ec;
-        stream.expires_after(std::chrono::seconds(30));
-        co_await bhttp::async_write_header(stream, serializer,
-                                           asio::redirect_error(asio::use_awaitable, ec));
-        failed = static_cast<bool>(ec);
-        co_return !failed;
-      }
-      asio::awaitable<bool> write(std::string data) override {
-        if (!headerSent && !co_await sendHeader()) co_return false;
-        if (failed) co_return false;
-        co_return co_await chunks.write(std::move(data));
-      }
-    } lazy(stream, version);
+    LazyStream lazy(stream, version);
 
     try {
       response = co_await route.streamHandler(context, lazy);

@@ -368,11 +368,13 @@ asio::awaitable<std::optional<Response>> streamEvents(ApiContext& api, RequestCo
     // Send the snapshot in pieces so one write never holds all of it twice.
     constexpr size_t kPiece = 1 << 20;
     for (size_t offset = 0; offset < snapshot.size(); offset += kPiece) {
-      if (!co_await out.write(snapshot.substr(offset, kPiece))) co_return std::nullopt;
+      bool written = co_await out.write(snapshot.substr(offset, kPiece));
+      if (!written) co_return std::nullopt;
     }
     std::string().swap(snapshot);
-  } else if (!co_await out.write("{\"type\":\"keepalive\"}\n")) {
-    co_return std::nullopt;
+  } else {
+    bool written = co_await out.write("{\"type\":\"keepalive\"}\n");
+    if (!written) co_return std::nullopt;
   }
 
   for (;;) {
@@ -389,7 +391,8 @@ asio::awaitable<std::optional<Response>> streamEvents(ApiContext& api, RequestCo
     }
     if (overflowed) co_return std::nullopt;  // The client reconnects with fromRevision.
     if (!batch.empty()) {
-      if (!co_await out.write(std::move(batch))) co_return std::nullopt;
+      bool written = co_await out.write(std::move(batch));
+      if (!written) co_return std::nullopt;
       continue;
     }
     timer->expires_after(std::chrono::seconds(10));
@@ -401,7 +404,10 @@ asio::awaitable<std::optional<Response>> streamEvents(ApiContext& api, RequestCo
         std::lock_guard lock(queue->mutex);
         empty = queue->lines.empty();
       }
-      if (empty && !co_await out.write("{\"type\":\"keepalive\"}\n")) co_return std::nullopt;
+      if (empty) {
+        bool written = co_await out.write("{\"type\":\"keepalive\"}\n");
+        if (!written) co_return std::nullopt;
+      }
     }
   }
 }

@@ -54,7 +54,8 @@ const std::regex kDigestPattern("sha256:[a-f0-9]{64}");
 // Docker's reference grammar: an optional registry host (with a dot, a port or "localhost"), then
 // lowercase path components separated by slashes.
 const std::regex kImageNamePattern(
-    "((([A-Za-z0-9-]+\\.)*[A-Za-z0-9-]+(:[0-9]{1,5})?)/)?"
+    "(([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+"
+    "(:[0-9]{1,5})?|[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?:[0-9]{1,5}|localhost)/)?"
     "[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*");
 
 struct ConstraintInfo {
@@ -138,7 +139,12 @@ class Checker {
       number = value->get<int64_t>();
     } else if (value->is_number_float()) {
       double raw = value->get<double>();
-      if (std::floor(raw) == raw && std::fabs(raw) < 9e15) number = static_cast<int64_t>(raw);
+      if (std::floor(raw) == raw) {
+        // Integral but beyond int64: clamp, so the range check below reports it.
+        number = std::fabs(raw) < 9e15 ? static_cast<int64_t>(raw)
+                 : raw > 0             ? INT64_MAX
+                                       : INT64_MIN;
+      }
     }
     if (!number) {
       add(fieldPath, "must be an integer (got " +
@@ -240,27 +246,31 @@ std::optional<Image> parseImageReference(Checker& checker, const std::string& pa
                                          const std::string& reference) {
   Image image;
   std::string rest = reference;
+  bool hasDigest = false;
+  bool hasTag = false;
   if (auto at = rest.find('@'); at != std::string::npos) {
+    hasDigest = true;
     image.digest = rest.substr(at + 1);
     rest.resize(at);
   }
   auto slash = rest.rfind('/');
   auto colon = rest.rfind(':');
   if (colon != std::string::npos && (slash == std::string::npos || colon > slash)) {
+    hasTag = true;
     image.tag = rest.substr(colon + 1);
     rest.resize(colon);
   }
   image.name = rest;
   size_t before = checker.errors.size();
   checkImageName(checker, path, image.name);
-  if (!image.tag.empty() && !image.digest.empty()) {
+  if (hasTag && hasDigest) {
     checker.add(path, "must have a tag or a digest, not both (got " + describeValue(reference) +
                           ")");
   }
-  if (!image.tag.empty() && !matches(kTagPattern, image.tag)) {
+  if (hasTag && !matches(kTagPattern, image.tag)) {
     checker.add(path, "has an invalid tag (got " + describeValue(image.tag) + ")");
   }
-  if (!image.digest.empty() && !matches(kDigestPattern, image.digest)) {
+  if (hasDigest && !matches(kDigestPattern, image.digest)) {
     checker.add(path, "has an invalid digest: must be sha256: and 64 lowercase hex digits (got " +
                           describeValue(image.digest) + ")");
   }
@@ -356,10 +366,10 @@ SecurityProfile parseSecurityProfile(Checker& checker, const json& container,
   if (value == nullptr) return profile;
   std::string profilePath = joinPath(path, "securityProfile");
   if (!checker.object(*value, profilePath, {"securityGroups", "iamRole"})) return profile;
-  if (value->contains("securityGroups")) {
+  if (const json* rawGroups = checker.field(*value, profilePath, "securityGroups", false)) {
     std::string groupsPath = joinPath(profilePath, "securityGroups");
     auto groups = checker.stringList(*value, profilePath, "securityGroups");
-    const json& raw = (*value)["securityGroups"];
+    const json& raw = *rawGroups;
     if (raw.is_array() && (raw.size() < Limits::kMinSecurityGroups ||
                            raw.size() > Limits::kMaxSecurityGroups)) {
       checker.add(groupsPath, "must have between " + std::to_string(Limits::kMinSecurityGroups) +
@@ -436,10 +446,12 @@ std::optional<RetryPolicy> parseRetryPolicy(Checker& checker, const json& spec,
   if (!checker.object(*value, policyPath, {"immediate", "delayed", "exponentialBackOff"})) {
     return std::nullopt;
   }
-  if (value->size() != 1) {
+  size_t kinds = value->count("immediate") + value->count("delayed") +
+                 value->count("exponentialBackOff");
+  if (kinds != 1) {
     checker.add(policyPath,
                 "must set exactly one of immediate, delayed or exponentialBackOff (got " +
-                    std::to_string(value->size()) + ")");
+                    std::to_string(kinds) + ")");
     return std::nullopt;
   }
   RetryPolicy policy;
@@ -605,8 +617,8 @@ int64_t RetryPolicy::delayBeforeRetryMs(int64_t retryNumber) const {
       return retryNumber == 1 ? initialDelayMs : delayMs;
     case Kind::kExponentialBackOff: {
       int64_t delay = initialDelayMs;
-      for (int64_t i = 1; i < retryNumber && delay < maxDelayIntervalMs; ++i) {
-        delay *= 2;
+      for (int64_t i = 1; i < retryNumber && delay > 0 && delay < maxDelayIntervalMs; ++i) {
+        delay = delay > maxDelayIntervalMs / 2 ? maxDelayIntervalMs : delay * 2;
       }
       return std::min(delay, maxDelayIntervalMs);
     }

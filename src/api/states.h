@@ -3,8 +3,9 @@
 // Job and task states, the reasons a task finishes, and the task state machine.
 //
 // A task moves forward only: Accepted -> Launched -> StartInitiated -> Started -> KillInitiated
-// -> Finished, where any non-final state may also go straight to KillInitiated or Finished.
-// Finished is terminal and always carries a reason.
+// -> Finished. Forward moves may skip states (an agent may report Started before anyone saw
+// StartInitiated), any non-final state may go straight to KillInitiated or Finished, and
+// KillInitiated leads only to Finished. Finished is terminal and always carries a reason.
 
 #include <cstdint>
 #include <optional>

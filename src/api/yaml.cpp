@@ -1,3 +1,5 @@
+#include <cmath>
+#include <cstdlib>
 #include <regex>
 
 #include <yaml-cpp/yaml.h>
@@ -26,7 +28,10 @@ json resolvePlainScalar(const std::string& text) {
     if (std::regex_match(text, kHexPattern)) return std::stoll(text, nullptr, 16);
     if (std::regex_match(text, kFloatPattern)) return std::stod(text);
   } catch (const std::out_of_range&) {
-    return std::stod(text);
+    // Beyond int64 reads as a double; beyond double (1e400) stays text, for validation to reject.
+    double value = std::strtod(text.c_str(), nullptr);
+    if (std::isfinite(value)) return value;
+    return text;
   }
   return text;
 }
@@ -35,9 +40,17 @@ std::string where(const YAML::Mark& mark) {
   return "line " + std::to_string(mark.line + 1) + ", column " + std::to_string(mark.column + 1);
 }
 
-Result<json> convert(const YAML::Node& node, int depth) {
+// More values than any valid job has: aliases let a few bytes name millions of them.
+constexpr size_t kMaxValues = 100'000;
+
+Result<json> convert(const YAML::Node& node, int depth, size_t& values) {
   if (depth > 64) {
     return fail(ErrorCode::kInvalidArgument, where(node.Mark()) + ": nesting deeper than 64");
+  }
+  if (++values > kMaxValues) {
+    return fail(ErrorCode::kInvalidArgument,
+                where(node.Mark()) + ": more than " + std::to_string(kMaxValues) +
+                    " values (aliases expand too far)");
   }
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
@@ -51,7 +64,7 @@ Result<json> convert(const YAML::Node& node, int depth) {
     case YAML::NodeType::Sequence: {
       json out = json::array();
       for (const auto& item : node) {
-        auto value = convert(item, depth + 1);
+        auto value = convert(item, depth + 1, values);
         if (!value) return value;
         out.push_back(std::move(*value));
       }
@@ -69,7 +82,7 @@ Result<json> convert(const YAML::Node& node, int depth) {
           return fail(ErrorCode::kInvalidArgument,
                       where(entry.first.Mark()) + ": duplicate key " + json(key).dump());
         }
-        auto value = convert(entry.second, depth + 1);
+        auto value = convert(entry.second, depth + 1, values);
         if (!value) return value;
         out[key] = std::move(*value);
       }
@@ -126,7 +139,8 @@ Result<json> parseJobFileText(std::string_view text) {
     return fail(ErrorCode::kInvalidArgument, where(e.mark) + ": " + e.msg);
   }
   try {
-    return convert(root, 0);
+    size_t values = 0;
+    return convert(root, 0, values);
   } catch (const YAML::Exception& e) {
     return fail(ErrorCode::kInvalidArgument, where(e.mark) + ": " + e.msg);
   }

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/job.h"
+#include "api/states.h"
 #include "cli/output.h"
 #include "cli/util.h"
 #include "cli/watch.h"
@@ -28,9 +29,23 @@ constexpr std::chrono::milliseconds kStreamFirstBackoff{500};
 constexpr std::chrono::milliseconds kStreamMaxBackoff{8000};
 constexpr int kMaxPages = 100'000;  // Guards `--all` against a server that never ends.
 
-const std::vector<std::string> kJobStates = {"Accepted", "KillInitiated", "Finished"};
-const std::vector<std::string> kTaskStates = {"Accepted",      "Launched",      "StartInitiated",
-                                              "Started",       "KillInitiated", "Finished"};
+// The state names the server accepts as filters, from the shared model.
+std::vector<std::string> jobStateNames() {
+  std::vector<std::string> names;
+  for (auto state : {api::JobState::kAccepted, api::JobState::kKillInitiated,
+                     api::JobState::kFinished}) {
+    names.emplace_back(api::jobStateName(state));
+  }
+  return names;
+}
+
+std::vector<std::string> taskStateNames() {
+  std::vector<std::string> names;
+  for (int i = 0; i < api::kTaskStateCount; ++i) {
+    names.emplace_back(api::taskStateName(static_cast<api::TaskState>(i)));
+  }
+  return names;
+}
 
 }  // namespace
 
@@ -338,7 +353,15 @@ int waitForJob(Session& s, const std::string& jobId) {
     return s.error(Error(ErrorCode::kNotFound, "job " + jobId + " not found"));
   }
   JobWatch::Outcome outcome = watch.outcome();
-  if (!table) s.print(renderValue(watch.job(), s.format()));
+  if (!table) {
+    // Events carry objects in their stored form; print the API's form like `job get` does.
+    json job = watch.job();
+    if (auto api = s.api()) {
+      auto response = (*api)->call("GET", "/v1/jobs/" + urlEncode(jobId), nullptr);
+      if (response && response->ok()) job = response->body;
+    }
+    s.print(renderValue(job, s.format()));
+  }
   if (outcome.succeeded) return kExitOk;
   s.ctx.err << "skiff: job " << sanitize(jobId) << " failed\n";
   for (const auto& failure : outcome.failures) s.ctx.err << "  " << failure << "\n";
@@ -684,7 +707,8 @@ const std::vector<Verb>& verbs() {
       {{"job", "ls"},
        "List jobs",
        [](Declarer& d) {
-         d.choice(d.app.add_option("--state", d.inv.state, "Only jobs in this state"), kJobStates);
+         d.choice(d.app.add_option("--state", d.inv.state, "Only jobs in this state"),
+                  jobStateNames());
          d.choice(d.app.add_option("--type", d.inv.type, "Only batch or service jobs"),
                   {"batch", "service"});
          d.app.add_option("--app", d.inv.app, "Only jobs of this applicationName");
@@ -719,7 +743,7 @@ const std::vector<Verb>& verbs() {
        [](Declarer& d) {
          d.app.add_option("--job", d.inv.job, "Only tasks of this job");
          d.choice(d.app.add_option("--state", d.inv.state, "Only tasks in this state"),
-                  kTaskStates);
+                  taskStateNames());
          d.paging("tasks");
        },
        runTaskList},

@@ -79,11 +79,16 @@ void JobWatch::apply(const json& event) {
   if (type == "update" && finishedAtRevision_ && revision && *revision > *finishedAtRevision_) {
     settled_ = true;  // Changes are sent in revision order, so the job's last one is behind us.
   }
-  auto object = event.find("object");
-  if (object == event.end() || !object->is_object()) return;
+  auto found = event.find("object");
+  if (found == event.end() || !found->is_object()) return;
+  json copy = *found;
+  // Objects in events may lack their own revision (skiffd sends the stored form); the event's
+  // revision is the object's, and ordering attempts needs it.
+  if (!copy.contains("revision") && revision) copy["revision"] = *revision;
+  const json* object = &copy;
   std::string kind = stringField(event, "kind");
   if (kind == "job" && stringField(*object, "id") == jobId_) {
-    job_ = *object;
+    job_ = std::move(copy);
     missing_ = false;
     if (jobState(job_) == "Finished" && !finishedAtRevision_) {
       finishedAtRevision_ = revision ? revision : intField(job_, "revision");
@@ -97,7 +102,7 @@ void JobWatch::apply(const json& event) {
         intField(known->second, "revision").value_or(0) > intField(*object, "revision").value_or(0)) {
       return;
     }
-    tasks_[id] = *object;
+    tasks_[id] = std::move(copy);
   }
 }
 

@@ -421,6 +421,20 @@ TEST_F(CommandsTest, RunWaitFailsWhenATaskFailed) {
               ElementsAre("skiff: job job-1 failed", "  task 1 (t1) finished failed: exit code 3"));
 }
 
+TEST_F(CommandsTest, RunWaitJsonPrintsOnlyTheFinalJob) {
+  std::string file = write("good.yaml", kGoodJob);
+  h_.api.responses.push_back(reply(201, jobReply("job-1")));
+  h_.api.streams.push_back({{line(jobEvent("snapshot", "Finished", 3)),
+                             line(taskEvent("snapshot", "t0", 0, "Finished", "normal", 2)),
+                             line(taskEvent("snapshot", "t1", 1, "Finished", "normal", 3)),
+                             line({{"type", "snapshotEnd"}, {"revision", 3}})}});
+  h_.api.responses.push_back(reply(200, jobReply("job-1", "Finished")));
+  EXPECT_EQ(h_.run({"job", "run", "--wait", "-o", "json", file}), 0) << h_.err.str();
+  EXPECT_EQ(h_.api.requests.back().target, "/v1/jobs/job-1");
+  EXPECT_EQ(json::parse(h_.out.str()), jobReply("job-1", "Finished"));
+  EXPECT_EQ(h_.err.str(), "job-1  Finished  tasks: 2 finished (2 normal)\n");
+}
+
 TEST_F(CommandsTest, WaitReconnectsFromTheNextRevision) {
   h_.api.streams.push_back({{line(jobEvent("snapshot", "Accepted", 3)),
                              line(taskEvent("snapshot", "t0", 0, "Started", "", 3)),

@@ -114,7 +114,58 @@ TEST_F(BashCompletionTest, FileArguments) {
   fs::remove_all(dir);
 }
 
-TEST(ZshCompletionTest, MentionsEveryCommandAndOption) {
+// Runs the zsh script with the completion builtins replaced by stubs that print what they were
+// given: enough to check the script's logic without an interactive shell.
+class ZshCompletionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access("/usr/bin/zsh", X_OK) != 0 && ::access("/bin/zsh", X_OK) != 0) {
+      GTEST_SKIP() << "no zsh";
+    }
+  }
+
+  static std::string complete(const std::vector<std::string>& words) {
+    fs::path script = fs::temp_directory_path() /
+                      ("skiff-completion-" + std::to_string(::getpid()) + ".zsh");
+    CommandLine commandLine;
+    std::ofstream(script) << zshCompletion(commandLine);
+    std::string array;
+    for (const auto& word : words) array += quote(word) + " ";
+    std::string program =
+        "compdef() { :; }\n"
+        "_describe() { shift 2; print -r -- \"${(P)2}\"; }\n"
+        "compadd() { if [[ $1 == -a ]]; then print -r -- \"${(P)2}\"; return; fi; "
+        "[[ $1 == -- ]] && shift; print -r -- \"$*\"; }\n"
+        "_files() { print -r -- FILES; }\n"
+        "_message() { print -r -- MESSAGE; }\n"
+        "source " + quote(script.string()) + "\n"
+        "words=(" + array + "); CURRENT=" + std::to_string(words.size()) + "; _skiff\n";
+    std::string command = "zsh -f -c " + quote(program);
+    std::string output;
+    if (FILE* pipe = ::popen(command.c_str(), "r")) {
+      char buffer[4096];
+      while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
+      ::pclose(pipe);
+    }
+    fs::remove(script);
+    while (!output.empty() && output.back() == '\n') output.pop_back();
+    return output;
+  }
+};
+
+TEST_F(ZshCompletionTest, CompletesLikeBash) {
+  EXPECT_THAT(complete({"skiff", ""}), HasSubstr("job:Submit, inspect and control jobs"));
+  EXPECT_THAT(complete({"skiff", "--addr", "h:1", "job", ""}), HasSubstr("scale:"));
+  EXPECT_THAT(complete({"skiff", "task", "kill", "--"}), HasSubstr("--shrink:"));
+  EXPECT_EQ(complete({"skiff", "-o", ""}), "table json yaml");
+  EXPECT_EQ(complete({"skiff", "task", "ls", "--state", ""}),
+            "Accepted Launched StartInitiated Started KillInitiated Finished");
+  EXPECT_EQ(complete({"skiff", "job", "run", ""}), "FILES");
+  EXPECT_EQ(complete({"skiff", "completion", ""}), "bash zsh");
+  EXPECT_EQ(complete({"skiff", "--token", ""}), "MESSAGE");
+}
+
+TEST(ZshCompletionScriptTest, MentionsEveryCommandAndOption) {
   CommandLine commandLine;
   std::string script = zshCompletion(commandLine);
   EXPECT_THAT(script, HasSubstr("#compdef skiff"));

@@ -147,6 +147,27 @@ TEST(JobWatchTest, IgnoresOtherJobsAndStaleCopies) {
   EXPECT_EQ(watch.statusLine(), "job-1  Accepted  tasks: 1 finished (1 normal)");
 }
 
+TEST(JobWatchTest, StoredFormObjectsWithoutRevisions) {
+  // skiffd's events carry objects as stored: no "revision", and "resubmitOf" always present.
+  auto task = [](const std::string& id, int64_t index, const std::string& state,
+                 const std::string& reason, const std::string& resubmitOf) {
+    return json{{"id", id},         {"jobId", "job-1"}, {"index", index}, {"state", state},
+                {"reason", reason}, {"resubmitOf", resubmitOf}};
+  };
+  json job = jobObject("Accepted", 1);
+  JobWatch watch("job-1");
+  watch.apply(event("snapshot", "job", job, 2));
+  watch.apply(snapshotEnd(2));
+  watch.apply(event("update", "task", task("t-0-0", 0, "Finished", "failed", ""), 3));
+  watch.apply(event("update", "task", task("t-0-1", 0, "Accepted", "", "t-0-0"), 4));
+  EXPECT_EQ(watch.statusLine(), "job-1  Accepted  tasks: 1 accepted");
+  watch.apply(event("update", "task", task("t-0-1", 0, "Finished", "normal", "t-0-0"), 7));
+  job["status"]["state"] = "Finished";
+  watch.apply(event("update", "job", job, 7));
+  ASSERT_TRUE(watch.done());
+  EXPECT_TRUE(watch.outcome().succeeded);
+}
+
 TEST(JobWatchTest, MissingJob) {
   JobWatch watch("job-1");
   EXPECT_EQ(watch.statusLine(), "job-1  Pending  tasks: none yet");

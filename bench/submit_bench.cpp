@@ -1,0 +1,357 @@
+// submit_bench: durable job submissions acknowledged per second by skiffd over HTTP.
+//
+// Keeps `--clients` requests in flight at all times (one libcurl multi handle, one keep-alive
+// connection per client, all on one thread so the load generator takes as little of the machine's
+// CPU as possible). Each request is `POST /v1/jobs` with a small valid batch job and a unique
+// Idempotency-Key. skiffd answers only once the job is durable (fsync'ed), so every 201 is an
+// acknowledged durable submission; any other answer or a transport error is counted apart.
+//
+// The first `--warmup` seconds are not measured; then every answer that completes during the next
+// `--duration` seconds is counted, and its latency (request start to answer) recorded.
+//
+// With `--exec "PROGRAM ARGS..."` it measures a command line instead (the peer comparison, e.g.
+// `--exec "sbatch --wrap=true -o /dev/null"`): it keeps `--clients` copies of the command running,
+// starts a new one whenever one exits, and counts exit status 0 as acknowledged.
+//
+// Output: one JSON object on stdout, e.g.
+//   {"clients":64,"durationSec":10.0,"acknowledged":61234,"perSec":6123.4,"p50Ms":9.8,...}
+//
+// Usage:
+//   submit_bench --url http://127.0.0.1:7070 --token-file STATE/admin.token
+//                [--clients 64] [--duration 10] [--warmup 1] [--batch-size 1]
+//   submit_bench --exec "sbatch --wrap=true -o /dev/null" [--clients 64] [--duration 10]
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+struct Options {
+  std::string url = "http://127.0.0.1:7070";
+  std::string token;
+  int clients = 64;
+  double durationSec = 10;
+  double warmupSec = 1;
+  int batchSize = 1;
+  std::vector<std::string> exec;  // Measure this command line instead of the HTTP API.
+};
+
+[[noreturn]] void usage(const std::string& problem) {
+  std::cerr << "submit_bench: " << problem << "\n"
+            << "usage: submit_bench --url URL (--token TOKEN | --token-file FILE) [--clients N]\n"
+            << "                    [--duration SEC] [--warmup SEC] [--batch-size N]\n";
+  std::exit(2);
+}
+
+std::string readToken(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) usage("cannot read " + path);
+  std::string token;
+  std::getline(in, token);
+  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  return token;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--url") {
+      o.url = value();
+    } else if (arg == "--token") {
+      o.token = value();
+    } else if (arg == "--token-file") {
+      o.token = readToken(value());
+    } else if (arg == "--clients") {
+      o.clients = std::stoi(value());
+    } else if (arg == "--duration") {
+      o.durationSec = std::stod(value());
+    } else if (arg == "--warmup") {
+      o.warmupSec = std::stod(value());
+    } else if (arg == "--batch-size") {
+      o.batchSize = std::stoi(value());
+    } else if (arg == "--exec") {
+      std::istringstream words(value());
+      for (std::string w; words >> w;) o.exec.push_back(w);
+    } else {
+      usage("unknown argument " + arg);
+    }
+  }
+  if (o.token.empty() && o.exec.empty()) usage("a token is needed");
+  if (o.clients < 1 || o.durationSec <= 0 || o.warmupSec < 0 || o.batchSize < 1) {
+    usage("bad numbers");
+  }
+  while (!o.url.empty() && o.url.back() == '/') o.url.pop_back();
+  return o;
+}
+
+size_t collect(char* data, size_t size, size_t count, void* user) {
+  auto* out = static_cast<std::string*>(user);
+  // Keep only the start of a body: enough to show what an unexpected answer said.
+  if (out->size() < 512) out->append(data, std::min(size * count, 512 - out->size()));
+  return size * count;
+}
+
+struct Slot {
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  std::string response;
+  Clock::time_point started;
+  bool active = false;
+};
+
+double percentile(std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  double rank = p / 100.0 * static_cast<double>(sorted.size() - 1);
+  size_t lo = static_cast<size_t>(rank);
+  size_t hi = std::min(lo + 1, sorted.size() - 1);
+  double frac = rank - static_cast<double>(lo);
+  return sorted[lo] * (1 - frac) + sorted[hi] * frac;
+}
+
+struct Results {
+  uint64_t total = 0;  // Every answer in the window, acknowledged or not.
+  uint64_t acknowledged = 0;
+  uint64_t transportErrors = 0;
+  std::map<long, uint64_t> otherStatuses;
+  std::string firstUnexpected;
+  std::vector<double> latenciesMs;
+};
+
+Clock::duration seconds(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+json report(const Options& opt, Results& r) {
+  std::sort(r.latenciesMs.begin(), r.latenciesMs.end());
+  json others = json::object();
+  for (auto& [status, count] : r.otherStatuses) others[std::to_string(status)] = count;
+  json out = {{"clients", opt.clients},
+              {"batchSize", opt.batchSize},
+              {"durationSec", opt.durationSec},
+              {"answers", r.total},
+              {"acknowledged", r.acknowledged},
+              {"perSec", static_cast<double>(r.acknowledged) / opt.durationSec},
+              {"p50Ms", percentile(r.latenciesMs, 50)},
+              {"p90Ms", percentile(r.latenciesMs, 90)},
+              {"p99Ms", percentile(r.latenciesMs, 99)},
+              {"maxMs", r.latenciesMs.empty() ? 0.0 : r.latenciesMs.back()},
+              {"transportErrors", r.transportErrors},
+              {"otherStatuses", others}};
+  if (!r.firstUnexpected.empty()) out["firstUnexpected"] = r.firstUnexpected;
+  return out;
+}
+
+// Keeps `clients` copies of `opt.exec` running; exit status 0 counts as acknowledged.
+int runExec(const Options& opt) {
+  std::vector<char*> argv;
+  std::vector<std::string> words = opt.exec;
+  for (std::string& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+
+  std::map<pid_t, Clock::time_point> running;
+  Results r;
+  r.latenciesMs.reserve(1 << 16);
+  auto spawnOne = [&]() -> bool {
+    pid_t pid = 0;
+    int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+    if (rc != 0) {
+      std::cerr << "submit_bench: cannot run " << opt.exec[0] << ": " << std::strerror(rc) << "\n";
+      return false;
+    }
+    running.emplace(pid, Clock::now());
+    return true;
+  };
+  const Clock::time_point t0 = Clock::now();
+  const Clock::time_point windowStart = t0 + seconds(opt.warmupSec);
+  const Clock::time_point windowEnd = windowStart + seconds(opt.durationSec);
+  for (int i = 0; i < opt.clients; ++i) {
+    if (!spawnOne()) return 1;
+  }
+  while (!running.empty()) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    Clock::time_point now = Clock::now();
+    auto it = running.find(pid);
+    if (it == running.end()) continue;
+    Clock::time_point started = it->second;
+    running.erase(it);
+    if (now >= windowStart && now < windowEnd) {
+      ++r.total;
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        ++r.acknowledged;
+        r.latenciesMs.push_back(std::chrono::duration<double, std::milli>(now - started).count());
+      } else {
+        long code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        ++r.otherStatuses[code];
+        if (r.firstUnexpected.empty()) r.firstUnexpected = "exit " + std::to_string(code);
+      }
+    }
+    if (now < windowEnd && !spawnOne()) break;
+  }
+  posix_spawn_file_actions_destroy(&actions);
+  json out = report(opt, r);
+  out["command"] = opt.exec;
+  std::cout << out.dump() << std::endl;
+  return r.acknowledged > 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt = parse(argc, argv);
+  if (!opt.exec.empty()) return runExec(opt);
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    std::cerr << "submit_bench: curl_global_init failed\n";
+    return 1;
+  }
+
+  const std::string body =
+      json{{"applicationName", "bench"},
+           {"owner", {{"teamEmail", "bench@example.com"}}},
+           {"container",
+            {{"image", "busybox:latest"},
+             {"command", {"true"}},
+             {"resources", {{"cpu", 0.1}, {"memoryMB", 64}}}}},
+           {"batch", {{"size", opt.batchSize}}}}
+          .dump();
+  const std::string endpoint = opt.url + "/v1/jobs";
+  const std::string authorization = "Authorization: Bearer " + opt.token;
+  // Keys stay unique across runs against the same server.
+  std::mt19937_64 rng(std::random_device{}());
+  const std::string runId = std::to_string(rng() % 1000000000000ULL);
+
+  CURLM* multi = curl_multi_init();
+  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(opt.clients * 2));
+  std::vector<Slot> slots(static_cast<size_t>(opt.clients));
+  uint64_t sequence = 0;
+
+  auto start = [&](Slot& slot) {
+    curl_slist_free_all(slot.headers);
+    slot.headers = nullptr;
+    slot.headers = curl_slist_append(slot.headers, authorization.c_str());
+    slot.headers = curl_slist_append(slot.headers, "Content-Type: application/json");
+    slot.headers = curl_slist_append(slot.headers, "Expect:");
+    std::string key = "Idempotency-Key: bench-" + runId + "-" + std::to_string(sequence++);
+    slot.headers = curl_slist_append(slot.headers, key.c_str());
+    curl_easy_setopt(slot.easy, CURLOPT_HTTPHEADER, slot.headers);
+    slot.response.clear();
+    slot.started = Clock::now();
+    slot.active = true;
+    curl_multi_add_handle(multi, slot.easy);
+  };
+
+  for (Slot& slot : slots) {
+    slot.easy = curl_easy_init();
+    curl_easy_setopt(slot.easy, CURLOPT_URL, endpoint.c_str());
+    curl_easy_setopt(slot.easy, CURLOPT_POST, 1L);
+    curl_easy_setopt(slot.easy, CURLOPT_POSTFIELDS, body.c_str());
+    curl_easy_setopt(slot.easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+    curl_easy_setopt(slot.easy, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(slot.easy, CURLOPT_WRITEDATA, &slot.response);
+    curl_easy_setopt(slot.easy, CURLOPT_PRIVATE, &slot);
+    curl_easy_setopt(slot.easy, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(slot.easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(slot.easy, CURLOPT_TIMEOUT_MS, 30000L);
+  }
+
+  const Clock::time_point t0 = Clock::now();
+  const Clock::time_point windowStart = t0 + seconds(opt.warmupSec);
+  const Clock::time_point windowEnd = windowStart + seconds(opt.durationSec);
+  // Requests still in flight this long after the window are abandoned.
+  const Clock::time_point drainEnd = windowEnd + std::chrono::seconds(30);
+
+  for (Slot& slot : slots) start(slot);
+
+  Results r;
+  r.latenciesMs.reserve(1 << 20);
+  size_t active = slots.size();
+
+  while (active > 0) {
+    int running = 0;
+    curl_multi_perform(multi, &running);
+    int queued = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      Slot* slot = nullptr;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &slot);
+      CURLcode result = msg->data.result;
+      curl_multi_remove_handle(multi, msg->easy_handle);
+      Clock::time_point now = Clock::now();
+      slot->active = false;
+      --active;
+      if (now >= windowStart && now < windowEnd) {
+        ++r.total;
+        if (result != CURLE_OK) {
+          ++r.transportErrors;
+          if (r.firstUnexpected.empty()) r.firstUnexpected = curl_easy_strerror(result);
+        } else {
+          long status = 0;
+          curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
+          if (status == 201) {
+            ++r.acknowledged;
+            r.latenciesMs.push_back(
+                std::chrono::duration<double, std::milli>(now - slot->started).count());
+          } else {
+            ++r.otherStatuses[status];
+            if (r.firstUnexpected.empty()) {
+              r.firstUnexpected = std::to_string(status) + " " + slot->response;
+            }
+          }
+        }
+      }
+      if (now < windowEnd) {
+        start(*slot);
+        ++active;
+      }
+    }
+    if (Clock::now() >= drainEnd) break;
+    if (active > 0) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+  }
+
+  for (Slot& slot : slots) {
+    if (slot.active) curl_multi_remove_handle(multi, slot.easy);
+    curl_easy_cleanup(slot.easy);
+    curl_slist_free_all(slot.headers);
+  }
+  curl_multi_cleanup(multi);
+  curl_global_cleanup();
+
+  std::cout << report(opt, r).dump() << std::endl;
+  return r.acknowledged > 0 ? 0 : 1;
+}

@@ -1,0 +1,1190 @@
+// The lifecycle rules of job_logic.h, driven by a ManualClock: every test passes explicit `nowMs`
+// values, so retries, timeouts and the runtime limit are checked to the millisecond without
+// sleeping.
+
+#include "controlplane/job_logic.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/job.h"
+#include "api/states.h"
+#include "common/clock.h"
+#include "controlplane/records.h"
+
+namespace skiff::controlplane {
+namespace {
+
+using api::JobState;
+using api::TaskReason;
+using api::TaskState;
+
+constexpr int64_t kStartMs = 1'700'000'000'000;
+
+// ---- Descriptors ----
+
+std::string container() {
+  return "applicationName: app\n"
+         "owner:\n"
+         "  teamEmail: team@example.com\n"
+         "container:\n"
+         "  image: busybox:1.36\n";
+}
+
+std::string batchYaml(int64_t size, const std::string& retryPolicy, int64_t runtimeLimitSec = 60,
+                      bool retryOnRuntimeLimit = false) {
+  return container() + "batch:\n  size: " + std::to_string(size) +
+         "\n  runtimeLimitSec: " + std::to_string(runtimeLimitSec) +
+         "\n  retryOnRuntimeLimit: " + (retryOnRuntimeLimit ? "true" : "false") +
+         "\n  retryPolicy: " + retryPolicy + "\n";
+}
+
+std::string serviceYaml(int64_t min, int64_t desired, int64_t max) {
+  return container() + "service:\n  capacity: {min: " + std::to_string(min) +
+         ", desired: " + std::to_string(desired) + ", max: " + std::to_string(max) +
+         "}\n  retryPolicy: {immediate: {retries: 0}}\n";
+}
+
+std::string immediate(int64_t retries) {
+  return "{immediate: {retries: " + std::to_string(retries) + "}}";
+}
+
+// Builds the view of a newly accepted job from a YAML (or JSON) job file.
+JobView makeJob(const std::string& text, int64_t nowMs = kStartMs) {
+  auto document = api::parseJobFileText(text);
+  EXPECT_TRUE(document.has_value()) << (document ? "" : document.error().message());
+  if (!document) return {};
+  auto descriptor = api::validateJobDescriptor(*document);
+  if (!descriptor) {
+    std::string errors;
+    for (const auto& e : descriptor.error()) errors += e.toString() + "; ";
+    ADD_FAILURE() << "invalid descriptor: " << errors;
+    return {};
+  }
+  return newJob(newJobId(nowMs), std::move(*descriptor), "", nowMs);
+}
+
+// ---- The fixture: a job view, a clock, and an agent that reports with rising seq numbers ----
+
+class JobLogicTest : public ::testing::Test {
+ protected:
+  ManualClock clock{kStartMs};
+  LifecycleConfig config;
+  store::Revision revision = 0;
+  std::map<std::string, int64_t> seqs;  // Last seq sent per task id.
+
+  int64_t now() const { return clock.nowMs(); }
+
+  // Applies `edit` to `view` as if it had been made durable.
+  void commit(JobView& view, JobEdit&& edit) { std::move(edit).applyTo(view, ++revision); }
+
+  // Runs `fn` on a fresh edit of `view`, applies the edit and returns what `fn` returned.
+  template <typename Fn>
+  auto change(JobView& view, Fn&& fn) {
+    JobEdit edit(view);
+    if constexpr (std::is_void_v<decltype(fn(edit))>) {
+      fn(edit);
+      commit(view, std::move(edit));
+    } else {
+      auto result = fn(edit);
+      commit(view, std::move(edit));
+      return result;
+    }
+  }
+
+  // One pass of the reconcile loop at the current time; returns the next deadline.
+  int64_t reconcileNow(JobView& view) {
+    return change(view, [&](JobEdit& edit) { return reconcile(edit, now(), config); });
+  }
+
+  void launch(JobView& view, size_t position, const std::string& nodeId = "node-1") {
+    change(view, [&](JobEdit& edit) { launchTask(edit, position, nodeId, now()); });
+  }
+
+  // The agent reports `state` for the task at `position`, then the loop reconciles (as the job
+  // manager does in one step). Returns whether the report changed something.
+  bool report(JobView& view, size_t position, TaskState state,
+              TaskReason reason = TaskReason::kNone, std::optional<int32_t> exitCode = {}) {
+    TaskStatusUpdate update;
+    update.taskId = view.tasks.at(position).id;
+    update.seq = ++seqs[update.taskId];
+    update.state = state;
+    update.reason = reason;
+    update.exitCode = exitCode;
+    update.message = "from agent";
+    JobEdit edit(view);
+    bool applied = applyStatus(edit, update, now());
+    reconcile(edit, now(), config);
+    commit(view, std::move(edit));
+    return applied;
+  }
+
+  // Places the task at `position` and has the agent start it.
+  void run(JobView& view, size_t position) {
+    launch(view, position);
+    ASSERT_TRUE(report(view, position, TaskState::kStartInitiated));
+    ASSERT_TRUE(report(view, position, TaskState::kStarted));
+  }
+
+  void finishWith(JobView& view, size_t position, int32_t exitCode) {
+    ASSERT_TRUE(report(view, position, TaskState::kFinished, TaskReason::kNone, exitCode));
+  }
+
+  // Applies one raw update without reconciling.
+  bool applyOnly(JobView& view, const TaskStatusUpdate& update) {
+    return change(view, [&](JobEdit& edit) { return applyStatus(edit, update, now()); });
+  }
+};
+
+// ======================= The task state machine through applyStatus =======================
+
+TEST_F(JobLogicTest, NewBatchJobHasSizeAcceptedTasks) {
+  JobView view = makeJob(batchYaml(3, immediate(0)));
+  EXPECT_EQ(view.job.state, JobState::kAccepted);
+  EXPECT_EQ(view.job.stateTimeMs, kStartMs);
+  EXPECT_EQ(view.job.nextIndex, 3);
+  ASSERT_EQ(view.tasks.size(), 3u);
+  for (size_t i = 0; i < view.tasks.size(); ++i) {
+    const TaskRecord& task = view.tasks[i];
+    EXPECT_EQ(task.index, static_cast<int64_t>(i));
+    EXPECT_EQ(task.id, taskId(view.job.id, task.index, 0));
+    EXPECT_EQ(task.state, TaskState::kAccepted);
+    EXPECT_EQ(task.stateTimeMs(TaskState::kAccepted), kStartMs);
+    EXPECT_TRUE(wantsPlacement(task, now()));
+  }
+}
+
+TEST_F(JobLogicTest, AgentReportsMoveTaskThroughEveryState) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  clock.advanceMs(10);
+  launch(view, 0, "node-7");
+  EXPECT_EQ(view.tasks[0].state, TaskState::kLaunched);
+  EXPECT_EQ(view.tasks[0].nodeId, "node-7");
+  EXPECT_EQ(view.tasks[0].stateTimeMs(TaskState::kLaunched), kStartMs + 10);
+  EXPECT_FALSE(wantsPlacement(view.tasks[0], now()));
+
+  clock.advanceMs(10);
+  EXPECT_TRUE(report(view, 0, TaskState::kStartInitiated));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kStartInitiated);
+  EXPECT_EQ(view.tasks[0].stateTimeMs(TaskState::kStartInitiated), kStartMs + 20);
+
+  clock.advanceMs(10);
+  EXPECT_TRUE(report(view, 0, TaskState::kStarted));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kStarted);
+  EXPECT_EQ(view.tasks[0].stateTimeMs(TaskState::kStarted), kStartMs + 30);
+  EXPECT_EQ(view.tasks[0].message, "from agent");
+  EXPECT_EQ(view.tasks[0].lastSeq, 2);
+
+  clock.advanceMs(10);
+  EXPECT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kNone, 0));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kNormal);
+  EXPECT_TRUE(view.tasks[0].hasExitCode);
+  EXPECT_EQ(view.tasks[0].exitCode, 0);
+  EXPECT_EQ(view.tasks[0].stateTimeMs(TaskState::kFinished), kStartMs + 40);
+}
+
+TEST_F(JobLogicTest, AgentMaySkipStatesGoingForward) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  launch(view, 0);
+  EXPECT_TRUE(report(view, 0, TaskState::kStarted));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kStarted);
+}
+
+TEST_F(JobLogicTest, NonZeroExitCodeFinishesFailed) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  run(view, 0);
+  finishWith(view, 0, 3);
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kFailed);
+  EXPECT_EQ(view.tasks[0].exitCode, 3);
+}
+
+TEST_F(JobLogicTest, FinishedWithoutExitCodeOrReasonIsNormal) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  run(view, 0);
+  EXPECT_TRUE(report(view, 0, TaskState::kFinished));
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kNormal);
+  EXPECT_FALSE(view.tasks[0].hasExitCode);
+}
+
+TEST_F(JobLogicTest, StaleSeqIsIgnored) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  launch(view, 0);
+  TaskStatusUpdate started{view.tasks[0].id, 5, TaskState::kStarted, TaskReason::kNone, {}, ""};
+  ASSERT_TRUE(applyOnly(view, started));
+  // An older report arrives late: it must not move the task back or forward.
+  TaskStatusUpdate late{view.tasks[0].id, 4, TaskState::kFinished, TaskReason::kNone, 1, ""};
+  JobEdit edit(view);
+  EXPECT_FALSE(applyStatus(edit, late, now()));
+  EXPECT_TRUE(edit.empty());
+  EXPECT_EQ(view.tasks[0].state, TaskState::kStarted);
+  EXPECT_EQ(view.tasks[0].lastSeq, 5);
+}
+
+TEST_F(JobLogicTest, ResentReportIsAppliedOnce) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  launch(view, 0);
+  TaskStatusUpdate started{view.tasks[0].id, 1, TaskState::kStarted, TaskReason::kNone, {}, ""};
+  clock.advanceMs(100);
+  ASSERT_TRUE(applyOnly(view, started));
+  int64_t startedAt = view.tasks[0].stateTimeMs(TaskState::kStarted);
+  clock.advanceMs(100);
+  // The agent did not see the answer and sends the same report again.
+  JobEdit edit(view);
+  EXPECT_FALSE(applyStatus(edit, started, now()));
+  EXPECT_TRUE(edit.empty());
+  EXPECT_EQ(view.tasks[0].stateTimeMs(TaskState::kStarted), startedAt);
+}
+
+TEST_F(JobLogicTest, ImpossibleTransitionIsIgnored) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  run(view, 0);
+  ASSERT_EQ(view.tasks[0].state, TaskState::kStarted);
+  for (TaskState backwards :
+       {TaskState::kAccepted, TaskState::kLaunched, TaskState::kStartInitiated}) {
+    TaskStatusUpdate update{view.tasks[0].id, 100, backwards, TaskReason::kNone, {}, ""};
+    JobEdit edit(view);
+    EXPECT_FALSE(applyStatus(edit, update, now())) << api::taskStateName(backwards);
+    EXPECT_TRUE(edit.empty()) << "an ignored report must not change the task";
+  }
+  EXPECT_EQ(view.tasks[0].state, TaskState::kStarted);
+  EXPECT_EQ(view.tasks[0].lastSeq, 2);
+  // Later valid reports still apply.
+  EXPECT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kNone, 0));
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kNormal);
+}
+
+TEST_F(JobLogicTest, KillInitiatedCannotGoBackToStarted) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  run(view, 0);
+  ASSERT_TRUE(report(view, 0, TaskState::kKillInitiated));
+  EXPECT_EQ(view.tasks[0].killReason, TaskReason::kKilled);
+  EXPECT_FALSE(report(view, 0, TaskState::kStarted));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kKillInitiated);
+}
+
+TEST_F(JobLogicTest, FinishedIsTerminal) {
+  JobView view = makeJob(batchYaml(2, immediate(0)));
+  run(view, 0);
+  finishWith(view, 0, 0);
+  ASSERT_EQ(view.tasks[0].state, TaskState::kFinished);
+  for (TaskState state : {TaskState::kStarted, TaskState::kKillInitiated, TaskState::kFinished}) {
+    TaskStatusUpdate update{view.tasks[0].id, 1000, state, TaskReason::kFailed, 9, "late"};
+    JobEdit edit(view);
+    EXPECT_FALSE(applyStatus(edit, update, now())) << api::taskStateName(state);
+    EXPECT_TRUE(edit.empty());
+  }
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kNormal);
+  EXPECT_EQ(view.tasks[0].exitCode, 0);
+}
+
+TEST_F(JobLogicTest, ReportForUnknownTaskIsIgnored) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  launch(view, 0);
+  for (std::string id : {taskId(view.job.id, 0, 1), taskId(view.job.id, 5, 0),
+                         std::string("job-x"), std::string("not-a-task"), std::string("")}) {
+    TaskStatusUpdate update{id, 1, TaskState::kStarted, TaskReason::kNone, {}, ""};
+    JobEdit edit(view);
+    EXPECT_FALSE(applyStatus(edit, update, now())) << id;
+    EXPECT_TRUE(edit.empty());
+  }
+}
+
+// ============================== Retry policies ==============================
+
+TEST_F(JobLogicTest, ImmediateRetryIsPlaceableAtOnce) {
+  JobView view = makeJob(batchYaml(1, immediate(2)));
+  run(view, 0);
+  std::string firstId = view.tasks[0].id;
+  clock.advanceMs(500);
+  finishWith(view, 0, 1);
+
+  ASSERT_EQ(view.tasks.size(), 1u);
+  const TaskRecord& retry = view.tasks[0];
+  EXPECT_EQ(retry.id, taskId(view.job.id, 0, 1));
+  EXPECT_EQ(retry.index, 0);
+  EXPECT_EQ(retry.state, TaskState::kAccepted);
+  EXPECT_EQ(retry.resubmitOf, firstId);
+  EXPECT_EQ(retry.resubmitNumber, 1);
+  EXPECT_EQ(retry.userRetries(), 1);
+  EXPECT_EQ(retry.notBeforeMs, 0);
+  EXPECT_TRUE(wantsPlacement(retry, now()));
+  EXPECT_EQ(view.job.state, JobState::kAccepted);
+}
+
+TEST_F(JobLogicTest, RetryEditWritesTheFinishedAttemptAndTheRetry) {
+  JobView view = makeJob(batchYaml(1, immediate(1)));
+  run(view, 0);
+  TaskStatusUpdate update{view.tasks[0].id, 10, TaskState::kFinished, TaskReason::kNone, 1, ""};
+  JobEdit edit(view);
+  ASSERT_TRUE(applyStatus(edit, update, now()));
+  reconcile(edit, now(), config);
+  auto changed = edit.changedTasks();
+  ASSERT_EQ(changed.size(), 2u);
+  EXPECT_EQ(changed[0]->id, taskId(view.job.id, 0, 0));
+  EXPECT_EQ(changed[0]->state, TaskState::kFinished);
+  EXPECT_EQ(changed[1]->id, taskId(view.job.id, 0, 1));
+  EXPECT_EQ(changed[1]->state, TaskState::kAccepted);
+  commit(view, std::move(edit));
+  EXPECT_EQ(view.tasks[0].modRevision, revision);
+}
+
+TEST_F(JobLogicTest, DelayedRetryWaitsInitialDelayThenDelayMs) {
+  JobView view = makeJob(batchYaml(1, "{delayed: {initialDelayMs: 5000, delayMs: 2000, retries: 3}}"));
+  run(view, 0);
+  finishWith(view, 0, 1);
+  int64_t failedAt = now();
+
+  TaskRecord retry = view.tasks[0];
+  EXPECT_EQ(retry.resubmitNumber, 1);
+  EXPECT_EQ(retry.notBeforeMs, failedAt + 5000);
+  EXPECT_FALSE(wantsPlacement(retry, now()));
+  EXPECT_EQ(reconcileNow(view), failedAt + 5000) << "the retry delay is the next deadline";
+  clock.advanceMs(4999);
+  EXPECT_FALSE(wantsPlacement(view.tasks[0], now()));
+  clock.advanceMs(1);
+  EXPECT_TRUE(wantsPlacement(view.tasks[0], now()));
+
+  // The second retry waits delayMs, counted from when the first retry failed.
+  run(view, 0);
+  clock.advanceMs(300);
+  finishWith(view, 0, 1);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 2);
+  EXPECT_EQ(view.tasks[0].notBeforeMs, now() + 2000);
+  EXPECT_FALSE(wantsPlacement(view.tasks[0], now()));
+  clock.advanceMs(1999);
+  EXPECT_FALSE(wantsPlacement(view.tasks[0], now()));
+  clock.advanceMs(1);
+  EXPECT_TRUE(wantsPlacement(view.tasks[0], now()));
+
+  // And so does the third.
+  run(view, 0);
+  finishWith(view, 0, 1);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 3);
+  EXPECT_EQ(view.tasks[0].notBeforeMs, now() + 2000);
+}
+
+TEST_F(JobLogicTest, DelayedRetryAlreadyDueWhenReconciledLate) {
+  JobView view = makeJob(batchYaml(1, "{delayed: {initialDelayMs: 1000, delayMs: 1000, retries: 1}}"));
+  run(view, 0);
+  // The failure is applied now, but the loop only reconciles 5 s later.
+  TaskStatusUpdate update{view.tasks[0].id, 10, TaskState::kFinished, TaskReason::kNone, 1, ""};
+  ASSERT_TRUE(applyOnly(view, update));
+  clock.advanceMs(5000);
+  reconcileNow(view);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 1);
+  EXPECT_EQ(view.tasks[0].notBeforeMs, 0) << "the delay counts from when the task finished";
+  EXPECT_TRUE(wantsPlacement(view.tasks[0], now()));
+}
+
+TEST_F(JobLogicTest, ExponentialBackoffDoublesAndCapsAtMaxDelay) {
+  JobView view = makeJob(batchYaml(
+      1, "{exponentialBackOff: {initialDelayMs: 1000, maxDelayIntervalMs: 5000, retries: 6}}"));
+  const std::vector<int64_t> expected = {1000, 2000, 4000, 5000, 5000, 5000};
+  for (size_t attempt = 0; attempt < expected.size(); ++attempt) {
+    run(view, 0);
+    clock.advanceMs(100);
+    finishWith(view, 0, 1);
+    const TaskRecord& retry = view.tasks[0];
+    EXPECT_EQ(retry.resubmitNumber, static_cast<int64_t>(attempt + 1));
+    EXPECT_EQ(retry.notBeforeMs - now(), expected[attempt]) << "retry " << attempt + 1;
+    EXPECT_FALSE(wantsPlacement(retry, now()));
+    EXPECT_EQ(reconcileNow(view), retry.notBeforeMs);
+    clock.setMs(view.tasks[0].notBeforeMs);
+    EXPECT_TRUE(wantsPlacement(view.tasks[0], now()));
+  }
+  // The budget of 6 retries is spent: the 7th attempt's failure fails the job.
+  run(view, 0);
+  finishWith(view, 0, 1);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 6);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "failed");
+}
+
+TEST_F(JobLogicTest, RetriesStopAfterBudgetAndJobFinishesFailed) {
+  JobView view = makeJob(batchYaml(1, immediate(2)));
+  for (int64_t attempt = 0; attempt <= 2; ++attempt) {
+    ASSERT_EQ(view.tasks[0].resubmitNumber, attempt);
+    ASSERT_EQ(view.job.state, JobState::kAccepted);
+    run(view, 0);
+    finishWith(view, 0, 1);
+  }
+  ASSERT_EQ(view.tasks.size(), 1u);
+  EXPECT_EQ(view.tasks[0].id, taskId(view.job.id, 0, 2));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kFailed);
+  EXPECT_EQ(view.tasks[0].userRetries(), 2);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "failed");
+  EXPECT_EQ(view.job.message, "1 of 1 tasks failed");
+  EXPECT_EQ(view.job.stateTimeMs, now());
+  EXPECT_EQ(reconcileNow(view), 0);
+}
+
+TEST_F(JobLogicTest, NoRetriesMeansFirstFailureIsFinal) {
+  JobView view = makeJob(batchYaml(2, immediate(0)));
+  run(view, 0);
+  run(view, 1);
+  finishWith(view, 0, 2);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 0);
+  EXPECT_EQ(view.job.state, JobState::kAccepted) << "task 1 still runs";
+  finishWith(view, 1, 0);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "failed");
+  EXPECT_EQ(view.job.message, "1 of 2 tasks failed");
+}
+
+TEST_F(JobLogicTest, NormalExitIsNeverRetried) {
+  JobView view = makeJob(batchYaml(1, immediate(5)));
+  run(view, 0);
+  finishWith(view, 0, 0);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 0);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "normal");
+}
+
+TEST_F(JobLogicTest, EachSlotHasItsOwnRetryBudget) {
+  JobView view = makeJob(batchYaml(2, immediate(1)));
+  run(view, 0);
+  run(view, 1);
+  finishWith(view, 0, 1);
+  finishWith(view, 1, 1);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 1);
+  EXPECT_EQ(view.tasks[1].resubmitNumber, 1);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kAccepted);
+  EXPECT_EQ(view.tasks[1].state, TaskState::kAccepted);
+  run(view, 0);
+  run(view, 1);
+  finishWith(view, 0, 0);
+  finishWith(view, 1, 1);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "failed");
+  EXPECT_EQ(view.job.message, "1 of 2 tasks failed");
+}
+
+// ============================== System errors and evictions ==============================
+
+class SystemErrorTest : public JobLogicTest, public ::testing::WithParamInterface<TaskReason> {};
+
+TEST_P(SystemErrorTest, RetriedWithoutUsingUserRetries) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  run(view, 0);
+  clock.advanceMs(1000);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, GetParam(), 255));
+  int64_t failedAt = now();
+
+  ASSERT_EQ(view.tasks.size(), 1u);
+  const TaskRecord& retry = view.tasks[0];
+  EXPECT_EQ(retry.state, TaskState::kAccepted);
+  EXPECT_EQ(retry.resubmitNumber, 1);
+  EXPECT_EQ(retry.systemResubmitNumber, 1);
+  EXPECT_EQ(retry.evictionResubmitNumber, 0);
+  EXPECT_EQ(retry.userRetries(), 0);
+  EXPECT_EQ(retry.notBeforeMs, failedAt + config.systemRetryDelayMs);
+  EXPECT_EQ(view.job.state, JobState::kAccepted);
+  clock.advanceMs(config.systemRetryDelayMs);
+  EXPECT_TRUE(wantsPlacement(view.tasks[0], now()));
+
+  // The retry budget (0) is untouched: a user failure now is final.
+  run(view, 0);
+  finishWith(view, 0, 1);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[0].systemResubmitNumber, 1);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "failed");
+}
+
+INSTANTIATE_TEST_SUITE_P(JobLogic, SystemErrorTest,
+                         ::testing::Values(TaskReason::kLost, TaskReason::kCrashed,
+                                           TaskReason::kStuckInState,
+                                           TaskReason::kTransientSystemError,
+                                           TaskReason::kLocalSystemError),
+                         [](const auto& info) {
+                           return std::string(api::taskReasonName(info.param));
+                         });
+
+TEST_F(JobLogicTest, SystemRetryDelayDoublesAndCapsAtThirtySeconds) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  const std::vector<int64_t> expected = {1000, 2000, 4000, 8000, 16000, 30000, 30000};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    run(view, 0);
+    ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kCrashed));
+    EXPECT_EQ(view.tasks[0].systemResubmitNumber, static_cast<int64_t>(i + 1));
+    EXPECT_EQ(view.tasks[0].notBeforeMs - now(), expected[i]) << "system retry " << i + 1;
+    clock.setMs(view.tasks[0].notBeforeMs);
+  }
+  EXPECT_EQ(view.tasks[0].userRetries(), 0);
+}
+
+TEST_F(JobLogicTest, LostNodeFinishesItsTasksLostAndTheyAreRetried) {
+  JobView view = makeJob(batchYaml(3, immediate(0)));
+  launch(view, 0, "node-a");
+  launch(view, 1, "node-b");
+  launch(view, 2, "node-a");
+  ASSERT_TRUE(report(view, 2, TaskState::kStarted));
+  change(view, [&](JobEdit& edit) {
+    finishTasksOnNode(edit, "node-a", TaskReason::kLost, "node-a is gone", now());
+  });
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kLost);
+  EXPECT_EQ(view.tasks[0].message, "node-a is gone");
+  EXPECT_EQ(view.tasks[1].state, TaskState::kLaunched);
+  EXPECT_EQ(view.tasks[2].reason, TaskReason::kLost);
+
+  reconcileNow(view);
+  for (size_t i : {0u, 2u}) {
+    EXPECT_EQ(view.tasks[i].state, TaskState::kAccepted);
+    EXPECT_EQ(view.tasks[i].systemResubmitNumber, 1);
+    EXPECT_EQ(view.tasks[i].userRetries(), 0);
+    EXPECT_TRUE(view.tasks[i].nodeId.empty());
+  }
+  EXPECT_EQ(view.tasks[1].resubmitNumber, 0);
+}
+
+TEST_F(JobLogicTest, FinishTasksOnNodeLeavesAcceptedAndFinishedTasksAlone) {
+  JobView view = makeJob(batchYaml(2, immediate(0)));
+  launch(view, 0, "node-a");
+  finishWith(view, 0, 0);
+  JobEdit edit(view);
+  finishTasksOnNode(edit, "node-a", TaskReason::kLost, "gone", now());
+  EXPECT_TRUE(edit.empty());
+}
+
+TEST_F(JobLogicTest, EvictionDoesNotUseUserRetries) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  run(view, 0);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kEvicted));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kAccepted);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 1);
+  EXPECT_EQ(view.tasks[0].evictionResubmitNumber, 1);
+  EXPECT_EQ(view.tasks[0].systemResubmitNumber, 0);
+  EXPECT_EQ(view.tasks[0].userRetries(), 0);
+  EXPECT_EQ(view.tasks[0].notBeforeMs, now() + config.systemRetryDelayMs);
+
+  // A second eviction is retried too.
+  clock.setMs(view.tasks[0].notBeforeMs);
+  run(view, 0);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kEvicted));
+  EXPECT_EQ(view.tasks[0].evictionResubmitNumber, 2);
+  EXPECT_EQ(view.tasks[0].userRetries(), 0);
+  EXPECT_EQ(view.job.state, JobState::kAccepted);
+}
+
+TEST_F(JobLogicTest, UserRetriesAfterSystemErrorsStillHaveTheFullBudget) {
+  JobView view = makeJob(batchYaml(1, immediate(1)));
+  run(view, 0);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kLocalSystemError));
+  clock.setMs(view.tasks[0].notBeforeMs);
+  run(view, 0);
+  finishWith(view, 0, 1);  // First user failure: one retry left.
+  EXPECT_EQ(view.tasks[0].state, TaskState::kAccepted);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 2);
+  EXPECT_EQ(view.tasks[0].userRetries(), 1);
+  run(view, 0);
+  finishWith(view, 0, 1);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "failed");
+}
+
+// ============================== The runtime limit ==============================
+
+TEST_F(JobLogicTest, RuntimeLimitKillsStartedTaskAndIsNotRetriedByDefault) {
+  JobView view = makeJob(batchYaml(1, immediate(3), /*runtimeLimitSec=*/60));
+  run(view, 0);
+  int64_t startedAt = now();
+  EXPECT_EQ(reconcileNow(view), startedAt + 60'000);
+
+  clock.advanceMs(59'999);
+  EXPECT_EQ(reconcileNow(view), startedAt + 60'000);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kStarted);
+
+  clock.advanceMs(1);
+  EXPECT_EQ(reconcileNow(view), now() + config.killInitiatedTimeoutMs);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kKillInitiated);
+  EXPECT_EQ(view.tasks[0].killReason, TaskReason::kRuntimeLimitExceeded);
+
+  // The agent stops it; the kill's reason wins over the exit code.
+  clock.advanceMs(2000);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kNone, 137));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kRuntimeLimitExceeded);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 0) << "retryOnRuntimeLimit is off";
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "failed");
+}
+
+TEST_F(JobLogicTest, RuntimeLimitRetriedWithRetryOnRuntimeLimit) {
+  JobView view = makeJob(batchYaml(1, immediate(1), 60, /*retryOnRuntimeLimit=*/true));
+  run(view, 0);
+  clock.advanceMs(60'000);
+  reconcileNow(view);
+  ASSERT_EQ(view.tasks[0].state, TaskState::kKillInitiated);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kNone, 137));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kAccepted);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 1);
+  EXPECT_EQ(view.tasks[0].userRetries(), 1) << "a runtime-limit retry uses the user's budget";
+
+  // The retry hits the limit again and the budget is spent.
+  run(view, 0);
+  clock.advanceMs(60'000);
+  reconcileNow(view);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kNone, 137));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kRuntimeLimitExceeded);
+  EXPECT_EQ(view.job.reason, "failed");
+}
+
+TEST_F(JobLogicTest, RuntimeLimitDoesNotApplyToServiceTasks) {
+  JobView view = makeJob(serviceYaml(0, 1, 1));
+  run(view, 0);
+  clock.advanceMs(int64_t{1000} * 1000 * 1000);
+  EXPECT_EQ(reconcileNow(view), 0);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kStarted);
+}
+
+// ============================== State timeouts ==============================
+
+TEST_F(JobLogicTest, LaunchedTimeoutFinishesStuckInStateAndRetries) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  launch(view, 0);
+  int64_t launchedAt = now();
+  EXPECT_EQ(reconcileNow(view), launchedAt + config.launchedTimeoutMs);
+  clock.advanceMs(config.launchedTimeoutMs - 1);
+  reconcileNow(view);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kLaunched);
+
+  clock.advanceMs(1);
+  TaskRecord before = view.tasks[0];
+  JobEdit edit(view);
+  reconcile(edit, now(), config);
+  auto changed = edit.changedTasks();
+  ASSERT_EQ(changed.size(), 2u);
+  EXPECT_EQ(changed[0]->id, before.id);
+  EXPECT_EQ(changed[0]->state, TaskState::kFinished);
+  EXPECT_EQ(changed[0]->reason, TaskReason::kStuckInState);
+  EXPECT_NE(changed[0]->message.find("Launched"), std::string::npos) << changed[0]->message;
+  commit(view, std::move(edit));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kAccepted);
+  EXPECT_EQ(view.tasks[0].systemResubmitNumber, 1);
+  EXPECT_EQ(view.tasks[0].userRetries(), 0);
+}
+
+TEST_F(JobLogicTest, StartInitiatedTimeoutFinishesStuckInState) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  launch(view, 0);
+  clock.advanceMs(1000);
+  ASSERT_TRUE(report(view, 0, TaskState::kStartInitiated));
+  int64_t since = now();
+  // The Launched timeout no longer applies: image pulls get the longer StartInitiated timeout.
+  EXPECT_EQ(reconcileNow(view), since + config.startInitiatedTimeoutMs);
+  clock.advanceMs(config.launchedTimeoutMs);
+  reconcileNow(view);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kStartInitiated);
+
+  clock.setMs(since + config.startInitiatedTimeoutMs);
+  std::string stuckId = view.tasks[0].id;
+  JobEdit edit(view);
+  reconcile(edit, now(), config);
+  ASSERT_FALSE(edit.changedTasks().empty());
+  EXPECT_EQ(edit.changedTasks()[0]->id, stuckId);
+  EXPECT_EQ(edit.changedTasks()[0]->reason, TaskReason::kStuckInState);
+  EXPECT_NE(edit.changedTasks()[0]->message.find("StartInitiated"), std::string::npos);
+  commit(view, std::move(edit));
+  EXPECT_EQ(view.tasks[0].systemResubmitNumber, 1);
+}
+
+TEST_F(JobLogicTest, KillInitiatedTimeoutFinishesStuckInStateKeepingTheKill) {
+  JobView view = makeJob(batchYaml(1, immediate(3)));
+  run(view, 0);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
+  ASSERT_EQ(view.tasks[0].state, TaskState::kKillInitiated);
+  int64_t killedAt = now();
+  EXPECT_EQ(reconcileNow(view), killedAt + config.killInitiatedTimeoutMs);
+
+  clock.advanceMs(config.killInitiatedTimeoutMs - 1);
+  reconcileNow(view);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kKillInitiated);
+  EXPECT_EQ(view.job.state, JobState::kKillInitiated);
+
+  clock.advanceMs(1);
+  EXPECT_EQ(reconcileNow(view), 0);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kStuckInState);
+  EXPECT_EQ(view.tasks[0].killReason, TaskReason::kKilled);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 0) << "a killed task is not retried";
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "killed");
+}
+
+TEST_F(JobLogicTest, TimeoutsFollowTheConfig) {
+  config.launchedTimeoutMs = 50;
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  launch(view, 0);
+  EXPECT_EQ(reconcileNow(view), now() + 50);
+  clock.advanceMs(50);
+  reconcileNow(view);
+  EXPECT_EQ(view.tasks[0].systemResubmitNumber, 1);
+}
+
+// ============================== Kills ==============================
+
+TEST_F(JobLogicTest, KillJobFinishesAcceptedTasksAtOnce) {
+  JobView view = makeJob(batchYaml(3, immediate(5)));
+  clock.advanceMs(10);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
+  EXPECT_EQ(view.job.state, JobState::kKillInitiated);
+  EXPECT_EQ(view.job.reason, "killed");
+  for (const TaskRecord& task : view.tasks) {
+    EXPECT_EQ(task.state, TaskState::kFinished);
+    EXPECT_EQ(task.reason, TaskReason::kKilled);
+    EXPECT_EQ(task.stateTimeMs(TaskState::kFinished), kStartMs + 10);
+  }
+  EXPECT_EQ(reconcileNow(view), 0);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "killed");
+  for (const TaskRecord& task : view.tasks) EXPECT_EQ(task.resubmitNumber, 0);
+}
+
+TEST_F(JobLogicTest, KillJobKillsRunningTasksAndFinishesWhenAllStop) {
+  JobView view = makeJob(batchYaml(3, immediate(5)));
+  run(view, 0);
+  launch(view, 1);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
+  EXPECT_EQ(view.job.state, JobState::kKillInitiated);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kKillInitiated);
+  EXPECT_EQ(view.tasks[0].killReason, TaskReason::kKilled);
+  EXPECT_EQ(view.tasks[1].state, TaskState::kKillInitiated);
+  EXPECT_EQ(view.tasks[2].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[2].reason, TaskReason::kKilled);
+
+  reconcileNow(view);
+  EXPECT_EQ(view.job.state, JobState::kKillInitiated);
+  // No new placements while the job is being killed.
+  EXPECT_FALSE(wantsPlacement(view.tasks[2], now()));
+
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kNone, 143));
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kKilled);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 0);
+  EXPECT_EQ(view.job.state, JobState::kKillInitiated) << "task 1 is still stopping";
+
+  ASSERT_TRUE(report(view, 1, TaskState::kFinished, TaskReason::kNone, 0));
+  EXPECT_EQ(view.tasks[1].reason, TaskReason::kKilled);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "killed");
+}
+
+TEST_F(JobLogicTest, KilledTaskThatIsLostIsNotRetried) {
+  JobView view = makeJob(batchYaml(1, immediate(5)));
+  run(view, 0);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kLost));
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kLost) << "a platform failure keeps its reason";
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 0);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "killed");
+}
+
+TEST_F(JobLogicTest, KillJobOnFinishedJobFails) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  run(view, 0);
+  finishWith(view, 0, 0);
+  ASSERT_EQ(view.job.state, JobState::kFinished);
+  JobEdit edit(view);
+  auto status = killJob(edit, now());
+  ASSERT_FALSE(status.has_value());
+  EXPECT_EQ(status.error().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_TRUE(edit.empty());
+}
+
+TEST_F(JobLogicTest, KillJobTwiceKeepsTheFirstKill) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  run(view, 0);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
+  int64_t killedAt = view.job.stateTimeMs;
+  clock.advanceMs(1000);
+  JobEdit edit(view);
+  EXPECT_TRUE(killJob(edit, now()).has_value());
+  EXPECT_TRUE(edit.empty());
+  EXPECT_EQ(view.job.stateTimeMs, killedAt);
+}
+
+TEST_F(JobLogicTest, KillTaskInBatchJobIsNotRetried) {
+  JobView view = makeJob(batchYaml(2, immediate(5)));
+  run(view, 0);
+  run(view, 1);
+  std::string id = view.tasks[0].id;
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killTask(edit, id, false, now()).has_value(); }));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kKillInitiated);
+  EXPECT_EQ(view.tasks[0].killReason, TaskReason::kKilled);
+  EXPECT_EQ(view.job.state, JobState::kAccepted);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kNone, 143));
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kKilled);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 0);
+  finishWith(view, 1, 0);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "failed");
+  EXPECT_EQ(view.job.message, "1 of 2 tasks failed");
+}
+
+TEST_F(JobLogicTest, KillTaskErrors) {
+  JobView view = makeJob(batchYaml(2, immediate(0)));
+  run(view, 0);
+  finishWith(view, 0, 0);
+  {
+    JobEdit edit(view);
+    auto status = killTask(edit, taskId(view.job.id, 7, 0), false, now());
+    ASSERT_FALSE(status.has_value());
+    EXPECT_EQ(status.error().code(), ErrorCode::kNotFound);
+  }
+  {
+    JobEdit edit(view);
+    auto status = killTask(edit, view.tasks[0].id, false, now());
+    ASSERT_FALSE(status.has_value());
+    EXPECT_EQ(status.error().code(), ErrorCode::kFailedPrecondition);
+    EXPECT_TRUE(edit.empty());
+  }
+  {
+    JobEdit edit(view);
+    auto status = killTask(edit, view.tasks[1].id, /*shrink=*/true, now());
+    ASSERT_FALSE(status.has_value()) << "shrink is for service jobs";
+    EXPECT_EQ(status.error().code(), ErrorCode::kFailedPrecondition);
+    EXPECT_TRUE(edit.empty());
+  }
+}
+
+TEST_F(JobLogicTest, KillServiceTaskWithoutShrinkReplacesIt) {
+  JobView view = makeJob(serviceYaml(1, 2, 3));
+  run(view, 0);
+  run(view, 1);
+  std::string id = view.tasks[1].id;
+  JobEdit edit(view);
+  ASSERT_TRUE(killTask(edit, id, false, now()).has_value());
+  reconcile(edit, now(), config);
+  commit(view, std::move(edit));
+  EXPECT_EQ(view.job.capacity.desired, 2);
+  EXPECT_EQ(view.tasks[1].state, TaskState::kKillInitiated);
+  EXPECT_EQ(view.tasks[1].killReason, TaskReason::kKilled);
+  // A replacement is started at once, in a new slot.
+  ASSERT_EQ(view.tasks.size(), 3u);
+  EXPECT_EQ(view.tasks[2].index, 2);
+  EXPECT_EQ(view.tasks[2].state, TaskState::kAccepted);
+  EXPECT_EQ(view.job.nextIndex, 3);
+
+  ASSERT_TRUE(report(view, 1, TaskState::kFinished, TaskReason::kNone, 143));
+  EXPECT_EQ(view.tasks[1].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[1].reason, TaskReason::kKilled);
+  EXPECT_EQ(view.tasks[1].resubmitNumber, 0) << "capacity is already met";
+}
+
+TEST_F(JobLogicTest, KillServiceTaskWithShrinkLowersDesiredAndIsNotReplaced) {
+  JobView view = makeJob(serviceYaml(1, 2, 3));
+  run(view, 0);
+  run(view, 1);
+  std::string id = view.tasks[0].id;
+  JobEdit edit(view);
+  ASSERT_TRUE(killTask(edit, id, true, now()).has_value());
+  reconcile(edit, now(), config);
+  commit(view, std::move(edit));
+  EXPECT_EQ(view.job.capacity.desired, 1);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kKillInitiated);
+  EXPECT_EQ(view.tasks[0].killReason, TaskReason::kScaledDown);
+  EXPECT_EQ(view.tasks.size(), 2u);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kNone, 143));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kScaledDown);
+  EXPECT_EQ(view.tasks.size(), 2u);
+  EXPECT_EQ(view.tasks[1].state, TaskState::kStarted);
+
+  // Shrinking below min is refused.
+  JobEdit below(view);
+  auto status = killTask(below, view.tasks[1].id, true, now());
+  ASSERT_FALSE(status.has_value());
+  EXPECT_EQ(status.error().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_TRUE(below.empty());
+}
+
+TEST_F(JobLogicTest, KillPendingServiceTaskWithShrinkFinishesItAtOnce) {
+  JobView view = makeJob(serviceYaml(0, 2, 3));
+  std::string id = view.tasks[1].id;
+  JobEdit edit(view);
+  ASSERT_TRUE(killTask(edit, id, true, now()).has_value());
+  reconcile(edit, now(), config);
+  commit(view, std::move(edit));
+  EXPECT_EQ(view.job.capacity.desired, 1);
+  EXPECT_EQ(view.tasks[1].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[1].reason, TaskReason::kScaledDown);
+  EXPECT_EQ(view.tasks.size(), 2u);
+}
+
+// ============================== Service capacity ==============================
+
+TEST_F(JobLogicTest, ServiceJobStartsDesiredTasks) {
+  JobView view = makeJob(serviceYaml(1, 3, 5));
+  EXPECT_EQ(view.job.capacity.min, 1);
+  EXPECT_EQ(view.job.capacity.desired, 3);
+  EXPECT_EQ(view.job.capacity.max, 5);
+  EXPECT_EQ(view.tasks.size(), 3u);
+  EXPECT_EQ(view.job.nextIndex, 3);
+  JobEdit edit(view);
+  EXPECT_EQ(reconcile(edit, now(), config), 0);
+  EXPECT_TRUE(edit.empty()) << "capacity is met";
+}
+
+TEST_F(JobLogicTest, ServiceScaleUpAddsTasksWithNewIndexes) {
+  JobView view = makeJob(serviceYaml(0, 1, 5));
+  run(view, 0);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) {
+    return updateCapacity(edit, std::nullopt, 3, std::nullopt).has_value();
+  }));
+  EXPECT_EQ(view.job.capacity.desired, 3);
+  EXPECT_EQ(view.tasks.size(), 1u) << "updateCapacity only records the new capacity";
+  reconcileNow(view);
+  ASSERT_EQ(view.tasks.size(), 3u);
+  EXPECT_EQ(view.tasks[1].index, 1);
+  EXPECT_EQ(view.tasks[2].index, 2);
+  EXPECT_EQ(view.tasks[1].id, taskId(view.job.id, 1, 0));
+  EXPECT_EQ(view.tasks[2].state, TaskState::kAccepted);
+  EXPECT_TRUE(wantsPlacement(view.tasks[2], now()));
+  EXPECT_EQ(view.job.nextIndex, 3);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kStarted);
+}
+
+TEST_F(JobLogicTest, ServiceScaleDownKillsPendingFirstThenNewest) {
+  JobView view = makeJob(serviceYaml(0, 5, 5));
+  // Tasks 0, 1 and 3 run; 2 and 4 are pending.
+  run(view, 0);
+  run(view, 1);
+  run(view, 3);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) {
+    return updateCapacity(edit, std::nullopt, 1, std::nullopt).has_value();
+  }));
+  reconcileNow(view);
+  // Pending tasks go first (and finish at once), then the newest running ones.
+  EXPECT_EQ(view.tasks[4].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[4].reason, TaskReason::kScaledDown);
+  EXPECT_EQ(view.tasks[2].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[2].reason, TaskReason::kScaledDown);
+  EXPECT_EQ(view.tasks[3].state, TaskState::kKillInitiated);
+  EXPECT_EQ(view.tasks[3].killReason, TaskReason::kScaledDown);
+  EXPECT_EQ(view.tasks[1].state, TaskState::kKillInitiated);
+  EXPECT_EQ(view.tasks[1].killReason, TaskReason::kScaledDown);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kStarted) << "the oldest running task stays";
+
+  // The scaled-down tasks stop and are not replaced.
+  ASSERT_TRUE(report(view, 3, TaskState::kFinished, TaskReason::kNone, 143));
+  ASSERT_TRUE(report(view, 1, TaskState::kFinished, TaskReason::kNone, 0));
+  EXPECT_EQ(view.tasks[3].reason, TaskReason::kScaledDown);
+  EXPECT_EQ(view.tasks[1].reason, TaskReason::kScaledDown);
+  JobEdit edit(view);
+  reconcile(edit, now(), config);
+  EXPECT_TRUE(edit.empty());
+}
+
+TEST_F(JobLogicTest, ServiceScaleDownPrefersNewestAmongPending) {
+  JobView view = makeJob(serviceYaml(0, 4, 4));
+  run(view, 0);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) {
+    return updateCapacity(edit, std::nullopt, 2, std::nullopt).has_value();
+  }));
+  reconcileNow(view);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kStarted);
+  EXPECT_EQ(view.tasks[1].state, TaskState::kAccepted);
+  EXPECT_EQ(view.tasks[2].reason, TaskReason::kScaledDown);
+  EXPECT_EQ(view.tasks[3].reason, TaskReason::kScaledDown);
+}
+
+TEST_F(JobLogicTest, ServiceTaskThatExitsIsReplacedInItsSlot) {
+  JobView view = makeJob(serviceYaml(1, 1, 1));
+  run(view, 0);
+  finishWith(view, 0, 0);
+  ASSERT_EQ(view.tasks.size(), 1u);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kAccepted);
+  EXPECT_EQ(view.tasks[0].index, 0);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 1);
+  EXPECT_EQ(view.job.state, JobState::kAccepted) << "service jobs run until killed";
+}
+
+TEST_F(JobLogicTest, KillServiceJobFinishesIt) {
+  JobView view = makeJob(serviceYaml(1, 2, 2));
+  run(view, 0);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
+  reconcileNow(view);
+  EXPECT_EQ(view.tasks.size(), 2u) << "a killed service is not topped up";
+  EXPECT_EQ(view.job.state, JobState::kKillInitiated);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kNone, 0));
+  EXPECT_EQ(view.tasks.size(), 2u);
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kKilled);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "killed");
+}
+
+TEST_F(JobLogicTest, UpdateCapacityKeepsUnsetFields) {
+  JobView view = makeJob(serviceYaml(1, 2, 3));
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) {
+    return updateCapacity(edit, std::nullopt, std::nullopt, 10).has_value();
+  }));
+  EXPECT_EQ(view.job.capacity.min, 1);
+  EXPECT_EQ(view.job.capacity.desired, 2);
+  EXPECT_EQ(view.job.capacity.max, 10);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return updateCapacity(edit, 0, 0, 0).has_value(); }));
+  EXPECT_EQ(view.job.capacity.max, 0);
+}
+
+TEST_F(JobLogicTest, UpdateCapacityRejectsInvalidCapacity) {
+  JobView view = makeJob(serviceYaml(1, 2, 3));
+  struct Case {
+    std::optional<int64_t> min, desired, max;
+  };
+  const std::vector<Case> cases = {
+      {3, std::nullopt, std::nullopt},            // min above desired
+      {std::nullopt, 4, std::nullopt},            // desired above max
+      {std::nullopt, std::nullopt, 1},            // max below desired
+      {-1, std::nullopt, std::nullopt},           // negative min
+      {std::nullopt, 0, std::nullopt},            // desired below min
+      {std::nullopt, std::nullopt, 10'001},       // above the service limit
+      {0, 10'001, 10'001},
+  };
+  for (const Case& c : cases) {
+    JobEdit edit(view);
+    auto status = updateCapacity(edit, c.min, c.desired, c.max);
+    ASSERT_FALSE(status.has_value());
+    EXPECT_EQ(status.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(status.error().message().find("capacity"), std::string::npos);
+    EXPECT_TRUE(edit.empty());
+  }
+  JobEdit edit(view);
+  EXPECT_TRUE(updateCapacity(edit, 0, 10'000, 10'000).has_value()) << "the limit itself is fine";
+}
+
+TEST_F(JobLogicTest, UpdateCapacityRefusesBatchAndInactiveJobs) {
+  JobView batch = makeJob(batchYaml(1, immediate(0)));
+  JobEdit batchEdit(batch);
+  auto status = updateCapacity(batchEdit, 0, 1, 1);
+  ASSERT_FALSE(status.has_value());
+  EXPECT_EQ(status.error().code(), ErrorCode::kFailedPrecondition);
+
+  JobView service = makeJob(serviceYaml(0, 1, 1));
+  ASSERT_TRUE(change(service, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
+  JobEdit serviceEdit(service);
+  status = updateCapacity(serviceEdit, 0, 1, 2);
+  ASSERT_FALSE(status.has_value());
+  EXPECT_EQ(status.error().code(), ErrorCode::kFailedPrecondition);
+}
+
+TEST_F(JobLogicTest, SetEnabledAppliesToServicesOnly) {
+  JobView service = makeJob(serviceYaml(0, 1, 1));
+  ASSERT_TRUE(change(service, [&](JobEdit& edit) { return setEnabled(edit, false).has_value(); }));
+  EXPECT_FALSE(service.job.enabled);
+  JobEdit same(service);
+  EXPECT_TRUE(setEnabled(same, false).has_value());
+  EXPECT_TRUE(same.empty());
+
+  JobView batch = makeJob(batchYaml(1, immediate(0)));
+  JobEdit edit(batch);
+  auto status = setEnabled(edit, true);
+  ASSERT_FALSE(status.has_value());
+  EXPECT_EQ(status.error().code(), ErrorCode::kFailedPrecondition);
+}
+
+// ============================== Batch completion ==============================
+
+TEST_F(JobLogicTest, BatchJobFinishesNormalWhenAllTasksFinishNormally) {
+  JobView view = makeJob(batchYaml(3, immediate(1)));
+  for (size_t i = 0; i < 3; ++i) run(view, i);
+  finishWith(view, 0, 0);
+  finishWith(view, 1, 0);
+  EXPECT_EQ(view.job.state, JobState::kAccepted);
+  clock.advanceMs(42);
+  finishWith(view, 2, 0);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "normal");
+  EXPECT_EQ(view.job.stateTimeMs, now());
+  EXPECT_EQ(reconcileNow(view), 0);
+}
+
+TEST_F(JobLogicTest, BatchJobWithARetriedSlotFinishesNormalWhenTheRetrySucceeds) {
+  JobView view = makeJob(batchYaml(2, immediate(1)));
+  run(view, 0);
+  run(view, 1);
+  finishWith(view, 0, 1);
+  finishWith(view, 1, 0);
+  EXPECT_EQ(view.job.state, JobState::kAccepted);
+  run(view, 0);
+  finishWith(view, 0, 0);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "normal");
+}
+
+// ============================== Deadlines ==============================
+
+TEST_F(JobLogicTest, ReconcileReturnsNoDeadlineWhenNothingIsPending) {
+  JobView view = makeJob(batchYaml(2, immediate(0)));
+  EXPECT_EQ(reconcileNow(view), 0) << "Accepted tasks wait for placement, not for time";
+}
+
+TEST_F(JobLogicTest, ReconcileReturnsTheEarliestDeadline) {
+  JobView view = makeJob(batchYaml(3, "{delayed: {initialDelayMs: 400000, delayMs: 1, retries: 1}}",
+                                   /*runtimeLimitSec=*/100));
+  launch(view, 0);                                   // Launched: +120 s.
+  run(view, 1);                                      // Started: +100 s.
+  EXPECT_EQ(reconcileNow(view), now() + 100'000);
+  clock.advanceMs(30'000);
+  EXPECT_EQ(reconcileNow(view), now() + 70'000);
+  ASSERT_TRUE(report(view, 1, TaskState::kFinished, TaskReason::kNone, 0));
+  // Task 0 times out in 90 s.
+  EXPECT_EQ(reconcileNow(view), now() + 90'000);
+  run(view, 2);
+  ASSERT_TRUE(report(view, 2, TaskState::kFinished, TaskReason::kNone, 1));
+  // Task 2's retry is due in 400 s; task 0's timeout is still first.
+  EXPECT_EQ(view.tasks[2].notBeforeMs, now() + 400'000);
+  EXPECT_EQ(reconcileNow(view), now() + 90'000);
+  clock.advanceMs(90'000);
+  reconcileNow(view);  // Task 0 is stuck and retried after the system retry delay.
+  EXPECT_EQ(view.tasks[0].systemResubmitNumber, 1);
+  EXPECT_EQ(reconcileNow(view), now() + config.systemRetryDelayMs);
+}
+
+TEST_F(JobLogicTest, ReconcileOfFinishedJobDoesNothing) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
+  reconcileNow(view);
+  ASSERT_EQ(view.job.state, JobState::kFinished);
+  JobEdit edit(view);
+  EXPECT_EQ(reconcile(edit, now() + 1'000'000, config), 0);
+  EXPECT_TRUE(edit.empty());
+}
+
+// ============================== JobEdit ==============================
+
+TEST_F(JobLogicTest, EditIsInvisibleUntilApplied) {
+  JobView view = makeJob(serviceYaml(0, 1, 3));
+  JobEdit edit(view);
+  ASSERT_TRUE(updateCapacity(edit, std::nullopt, 2, std::nullopt).has_value());
+  reconcile(edit, now(), config);
+  EXPECT_EQ(edit.taskCount(), 2u);
+  EXPECT_EQ(edit.job().capacity.desired, 2);
+  EXPECT_EQ(view.job.capacity.desired, 1);
+  EXPECT_EQ(view.tasks.size(), 1u);
+  EXPECT_TRUE(edit.jobChanged());
+  ASSERT_EQ(edit.changedTasks().size(), 1u);
+  EXPECT_EQ(edit.changedTasks()[0]->index, 1);
+  std::move(edit).applyTo(view, 77);
+  EXPECT_EQ(view.job.modRevision, 77);
+  ASSERT_EQ(view.tasks.size(), 2u);
+  EXPECT_EQ(view.tasks[1].modRevision, 77);
+  EXPECT_EQ(view.tasks[0].modRevision, 0) << "unchanged tasks keep their revision";
+  EXPECT_EQ(view.findIndex(1), std::optional<size_t>(1));
+  EXPECT_EQ(view.findIndex(2), std::nullopt);
+}
+
+}  // namespace
+}  // namespace skiff::controlplane

@@ -132,7 +132,8 @@ if wants submit; then
     start_skiffd
     log "submit run $i/$RUNS: $CLIENTS clients, ${WARMUP}s warm-up + ${DURATION}s (skiffd pid $SKIFFD_PID, port $SKIFFD_PORT)"
     "$SUBMIT" --url "http://127.0.0.1:$SKIFFD_PORT" --token-file "$STATE/admin.token" \
-      --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" >"$TMP/results/submit-$i.json"
+      --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SKIFFD_PID" \
+      >"$TMP/results/submit-$i.json"
     jq -c . "$TMP/results/submit-$i.json" >&2
     stop_skiffd
   done

@@ -18,13 +18,19 @@
 //
 // Usage:
 //   submit_bench --url http://127.0.0.1:7070 --token-file STATE/admin.token
-//                [--clients 64] [--duration 10] [--warmup 1] [--batch-size 1]
+//                [--clients 64] [--duration 10] [--warmup 1] [--batch-size 1] [--server-pid PID]
+//
+// With `--server-pid`, the CPU time the server process used during the measured window is reported
+// too (`serverCpuSec`, `serverCpuUsPerAck`): unlike the rate, it does not depend on what else the
+// machine runs at the time. `clientCpuSec` is this program's own CPU time over the whole run, and
+// `loadAvg1` the 1-minute load average before and after.
 //   submit_bench --exec "sbatch --wrap=true -o /dev/null" [--clients 64] [--duration 10]
 
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,6 +63,7 @@ struct Options {
   double warmupSec = 1;
   int batchSize = 1;
   std::vector<std::string> exec;  // Measure this command line instead of the HTTP API.
+  int serverPid = 0;
 };
 
 [[noreturn]] void usage(const std::string& problem) {
@@ -97,6 +104,8 @@ Options parse(int argc, char** argv) {
       o.warmupSec = std::stod(value());
     } else if (arg == "--batch-size") {
       o.batchSize = std::stoi(value());
+    } else if (arg == "--server-pid") {
+      o.serverPid = std::stoi(value());
     } else if (arg == "--exec") {
       std::istringstream words(value());
       for (std::string w; words >> w;) o.exec.push_back(w);
@@ -136,6 +145,53 @@ double percentile(std::vector<double>& sorted, double p) {
   return sorted[lo] * (1 - frac) + sorted[hi] * frac;
 }
 
+// utime + stime of a process in seconds, or -1.
+double processCpuSec(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return -1;
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  double ticks = 0;
+  // Fields after the command: state(3) ... utime(14) stime(15).
+  for (int index = 3; fields >> field; ++index) {
+    if (index == 14 || index == 15) ticks += std::stod(field);
+    if (index == 15) break;
+  }
+  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double selfCpuSec() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return sec(usage.ru_utime) + sec(usage.ru_stime);
+}
+
+// Busy and total jiffies of the whole machine (all cores) from /proc/stat.
+std::pair<double, double> machineJiffies() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  in >> cpu;
+  double total = 0;
+  double idle = 0;
+  double value = 0;
+  for (int i = 0; i < 10 && in >> value; ++i) {
+    total += value;
+    if (i == 3 || i == 4) idle += value;  // idle, iowait
+  }
+  return {total - idle, total};
+}
+
+double loadAvg1() {
+  std::ifstream in("/proc/loadavg");
+  double load = -1;
+  in >> load;
+  return load;
+}
+
 struct Results {
   uint64_t total = 0;  // Every answer in the window, acknowledged or not.
   uint64_t acknowledged = 0;
@@ -143,6 +199,11 @@ struct Results {
   std::map<long, uint64_t> otherStatuses;
   std::string firstUnexpected;
   std::vector<double> latenciesMs;
+  double serverCpuSec = -1;  // During the measured window.
+  double clientCpuSecWindow = -1;
+  double machineBusyCores = -1;  // Average busy cores of the whole machine during the window.
+  double loadBefore = -1;
+  double loadAfter = -1;
 };
 
 Clock::duration seconds(double s) {
@@ -166,6 +227,21 @@ json report(const Options& opt, Results& r) {
               {"transportErrors", r.transportErrors},
               {"otherStatuses", others}};
   if (!r.firstUnexpected.empty()) out["firstUnexpected"] = r.firstUnexpected;
+  if (r.serverCpuSec >= 0) {
+    out["serverCpuSec"] = r.serverCpuSec;
+    out["serverCpuUsPerAck"] =
+        r.acknowledged > 0 ? r.serverCpuSec * 1e6 / static_cast<double>(r.acknowledged) : 0.0;
+  }
+  out["clientCpuSec"] = selfCpuSec();
+  if (r.machineBusyCores >= 0) {
+    out["machineBusyCores"] = r.machineBusyCores;
+    // What the rest of the machine (other processes) used while this ran.
+    if (r.serverCpuSec >= 0 && r.clientCpuSecWindow >= 0) {
+      out["otherBusyCores"] = std::max(
+          0.0, r.machineBusyCores - (r.serverCpuSec + r.clientCpuSecWindow) / opt.durationSec);
+    }
+  }
+  out["loadAvg1"] = {r.loadBefore, r.loadAfter};
   return out;
 }
 
@@ -179,10 +255,12 @@ int runExec(const Options& opt) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
 
   std::map<pid_t, Clock::time_point> running;
   Results r;
   r.latenciesMs.reserve(1 << 16);
+  r.loadBefore = loadAvg1();
   auto spawnOne = [&]() -> bool {
     pid_t pid = 0;
     int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
@@ -225,6 +303,7 @@ int runExec(const Options& opt) {
     if (now < windowEnd && !spawnOne()) break;
   }
   posix_spawn_file_actions_destroy(&actions);
+  r.loadAfter = loadAvg1();
   json out = report(opt, r);
   out["command"] = opt.exec;
   std::cout << out.dump() << std::endl;
@@ -300,7 +379,13 @@ int main(int argc, char** argv) {
 
   Results r;
   r.latenciesMs.reserve(1 << 20);
+  r.loadBefore = loadAvg1();
   size_t active = slots.size();
+  double serverCpuAtStart = -1;
+  double clientCpuAtStart = 0;
+  std::pair<double, double> jiffiesAtStart;
+  bool windowOpen = false;
+  bool windowClosed = false;
 
   while (active > 0) {
     int running = 0;
@@ -340,7 +425,27 @@ int main(int argc, char** argv) {
         ++active;
       }
     }
-    if (Clock::now() >= drainEnd) break;
+    Clock::time_point now = Clock::now();
+    if (!windowOpen && now >= windowStart) {
+      windowOpen = true;
+      if (opt.serverPid > 0) serverCpuAtStart = processCpuSec(opt.serverPid);
+      clientCpuAtStart = selfCpuSec();
+      jiffiesAtStart = machineJiffies();
+    }
+    if (!windowClosed && now >= windowEnd) {
+      windowClosed = true;
+      if (opt.serverPid > 0) {
+        double end = processCpuSec(opt.serverPid);
+        if (serverCpuAtStart >= 0 && end >= 0) r.serverCpuSec = end - serverCpuAtStart;
+      }
+      r.clientCpuSecWindow = selfCpuSec() - clientCpuAtStart;
+      auto [busy, total] = machineJiffies();
+      double cores = static_cast<double>(::sysconf(_SC_NPROCESSORS_ONLN));
+      if (total > jiffiesAtStart.second) {
+        r.machineBusyCores = (busy - jiffiesAtStart.first) / (total - jiffiesAtStart.second) * cores;
+      }
+    }
+    if (now >= drainEnd) break;
     if (active > 0) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
   }
 
@@ -352,6 +457,7 @@ int main(int argc, char** argv) {
   curl_multi_cleanup(multi);
   curl_global_cleanup();
 
+  r.loadAfter = loadAvg1();
   std::cout << report(opt, r).dump() << std::endl;
   return r.acknowledged > 0 ? 0 : 1;
 }

@@ -64,10 +64,10 @@ struct ApiClient::Transfer {
   CURL* curl = nullptr;
   bool streaming = false;
   const LineHandler* onLine = nullptr;
-  long status = 0;        // Known once the first body byte arrives.
-  std::string body;       // The whole body, except for a 2xx stream.
-  std::string pending;    // A 2xx stream's incomplete last line.
-  bool stopped = false;   // The line handler asked to end the stream.
+  long status = 0;       // Known once the first body byte arrives.
+  std::string body;      // The whole body, except for a 2xx stream.
+  std::string pending;   // A 2xx stream's incomplete last line.
+  bool stopped = false;  // The line handler asked to end the stream.
   bool tooLarge = false;
 
   static size_t write(char* data, size_t size, size_t count, void* user) {
@@ -197,9 +197,8 @@ Result<ApiResponse> ApiClient::perform(Transfer& transfer, std::string_view meth
   if (code != CURLE_OK) {
     std::string reason = errorBuffer[0] != '\0' ? errorBuffer : curl_easy_strerror(code);
     bool broke = streaming && transfer.status >= 200 && transfer.status < 300;
-    return fail(ErrorCode::kUnavailable,
-                (broke ? "lost the connection to " : "cannot reach ") + address_ + ": " +
-                    sanitize(reason));
+    return fail(ErrorCode::kUnavailable, (broke ? "lost the connection to " : "cannot reach ") +
+                                             address_ + ": " + sanitize(reason));
   }
   long status = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);

@@ -9,12 +9,11 @@
 
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 
@@ -91,9 +90,8 @@ class ApiClient final : public Api {
 
  private:
   struct Transfer;
-  Result<ApiResponse> perform(Transfer& transfer, std::string_view method,
-                              std::string_view target, const std::string* body,
-                              const Headers& headers, bool streaming);
+  Result<ApiResponse> perform(Transfer& transfer, std::string_view method, std::string_view target,
+                              const std::string* body, const Headers& headers, bool streaming);
 
   std::string address_;
   std::string token_;

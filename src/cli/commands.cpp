@@ -1,14 +1,10 @@
 #include "cli/commands.h"
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
-#include <array>
-#include <cstdio>
-#include <iostream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "api/job.h"
 #include "api/states.h"
@@ -32,8 +28,8 @@ constexpr int kMaxPages = 100'000;  // Guards `--all` against a server that neve
 // The state names the server accepts as filters, from the shared model.
 std::vector<std::string> jobStateNames() {
   std::vector<std::string> names;
-  for (auto state : {api::JobState::kAccepted, api::JobState::kKillInitiated,
-                     api::JobState::kFinished}) {
+  for (auto state :
+       {api::JobState::kAccepted, api::JobState::kKillInitiated, api::JobState::kFinished}) {
     names.emplace_back(api::jobStateName(state));
   }
   return names;
@@ -161,8 +157,9 @@ std::string jsonString(const json& object, std::string_view key) {
 }
 
 // Builds "path?k=v&..." from the parameters that are set, encoding every value.
-std::string withQuery(std::string path,
-                      const std::vector<std::pair<std::string, std::optional<std::string>>>& params) {
+std::string withQuery(
+    std::string path,
+    const std::vector<std::pair<std::string, std::optional<std::string>>>& params) {
   char separator = '?';
   for (const auto& [key, value] : params) {
     if (!value) continue;
@@ -200,11 +197,12 @@ class StatusLine {
     }
     out_.flush();
   }
-  // Ends a live line so other output starts on a fresh one; the next show() prints in full.
+  // Ends a live line so other output starts on a fresh one. On a terminal the next show()
+  // repeats the status below that output; in a log the unchanged line is not repeated.
   void interrupt() {
     if (open_) out_ << "\n";
     open_ = false;
-    last_.clear();
+    if (live_) last_.clear();
     out_.flush();
   }
   void finish() {
@@ -228,7 +226,8 @@ std::optional<api::JobDescriptor> loadJobFile(Session& s, const std::string& fil
   std::vector<std::string> problems;
   json errors = json::array();
   std::optional<api::JobDescriptor> descriptor;
-  Result<std::string> text = file == "-" ? Result<std::string>(readStream(s.ctx.in)) : readFile(file);
+  Result<std::string> text =
+      file == "-" ? Result<std::string>(readStream(s.ctx.in)) : readFile(file);
   if (!text) {
     problems.push_back(text.error().message());
     errors.push_back({{"field", ""}, {"message", text.error().message()}});
@@ -243,7 +242,8 @@ std::optional<api::JobDescriptor> loadJobFile(Session& s, const std::string& fil
   } else {
     descriptor = std::move(*validated);
   }
-  for (const auto& problem : problems) s.ctx.err << sanitize(name) << ": " << sanitize(problem) << "\n";
+  for (const auto& problem : problems)
+    s.ctx.err << sanitize(name) << ": " << sanitize(problem) << "\n";
   if (report != nullptr) {
     *report = {{"file", name}, {"valid", descriptor.has_value()}, {"errors", std::move(errors)}};
   }
@@ -252,15 +252,15 @@ std::optional<api::JobDescriptor> loadJobFile(Session& s, const std::string& fil
 
 // POSTs with the same Idempotency-Key until the server answers with something other than 503,
 // so a lost answer never creates the job twice.
-Result<ApiResponse> postWithRetry(Session& s, Api& api, const std::string& target,
-                                  const json& body, const Headers& headers) {
+Result<ApiResponse> postWithRetry(Session& s, Api& api, const std::string& target, const json& body,
+                                  const Headers& headers) {
   for (int attempt = 0;; ++attempt) {
     Result<ApiResponse> response = api.call("POST", target, &body, headers);
-    bool retryable = response ? response->status == 503
-                              : response.error().code() == ErrorCode::kUnavailable;
+    bool retryable =
+        response ? response->status == 503 : response.error().code() == ErrorCode::kUnavailable;
     if (!retryable || attempt == kPostRetries) return response;
-    std::string reason = response ? describeServerError(*response).message
-                                  : response.error().message();
+    std::string reason =
+        response ? describeServerError(*response).message : response.error().message();
     auto delay = kPostFirstBackoff * (1 << attempt);
     s.ctx.err << "skiff: " << sanitize(reason) << "; retrying in " << delay.count() << " ms ("
               << attempt + 1 << "/" << kPostRetries << ")\n";
@@ -323,8 +323,7 @@ int followEvents(Session& s, const std::optional<std::string>& jobId,
       return s.error(Error(ErrorCode::kUnavailable, "giving up on the event stream: " + problem));
     }
     auto delay = std::min(kStreamMaxBackoff, kStreamFirstBackoff * (1 << (failures - 1)));
-    s.ctx.err << "skiff: " << sanitize(problem) << "; reconnecting in " << delay.count()
-              << " ms\n";
+    s.ctx.err << "skiff: " << sanitize(problem) << "; reconnecting in " << delay.count() << " ms\n";
     s.ctx.sleep(delay);
     reconnected = true;
   }
@@ -509,7 +508,9 @@ int runJobRun(Session& s) {
   return waitForJob(s, id);
 }
 
-int runJobWait(Session& s) { return waitForJob(s, s.inv.id); }
+int runJobWait(Session& s) {
+  return waitForJob(s, s.inv.id);
+}
 
 int runJobList(Session& s) {
   auto listing = fetchList(s, "/v1/jobs",
@@ -563,15 +564,18 @@ int setEnabled(Session& s, bool enabled) {
   return printObject(s, *job, s.inv.id + (enabled ? ": enabled" : ": disabled"));
 }
 
-int runJobEnable(Session& s) { return setEnabled(s, true); }
-int runJobDisable(Session& s) { return setEnabled(s, false); }
+int runJobEnable(Session& s) {
+  return setEnabled(s, true);
+}
+int runJobDisable(Session& s) {
+  return setEnabled(s, false);
+}
 
 int runTaskList(Session& s) {
-  auto listing = fetchList(s, "/v1/tasks",
-                           {{"jobId", s.inv.job},
-                            {"state", s.inv.state},
-                            {"limit", numberText(s.inv.limit)}},
-                           s.inv.all);
+  auto listing =
+      fetchList(s, "/v1/tasks",
+                {{"jobId", s.inv.job}, {"state", s.inv.state}, {"limit", numberText(s.inv.limit)}},
+                s.inv.all);
   if (!listing) return listing.error();
   return printList(s, *listing, "tasks", renderTasks);
 }
@@ -587,9 +591,9 @@ int runTaskGet(Session& s) {
 }
 
 int runTaskKill(Session& s) {
-  auto task = fetchObject(s, "POST",
-                          "/v1/tasks/" + urlEncode(s.inv.id) + "/kill?shrink=" +
-                              (s.inv.shrink ? "true" : "false"));
+  auto task = fetchObject(
+      s, "POST",
+      "/v1/tasks/" + urlEncode(s.inv.id) + "/kill?shrink=" + (s.inv.shrink ? "true" : "false"));
   if (!task) return task.error();
   return printObject(s, *task, s.inv.id + ": " + stateOf(*task));
 }
@@ -654,7 +658,8 @@ int runVersion(Session& s) {
     server = response->body;
   }
   if (s.format() != OutputFormat::kTable) {
-    s.print(renderValue({{"client", {{"version", SKIFF_VERSION}}}, {"server", server}}, s.format()));
+    s.print(
+        renderValue({{"client", {{"version", SKIFF_VERSION}}}, {"server", server}}, s.format()));
   } else {
     std::string text = "client: skiff " SKIFF_VERSION "\n";
     if (server.is_object()) {
@@ -720,7 +725,9 @@ const std::vector<Verb>& verbs() {
        "Follow a job until it finishes; exit 1 unless every task ended normal",
        [](Declarer& d) { d.id("Job id"); },
        runJobWait},
-      {{"job", "kill"}, "Kill a job and all its tasks", [](Declarer& d) { d.id("Job id"); },
+      {{"job", "kill"},
+       "Kill a job and all its tasks",
+       [](Declarer& d) { d.id("Job id"); },
        runJobKill},
       {{"job", "scale"},
        "Change a service job's capacity",
@@ -734,10 +741,14 @@ const std::vector<Verb>& verbs() {
              ->check(CLI::NonNegativeNumber);
        },
        runJobScale},
-      {{"job", "enable"}, "Let a service job replace and add tasks again",
-       [](Declarer& d) { d.id("Job id"); }, runJobEnable},
-      {{"job", "disable"}, "Stop a service job from replacing or adding tasks",
-       [](Declarer& d) { d.id("Job id"); }, runJobDisable},
+      {{"job", "enable"},
+       "Let a service job replace and add tasks again",
+       [](Declarer& d) { d.id("Job id"); },
+       runJobEnable},
+      {{"job", "disable"},
+       "Stop a service job from replacing or adding tasks",
+       [](Declarer& d) { d.id("Job id"); },
+       runJobDisable},
       {{"task", "ls"},
        "List tasks",
        [](Declarer& d) {
@@ -758,14 +769,17 @@ const std::vector<Verb>& verbs() {
        runTaskKill},
       {{"node", "ls"}, "List nodes", [](Declarer&) {}, runNodeList},
       {{"node", "get"}, "Show a node", [](Declarer& d) { d.id("Node id"); }, runNodeGet},
-      {{"node", "drain"}, "Stop placing new tasks on a node", [](Declarer& d) { d.id("Node id"); },
+      {{"node", "drain"},
+       "Stop placing new tasks on a node",
+       [](Declarer& d) { d.id("Node id"); },
        runNodeDrain},
       {{"events"},
        "Stream cluster events (Ctrl-C to stop)",
        [](Declarer& d) {
          d.app.add_option("--job", d.inv.job, "Only events of this job");
-         d.app.add_option("--from-revision", d.inv.fromRevision,
-                          "Replay changes from this revision instead of starting with a snapshot")
+         d.app
+             .add_option("--from-revision", d.inv.fromRevision,
+                         "Replay changes from this revision instead of starting with a snapshot")
              ->check(CLI::NonNegativeNumber);
        },
        runEvents},
@@ -852,7 +866,9 @@ std::string randomIdempotencyKey() {
   return key;
 }
 
-CommandLine::CommandLine() { build(); }
+CommandLine::CommandLine() {
+  build();
+}
 CommandLine::~CommandLine() = default;
 
 ValueHint CommandLine::hint(const CLI::Option* option) const {
@@ -867,8 +883,9 @@ void CommandLine::build() {
   // do not know up to their parents. Set before adding subcommands, which inherit it.
   root.fallthrough();
   root.require_subcommand(0, 1);
-  root.footer("Exit codes: 0 ok, 1 job failed or invalid job file, 2 usage, 3 server unreachable,\n"
-              "4 authentication, 5 not found, 6 conflict, 7 other server error.");
+  root.footer(
+      "Exit codes: 0 ok, 1 job failed or invalid job file, 2 usage, 3 server unreachable,\n"
+      "4 authentication, 5 not found, 6 conflict, 7 other server error.");
   root.add_option("--addr", invocation_.addr,
                   "Server address, host:port or http[s]://host:port (env SKIFF_ADDR; default " +
                       std::string(kDefaultAddress) + ")");

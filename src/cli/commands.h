@@ -90,7 +90,7 @@ struct Context {
   bool outIsTty = false;
   bool errIsTty = false;
   int terminalColumns = 0;  // Width of the terminal on stdout; 0 when unknown.
-  ConfigSources config;  // Flags are filled in from the Invocation.
+  ConfigSources config;     // Flags are filled in from the Invocation.
   // Builds the API client for a resolved configuration.
   std::function<std::unique_ptr<Api>(const ClientConfig&)> makeApi;
   std::function<void(std::chrono::milliseconds)> sleep;

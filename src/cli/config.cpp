@@ -1,10 +1,10 @@
 #include "cli/config.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
-#include <unistd.h>
-
 #include <nlohmann/json.hpp>
 
 #include "api/job.h"
@@ -69,8 +69,7 @@ Result<FileSettings> parseConfigFile(const std::string& text, const std::string&
   settings.token = nonEmpty(*token);
   settings.tokenFile = nonEmpty(*tokenFile);
   if (settings.token && settings.tokenFile) {
-    return fail(ErrorCode::kInvalidArgument,
-                path + ": set token or tokenFile, not both");
+    return fail(ErrorCode::kInvalidArgument, path + ": set token or tokenFile, not both");
   }
   return settings;
 }
@@ -117,8 +116,8 @@ Result<std::string> normalizeAddress(std::string_view address) {
   }
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
   if (rest.empty() || rest.front() == '/' || rest.front() == ':') {
-    return fail(ErrorCode::kInvalidArgument,
-                "invalid address \"" + sanitize(text) + "\": expected host:port or http://host:port");
+    return fail(ErrorCode::kInvalidArgument, "invalid address \"" + sanitize(text) +
+                                                 "\": expected host:port or http://host:port");
   }
   for (char c : rest) {
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7F) {

@@ -40,11 +40,12 @@ struct ConfigSources {
 };
 
 struct ClientConfig {
-  std::string address;        // Normalized: "http[s]://host[:port][/prefix]", no trailing '/'.
-  std::string token;          // Empty when none was found.
-  std::string addressSource;  // Where `address` came from, for messages ("--addr", "SKIFF_ADDR"...).
-  std::string tokenSource;    // Likewise for `token`; "none" when empty.
-  std::string configPath;     // The config file that was read; empty when none was.
+  std::string address;  // Normalized: "http[s]://host[:port][/prefix]", no trailing '/'.
+  std::string token;    // Empty when none was found.
+  std::string
+      addressSource;        // Where `address` came from, for messages ("--addr", "SKIFF_ADDR"...).
+  std::string tokenSource;  // Likewise for `token`; "none" when empty.
+  std::string configPath;   // The config file that was read; empty when none was.
   std::vector<std::string> warnings;  // Non-fatal problems (unknown config keys), one line each.
 };
 

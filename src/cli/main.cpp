@@ -1,14 +1,13 @@
 // The `skiff` program: wires the real process (streams, terminal, clock, libcurl) into the
 // commands. Everything else lives in the skiff_cli library so tests can drive it.
 
+#include <curl/curl.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <iostream>
 #include <thread>
-
-#include <curl/curl.h>
 
 #include "cli/commands.h"
 #include "common/clock.h"
@@ -25,8 +24,7 @@ int main(int argc, char** argv) {
       .errIsTty = ::isatty(STDERR_FILENO) == 1,
       .terminalColumns = columns,
       .config = skiff::cli::ConfigSources::fromEnvironment(),
-      .makeApi =
-          [](const skiff::cli::ClientConfig& config) -> std::unique_ptr<skiff::cli::Api> {
+      .makeApi = [](const skiff::cli::ClientConfig& config) -> std::unique_ptr<skiff::cli::Api> {
         return std::make_unique<skiff::cli::ApiClient>(config.address, config.token);
       },
       .sleep = [](std::chrono::milliseconds delay) { std::this_thread::sleep_for(delay); },

@@ -1,11 +1,11 @@
 #include "cli/output.h"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <charconv>
 
 #include "api/job.h"
+#include "api/states.h"
 #include "cli/util.h"
 
 namespace skiff::cli {
@@ -14,8 +14,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::string_view kNone = "-";
-constexpr std::array<std::string_view, 6> kTaskStates = {
-    "Accepted", "Launched", "StartInitiated", "Started", "KillInitiated", "Finished"};
 
 const json* member(const json& object, std::string_view key) {
   if (!object.is_object()) return nullptr;
@@ -123,7 +121,8 @@ std::string taskStateWord(std::string_view state) {
 
 std::string summarizeTaskCounts(const json& taskCounts) {
   std::string out;
-  for (std::string_view state : kTaskStates) {
+  for (int i = 0; i < api::kTaskStateCount; ++i) {
+    std::string_view state = api::taskStateName(static_cast<api::TaskState>(i));
     std::optional<int64_t> count = integer(taskCounts, state);
     if (!count || *count == 0) continue;
     if (!out.empty()) out += ", ";
@@ -143,8 +142,8 @@ std::string renderJobs(const std::vector<json>& jobs, int64_t nowMs) {
       if (member(*descriptor, "service") != nullptr) type = "service";
     }
     std::string state = status != nullptr ? text(*status, "state") : std::string(kNone);
-    if (const json* enabled = member(job, "enabled"); enabled != nullptr &&
-                                                      enabled->is_boolean() && !*enabled) {
+    if (const json* enabled = member(job, "enabled");
+        enabled != nullptr && enabled->is_boolean() && !*enabled) {
       state += " (disabled)";
     }
     const json* counts = member(job, "taskCounts");

@@ -1,9 +1,9 @@
 #include "cli/watch.h"
 
 #include <algorithm>
-#include <array>
 #include <set>
 
+#include "api/states.h"
 #include "cli/output.h"
 #include "cli/util.h"
 
@@ -98,15 +98,17 @@ void JobWatch::apply(const json& event) {
     std::string id = stringField(*object, "id");
     auto known = tasks_.find(id);
     // A snapshot after a reconnect may carry an older copy than an update we already applied.
-    if (known != tasks_.end() &&
-        intField(known->second, "revision").value_or(0) > intField(*object, "revision").value_or(0)) {
+    if (known != tasks_.end() && intField(known->second, "revision").value_or(0) >
+                                     intField(*object, "revision").value_or(0)) {
       return;
     }
     tasks_[id] = std::move(copy);
   }
 }
 
-bool JobWatch::jobFinished() const { return jobState(job_) == "Finished"; }
+bool JobWatch::jobFinished() const {
+  return jobState(job_) == "Finished";
+}
 
 bool JobWatch::done() const {
   if (inSnapshot_ || !jobFinished()) return false;
@@ -133,8 +135,8 @@ std::vector<const json*> JobWatch::finalAttempts() const {
       continue;
     }
     auto [it, inserted] = byIndex.emplace(*index, &task);
-    if (!inserted && intField(task, "revision").value_or(0) >
-                         intField(*it->second, "revision").value_or(0)) {
+    if (!inserted &&
+        intField(task, "revision").value_or(0) > intField(*it->second, "revision").value_or(0)) {
       it->second = &task;
     }
   }
@@ -147,8 +149,6 @@ std::vector<const json*> JobWatch::finalAttempts() const {
 std::string JobWatch::statusLine() const {
   std::string state = jobState(job_);
   std::string out = jobId_ + "  " + (state.empty() ? std::string("Pending") : state) + "  tasks: ";
-  static constexpr std::array<std::string_view, 6> kStates = {
-      "Accepted", "Launched", "StartInitiated", "Started", "KillInitiated", "Finished"};
   std::map<std::string, int64_t> byState;
   std::map<std::string, int64_t> finishedByReason;
   std::vector<const json*> attempts = finalAttempts();
@@ -165,7 +165,8 @@ std::string JobWatch::statusLine() const {
     if (!counts.empty()) counts += ", ";
     counts += text;
   };
-  for (std::string_view name : kStates) {
+  for (int i = 0; i < api::kTaskStateCount; ++i) {
+    std::string_view name = api::taskStateName(static_cast<api::TaskState>(i));
     auto it = byState.find(std::string(name));
     if (it == byState.end()) continue;
     std::string part = std::to_string(it->second) + " " + taskStateWord(name);
@@ -185,7 +186,7 @@ std::string JobWatch::statusLine() const {
     add(std::move(part));
   }
   for (const auto& [name, count] : byState) {  // States this client does not know.
-    if (std::find(kStates.begin(), kStates.end(), name) == kStates.end()) {
+    if (!api::parseTaskState(name)) {
       add(std::to_string(count) + " " + taskStateWord(name.empty() ? "unknown" : name));
     }
   }

@@ -233,10 +233,13 @@ bool applyStatus(JobEdit& edit, const TaskStatusUpdate& update, int64_t nowMs) {
   if (!position) return false;
   const TaskRecord& current = edit.task(*position);
   if (update.seq <= current.lastSeq || current.finished()) return false;
+  // An impossible transition is ignored entirely: it must not consume the seq or touch the task.
+  if (update.state != current.state && !api::isValidTransition(current.state, update.state)) {
+    return false;
+  }
   TaskRecord& task = edit.mutableTask(*position);
   task.lastSeq = update.seq;
   if (update.state == task.state) return true;
-  if (!api::isValidTransition(task.state, update.state)) return false;
   if (update.state == TaskState::kFinished) {
     TaskReason reason = update.reason;
     if (reason == TaskReason::kNone) {
@@ -288,13 +291,12 @@ Status killTask(JobEdit& edit, const std::string& id, bool shrink, int64_t nowMs
     if (edit.job().descriptor.isBatch()) {
       return fail(ErrorCode::kFailedPrecondition, "shrink applies to service jobs only");
     }
-    JobRecord& job = edit.mutableJob();
-    if (job.capacity.desired <= job.capacity.min) {
+    const api::Capacity& capacity = edit.job().capacity;
+    if (capacity.desired <= capacity.min) {
       return fail(ErrorCode::kFailedPrecondition,
-                  "shrinking would take desired below min (" + std::to_string(job.capacity.min) +
-                      ")");
+                  "shrinking would take desired below min (" + std::to_string(capacity.min) + ")");
     }
-    job.capacity.desired--;
+    edit.mutableJob().capacity.desired--;
   }
   beginKill(edit.mutableTask(*position), shrink ? TaskReason::kScaledDown : TaskReason::kKilled,
             nowMs);

@@ -4,6 +4,8 @@
 #include "cli/client.h"
 
 #include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -12,16 +14,13 @@
 #include <chrono>
 #include <thread>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 namespace skiff::cli {
 namespace {
 
+using nlohmann::json;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using nlohmann::json;
 
 // Accepts one connection, reads one request, and answers with `pieces`, pausing `gap` between
 // them, then closes. The request is available once the server is done.

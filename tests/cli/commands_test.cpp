@@ -2,13 +2,12 @@
 
 #include "cli/commands.h"
 
-#include <filesystem>
-#include <fstream>
-
-#include <unistd.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "api/job.h"
 #include "harness.h"
@@ -16,15 +15,15 @@
 namespace skiff::cli {
 namespace {
 
+using nlohmann::json;
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::testing::Not;
-using ::testing::StartsWith;
 using testing::errorReply;
 using testing::Harness;
+using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::reply;
+using ::testing::StartsWith;
 using testing::unreachable;
-using nlohmann::json;
 namespace fs = std::filesystem;
 
 const char* kGoodJob = R"(
@@ -78,7 +77,9 @@ json jobReply(const std::string& id, const std::string& state = "Accepted") {
           {"taskCounts", {{"Accepted", 2}}}};
 }
 
-std::string line(const json& value) { return value.dump(); }
+std::string line(const json& value) {
+  return value.dump();
+}
 
 json taskEvent(const std::string& type, const std::string& id, int64_t index,
                const std::string& state, const std::string& reason, int64_t revision) {
@@ -95,7 +96,9 @@ json taskEvent(const std::string& type, const std::string& id, int64_t index,
 }
 
 json jobEvent(const std::string& type, const std::string& state, int64_t revision) {
-  return {{"type", type}, {"kind", "job"}, {"revision", revision},
+  return {{"type", type},
+          {"kind", "job"},
+          {"revision", revision},
           {"object", jobReply("job-1", state)}};
 }
 
@@ -325,7 +328,8 @@ TEST_F(CommandsTest, RunRetriesWithTheSameKey) {
   EXPECT_EQ(h_.run({"job", "run", file, "--idempotency-key", "mine"}), 0) << h_.err.str();
   ASSERT_EQ(h_.api.requests.size(), 3u);
   for (const auto& request : h_.api.requests) EXPECT_EQ(request.header("Idempotency-Key"), "mine");
-  EXPECT_THAT(h_.sleeps, ElementsAre(std::chrono::milliseconds(250), std::chrono::milliseconds(500)));
+  EXPECT_THAT(h_.sleeps,
+              ElementsAre(std::chrono::milliseconds(250), std::chrono::milliseconds(500)));
   EXPECT_THAT(h_.err.str(), HasSubstr("loading state; retrying"));
   EXPECT_EQ(h_.out.str(), "job-1\n");
 }
@@ -341,7 +345,8 @@ TEST_F(CommandsTest, RunGivesUpAfterFiveRetries) {
 
 TEST_F(CommandsTest, RunDoesNotRetryOtherErrors) {
   std::string file = write("good.yaml", kGoodJob);
-  h_.api.responses.push_back(errorReply(409, "Conflict", "idempotency key reused with another body"));
+  h_.api.responses.push_back(
+      errorReply(409, "Conflict", "idempotency key reused with another body"));
   EXPECT_EQ(h_.run({"job", "run", file}), 6);
   EXPECT_EQ(h_.api.requests.size(), 1u);
   EXPECT_EQ(h_.err.str(), "skiff: idempotency key reused with another body\n");
@@ -349,10 +354,10 @@ TEST_F(CommandsTest, RunDoesNotRetryOtherErrors) {
 
 TEST_F(CommandsTest, ServerValidationDetailsOnePerLine) {
   std::string file = write("good.yaml", kGoodJob);
-  h_.api.responses.push_back(errorReply(
-      400, "InvalidArgument", "invalid job",
-      json::array({{{"field", "batch.size"}, {"message", "too big"}},
-                   {{"field", "container.image"}, {"message", "unknown registry"}}})));
+  h_.api.responses.push_back(
+      errorReply(400, "InvalidArgument", "invalid job",
+                 json::array({{{"field", "batch.size"}, {"message", "too big"}},
+                              {{"field", "container.image"}, {"message", "unknown registry"}}})));
   EXPECT_EQ(h_.run({"job", "run", file}), 7);
   EXPECT_THAT(errLines(), ElementsAre("skiff: invalid job", "  batch.size: too big",
                                       "  container.image: unknown registry"));
@@ -445,13 +450,14 @@ TEST_F(CommandsTest, WaitReconnectsFromTheNextRevision) {
   h_.api.streams.push_back({{line(taskEvent("update", "t1", 1, "Finished", "normal", 12)),
                              line(jobEvent("update", "Finished", 13))}});
   EXPECT_EQ(h_.run({"job", "wait", "job-1"}), 0) << h_.err.str();
-  EXPECT_EQ(h_.api.streamTargets,
-            (std::vector<std::string>{"/v1/events?jobId=job-1",
-                                      "/v1/events?jobId=job-1&fromRevision=12",
-                                      "/v1/events?jobId=job-1&fromRevision=12"}));
+  EXPECT_EQ(
+      h_.api.streamTargets,
+      (std::vector<std::string>{"/v1/events?jobId=job-1", "/v1/events?jobId=job-1&fromRevision=12",
+                                "/v1/events?jobId=job-1&fromRevision=12"}));
   // The first failure came after progress, so both reconnects start from the shortest backoff
   // and grow from there.
-  EXPECT_THAT(h_.sleeps, ElementsAre(std::chrono::milliseconds(500), std::chrono::milliseconds(1000)));
+  EXPECT_THAT(h_.sleeps,
+              ElementsAre(std::chrono::milliseconds(500), std::chrono::milliseconds(1000)));
   EXPECT_THAT(h_.err.str(), HasSubstr("reconnecting"));
 }
 
@@ -465,10 +471,10 @@ TEST_F(CommandsTest, WaitRestartsWithASnapshotWhenHistoryIsCompacted) {
                              line(taskEvent("snapshot", "t1", 1, "Finished", "normal", 21)),
                              line({{"type", "snapshotEnd"}, {"revision", 30}})}});
   EXPECT_EQ(h_.run({"job", "wait", "job-1"}), 0) << h_.err.str();
-  EXPECT_EQ(h_.api.streamTargets,
-            (std::vector<std::string>{"/v1/events?jobId=job-1",
-                                      "/v1/events?jobId=job-1&fromRevision=11",
-                                      "/v1/events?jobId=job-1"}));
+  EXPECT_EQ(
+      h_.api.streamTargets,
+      (std::vector<std::string>{"/v1/events?jobId=job-1", "/v1/events?jobId=job-1&fromRevision=11",
+                                "/v1/events?jobId=job-1"}));
 }
 
 TEST_F(CommandsTest, WaitGivesUpWhenTheServerStaysAway) {
@@ -620,14 +626,13 @@ TEST_F(CommandsTest, TaskKillShrink) {
 }
 
 TEST_F(CommandsTest, NodeList) {
-  h_.api.responses.push_back(reply(
-      200, {{"items",
-             {{{"id", "node-a"},
-               {"state", "Ready"},
-               {"resources", {{"cpu", 2}, {"memoryMB", 4096}}},
-               {"allocated", {{"cpu", 0}, {"memoryMB", 0}}},
-               {"taskCount", 0},
-               {"lastHeartbeatMs", 1'700'000'098'000}}}}}));
+  h_.api.responses.push_back(reply(200, {{"items",
+                                          {{{"id", "node-a"},
+                                            {"state", "Ready"},
+                                            {"resources", {{"cpu", 2}, {"memoryMB", 4096}}},
+                                            {"allocated", {{"cpu", 0}, {"memoryMB", 0}}},
+                                            {"taskCount", 0},
+                                            {"lastHeartbeatMs", 1'700'000'098'000}}}}}));
   EXPECT_EQ(h_.run({"node", "ls"}), 0);
   EXPECT_EQ(h_.api.requests[0].target, "/v1/nodes");
   EXPECT_EQ(h_.out.str(),
@@ -656,10 +661,10 @@ TEST_F(CommandsTest, ConfigErrorsAreUsageErrors) {
 // --- events. ---
 
 TEST_F(CommandsTest, EventsTableSkipsKeepalives) {
-  h_.api.streams.push_back({{line(jobEvent("snapshot", "Accepted", 3)),
-                             line({{"type", "keepalive"}}),
-                             line({{"type", "snapshotEnd"}, {"revision", 3}}),
-                             line(taskEvent("update", "t0", 0, "Started", "", 4))}});
+  h_.api.streams.push_back(
+      {{line(jobEvent("snapshot", "Accepted", 3)), line({{"type", "keepalive"}}),
+        line({{"type", "snapshotEnd"}, {"revision", 3}}),
+        line(taskEvent("update", "t0", 0, "Started", "", 4))}});
   EXPECT_EQ(h_.run({"events", "--job", "job-1"}), 3);  // The fake has nothing more: gives up.
   EXPECT_EQ(h_.out.str(),
             "3 snapshot job job-1 Accepted\n"

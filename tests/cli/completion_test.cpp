@@ -1,13 +1,12 @@
 // The generated completion scripts, exercised in a real bash.
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-
-#include <unistd.h>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "cli/commands.h"
 
@@ -125,8 +124,8 @@ class ZshCompletionTest : public ::testing::Test {
   }
 
   static std::string complete(const std::vector<std::string>& words) {
-    fs::path script = fs::temp_directory_path() /
-                      ("skiff-completion-" + std::to_string(::getpid()) + ".zsh");
+    fs::path script =
+        fs::temp_directory_path() / ("skiff-completion-" + std::to_string(::getpid()) + ".zsh");
     CommandLine commandLine;
     std::ofstream(script) << zshCompletion(commandLine);
     std::string array;
@@ -138,8 +137,11 @@ class ZshCompletionTest : public ::testing::Test {
         "[[ $1 == -- ]] && shift; print -r -- \"$*\"; }\n"
         "_files() { print -r -- FILES; }\n"
         "_message() { print -r -- MESSAGE; }\n"
-        "source " + quote(script.string()) + "\n"
-        "words=(" + array + "); CURRENT=" + std::to_string(words.size()) + "; _skiff\n";
+        "source " +
+        quote(script.string()) +
+        "\n"
+        "words=(" +
+        array + "); CURRENT=" + std::to_string(words.size()) + "; _skiff\n";
     std::string command = "zsh -f -c " + quote(program);
     std::string output;
     if (FILE* pipe = ::popen(command.c_str(), "r")) {
@@ -170,8 +172,10 @@ TEST(ZshCompletionScriptTest, MentionsEveryCommandAndOption) {
   std::string script = zshCompletion(commandLine);
   EXPECT_THAT(script, HasSubstr("#compdef skiff"));
   for (const char* text : {"'run:Validate a job file", "(\"/job/run\")", "(\"/task/kill\")",
-                           "'--shrink:", "'--idempotency-key:", "(-o|--output) compadd -- 'table' "
-                           "'json' 'yaml'", "compdef _skiff skiff"}) {
+                           "'--shrink:", "'--idempotency-key:",
+                           "(-o|--output) compadd -- 'table' "
+                           "'json' 'yaml'",
+                           "compdef _skiff skiff"}) {
     EXPECT_THAT(script, HasSubstr(text));
   }
 }

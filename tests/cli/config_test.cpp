@@ -1,11 +1,10 @@
 #include "cli/config.h"
 
-#include <filesystem>
-#include <fstream>
-
+#include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
+#include <filesystem>
+#include <fstream>
 
 namespace skiff::cli {
 namespace {
@@ -47,7 +46,8 @@ TEST_F(ConfigTest, DefaultsWithNothingConfigured) {
 }
 
 TEST_F(ConfigTest, FlagBeatsEnvironmentBeatsFileBeatsDefault) {
-  std::string file = write("home/.config/skiff/config.yaml", "addr: file-host:1\ntoken: file-token\n");
+  std::string file =
+      write("home/.config/skiff/config.yaml", "addr: file-host:1\ntoken: file-token\n");
 
   auto fromFile = resolveConfig(sources_);
   ASSERT_TRUE(fromFile) << fromFile.error().message();

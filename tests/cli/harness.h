@@ -4,11 +4,10 @@
 
 #include <deque>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "cli/client.h"
 #include "cli/commands.h"
@@ -17,7 +16,9 @@ namespace skiff::cli::testing {
 
 using nlohmann::json;
 
-inline ApiResponse reply(long status, json body = nullptr) { return ApiResponse{status, body}; }
+inline ApiResponse reply(long status, json body = nullptr) {
+  return ApiResponse{status, body};
+}
 
 inline ApiResponse errorReply(long status, const std::string& code, const std::string& message,
                               json details = nullptr) {

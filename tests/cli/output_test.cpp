@@ -59,12 +59,13 @@ TEST(OutputFormatTest, Parse) {
 }
 
 TEST(RenderJobsTest, Columns) {
-  json batch = {{"id", "job-1"},
-                {"descriptor", {{"name", "train"}, {"batch", {{"size", 3}}}}},
-                {"status", {{"state", "Accepted"}}},
-                {"type", "batch"},
-                {"createdAtMs", kNow - 90'000},
-                {"taskCounts", {{"Accepted", 1}, {"Launched", 0}, {"Started", 2}, {"Finished", 0}}}};
+  json batch = {
+      {"id", "job-1"},
+      {"descriptor", {{"name", "train"}, {"batch", {{"size", 3}}}}},
+      {"status", {{"state", "Accepted"}}},
+      {"type", "batch"},
+      {"createdAtMs", kNow - 90'000},
+      {"taskCounts", {{"Accepted", 1}, {"Launched", 0}, {"Started", 2}, {"Finished", 0}}}};
   json service = {{"id", "job-22"},
                   {"descriptor", {{"name", "web"}, {"service", json::object()}}},
                   {"status", {{"state", "Accepted"}}},
@@ -92,8 +93,8 @@ TEST(RenderTasksTest, Columns) {
                {"reason", "failed"},
                {"nodeId", "node-a"},
                {"stateTimesMs", {{"Accepted", kNow - 30'000}, {"Finished", kNow - 1000}}}};
-  json fresh = {{"id", "job-1-1-0"}, {"jobId", "job-1"}, {"index", 1}, {"state", "Accepted"},
-                {"reason", ""}};
+  json fresh = {
+      {"id", "job-1-1-0"}, {"jobId", "job-1"}, {"index", 1}, {"state", "Accepted"}, {"reason", ""}};
   EXPECT_EQ(renderTasks({task, fresh}, kNow),
             "ID          JOB     INDEX   STATE      REASON   NODE     AGE\n"
             "job-1-0-1   job-1   0       Finished   failed   node-a   30s\n"
@@ -113,10 +114,8 @@ TEST(RenderNodesTest, Columns) {
 }
 
 TEST(SummarizeTaskCountsTest, StateOrderAndWords) {
-  EXPECT_EQ(summarizeTaskCounts({{"Finished", 3},
-                                 {"StartInitiated", 1},
-                                 {"KillInitiated", 2},
-                                 {"Accepted", 0}}),
+  EXPECT_EQ(summarizeTaskCounts(
+                {{"Finished", 3}, {"StartInitiated", 1}, {"KillInitiated", 2}, {"Accepted", 0}}),
             "1 starting, 2 killing, 3 finished");
   EXPECT_EQ(summarizeTaskCounts(json::object()), "none");
 }

@@ -27,7 +27,9 @@ json event(const std::string& type, const std::string& kind, json object, int64_
   return {{"type", type}, {"kind", kind}, {"object", std::move(object)}, {"revision", revision}};
 }
 
-json snapshotEnd(int64_t revision) { return {{"type", "snapshotEnd"}, {"revision", revision}}; }
+json snapshotEnd(int64_t revision) {
+  return {{"type", "snapshotEnd"}, {"revision", revision}};
+}
 
 TEST(EventCursorTest, ResumesAfterSnapshotEndAndUpdates) {
   EventCursor cursor;
@@ -93,8 +95,7 @@ TEST(JobWatchTest, IndexThatNeverRanIsAFailure) {
   ASSERT_TRUE(watch.done());
   JobWatch::Outcome outcome = watch.outcome();
   EXPECT_FALSE(outcome.succeeded);
-  EXPECT_EQ(outcome.failures,
-            (std::vector<std::string>{"task 1 never ran", "task 2 never ran"}));
+  EXPECT_EQ(outcome.failures, (std::vector<std::string>{"task 1 never ran", "task 2 never ran"}));
 }
 
 TEST(JobWatchTest, WaitsForTaskEventsOfTheSameRevision) {
@@ -151,8 +152,8 @@ TEST(JobWatchTest, StoredFormObjectsWithoutRevisions) {
   // skiffd's events carry objects as stored: no "revision", and "resubmitOf" always present.
   auto task = [](const std::string& id, int64_t index, const std::string& state,
                  const std::string& reason, const std::string& resubmitOf) {
-    return json{{"id", id},         {"jobId", "job-1"}, {"index", index}, {"state", state},
-                {"reason", reason}, {"resubmitOf", resubmitOf}};
+    return json{{"id", id},       {"jobId", "job-1"}, {"index", index},
+                {"state", state}, {"reason", reason}, {"resubmitOf", resubmitOf}};
   };
   json job = jobObject("Accepted", 1);
   JobWatch watch("job-1");

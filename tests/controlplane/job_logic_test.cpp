@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -785,12 +786,13 @@ TEST_F(JobLogicTest, KillJobKillsRunningTasksAndFinishesWhenAllStop) {
 TEST_F(JobLogicTest, KilledTaskThatIsLostIsNotRetried) {
   JobView view = makeJob(batchYaml(1, immediate(5)));
   run(view, 0);
-  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
+  std::string id = view.tasks[0].id;
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killTask(edit, id, false, now()).has_value(); }));
   ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kLost));
   EXPECT_EQ(view.tasks[0].reason, TaskReason::kLost) << "a platform failure keeps its reason";
-  EXPECT_EQ(view.tasks[0].resubmitNumber, 0);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 0) << "but the deliberate kill decides about a retry";
   EXPECT_EQ(view.job.state, JobState::kFinished);
-  EXPECT_EQ(view.job.reason, "killed");
+  EXPECT_EQ(view.job.reason, "failed");
 }
 
 TEST_F(JobLogicTest, KillJobOnFinishedJobFails) {
@@ -811,10 +813,10 @@ TEST_F(JobLogicTest, KillJobTwiceKeepsTheFirstKill) {
   ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
   int64_t killedAt = view.job.stateTimeMs;
   clock.advanceMs(1000);
-  JobEdit edit(view);
-  EXPECT_TRUE(killJob(edit, now()).has_value());
-  EXPECT_TRUE(edit.empty());
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
+  EXPECT_EQ(view.job.state, JobState::kKillInitiated);
   EXPECT_EQ(view.job.stateTimeMs, killedAt);
+  EXPECT_EQ(view.tasks[0].stateTimeMs(TaskState::kKillInitiated), killedAt);
 }
 
 TEST_F(JobLogicTest, KillTaskInBatchJobIsNotRetried) {

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every Debian package Skiff's build, tests and benchmarks need. Idempotent and
+# non-interactive; run as root on Debian 12. `--bench-peers` also installs the peers the
+# benchmarks compare against (Slurm with munge).
+set -euo pipefail
+
+packages=(
+  # Toolchain.
+  g++ cmake ninja-build pkg-config git ca-certificates curl
+  # Libraries.
+  libboost-dev libboost-system-dev nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev sqlite3
+  libspdlog-dev libcli11-dev libssl-dev libcurl4-openssl-dev
+  # Tests and benchmarks.
+  libgtest-dev libgmock-dev libbenchmark-dev procps
+)
+if [[ "${1:-}" == "--bench-peers" ]]; then
+  packages+=(slurm-wlm munge)
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: every package is already installed"
+  exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup: these packages are missing and installing them needs root: ${missing[*]}" >&2
+  exit 1
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"

@@ -1,0 +1,819 @@
+// JobManager in process, over a real SqliteStore in a fresh temporary directory, with its
+// io_context running on a background thread. The test thread drives it through
+// `asio::co_spawn(io, ..., asio::use_future)` and polls (with a bound) for asynchronous effects.
+
+#include <utility>  // Must precede asio/awaitable.hpp under GCC 12 with Boost 1.74.
+
+#include "controlplane/job_manager.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <nlohmann/json.hpp>
+
+#include "api/job.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "controlplane/placement.h"
+#include "controlplane/records.h"
+#include "controlplane/store/sqlite_store.h"
+
+namespace skiff::controlplane {
+namespace {
+
+using namespace std::chrono_literals;
+using api::TaskReason;
+using api::TaskState;
+using nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+
+// ---- Descriptors ----
+
+struct JobSpec {
+  int64_t size = 2;
+  std::string app = "app";
+  std::string owner = "team@example.com";
+  std::string capacityGroup = "DEFAULT";
+  int64_t retries = 0;
+  std::optional<int64_t> desired;  // Set: a service job with this capacity (min 0, max 10).
+  std::string command = "true";
+};
+
+api::JobDescriptor descriptor(const JobSpec& spec = {}) {
+  json document = {
+      {"applicationName", spec.app},
+      {"owner", {{"teamEmail", spec.owner}}},
+      {"capacityGroup", spec.capacityGroup},
+      {"container",
+       {{"image", "busybox:1.36"},
+        {"command", json::array({spec.command})},
+        {"resources", {{"cpu", 1}, {"memoryMB", 128}, {"diskMB", 128}, {"networkMbps", 10}}}}},
+  };
+  if (spec.desired) {
+    document["service"] = {{"capacity", {{"min", 0}, {"desired", *spec.desired}, {"max", 10}}},
+                           {"retryPolicy", {{"immediate", {{"retries", 0}}}}}};
+  } else {
+    document["batch"] = {{"size", spec.size},
+                         {"retryPolicy", {{"immediate", {{"retries", spec.retries}}}}}};
+  }
+  auto validated = api::validateJobDescriptor(document);
+  if (!validated) {
+    ADD_FAILURE() << "invalid test descriptor: " << validated.error()[0].toString();
+    return {};
+  }
+  return std::move(*validated);
+}
+
+NodeRegistration node(std::string id, double cpu = 16) {
+  NodeRegistration registration;
+  registration.id = std::move(id);
+  registration.resources = {cpu, 65536, 100000, 10000, 0};
+  registration.attributes = {{"zone", "z1"}};
+  return registration;
+}
+
+TaskStatusUpdate update(const std::string& taskId, int64_t seq, TaskState state,
+                        std::optional<int32_t> exitCode = {},
+                        TaskReason reason = TaskReason::kNone) {
+  TaskStatusUpdate u;
+  u.taskId = taskId;
+  u.seq = seq;
+  u.state = state;
+  u.reason = reason;
+  u.exitCode = exitCode;
+  return u;
+}
+
+// ---- The fixture ----
+
+class JobManagerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { log::init("job_manager_test", log::Level::kError); }
+
+  void SetUp() override {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "skiff-job-manager-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    openStore();
+  }
+
+  void TearDown() override {
+    shutdown();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  void openStore() {
+    auto opened = store::SqliteStore::open(dir_ + "/skiff.db");
+    ASSERT_TRUE(opened.has_value()) << opened.error().message();
+    store_ = std::move(*opened);
+  }
+
+  // Builds a manager over the open store, recovers and starts the io thread.
+  void start(ManagerConfig config = {}) {
+    io_ = std::make_unique<asio::io_context>();
+    work_.emplace(asio::make_work_guard(*io_));
+    manager_ = std::make_unique<JobManager>(*io_, *store_, SystemClock::instance(),
+                                            std::make_unique<FirstFitPlacer>(), config);
+    auto recovered = manager_->recover();
+    ASSERT_TRUE(recovered.has_value()) << recovered.error().message();
+    std::promise<void> done;
+    ioDone_ = done.get_future();
+    thread_ = std::thread([this, done = std::move(done)]() mutable {
+      io_->run();
+      done.set_value();
+    });
+  }
+
+  // Stops the manager, lets the io thread run out of work, and closes the store.
+  void shutdown() {
+    if (manager_) {
+      manager_->stop();
+      (void)await(manager_->counts());  // The strand has processed stop().
+    }
+    work_.reset();
+    if (thread_.joinable()) {
+      if (ioDone_.wait_for(5s) != std::future_status::ready) {
+        ADD_FAILURE() << "the io_context did not run out of work after stop()";
+        io_->stop();
+      }
+      thread_.join();
+    }
+    manager_.reset();
+    io_.reset();
+    store_.reset();
+  }
+
+  void restart(ManagerConfig config = {}) {
+    shutdown();
+    openStore();
+    start(config);
+  }
+
+  // Runs `awaitable` on the io_context and waits for its result.
+  template <typename T>
+  T await(asio::awaitable<T> awaitable) {
+    auto future = asio::co_spawn(*io_, std::move(awaitable), asio::use_future);
+    if (future.wait_for(10s) != std::future_status::ready) {
+      std::fprintf(stderr, "an awaited JobManager call did not finish in 10 s\n");
+      std::abort();
+    }
+    return future.get();
+  }
+
+  // Polls `condition` every 10 ms until it holds or `timeout` passes.
+  static bool waitUntil(const std::function<bool()>& condition,
+                        std::chrono::milliseconds timeout = 5s) {
+    auto deadline = SteadyClock::now() + timeout;
+    while (SteadyClock::now() < deadline) {
+      if (condition()) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return condition();
+  }
+
+  std::string create(const JobSpec& spec = {}, std::string key = "") {
+    auto created = await(manager_->createJob(descriptor(spec), std::move(key)));
+    EXPECT_TRUE(created.has_value()) << created.error().message();
+    if (!created) return "";
+    return created->job["id"].get<std::string>();
+  }
+
+  json job(const std::string& id) {
+    auto result = await(manager_->getJob(id));
+    EXPECT_TRUE(result.has_value()) << result.error().message();
+    return result ? *result : json();
+  }
+
+  std::string jobState(const std::string& id) { return job(id)["status"]["state"]; }
+
+  std::vector<json> tasks(const std::string& jobId) {
+    auto page = await(manager_->listTasks(jobId, std::nullopt, "", 1000));
+    EXPECT_TRUE(page.has_value()) << page.error().message();
+    return page ? page->items : std::vector<json>{};
+  }
+
+  json task(const std::string& taskId) {
+    auto result = await(manager_->getTask(taskId));
+    EXPECT_TRUE(result.has_value()) << result.error().message();
+    return result ? *result : json();
+  }
+
+  void registerNode(const std::string& id) {
+    auto registered = await(manager_->registerNode(node(id), nullptr));
+    ASSERT_TRUE(registered.has_value()) << registered.error().message();
+  }
+
+  // Waits until every task of the job is Launched on `nodeId`.
+  bool waitLaunched(const std::string& jobId, const std::string& nodeId) {
+    return waitUntil([&] {
+      auto list = tasks(jobId);
+      if (list.empty()) return false;
+      for (const json& t : list) {
+        if (t["state"] != "Launched" || t["nodeId"] != nodeId) return false;
+      }
+      return true;
+    });
+  }
+
+  int64_t report(const std::string& nodeId, std::vector<TaskStatusUpdate> updates) {
+    auto applied = await(manager_->applyTaskStatus(nodeId, std::move(updates)));
+    EXPECT_TRUE(applied.has_value()) << applied.error().message();
+    return applied ? *applied : -1;
+  }
+
+  std::string dir_;
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<asio::io_context> io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::unique_ptr<JobManager> manager_;
+  std::thread thread_;
+  std::future<void> ioDone_;
+};
+
+// ============================== Creating and listing jobs ==============================
+
+TEST_F(JobManagerTest, CreateJobReturnsJobWithAcceptedTasks) {
+  start();
+  auto created = await(manager_->createJob(descriptor({.size = 3}), ""));
+  ASSERT_TRUE(created.has_value()) << created.error().message();
+  EXPECT_TRUE(created->created);
+  const json& j = created->job;
+  std::string id = j["id"];
+  EXPECT_EQ(id.size(), 25u);
+  EXPECT_EQ(j["type"], "batch");
+  EXPECT_EQ(j["status"]["state"], "Accepted");
+  EXPECT_EQ(j["taskCounts"]["Accepted"], 3);
+  EXPECT_GT(j["revision"].get<int64_t>(), 0);
+
+  auto list = tasks(id);
+  ASSERT_EQ(list.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(list[static_cast<size_t>(i)]["id"], taskId(id, i, 0));
+    EXPECT_EQ(list[static_cast<size_t>(i)]["state"], "Accepted");
+    EXPECT_EQ(list[static_cast<size_t>(i)]["jobId"], id);
+  }
+  EXPECT_EQ(await(manager_->counts()), std::make_pair(size_t{1}, size_t{3}));
+
+  // The job is durable: it is in the store.
+  auto stored = store_->get(jobKey(id));
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_TRUE(stored->has_value());
+}
+
+TEST_F(JobManagerTest, UnknownJobAndTaskAreNotFound) {
+  start();
+  auto missing = await(manager_->getJob("job-000000000000-00000000"));
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+  auto missingTask = await(manager_->getTask("job-000000000000-00000000-0-0"));
+  ASSERT_FALSE(missingTask.has_value());
+  EXPECT_EQ(missingTask.error().code(), ErrorCode::kNotFound);
+  auto killed = await(manager_->killJob("job-000000000000-00000000"));
+  ASSERT_FALSE(killed.has_value());
+  EXPECT_EQ(killed.error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(JobManagerTest, RepeatedIdempotencyKeyReturnsTheSameJob) {
+  start();
+  auto first = await(manager_->createJob(descriptor(), "key-1"));
+  ASSERT_TRUE(first.has_value()) << first.error().message();
+  EXPECT_TRUE(first->created);
+  auto second = await(manager_->createJob(descriptor(), "key-1"));
+  ASSERT_TRUE(second.has_value()) << second.error().message();
+  EXPECT_FALSE(second->created);
+  EXPECT_EQ(second->job["id"], first->job["id"]);
+  EXPECT_EQ(second->job["idempotencyKey"], "key-1");
+  EXPECT_EQ(await(manager_->counts()).first, 1u);
+
+  // Another key makes another job.
+  auto other = await(manager_->createJob(descriptor(), "key-2"));
+  ASSERT_TRUE(other.has_value());
+  EXPECT_TRUE(other->created);
+  EXPECT_NE(other->job["id"], first->job["id"]);
+}
+
+TEST_F(JobManagerTest, SameKeyWithDifferentDescriptorConflicts) {
+  start();
+  std::string id = create({.size = 1}, "key-1");
+  auto conflict = await(manager_->createJob(descriptor({.size = 2}), "key-1"));
+  ASSERT_FALSE(conflict.has_value());
+  EXPECT_EQ(conflict.error().code(), ErrorCode::kConflict);
+  EXPECT_NE(conflict.error().message().find(id), std::string::npos) << conflict.error().message();
+  EXPECT_EQ(await(manager_->counts()).first, 1u);
+}
+
+TEST_F(JobManagerTest, ConcurrentCreatesWithOneKeyMakeOneJob) {
+  start();
+  std::vector<std::future<Result<CreateJobResult>>> futures;
+  for (int i = 0; i < 4; ++i) {
+    futures.push_back(
+        asio::co_spawn(*io_, manager_->createJob(descriptor(), "same-key"), asio::use_future));
+  }
+  std::set<std::string> ids;
+  int createdCount = 0;
+  for (auto& future : futures) {
+    ASSERT_EQ(future.wait_for(10s), std::future_status::ready);
+    auto result = future.get();
+    ASSERT_TRUE(result.has_value()) << result.error().message();
+    ids.insert(result->job["id"].get<std::string>());
+    createdCount += result->created ? 1 : 0;
+  }
+  EXPECT_EQ(ids.size(), 1u);
+  EXPECT_EQ(createdCount, 1);
+  EXPECT_EQ(await(manager_->counts()).first, 1u);
+}
+
+TEST_F(JobManagerTest, ListJobsFiltersAndPagesWithACursor) {
+  start();
+  std::vector<std::string> alpha, beta;
+  for (int i = 0; i < 3; ++i) {
+    alpha.push_back(create({.size = 1, .app = "alpha", .owner = "a@example.com",
+                            .capacityGroup = "group-a"}));
+  }
+  for (int i = 0; i < 2; ++i) {
+    beta.push_back(create({.size = 1, .app = "beta", .owner = "b@example.com"}));
+  }
+  std::string service = create({.app = "web", .desired = 1});
+
+  auto count = [&](JobFilter filter) {
+    auto page = await(manager_->listJobs(std::move(filter), "", 100));
+    EXPECT_TRUE(page.has_value());
+    EXPECT_TRUE(page->nextCursor.empty());
+    return page->items.size();
+  };
+  EXPECT_EQ(count({}), 6u);
+  EXPECT_EQ(count({.applicationName = "alpha"}), 3u);
+  EXPECT_EQ(count({.capacityGroup = "group-a"}), 3u);
+  EXPECT_EQ(count({.owner = "b@example.com"}), 2u);
+  EXPECT_EQ(count({.batch = false}), 1u);
+  EXPECT_EQ(count({.batch = true}), 5u);
+  EXPECT_EQ(count({.applicationName = "beta", .owner = "a@example.com"}), 0u);
+  EXPECT_EQ(count({.state = api::JobState::kFinished}), 0u);
+
+  // A killed job shows up under Finished.
+  ASSERT_TRUE(await(manager_->killJob(beta[0])).has_value());
+  ASSERT_TRUE(waitUntil([&] { return jobState(beta[0]) == "Finished"; }));
+  EXPECT_EQ(count({.state = api::JobState::kFinished}), 1u);
+  EXPECT_EQ(count({.state = api::JobState::kAccepted}), 5u);
+
+  // Pages of two, in id order, cover every job exactly once.
+  std::vector<std::string> seen;
+  std::string cursor;
+  int pages = 0;
+  do {
+    auto page = await(manager_->listJobs({}, cursor, 2));
+    ASSERT_TRUE(page.has_value());
+    EXPECT_LE(page->items.size(), 2u);
+    for (const json& item : page->items) seen.push_back(item["id"]);
+    cursor = page->nextCursor;
+    ASSERT_LT(++pages, 10);
+  } while (!cursor.empty());
+  EXPECT_EQ(pages, 3);
+  std::vector<std::string> all = alpha;
+  all.insert(all.end(), beta.begin(), beta.end());
+  all.push_back(service);
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(seen, all);
+
+  // Paging works with a filter too.
+  auto first = await(manager_->listJobs({.applicationName = "alpha"}, "", 2));
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ(first->items.size(), 2u);
+  ASSERT_FALSE(first->nextCursor.empty());
+  auto rest = await(manager_->listJobs({.applicationName = "alpha"}, first->nextCursor, 2));
+  ASSERT_TRUE(rest.has_value());
+  ASSERT_EQ(rest->items.size(), 1u);
+  EXPECT_TRUE(rest->nextCursor.empty());
+}
+
+// ============================== Nodes and placement ==============================
+
+TEST_F(JobManagerTest, RegisteredNodeGetsTasksLaunched) {
+  start();
+  std::string id = create({.size = 2});
+  std::this_thread::sleep_for(100ms);
+  for (const json& t : tasks(id)) EXPECT_EQ(t["state"], "Accepted") << "no node yet";
+
+  bool created = false;
+  auto registered = await(manager_->registerNode(node("node-1"), &created));
+  ASSERT_TRUE(registered.has_value());
+  EXPECT_TRUE(created);
+  EXPECT_EQ((*registered)["state"], "Ready");
+  ASSERT_TRUE(waitLaunched(id, "node-1"));
+
+  auto info = await(manager_->getNode("node-1"));
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ((*info)["taskCount"], 2);
+  EXPECT_DOUBLE_EQ((*info)["allocated"]["cpu"].get<double>(), 2.0);
+  EXPECT_EQ((*info)["allocated"]["memoryMB"], 256);
+
+  auto assigned = await(manager_->assignments("node-1", 0, 0));
+  ASSERT_TRUE(assigned.has_value());
+  ASSERT_EQ(assigned->assignments.size(), 2u);
+  for (const json& a : assigned->assignments) {
+    EXPECT_EQ(a["desiredState"], "Running");
+    EXPECT_EQ(a["job"]["id"], id);
+    EXPECT_EQ(a["task"]["state"], "Launched");
+    EXPECT_EQ(a["job"]["descriptor"]["container"]["command"], json::array({"true"}));
+  }
+
+  // Re-registering keeps the node.
+  ASSERT_TRUE(await(manager_->registerNode(node("node-1"), &created)).has_value());
+  EXPECT_FALSE(created);
+}
+
+TEST_F(JobManagerTest, TasksWaitForANodeWithRoom) {
+  start();
+  auto small = await(manager_->registerNode(node("node-small", 1.5), nullptr));
+  ASSERT_TRUE(small.has_value());
+  std::string id = create({.size = 3});
+  // One task (1 cpu) fits; the other two wait.
+  ASSERT_TRUE(waitUntil([&] {
+    int launched = 0;
+    for (const json& t : tasks(id)) launched += t["state"] == "Launched" ? 1 : 0;
+    return launched == 1;
+  }));
+  std::this_thread::sleep_for(100ms);
+  int accepted = 0;
+  for (const json& t : tasks(id)) accepted += t["state"] == "Accepted" ? 1 : 0;
+  EXPECT_EQ(accepted, 2);
+  registerNode("node-z");
+  ASSERT_TRUE(waitUntil([&] {
+    int onZ = 0;
+    for (const json& t : tasks(id)) onZ += t["nodeId"] == "node-z" ? 1 : 0;
+    return onZ == 2;
+  }));
+}
+
+TEST_F(JobManagerTest, AgentReportsDriveTasksAndTheJobToFinished) {
+  start();
+  registerNode("node-1");
+  std::string id = create({.size = 2});
+  ASSERT_TRUE(waitLaunched(id, "node-1"));
+  std::string t0 = taskId(id, 0, 0), t1 = taskId(id, 1, 0);
+
+  EXPECT_EQ(report("node-1", {update(t0, 1, TaskState::kStartInitiated),
+                              update(t0, 2, TaskState::kStarted),
+                              update(t1, 1, TaskState::kStarted)}),
+            3);
+  EXPECT_EQ(task(t0)["state"], "Started");
+  EXPECT_EQ(task(t1)["state"], "Started");
+  EXPECT_EQ(task(t0)["lastSeq"], 2);
+
+  // A resent report, a report from another node and one for an unknown job change nothing.
+  EXPECT_EQ(report("node-1", {update(t0, 2, TaskState::kStarted)}), 0);
+  EXPECT_EQ(report("node-2", {update(t0, 3, TaskState::kFinished, 0)}), 0);
+  EXPECT_EQ(report("node-1", {update("job-000000000000-00000000-0-0", 1, TaskState::kStarted)}),
+            0);
+  EXPECT_EQ(task(t0)["state"], "Started");
+
+  EXPECT_EQ(report("node-1", {update(t0, 3, TaskState::kFinished, 0)}), 1);
+  EXPECT_EQ(jobState(id), "Accepted");
+  EXPECT_EQ(report("node-1", {update(t1, 2, TaskState::kFinished, 0)}), 1);
+  // The job finishes in the same durable step as the last report.
+  json finished = job(id);
+  EXPECT_EQ(finished["status"]["state"], "Finished");
+  EXPECT_EQ(finished["status"]["reason"], "normal");
+  EXPECT_EQ(finished["taskCounts"]["Finished"], 2);
+  EXPECT_EQ(task(t1)["reason"], "normal");
+  EXPECT_EQ(task(t1)["exitCode"], 0);
+
+  auto info = await(manager_->getNode("node-1"));
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ((*info)["taskCount"], 0);
+  EXPECT_DOUBLE_EQ((*info)["allocated"]["cpu"].get<double>(), 0.0);
+  EXPECT_EQ((*info)["allocated"]["memoryMB"], 0);
+}
+
+TEST_F(JobManagerTest, FailedTaskIsRetriedOnTheNode) {
+  start();
+  registerNode("node-1");
+  std::string id = create({.size = 1, .retries = 1});
+  ASSERT_TRUE(waitLaunched(id, "node-1"));
+  std::string first = taskId(id, 0, 0);
+  EXPECT_EQ(report("node-1", {update(first, 1, TaskState::kFinished, 1)}), 1);
+  std::string retry = taskId(id, 0, 1);
+  ASSERT_TRUE(waitUntil([&] { return task(retry)["state"] == "Launched"; }));
+  EXPECT_EQ(task(retry)["resubmitOf"], first);
+  // The first attempt stays readable from the store.
+  json old = task(first);
+  EXPECT_EQ(old["state"], "Finished");
+  EXPECT_EQ(old["reason"], "failed");
+  EXPECT_EQ(old["exitCode"], 1);
+  EXPECT_EQ(report("node-1", {update(retry, 1, TaskState::kFinished, 1)}), 1);
+  EXPECT_EQ(job(id)["status"]["reason"], "failed");
+}
+
+// ============================== Assignments long poll ==============================
+
+TEST_F(JobManagerTest, AssignmentsAnswerAtOnceWhenTheRevisionIsNewer) {
+  start();
+  registerNode("node-1");
+  auto started = SteadyClock::now();
+  auto first = await(manager_->assignments("node-1", 0, 5000));
+  auto elapsed = SteadyClock::now() - started;
+  ASSERT_TRUE(first.has_value()) << first.error().message();
+  EXPECT_GT(first->revision, 0);
+  EXPECT_TRUE(first->assignments.empty());
+  EXPECT_LT(elapsed, 1s);
+}
+
+TEST_F(JobManagerTest, AssignmentsWaitWhenNothingChanged) {
+  start();
+  registerNode("node-1");
+  auto first = await(manager_->assignments("node-1", 0, 0));
+  ASSERT_TRUE(first.has_value());
+  auto started = SteadyClock::now();
+  auto second = await(manager_->assignments("node-1", first->revision, 300));
+  auto elapsed = SteadyClock::now() - started;
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->revision, first->revision);
+  EXPECT_GE(elapsed, 280ms);
+  EXPECT_LT(elapsed, 3s);
+}
+
+TEST_F(JobManagerTest, WaitingAssignmentsAnswerWhenATaskIsPlaced) {
+  start();
+  registerNode("node-1");
+  auto first = await(manager_->assignments("node-1", 0, 0));
+  ASSERT_TRUE(first.has_value());
+  auto started = SteadyClock::now();
+  auto poll = asio::co_spawn(*io_, manager_->assignments("node-1", first->revision, 8000),
+                             asio::use_future);
+  std::this_thread::sleep_for(50ms);
+  std::string id = create({.size = 1});
+  ASSERT_EQ(poll.wait_for(5s), std::future_status::ready);
+  auto changed = poll.get();
+  EXPECT_LT(SteadyClock::now() - started, 5s);
+  ASSERT_TRUE(changed.has_value());
+  EXPECT_GT(changed->revision, first->revision);
+  ASSERT_EQ(changed->assignments.size(), 1u);
+  EXPECT_EQ(changed->assignments[0]["task"]["id"], taskId(id, 0, 0));
+}
+
+TEST_F(JobManagerTest, AssignmentsForUnknownNodeAreNotFound) {
+  start();
+  auto missing = await(manager_->assignments("nope", 0, 0));
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+  auto heartbeat = await(manager_->heartbeat("nope"));
+  ASSERT_FALSE(heartbeat.has_value());
+  EXPECT_EQ(heartbeat.error().code(), ErrorCode::kNotFound);
+}
+
+// ============================== Kills ==============================
+
+TEST_F(JobManagerTest, KillJobKillsRunningTasksAndFinishesTheJob) {
+  start();
+  registerNode("node-1");
+  std::string id = create({.size = 2, .retries = 3});
+  ASSERT_TRUE(waitLaunched(id, "node-1"));
+  std::string t0 = taskId(id, 0, 0), t1 = taskId(id, 1, 0);
+  ASSERT_EQ(report("node-1", {update(t0, 1, TaskState::kStarted), update(t1, 1, TaskState::kStarted)}),
+            2);
+
+  auto killed = await(manager_->killJob(id));
+  ASSERT_TRUE(killed.has_value()) << killed.error().message();
+  EXPECT_EQ((*killed)["status"]["state"], "KillInitiated");
+  EXPECT_EQ((*killed)["status"]["reason"], "killed");
+  EXPECT_EQ((*killed)["taskCounts"]["KillInitiated"], 2);
+
+  auto assigned = await(manager_->assignments("node-1", 0, 0));
+  ASSERT_TRUE(assigned.has_value());
+  ASSERT_EQ(assigned->assignments.size(), 2u);
+  for (const json& a : assigned->assignments) EXPECT_EQ(a["desiredState"], "Killed");
+
+  EXPECT_EQ(report("node-1", {update(t0, 2, TaskState::kFinished, 143),
+                              update(t1, 2, TaskState::kFinished, 0)}),
+            2);
+  json finished = job(id);
+  EXPECT_EQ(finished["status"]["state"], "Finished");
+  EXPECT_EQ(finished["status"]["reason"], "killed");
+  EXPECT_EQ(task(t0)["reason"], "killed");
+  EXPECT_EQ(task(t1)["reason"], "killed");
+  EXPECT_EQ(tasks(id).size(), 2u);
+  EXPECT_EQ(task(t0)["resubmitNumber"], 0) << "killed tasks are not retried";
+
+  auto again = await(manager_->killJob(id));
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code(), ErrorCode::kFailedPrecondition);
+}
+
+TEST_F(JobManagerTest, KillJobWithoutNodesFinishesAtOnce) {
+  start();
+  std::string id = create({.size = 3});
+  auto killed = await(manager_->killJob(id));
+  ASSERT_TRUE(killed.has_value());
+  EXPECT_EQ((*killed)["status"]["state"], "Finished");
+  EXPECT_EQ((*killed)["taskCounts"]["Finished"], 3);
+}
+
+TEST_F(JobManagerTest, KillTaskWithShrinkLowersServiceCapacity) {
+  start();
+  registerNode("node-1");
+  std::string id = create({.desired = 2});
+  ASSERT_TRUE(waitLaunched(id, "node-1"));
+  auto killed = await(manager_->killTask(taskId(id, 1, 0), true));
+  ASSERT_TRUE(killed.has_value()) << killed.error().message();
+  EXPECT_EQ((*killed)["state"], "KillInitiated");
+  EXPECT_EQ((*killed)["killReason"], "scaledDown");
+  EXPECT_EQ(job(id)["capacity"]["desired"], 1);
+
+  auto resized = await(manager_->updateCapacity(id, std::nullopt, 3, std::nullopt));
+  ASSERT_TRUE(resized.has_value()) << resized.error().message();
+  EXPECT_EQ((*resized)["capacity"]["desired"], 3);
+  auto invalid = await(manager_->updateCapacity(id, 5, std::nullopt, std::nullopt));
+  ASSERT_FALSE(invalid.has_value());
+  EXPECT_EQ(invalid.error().code(), ErrorCode::kInvalidArgument);
+}
+
+// ============================== Draining and lost nodes ==============================
+
+TEST_F(JobManagerTest, DrainedNodeGetsNoNewTasks) {
+  start();
+  registerNode("node-a");
+  auto drained = await(manager_->drainNode("node-a"));
+  ASSERT_TRUE(drained.has_value()) << drained.error().message();
+  EXPECT_EQ((*drained)["state"], "Draining");
+  auto beat = await(manager_->heartbeat("node-a"));
+  ASSERT_TRUE(beat.has_value());
+  EXPECT_EQ((*beat)["draining"], true);
+
+  std::string id = create({.size = 2});
+  std::this_thread::sleep_for(200ms);
+  for (const json& t : tasks(id)) EXPECT_EQ(t["state"], "Accepted");
+
+  registerNode("node-b");
+  ASSERT_TRUE(waitLaunched(id, "node-b"));
+  auto nodeA = await(manager_->getNode("node-a"));
+  ASSERT_TRUE(nodeA.has_value());
+  EXPECT_EQ((*nodeA)["state"], "Draining") << "re-registration elsewhere keeps the drain";
+  EXPECT_EQ((*nodeA)["taskCount"], 0);
+}
+
+TEST_F(JobManagerTest, SilentNodeIsLostAndItsTasksAreRetriedElsewhere) {
+  ManagerConfig config;
+  config.nodeHeartbeatTimeoutMs = 300;
+  config.nodeCheckIntervalMs = 50;
+  config.lifecycle.systemRetryDelayMs = 50;
+  start(config);
+  registerNode("node-a");
+  std::string id = create({.size = 2, .retries = 0});
+  ASSERT_TRUE(waitLaunched(id, "node-a"));
+  registerNode("node-b");
+
+  // node-b heartbeats; node-a stays silent.
+  bool moved = waitUntil([&] {
+    EXPECT_TRUE(await(manager_->heartbeat("node-b")).has_value());
+    for (const json& t : tasks(id)) {
+      if (t["nodeId"] != "node-b" || t["state"] != "Launched") return false;
+    }
+    return true;
+  });
+  ASSERT_TRUE(moved);
+
+  for (int i = 0; i < 2; ++i) {
+    json old = task(taskId(id, i, 0));
+    EXPECT_EQ(old["state"], "Finished");
+    EXPECT_EQ(old["reason"], "lost");
+    EXPECT_EQ(old["nodeId"], "node-a");
+    json retry = task(taskId(id, i, 1));
+    EXPECT_EQ(retry["resubmitNumber"], 1);
+    EXPECT_EQ(retry["systemResubmitNumber"], 1) << "retries 0: a lost task still gets another try";
+    EXPECT_EQ(retry["resubmitOf"], taskId(id, i, 0));
+  }
+  auto nodeA = await(manager_->getNode("node-a"));
+  ASSERT_TRUE(nodeA.has_value());
+  EXPECT_EQ((*nodeA)["state"], "Lost");
+  EXPECT_EQ((*nodeA)["taskCount"], 0);
+  EXPECT_EQ(jobState(id), "Accepted");
+
+  // The lost node comes back: it is Ready again but keeps no tasks.
+  ASSERT_TRUE(await(manager_->heartbeat("node-a")).has_value());
+  nodeA = await(manager_->getNode("node-a"));
+  EXPECT_EQ((*nodeA)["state"], "Ready");
+}
+
+TEST_F(JobManagerTest, LaunchedTaskThatIsNeverReportedTimesOut) {
+  ManagerConfig config;
+  config.lifecycle.launchedTimeoutMs = 200;
+  config.lifecycle.systemRetryDelayMs = 60'000;  // Keep the retry from being placed.
+  start(config);
+  registerNode("node-1");
+  std::string id = create({.size = 1});
+  ASSERT_TRUE(waitLaunched(id, "node-1"));
+  // Nothing else happens to the job: its loop must wake up for the Launched timeout by itself.
+  ASSERT_TRUE(waitUntil([&] { return task(taskId(id, 0, 0))["state"] == "Finished"; }, 3s))
+      << "the task stayed " << task(taskId(id, 0, 0))["state"];
+  EXPECT_EQ(task(taskId(id, 0, 0))["reason"], "stuckInState");
+  json retry = task(taskId(id, 0, 1));
+  EXPECT_EQ(retry["state"], "Accepted");
+  EXPECT_EQ(retry["systemResubmitNumber"], 1);
+}
+
+// ============================== Recovery ==============================
+
+TEST_F(JobManagerTest, RecoverRestoresJobsTasksNodesAndIdempotencyKeys) {
+  start();
+  registerNode("node-1");
+  std::string running = create({.size = 2}, "key-running");
+  ASSERT_TRUE(waitLaunched(running, "node-1"));
+  ASSERT_EQ(report("node-1", {update(taskId(running, 0, 0), 1, TaskState::kStarted)}), 1);
+
+  std::string done = create({.size = 1, .retries = 1, .command = "done"});
+  ASSERT_TRUE(waitLaunched(done, "node-1"));
+  ASSERT_EQ(report("node-1", {update(taskId(done, 0, 0), 1, TaskState::kFinished, 2)}), 1);
+  ASSERT_TRUE(waitLaunched(done, "node-1"));  // The retry.
+  ASSERT_EQ(report("node-1", {update(taskId(done, 0, 1), 1, TaskState::kFinished, 0)}), 1);
+  ASSERT_EQ(jobState(done), "Finished");
+
+  std::string pending = create({.desired = 1, .command = "web"}, "key-service");
+
+  json runningBefore = job(running), doneBefore = job(done), pendingBefore = job(pending);
+  auto runningTasks = tasks(running), doneTasks = tasks(done);
+  auto countsBefore = await(manager_->counts());
+  auto nodeBefore = await(manager_->getNode("node-1"));
+  ASSERT_TRUE(nodeBefore.has_value());
+
+  restart();
+
+  EXPECT_EQ(await(manager_->counts()), countsBefore);
+  EXPECT_EQ(job(running), runningBefore);
+  EXPECT_EQ(job(done), doneBefore);
+  EXPECT_EQ(tasks(running), runningTasks);
+  EXPECT_EQ(tasks(done), doneTasks);
+  EXPECT_EQ(task(taskId(done, 0, 0))["reason"], "failed") << "earlier attempts stay readable";
+  auto page = await(manager_->listJobs({}, "", 100));
+  ASSERT_TRUE(page.has_value());
+  ASSERT_EQ(page->items.size(), 3u);
+
+  auto nodeAfter = await(manager_->getNode("node-1"));
+  ASSERT_TRUE(nodeAfter.has_value());
+  EXPECT_EQ((*nodeAfter)["state"], "Ready");
+  EXPECT_EQ((*nodeAfter)["taskCount"], (*nodeBefore)["taskCount"]);
+  EXPECT_EQ((*nodeAfter)["allocated"], (*nodeBefore)["allocated"]);
+  EXPECT_EQ((*nodeAfter)["registeredAtMs"], (*nodeBefore)["registeredAtMs"]);
+
+  // Idempotency keys survive: a repeat returns the old job, a different body conflicts.
+  auto repeat = await(manager_->createJob(descriptor({.size = 2}), "key-running"));
+  ASSERT_TRUE(repeat.has_value()) << repeat.error().message();
+  EXPECT_FALSE(repeat->created);
+  EXPECT_EQ(repeat->job["id"], running);
+  auto repeatService =
+      await(manager_->createJob(descriptor({.desired = 1, .command = "web"}), "key-service"));
+  ASSERT_TRUE(repeatService.has_value());
+  EXPECT_FALSE(repeatService->created);
+  EXPECT_EQ(repeatService->job["id"], pending);
+  auto conflict = await(manager_->createJob(descriptor({.size = 3}), "key-running"));
+  ASSERT_FALSE(conflict.has_value());
+  EXPECT_EQ(conflict.error().code(), ErrorCode::kConflict);
+  EXPECT_EQ(await(manager_->counts()).first, 3u);
+
+  // The recovered job keeps going: its tasks finish and the job with them.
+  EXPECT_EQ(report("node-1", {update(taskId(running, 0, 0), 2, TaskState::kFinished, 0),
+                              update(taskId(running, 1, 0), 1, TaskState::kFinished, 0)}),
+            2);
+  EXPECT_EQ(job(running)["status"]["reason"], "normal");
+  // The service's task, placed before the restart, is still there.
+  EXPECT_EQ(tasks(pending).size(), 1u);
+}
+
+TEST_F(JobManagerTest, RecoverPlacesTasksThatWereStillPending) {
+  start();
+  std::string id = create({.size = 2}, "key");
+  restart();
+  EXPECT_EQ(jobState(id), "Accepted");
+  registerNode("node-1");
+  ASSERT_TRUE(waitLaunched(id, "node-1"));
+  restart();
+  // The node is known from the store, so nothing needs to re-register for the state to hold.
+  for (const json& t : tasks(id)) {
+    EXPECT_EQ(t["state"], "Launched");
+    EXPECT_EQ(t["nodeId"], "node-1");
+  }
+  auto info = await(manager_->getNode("node-1"));
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ((*info)["taskCount"], 2);
+}
+
+}  // namespace
+}  // namespace skiff::controlplane

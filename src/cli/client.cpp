@@ -20,6 +20,12 @@ json parseBody(const std::string& text) {
   return parsed;
 }
 
+// A string member, or "" when it is absent or not a string (json::value would throw then).
+std::string stringMember(const json& object, std::string_view key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 bool isHeaderSafe(std::string_view text) {
   return text.find_first_of("\r\n") == std::string_view::npos;
 }
@@ -40,8 +46,8 @@ ServerError describeServerError(const ApiResponse& response) {
     if (auto it = error.find("details"); it != error.end() && it->is_array()) {
       for (const json& detail : *it) {
         if (!detail.is_object()) continue;
-        std::string field = detail.value("field", "");
-        std::string message = detail.value("message", "");
+        std::string field = stringMember(detail, "field");
+        std::string message = stringMember(detail, "message");
         out.details.push_back(sanitize(field.empty() ? message : field + ": " + message));
       }
     }

@@ -311,6 +311,9 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     const JobView& view = actor->view;
     const api::Resources& request = view.job.descriptor.container.resources;
     int64_t tasksBefore = static_cast<int64_t>(view.tasks.size());
+    // Each node's revision moves once per commit, whatever the number of its tasks in it, so it
+    // never passes the store revision that `recover` restarts it from.
+    std::set<std::string> touched;
     for (const TaskRecord* task : edit.changedTasks()) {
       const TaskRecord* old = nullptr;
       if (auto position = view.findIndex(task->index);
@@ -326,8 +329,9 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
         if (auto it = nodes.find(old->nodeId); it != nodes.end()) it->second.tasks.erase(old->id);
         release(old->nodeId, request);
       }
-      if (!task->nodeId.empty()) bumpNode(task->nodeId);
+      if (!task->nodeId.empty()) touched.insert(task->nodeId);
     }
+    for (const std::string& nodeId : touched) bumpNode(nodeId);
     int64_t appended = static_cast<int64_t>(edit.taskCount()) - tasksBefore;
     taskCount += static_cast<size_t>(std::max<int64_t>(appended, 0));
   }

@@ -261,6 +261,17 @@ TEST(ApiClientTest, StreamBrokenMidwayIsUnavailableAfterTheLinesSoFar) {
   EXPECT_THAT(lines, ElementsAre("{\"a\":1}"));
 }
 
+TEST(DescribeServerErrorTest, ToleratesOddBodies) {
+  ApiResponse odd{400,
+                  {{"error", {{"message", "bad\x1b[2J"}, {"details", {{{"field", 3}}, "x"}}}}}};
+  ServerError error = describeServerError(odd);
+  EXPECT_EQ(error.message, "bad?[2J");
+  EXPECT_THAT(error.details, ElementsAre(""));
+  EXPECT_EQ(describeServerError(ApiResponse{500, nullptr}).message, "HTTP 500");
+  EXPECT_EQ(describeServerError(ApiResponse{503, {{"error", {{"code", "Unavailable"}}}}}).message,
+            "HTTP 503 Unavailable");
+}
+
 TEST(ApiClientTest, RejectsHeaderInjection) {
   ApiClient client("http://127.0.0.1:1", "t");
   auto response = client.call("POST", "/v1/jobs", nullptr, {{"Idempotency-Key", "a\r\nX-Evil: 1"}});

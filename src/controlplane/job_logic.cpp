@@ -58,6 +58,9 @@ TaskRecord nextAttempt(const JobRecord& job, const TaskRecord& previous, int64_t
       delayMs *= 2;
     }
     delayMs = std::min(delayMs, kMaxSystemRetryDelayMs);
+  } else if (reason == TaskReason::kScaledDown || reason == TaskReason::kKilled) {
+    // A slot refilled after a scale-down or a kill is not a failure: no delay, no retry counted.
+    next.systemResubmitNumber++;
   } else if (reason == TaskReason::kEvicted) {
     next.evictionResubmitNumber++;
     delayMs = config.systemRetryDelayMs;
@@ -276,7 +279,10 @@ Status killJob(JobEdit& edit, int64_t nowMs) {
     job.stateTimeMs = nowMs;
   }
   for (size_t i = 0; i < edit.taskCount(); ++i) {
-    if (!edit.task(i).finished()) beginKill(edit.mutableTask(i), TaskReason::kKilled, nowMs);
+    const TaskRecord& task = edit.task(i);
+    if (!task.finished() && task.state != TaskState::kKillInitiated) {
+      beginKill(edit.mutableTask(i), TaskReason::kKilled, nowMs);
+    }
   }
   return {};
 }

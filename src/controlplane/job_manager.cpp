@@ -219,6 +219,13 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     if (!actor->mailbox.empty()) actor->wake = true;
     actor->deadlineMs = reconcile(edit, now, config.lifecycle);
     std::vector<Reservation> reservations = place(actor, edit, now);
+    if (!reservations.empty()) {
+      // `reconcile` ran before these tasks were launched: wake up for their Launched timeout.
+      int64_t launchDeadline = now + config.lifecycle.launchedTimeoutMs;
+      if (actor->deadlineMs == 0 || launchDeadline < actor->deadlineMs) {
+        actor->deadlineMs = launchDeadline;
+      }
+    }
 
     Status committed;
     if (!edit.empty()) {
@@ -561,7 +568,12 @@ Status JobManager::recover() {
     json value = json::parse(kv.value, nullptr, false);
     if (!value.is_object()) return;
     std::string key = kv.key.substr(kIdempotencyPrefix.size());
-    impl.idempotency[key] = {value.value("jobId", ""), value.value("requestHash", "")};
+    if (!value["jobId"].is_string() || !value["requestHash"].is_string()) {
+      log::error("skipping corrupt idempotency record", {{"key", kv.key}});
+      return;
+    }
+    impl.idempotency[key] = {value["jobId"].get<std::string>(),
+                             value["requestHash"].get<std::string>()};
   });
   if (!keysRevision) return std::unexpected(keysRevision.error().wrap("loading idempotency keys"));
 
@@ -601,6 +613,9 @@ void JobManager::stop() {
     for (auto& [id, actor] : impl->jobs) {
       if (actor->timer) actor->timer->cancel();
     }
+    for (auto& [id, node] : impl->nodes) {
+      for (auto& waiter : node.waiters) waiter->cancel();
+    }
   });
 }
 
@@ -633,7 +648,7 @@ asio::awaitable<Result<Page>> JobManager::listJobs(JobFilter filter, std::string
         auto it = cursor.empty() ? impl->jobs.begin() : impl->jobs.upper_bound(cursor);
         for (; it != impl->jobs.end(); ++it) {
           if (!matchesFilter(it->second->view.job, filter)) continue;
-          if (page.items.size() == limit) {
+          if (page.items.size() >= limit && !page.items.empty()) {
             page.nextCursor = page.items.back()["id"].get<std::string>();
             break;
           }
@@ -698,7 +713,7 @@ asio::awaitable<Result<Page>> JobManager::listTasks(std::string jobId,
           for (const TaskRecord& task : view.tasks) {
             if (!after.empty() && task.id <= after) continue;
             if (state && task.state != *state) continue;
-            if (page.items.size() == limit) {
+            if (page.items.size() >= limit && !page.items.empty()) {
               page.nextCursor = page.items.back()["id"].get<std::string>();
               return false;
             }

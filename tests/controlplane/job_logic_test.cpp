@@ -143,9 +143,22 @@ class JobLogicTest : public ::testing::Test {
   }
 };
 
+// Suites by area; they share the fixture.
+class NewJobTest : public JobLogicTest {};
+class TaskStatusTest : public JobLogicTest {};
+class RetryTest : public JobLogicTest {};
+class SystemRetryTest : public JobLogicTest {};
+class RuntimeLimitTest : public JobLogicTest {};
+class StateTimeoutTest : public JobLogicTest {};
+class KillTest : public JobLogicTest {};
+class ServiceCapacityTest : public JobLogicTest {};
+class BatchCompletionTest : public JobLogicTest {};
+class ReconcileDeadlineTest : public JobLogicTest {};
+class JobEditTest : public JobLogicTest {};
+
 // ======================= The task state machine through applyStatus =======================
 
-TEST_F(JobLogicTest, NewBatchJobHasSizeAcceptedTasks) {
+TEST_F(NewJobTest, NewBatchJobHasSizeAcceptedTasks) {
   JobView view = makeJob(batchYaml(3, immediate(0)));
   EXPECT_EQ(view.job.state, JobState::kAccepted);
   EXPECT_EQ(view.job.stateTimeMs, kStartMs);
@@ -161,7 +174,7 @@ TEST_F(JobLogicTest, NewBatchJobHasSizeAcceptedTasks) {
   }
 }
 
-TEST_F(JobLogicTest, AgentReportsMoveTaskThroughEveryState) {
+TEST_F(TaskStatusTest, AgentReportsMoveTaskThroughEveryState) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   clock.advanceMs(10);
   launch(view, 0, "node-7");
@@ -191,14 +204,14 @@ TEST_F(JobLogicTest, AgentReportsMoveTaskThroughEveryState) {
   EXPECT_EQ(view.tasks[0].stateTimeMs(TaskState::kFinished), kStartMs + 40);
 }
 
-TEST_F(JobLogicTest, AgentMaySkipStatesGoingForward) {
+TEST_F(TaskStatusTest, AgentMaySkipStatesGoingForward) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   launch(view, 0);
   EXPECT_TRUE(report(view, 0, TaskState::kStarted));
   EXPECT_EQ(view.tasks[0].state, TaskState::kStarted);
 }
 
-TEST_F(JobLogicTest, NonZeroExitCodeFinishesFailed) {
+TEST_F(TaskStatusTest, NonZeroExitCodeFinishesFailed) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   run(view, 0);
   finishWith(view, 0, 3);
@@ -206,7 +219,7 @@ TEST_F(JobLogicTest, NonZeroExitCodeFinishesFailed) {
   EXPECT_EQ(view.tasks[0].exitCode, 3);
 }
 
-TEST_F(JobLogicTest, FinishedWithoutExitCodeOrReasonIsNormal) {
+TEST_F(TaskStatusTest, FinishedWithoutExitCodeOrReasonIsNormal) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   run(view, 0);
   EXPECT_TRUE(report(view, 0, TaskState::kFinished));
@@ -214,7 +227,7 @@ TEST_F(JobLogicTest, FinishedWithoutExitCodeOrReasonIsNormal) {
   EXPECT_FALSE(view.tasks[0].hasExitCode);
 }
 
-TEST_F(JobLogicTest, StaleSeqIsIgnored) {
+TEST_F(TaskStatusTest, StaleSeqIsIgnored) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   launch(view, 0);
   TaskStatusUpdate started{view.tasks[0].id, 5, TaskState::kStarted, TaskReason::kNone, {}, ""};
@@ -228,7 +241,7 @@ TEST_F(JobLogicTest, StaleSeqIsIgnored) {
   EXPECT_EQ(view.tasks[0].lastSeq, 5);
 }
 
-TEST_F(JobLogicTest, ResentReportIsAppliedOnce) {
+TEST_F(TaskStatusTest, ResentReportIsAppliedOnce) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   launch(view, 0);
   TaskStatusUpdate started{view.tasks[0].id, 1, TaskState::kStarted, TaskReason::kNone, {}, ""};
@@ -243,7 +256,7 @@ TEST_F(JobLogicTest, ResentReportIsAppliedOnce) {
   EXPECT_EQ(view.tasks[0].stateTimeMs(TaskState::kStarted), startedAt);
 }
 
-TEST_F(JobLogicTest, ImpossibleTransitionIsIgnored) {
+TEST_F(TaskStatusTest, ImpossibleTransitionIsIgnored) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   run(view, 0);
   ASSERT_EQ(view.tasks[0].state, TaskState::kStarted);
@@ -261,7 +274,7 @@ TEST_F(JobLogicTest, ImpossibleTransitionIsIgnored) {
   EXPECT_EQ(view.tasks[0].reason, TaskReason::kNormal);
 }
 
-TEST_F(JobLogicTest, KillInitiatedCannotGoBackToStarted) {
+TEST_F(TaskStatusTest, KillInitiatedCannotGoBackToStarted) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   run(view, 0);
   ASSERT_TRUE(report(view, 0, TaskState::kKillInitiated));
@@ -270,7 +283,7 @@ TEST_F(JobLogicTest, KillInitiatedCannotGoBackToStarted) {
   EXPECT_EQ(view.tasks[0].state, TaskState::kKillInitiated);
 }
 
-TEST_F(JobLogicTest, FinishedIsTerminal) {
+TEST_F(TaskStatusTest, FinishedIsTerminal) {
   JobView view = makeJob(batchYaml(2, immediate(0)));
   run(view, 0);
   finishWith(view, 0, 0);
@@ -285,7 +298,7 @@ TEST_F(JobLogicTest, FinishedIsTerminal) {
   EXPECT_EQ(view.tasks[0].exitCode, 0);
 }
 
-TEST_F(JobLogicTest, ReportForUnknownTaskIsIgnored) {
+TEST_F(TaskStatusTest, ReportForUnknownTaskIsIgnored) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   launch(view, 0);
   for (std::string id : {taskId(view.job.id, 0, 1), taskId(view.job.id, 5, 0),
@@ -299,7 +312,7 @@ TEST_F(JobLogicTest, ReportForUnknownTaskIsIgnored) {
 
 // ============================== Retry policies ==============================
 
-TEST_F(JobLogicTest, ImmediateRetryIsPlaceableAtOnce) {
+TEST_F(RetryTest, ImmediateRetryIsPlaceableAtOnce) {
   JobView view = makeJob(batchYaml(1, immediate(2)));
   run(view, 0);
   std::string firstId = view.tasks[0].id;
@@ -319,7 +332,7 @@ TEST_F(JobLogicTest, ImmediateRetryIsPlaceableAtOnce) {
   EXPECT_EQ(view.job.state, JobState::kAccepted);
 }
 
-TEST_F(JobLogicTest, RetryEditWritesTheFinishedAttemptAndTheRetry) {
+TEST_F(RetryTest, RetryEditWritesTheFinishedAttemptAndTheRetry) {
   JobView view = makeJob(batchYaml(1, immediate(1)));
   run(view, 0);
   TaskStatusUpdate update{view.tasks[0].id, 10, TaskState::kFinished, TaskReason::kNone, 1, ""};
@@ -336,7 +349,7 @@ TEST_F(JobLogicTest, RetryEditWritesTheFinishedAttemptAndTheRetry) {
   EXPECT_EQ(view.tasks[0].modRevision, revision);
 }
 
-TEST_F(JobLogicTest, DelayedRetryWaitsInitialDelayThenDelayMs) {
+TEST_F(RetryTest, DelayedRetryWaitsInitialDelayThenDelayMs) {
   JobView view = makeJob(batchYaml(1, "{delayed: {initialDelayMs: 5000, delayMs: 2000, retries: 3}}"));
   run(view, 0);
   finishWith(view, 0, 1);
@@ -371,7 +384,7 @@ TEST_F(JobLogicTest, DelayedRetryWaitsInitialDelayThenDelayMs) {
   EXPECT_EQ(view.tasks[0].notBeforeMs, now() + 2000);
 }
 
-TEST_F(JobLogicTest, DelayedRetryAlreadyDueWhenReconciledLate) {
+TEST_F(RetryTest, DelayedRetryAlreadyDueWhenReconciledLate) {
   JobView view = makeJob(batchYaml(1, "{delayed: {initialDelayMs: 1000, delayMs: 1000, retries: 1}}"));
   run(view, 0);
   // The failure is applied now, but the loop only reconciles 5 s later.
@@ -384,7 +397,7 @@ TEST_F(JobLogicTest, DelayedRetryAlreadyDueWhenReconciledLate) {
   EXPECT_TRUE(wantsPlacement(view.tasks[0], now()));
 }
 
-TEST_F(JobLogicTest, ExponentialBackoffDoublesAndCapsAtMaxDelay) {
+TEST_F(RetryTest, ExponentialBackoffDoublesAndCapsAtMaxDelay) {
   JobView view = makeJob(batchYaml(
       1, "{exponentialBackOff: {initialDelayMs: 1000, maxDelayIntervalMs: 5000, retries: 6}}"));
   const std::vector<int64_t> expected = {1000, 2000, 4000, 5000, 5000, 5000};
@@ -409,7 +422,7 @@ TEST_F(JobLogicTest, ExponentialBackoffDoublesAndCapsAtMaxDelay) {
   EXPECT_EQ(view.job.reason, "failed");
 }
 
-TEST_F(JobLogicTest, RetriesStopAfterBudgetAndJobFinishesFailed) {
+TEST_F(RetryTest, RetriesStopAfterBudgetAndJobFinishesFailed) {
   JobView view = makeJob(batchYaml(1, immediate(2)));
   for (int64_t attempt = 0; attempt <= 2; ++attempt) {
     ASSERT_EQ(view.tasks[0].resubmitNumber, attempt);
@@ -429,7 +442,7 @@ TEST_F(JobLogicTest, RetriesStopAfterBudgetAndJobFinishesFailed) {
   EXPECT_EQ(reconcileNow(view), 0);
 }
 
-TEST_F(JobLogicTest, NoRetriesMeansFirstFailureIsFinal) {
+TEST_F(RetryTest, NoRetriesMeansFirstFailureIsFinal) {
   JobView view = makeJob(batchYaml(2, immediate(0)));
   run(view, 0);
   run(view, 1);
@@ -443,7 +456,7 @@ TEST_F(JobLogicTest, NoRetriesMeansFirstFailureIsFinal) {
   EXPECT_EQ(view.job.message, "1 of 2 tasks failed");
 }
 
-TEST_F(JobLogicTest, NormalExitIsNeverRetried) {
+TEST_F(RetryTest, NormalExitIsNeverRetried) {
   JobView view = makeJob(batchYaml(1, immediate(5)));
   run(view, 0);
   finishWith(view, 0, 0);
@@ -453,7 +466,7 @@ TEST_F(JobLogicTest, NormalExitIsNeverRetried) {
   EXPECT_EQ(view.job.reason, "normal");
 }
 
-TEST_F(JobLogicTest, EachSlotHasItsOwnRetryBudget) {
+TEST_F(RetryTest, EachSlotHasItsOwnRetryBudget) {
   JobView view = makeJob(batchYaml(2, immediate(1)));
   run(view, 0);
   run(view, 1);
@@ -513,7 +526,7 @@ INSTANTIATE_TEST_SUITE_P(JobLogic, SystemErrorTest,
                            return std::string(api::taskReasonName(info.param));
                          });
 
-TEST_F(JobLogicTest, SystemRetryDelayDoublesAndCapsAtThirtySeconds) {
+TEST_F(SystemRetryTest, SystemRetryDelayDoublesAndCapsAtThirtySeconds) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   const std::vector<int64_t> expected = {1000, 2000, 4000, 8000, 16000, 30000, 30000};
   for (size_t i = 0; i < expected.size(); ++i) {
@@ -526,7 +539,7 @@ TEST_F(JobLogicTest, SystemRetryDelayDoublesAndCapsAtThirtySeconds) {
   EXPECT_EQ(view.tasks[0].userRetries(), 0);
 }
 
-TEST_F(JobLogicTest, LostNodeFinishesItsTasksLostAndTheyAreRetried) {
+TEST_F(SystemRetryTest, LostNodeFinishesItsTasksLostAndTheyAreRetried) {
   JobView view = makeJob(batchYaml(3, immediate(0)));
   launch(view, 0, "node-a");
   launch(view, 1, "node-b");
@@ -551,7 +564,7 @@ TEST_F(JobLogicTest, LostNodeFinishesItsTasksLostAndTheyAreRetried) {
   EXPECT_EQ(view.tasks[1].resubmitNumber, 0);
 }
 
-TEST_F(JobLogicTest, FinishTasksOnNodeLeavesAcceptedAndFinishedTasksAlone) {
+TEST_F(SystemRetryTest, FinishTasksOnNodeLeavesAcceptedAndFinishedTasksAlone) {
   JobView view = makeJob(batchYaml(2, immediate(0)));
   launch(view, 0, "node-a");
   finishWith(view, 0, 0);
@@ -560,7 +573,7 @@ TEST_F(JobLogicTest, FinishTasksOnNodeLeavesAcceptedAndFinishedTasksAlone) {
   EXPECT_TRUE(edit.empty());
 }
 
-TEST_F(JobLogicTest, EvictionDoesNotUseUserRetries) {
+TEST_F(SystemRetryTest, EvictionDoesNotUseUserRetries) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   run(view, 0);
   ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kEvicted));
@@ -580,7 +593,7 @@ TEST_F(JobLogicTest, EvictionDoesNotUseUserRetries) {
   EXPECT_EQ(view.job.state, JobState::kAccepted);
 }
 
-TEST_F(JobLogicTest, UserRetriesAfterSystemErrorsStillHaveTheFullBudget) {
+TEST_F(SystemRetryTest, UserRetriesAfterSystemErrorsStillHaveTheFullBudget) {
   JobView view = makeJob(batchYaml(1, immediate(1)));
   run(view, 0);
   ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kLocalSystemError));
@@ -598,7 +611,7 @@ TEST_F(JobLogicTest, UserRetriesAfterSystemErrorsStillHaveTheFullBudget) {
 
 // ============================== The runtime limit ==============================
 
-TEST_F(JobLogicTest, RuntimeLimitKillsStartedTaskAndIsNotRetriedByDefault) {
+TEST_F(RuntimeLimitTest, RuntimeLimitKillsStartedTaskAndIsNotRetriedByDefault) {
   JobView view = makeJob(batchYaml(1, immediate(3), /*runtimeLimitSec=*/60));
   run(view, 0);
   int64_t startedAt = now();
@@ -623,7 +636,7 @@ TEST_F(JobLogicTest, RuntimeLimitKillsStartedTaskAndIsNotRetriedByDefault) {
   EXPECT_EQ(view.job.reason, "failed");
 }
 
-TEST_F(JobLogicTest, RuntimeLimitRetriedWithRetryOnRuntimeLimit) {
+TEST_F(RuntimeLimitTest, RuntimeLimitRetriedWithRetryOnRuntimeLimit) {
   JobView view = makeJob(batchYaml(1, immediate(1), 60, /*retryOnRuntimeLimit=*/true));
   run(view, 0);
   clock.advanceMs(60'000);
@@ -644,7 +657,7 @@ TEST_F(JobLogicTest, RuntimeLimitRetriedWithRetryOnRuntimeLimit) {
   EXPECT_EQ(view.job.reason, "failed");
 }
 
-TEST_F(JobLogicTest, RuntimeLimitDoesNotApplyToServiceTasks) {
+TEST_F(RuntimeLimitTest, RuntimeLimitDoesNotApplyToServiceTasks) {
   JobView view = makeJob(serviceYaml(0, 1, 1));
   run(view, 0);
   clock.advanceMs(int64_t{1000} * 1000 * 1000);
@@ -654,7 +667,7 @@ TEST_F(JobLogicTest, RuntimeLimitDoesNotApplyToServiceTasks) {
 
 // ============================== State timeouts ==============================
 
-TEST_F(JobLogicTest, LaunchedTimeoutFinishesStuckInStateAndRetries) {
+TEST_F(StateTimeoutTest, LaunchedTimeoutFinishesStuckInStateAndRetries) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   launch(view, 0);
   int64_t launchedAt = now();
@@ -679,7 +692,7 @@ TEST_F(JobLogicTest, LaunchedTimeoutFinishesStuckInStateAndRetries) {
   EXPECT_EQ(view.tasks[0].userRetries(), 0);
 }
 
-TEST_F(JobLogicTest, StartInitiatedTimeoutFinishesStuckInState) {
+TEST_F(StateTimeoutTest, StartInitiatedTimeoutFinishesStuckInState) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   launch(view, 0);
   clock.advanceMs(1000);
@@ -703,7 +716,7 @@ TEST_F(JobLogicTest, StartInitiatedTimeoutFinishesStuckInState) {
   EXPECT_EQ(view.tasks[0].systemResubmitNumber, 1);
 }
 
-TEST_F(JobLogicTest, KillInitiatedTimeoutFinishesStuckInStateKeepingTheKill) {
+TEST_F(StateTimeoutTest, KillInitiatedTimeoutFinishesStuckInStateKeepingTheKill) {
   JobView view = makeJob(batchYaml(1, immediate(3)));
   run(view, 0);
   ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
@@ -726,7 +739,7 @@ TEST_F(JobLogicTest, KillInitiatedTimeoutFinishesStuckInStateKeepingTheKill) {
   EXPECT_EQ(view.job.reason, "killed");
 }
 
-TEST_F(JobLogicTest, TimeoutsFollowTheConfig) {
+TEST_F(StateTimeoutTest, TimeoutsFollowTheConfig) {
   config.launchedTimeoutMs = 50;
   JobView view = makeJob(batchYaml(1, immediate(0)));
   launch(view, 0);
@@ -738,7 +751,7 @@ TEST_F(JobLogicTest, TimeoutsFollowTheConfig) {
 
 // ============================== Kills ==============================
 
-TEST_F(JobLogicTest, KillJobFinishesAcceptedTasksAtOnce) {
+TEST_F(KillTest, KillJobFinishesAcceptedTasksAtOnce) {
   JobView view = makeJob(batchYaml(3, immediate(5)));
   clock.advanceMs(10);
   ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
@@ -755,7 +768,7 @@ TEST_F(JobLogicTest, KillJobFinishesAcceptedTasksAtOnce) {
   for (const TaskRecord& task : view.tasks) EXPECT_EQ(task.resubmitNumber, 0);
 }
 
-TEST_F(JobLogicTest, KillJobKillsRunningTasksAndFinishesWhenAllStop) {
+TEST_F(KillTest, KillJobKillsRunningTasksAndFinishesWhenAllStop) {
   JobView view = makeJob(batchYaml(3, immediate(5)));
   run(view, 0);
   launch(view, 1);
@@ -783,7 +796,7 @@ TEST_F(JobLogicTest, KillJobKillsRunningTasksAndFinishesWhenAllStop) {
   EXPECT_EQ(view.job.reason, "killed");
 }
 
-TEST_F(JobLogicTest, KilledTaskThatIsLostIsNotRetried) {
+TEST_F(KillTest, KilledTaskThatIsLostIsNotRetried) {
   JobView view = makeJob(batchYaml(1, immediate(5)));
   run(view, 0);
   std::string id = view.tasks[0].id;
@@ -795,7 +808,7 @@ TEST_F(JobLogicTest, KilledTaskThatIsLostIsNotRetried) {
   EXPECT_EQ(view.job.reason, "failed");
 }
 
-TEST_F(JobLogicTest, KillJobOnFinishedJobFails) {
+TEST_F(KillTest, KillJobOnFinishedJobFails) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   run(view, 0);
   finishWith(view, 0, 0);
@@ -807,7 +820,7 @@ TEST_F(JobLogicTest, KillJobOnFinishedJobFails) {
   EXPECT_TRUE(edit.empty());
 }
 
-TEST_F(JobLogicTest, KillJobTwiceKeepsTheFirstKill) {
+TEST_F(KillTest, KillJobTwiceKeepsTheFirstKill) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   run(view, 0);
   ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
@@ -819,7 +832,7 @@ TEST_F(JobLogicTest, KillJobTwiceKeepsTheFirstKill) {
   EXPECT_EQ(view.tasks[0].stateTimeMs(TaskState::kKillInitiated), killedAt);
 }
 
-TEST_F(JobLogicTest, KillTaskInBatchJobIsNotRetried) {
+TEST_F(KillTest, KillTaskInBatchJobIsNotRetried) {
   JobView view = makeJob(batchYaml(2, immediate(5)));
   run(view, 0);
   run(view, 1);
@@ -837,7 +850,7 @@ TEST_F(JobLogicTest, KillTaskInBatchJobIsNotRetried) {
   EXPECT_EQ(view.job.message, "1 of 2 tasks failed");
 }
 
-TEST_F(JobLogicTest, KillTaskErrors) {
+TEST_F(KillTest, KillTaskErrors) {
   JobView view = makeJob(batchYaml(2, immediate(0)));
   run(view, 0);
   finishWith(view, 0, 0);
@@ -863,7 +876,7 @@ TEST_F(JobLogicTest, KillTaskErrors) {
   }
 }
 
-TEST_F(JobLogicTest, KillServiceTaskWithoutShrinkReplacesIt) {
+TEST_F(KillTest, KillServiceTaskWithoutShrinkReplacesIt) {
   JobView view = makeJob(serviceYaml(1, 2, 3));
   run(view, 0);
   run(view, 1);
@@ -887,7 +900,7 @@ TEST_F(JobLogicTest, KillServiceTaskWithoutShrinkReplacesIt) {
   EXPECT_EQ(view.tasks[1].resubmitNumber, 0) << "capacity is already met";
 }
 
-TEST_F(JobLogicTest, KillServiceTaskWithShrinkLowersDesiredAndIsNotReplaced) {
+TEST_F(KillTest, KillServiceTaskWithShrinkLowersDesiredAndIsNotReplaced) {
   JobView view = makeJob(serviceYaml(1, 2, 3));
   run(view, 0);
   run(view, 1);
@@ -914,7 +927,7 @@ TEST_F(JobLogicTest, KillServiceTaskWithShrinkLowersDesiredAndIsNotReplaced) {
   EXPECT_TRUE(below.empty());
 }
 
-TEST_F(JobLogicTest, KillPendingServiceTaskWithShrinkFinishesItAtOnce) {
+TEST_F(KillTest, KillPendingServiceTaskWithShrinkFinishesItAtOnce) {
   JobView view = makeJob(serviceYaml(0, 2, 3));
   std::string id = view.tasks[1].id;
   JobEdit edit(view);
@@ -929,7 +942,7 @@ TEST_F(JobLogicTest, KillPendingServiceTaskWithShrinkFinishesItAtOnce) {
 
 // ============================== Service capacity ==============================
 
-TEST_F(JobLogicTest, ServiceJobStartsDesiredTasks) {
+TEST_F(ServiceCapacityTest, ServiceJobStartsDesiredTasks) {
   JobView view = makeJob(serviceYaml(1, 3, 5));
   EXPECT_EQ(view.job.capacity.min, 1);
   EXPECT_EQ(view.job.capacity.desired, 3);
@@ -941,7 +954,7 @@ TEST_F(JobLogicTest, ServiceJobStartsDesiredTasks) {
   EXPECT_TRUE(edit.empty()) << "capacity is met";
 }
 
-TEST_F(JobLogicTest, ServiceScaleUpAddsTasksWithNewIndexes) {
+TEST_F(ServiceCapacityTest, ServiceScaleUpAddsTasksWithNewIndexes) {
   JobView view = makeJob(serviceYaml(0, 1, 5));
   run(view, 0);
   ASSERT_TRUE(change(view, [&](JobEdit& edit) {
@@ -960,7 +973,7 @@ TEST_F(JobLogicTest, ServiceScaleUpAddsTasksWithNewIndexes) {
   EXPECT_EQ(view.tasks[0].state, TaskState::kStarted);
 }
 
-TEST_F(JobLogicTest, ServiceScaleDownKillsPendingFirstThenNewest) {
+TEST_F(ServiceCapacityTest, ServiceScaleDownKillsPendingFirstThenNewest) {
   JobView view = makeJob(serviceYaml(0, 5, 5));
   // Tasks 0, 1 and 3 run; 2 and 4 are pending.
   run(view, 0);
@@ -991,7 +1004,7 @@ TEST_F(JobLogicTest, ServiceScaleDownKillsPendingFirstThenNewest) {
   EXPECT_TRUE(edit.empty());
 }
 
-TEST_F(JobLogicTest, ServiceScaleDownPrefersNewestAmongPending) {
+TEST_F(ServiceCapacityTest, ServiceScaleDownPrefersNewestAmongPending) {
   JobView view = makeJob(serviceYaml(0, 4, 4));
   run(view, 0);
   ASSERT_TRUE(change(view, [&](JobEdit& edit) {
@@ -1004,7 +1017,7 @@ TEST_F(JobLogicTest, ServiceScaleDownPrefersNewestAmongPending) {
   EXPECT_EQ(view.tasks[3].reason, TaskReason::kScaledDown);
 }
 
-TEST_F(JobLogicTest, ServiceTaskThatExitsIsReplacedInItsSlot) {
+TEST_F(ServiceCapacityTest, ServiceTaskThatExitsIsReplacedInItsSlot) {
   JobView view = makeJob(serviceYaml(1, 1, 1));
   run(view, 0);
   finishWith(view, 0, 0);
@@ -1015,7 +1028,7 @@ TEST_F(JobLogicTest, ServiceTaskThatExitsIsReplacedInItsSlot) {
   EXPECT_EQ(view.job.state, JobState::kAccepted) << "service jobs run until killed";
 }
 
-TEST_F(JobLogicTest, KillServiceJobFinishesIt) {
+TEST_F(KillTest, KillServiceJobFinishesIt) {
   JobView view = makeJob(serviceYaml(1, 2, 2));
   run(view, 0);
   ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
@@ -1029,7 +1042,7 @@ TEST_F(JobLogicTest, KillServiceJobFinishesIt) {
   EXPECT_EQ(view.job.reason, "killed");
 }
 
-TEST_F(JobLogicTest, UpdateCapacityKeepsUnsetFields) {
+TEST_F(ServiceCapacityTest, UpdateCapacityKeepsUnsetFields) {
   JobView view = makeJob(serviceYaml(1, 2, 3));
   ASSERT_TRUE(change(view, [&](JobEdit& edit) {
     return updateCapacity(edit, std::nullopt, std::nullopt, 10).has_value();
@@ -1041,7 +1054,7 @@ TEST_F(JobLogicTest, UpdateCapacityKeepsUnsetFields) {
   EXPECT_EQ(view.job.capacity.max, 0);
 }
 
-TEST_F(JobLogicTest, UpdateCapacityRejectsInvalidCapacity) {
+TEST_F(ServiceCapacityTest, UpdateCapacityRejectsInvalidCapacity) {
   JobView view = makeJob(serviceYaml(1, 2, 3));
   struct Case {
     std::optional<int64_t> min, desired, max;
@@ -1067,7 +1080,7 @@ TEST_F(JobLogicTest, UpdateCapacityRejectsInvalidCapacity) {
   EXPECT_TRUE(updateCapacity(edit, 0, 10'000, 10'000).has_value()) << "the limit itself is fine";
 }
 
-TEST_F(JobLogicTest, UpdateCapacityRefusesBatchAndInactiveJobs) {
+TEST_F(ServiceCapacityTest, UpdateCapacityRefusesBatchAndInactiveJobs) {
   JobView batch = makeJob(batchYaml(1, immediate(0)));
   JobEdit batchEdit(batch);
   auto status = updateCapacity(batchEdit, 0, 1, 1);
@@ -1082,7 +1095,7 @@ TEST_F(JobLogicTest, UpdateCapacityRefusesBatchAndInactiveJobs) {
   EXPECT_EQ(status.error().code(), ErrorCode::kFailedPrecondition);
 }
 
-TEST_F(JobLogicTest, SetEnabledAppliesToServicesOnly) {
+TEST_F(ServiceCapacityTest, SetEnabledAppliesToServicesOnly) {
   JobView service = makeJob(serviceYaml(0, 1, 1));
   ASSERT_TRUE(change(service, [&](JobEdit& edit) { return setEnabled(edit, false).has_value(); }));
   EXPECT_FALSE(service.job.enabled);
@@ -1099,7 +1112,7 @@ TEST_F(JobLogicTest, SetEnabledAppliesToServicesOnly) {
 
 // ============================== Batch completion ==============================
 
-TEST_F(JobLogicTest, BatchJobFinishesNormalWhenAllTasksFinishNormally) {
+TEST_F(BatchCompletionTest, BatchJobFinishesNormalWhenAllTasksFinishNormally) {
   JobView view = makeJob(batchYaml(3, immediate(1)));
   for (size_t i = 0; i < 3; ++i) run(view, i);
   finishWith(view, 0, 0);
@@ -1113,7 +1126,7 @@ TEST_F(JobLogicTest, BatchJobFinishesNormalWhenAllTasksFinishNormally) {
   EXPECT_EQ(reconcileNow(view), 0);
 }
 
-TEST_F(JobLogicTest, BatchJobWithARetriedSlotFinishesNormalWhenTheRetrySucceeds) {
+TEST_F(BatchCompletionTest, BatchJobWithARetriedSlotFinishesNormalWhenTheRetrySucceeds) {
   JobView view = makeJob(batchYaml(2, immediate(1)));
   run(view, 0);
   run(view, 1);
@@ -1128,12 +1141,12 @@ TEST_F(JobLogicTest, BatchJobWithARetriedSlotFinishesNormalWhenTheRetrySucceeds)
 
 // ============================== Deadlines ==============================
 
-TEST_F(JobLogicTest, ReconcileReturnsNoDeadlineWhenNothingIsPending) {
+TEST_F(ReconcileDeadlineTest, ReconcileReturnsNoDeadlineWhenNothingIsPending) {
   JobView view = makeJob(batchYaml(2, immediate(0)));
   EXPECT_EQ(reconcileNow(view), 0) << "Accepted tasks wait for placement, not for time";
 }
 
-TEST_F(JobLogicTest, ReconcileReturnsTheEarliestDeadline) {
+TEST_F(ReconcileDeadlineTest, ReconcileReturnsTheEarliestDeadline) {
   JobView view = makeJob(batchYaml(3, "{delayed: {initialDelayMs: 400000, delayMs: 1, retries: 1}}",
                                    /*runtimeLimitSec=*/100));
   launch(view, 0);                                   // Launched: +120 s.
@@ -1155,7 +1168,7 @@ TEST_F(JobLogicTest, ReconcileReturnsTheEarliestDeadline) {
   EXPECT_EQ(reconcileNow(view), now() + config.systemRetryDelayMs);
 }
 
-TEST_F(JobLogicTest, ReconcileOfFinishedJobDoesNothing) {
+TEST_F(ReconcileDeadlineTest, ReconcileOfFinishedJobDoesNothing) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()).has_value(); }));
   reconcileNow(view);
@@ -1167,7 +1180,7 @@ TEST_F(JobLogicTest, ReconcileOfFinishedJobDoesNothing) {
 
 // ============================== JobEdit ==============================
 
-TEST_F(JobLogicTest, EditIsInvisibleUntilApplied) {
+TEST_F(JobEditTest, EditIsInvisibleUntilApplied) {
   JobView view = makeJob(serviceYaml(0, 1, 3));
   JobEdit edit(view);
   ASSERT_TRUE(updateCapacity(edit, std::nullopt, 2, std::nullopt).has_value());

@@ -120,6 +120,8 @@ int run(const Flags& flags) {
   for (int i = 1; i < threads; ++i) workers.emplace_back([&] { io.run(); });
   io.run();
   for (auto& worker : workers) worker.join();
+  // Drain the store while the io_context still exists: late commit completions hold its executors.
+  store->reset();
   return 0;
 }
 

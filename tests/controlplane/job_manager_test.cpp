@@ -162,8 +162,10 @@ class JobManagerTest : public ::testing::Test {
       thread_.join();
     }
     manager_.reset();
-    io_.reset();
+    // The store goes before the io_context: its writer thread may still complete a commit, and
+    // the completion holds executors that must not outlive the io_context.
     store_.reset();
+    io_.reset();
   }
 
   void restart(ManagerConfig config = {}) {

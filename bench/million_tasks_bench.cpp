@@ -17,13 +17,12 @@
 //                       [--jobs 1000] [--batch-size 1000] [--concurrency 4] [--restarts 3]
 //                       [--settle 3] [--log-level info]
 
-#include <curl/curl.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,11 +36,15 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <curl/curl.h>
 #include <nlohmann/json.hpp>
+
+#include "bench_util.h"
 
 namespace {
 
@@ -60,9 +63,10 @@ struct Options {
 };
 
 [[noreturn]] void usage(const std::string& problem) {
-  std::cerr << "million_tasks_bench: " << problem << "\n"
-            << "usage: million_tasks_bench --skiffd PATH --state-dir DIR [--jobs N] [--batch-size N]\n"
-            << "       [--concurrency N] [--restarts N] [--settle SEC] [--log-level LEVEL]\n";
+  std::cerr
+      << "million_tasks_bench: " << problem << "\n"
+      << "usage: million_tasks_bench --skiffd PATH --state-dir DIR [--jobs N] [--batch-size N]\n"
+      << "       [--concurrency N] [--restarts N] [--settle SEC] [--log-level LEVEL]\n";
   std::exit(2);
 }
 
@@ -95,8 +99,7 @@ Options parse(int argc, char** argv) {
     }
   }
   if (o.skiffd.empty() || o.stateDir.empty()) usage("--skiffd and --state-dir are needed");
-  if (o.jobs < 1 || o.batchSize < 1 || o.batchSize > 10000 || o.concurrency < 1 ||
-      o.restarts < 0) {
+  if (o.jobs < 1 || o.batchSize < 1 || o.batchSize > 10000 || o.concurrency < 1 || o.restarts < 0) {
     usage("bad numbers");
   }
   return o;
@@ -143,9 +146,9 @@ pid_t spawnSkiffd(const Options& opt, const std::string& portFile) {
       ::dup2(fd, 2);
     }
     std::string listen = "127.0.0.1:0";
-    std::vector<std::string> args = {opt.skiffd,    "--state-dir", opt.stateDir, "--listen",
-                                     listen,        "--port-file", portFile,     "--log-level",
-                                     opt.logLevel};
+    std::vector<std::string> args = {opt.skiffd, "--state-dir", opt.stateDir,
+                                     "--listen", listen,        "--port-file",
+                                     portFile,   "--log-level", opt.logLevel};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -216,14 +219,6 @@ struct HttpClient {
   }
 };
 
-std::string readToken(const std::string& path) {
-  std::ifstream in(path);
-  std::string token;
-  std::getline(in, token);
-  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
-  return token;
-}
-
 // ---- Measurements ----
 
 struct Memory {
@@ -242,13 +237,37 @@ Memory readMemory(pid_t pid) {
   return m;
 }
 
+// Average busy cores of the whole machine since `since` (from /proc/stat).
+struct MachineCpu {
+  double busy = 0;
+  double total = 0;
+  static MachineCpu now() {
+    std::ifstream in("/proc/stat");
+    std::string cpu;
+    in >> cpu;
+    MachineCpu m;
+    double value = 0;
+    for (int i = 0; i < 10 && in >> value; ++i) {
+      m.total += value;
+      if (i != 3 && i != 4) m.busy += value;  // Not idle, not iowait.
+    }
+    return m;
+  }
+  double busyCoresSince(const MachineCpu& start) const {
+    if (total <= start.total) return -1;
+    return (busy - start.busy) / (total - start.total) *
+           static_cast<double>(::sysconf(_SC_NPROCESSORS_ONLN));
+  }
+};
+
 double secondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// Polls until GET /v1/jobs?limit=1 answers 200 with one job. Returns the port.
-int waitServing(pid_t pid, const std::string& portFile, const std::string& token,
-                double timeoutSec) {
+// Polls until GET /v1/jobs?limit=1 answers 200 with one job. Returns the port; `listeningSec`
+// gets the time until skiffd wrote its port file (it does so after recovery, once it listens).
+int waitServing(pid_t pid, const std::string& portFile, const std::string& token, double timeoutSec,
+                double& listeningSec) {
   Clock::time_point start = Clock::now();
   std::optional<int> port;
   HttpClient client;
@@ -256,7 +275,10 @@ int waitServing(pid_t pid, const std::string& portFile, const std::string& token
   std::string body;
   while (secondsSince(start) < timeoutSec) {
     if (!childAlive(pid)) die("skiffd exited while starting; see its log in the state directory");
-    if (!port) port = readPort(portFile);
+    if (!port) {
+      port = readPort(portFile);
+      if (port) listeningSec = secondsSince(start);
+    }
     if (port) {
       std::string url = "http://127.0.0.1:" + std::to_string(*port) + "/v1/jobs?limit=1";
       if (client.request("GET", url, "", body) == 200) {
@@ -283,7 +305,8 @@ std::pair<long, long> countJobsAndTasks(int port, const std::string& token) {
   for (;;) {
     std::string url = "http://127.0.0.1:" + std::to_string(port) + "/v1/jobs?limit=1000";
     if (!cursor.empty()) {
-      char* escaped = curl_easy_escape(client.easy, cursor.c_str(), static_cast<int>(cursor.size()));
+      char* escaped =
+          curl_easy_escape(client.easy, cursor.c_str(), static_cast<int>(cursor.size()));
       url += "&cursor=";
       url += escaped;
       curl_free(escaped);
@@ -326,18 +349,17 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
-  const std::string token = readToken(opt.stateDir + "/admin.token");
+  const std::string token = skiff::bench::readToken(opt.stateDir + "/admin.token");
   if (token.empty()) die("no admin token in " + opt.stateDir);
   const std::string jobsUrl = "http://127.0.0.1:" + std::to_string(*port) + "/v1/jobs";
-  const std::string body =
-      json{{"applicationName", "bench"},
-           {"owner", {{"teamEmail", "bench@example.com"}}},
-           {"container",
-            {{"image", "busybox:latest"},
-             {"command", {"true"}},
-             {"resources", {{"cpu", 0.1}, {"memoryMB", 64}}}}},
-           {"batch", {{"size", opt.batchSize}}}}
-          .dump();
+  const std::string body = json{{"applicationName", "bench"},
+                                {"owner", {{"teamEmail", "bench@example.com"}}},
+                                {"container",
+                                 {{"image", "busybox:latest"},
+                                  {"command", {"true"}},
+                                  {"resources", {{"cpu", 0.1}, {"memoryMB", 64}}}}},
+                                {"batch", {{"size", opt.batchSize}}}}
+                               .dump();
 
   std::atomic<int> next = 0;
   std::atomic<int> created = 0;
@@ -357,7 +379,8 @@ int main(int argc, char** argv) {
             ++created;
           } else {
             std::lock_guard lock(errorMu);
-            if (firstError.empty()) firstError = std::to_string(status) + " " + answer.substr(0, 300);
+            if (firstError.empty())
+              firstError = std::to_string(status) + " " + answer.substr(0, 300);
           }
         }
       });
@@ -392,10 +415,14 @@ int main(int argc, char** argv) {
     killChild();
     std::filesystem::remove(portFile);
     Clock::time_point started = Clock::now();
+    MachineCpu machineAtStart = MachineCpu::now();
     pid = spawnSkiffd(opt, portFile);
-    int newPort = waitServing(pid, portFile, token, startTimeoutSec);
+    double listeningSec = 0;
+    int newPort = waitServing(pid, portFile, token, startTimeoutSec, listeningSec);
     double fromStart = secondsSince(started);
     double fromKill = secondsSince(killed);
+    double cpuSec = skiff::bench::processCpuSec(pid);
+    double machineBusy = MachineCpu::now().busyCoresSince(machineAtStart);
     Memory justServing = readMemory(pid);
     auto [jobsAfter, tasksAfter] = countJobsAndTasks(newPort, token);
     if (tasksAfter != expectedTasks || jobsAfter != jobsHeld) {
@@ -405,7 +432,12 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::duration<double>(opt.settleSec));
     Memory after = readMemory(pid);
     restarts.push_back({{"serveSecFromStart", fromStart},
+                        {"listeningSecFromStart", listeningSec},
                         {"serveSecFromKill", fromKill},
+                        // skiffd's CPU time until it served: independent of other load.
+                        {"cpuSecUntilServing", cpuSec},
+                        // Busy cores of the whole machine meanwhile (skiffd uses at most ~1).
+                        {"machineBusyCores", machineBusy},
                         {"rssMiBWhenServing", justServing.rssKiB / 1024.0},
                         {"rssMiB", after.rssKiB / 1024.0},
                         {"hwmMiB", after.hwmKiB / 1024.0}});

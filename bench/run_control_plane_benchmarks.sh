@@ -16,7 +16,10 @@
 #
 # Environment: BUILD_DIR (default build-bench), RUNS=3, CLIENTS=64, DURATION=10, WARMUP=1,
 # MILLION_RUNS=3, JOBS=1000, BATCH=1000, RESTARTS=3, LOG_LEVEL=info, SLURM=auto|0|1,
-# SKIP_BUILD=1, ONLY=submit|million|slurm (comma-separated), KEEP_RESULTS=DIR (copy the raw JSON).
+# SKIP_BUILD=1, ONLY=submit|million|slurm (comma-separated), KEEP_RESULTS=DIR (copy the raw JSON),
+# QUIET_WAIT=120 and QUIET_BUSY=0.3: before each run, wait up to QUIET_WAIT s for the rest of the
+# machine to use less than QUIET_BUSY cores (a shared box: other builds skew the numbers; each
+# result records how busy the machine was, see docs/benchmarks.md).
 # Needs cmake, ninja, jq, and root only for SLURM=1.
 #
 # Every process this script starts and its temp directory are removed on exit, also on failure or
@@ -36,6 +39,8 @@ BATCH="${BATCH:-1000}"
 RESTARTS="${RESTARTS:-3}"
 LOG_LEVEL="${LOG_LEVEL:-info}"
 SLURM="${SLURM:-auto}"
+QUIET_WAIT="${QUIET_WAIT:-120}"
+QUIET_BUSY="${QUIET_BUSY:-0.3}"
 ONLY="${ONLY:-submit,million,slurm}"
 
 # Goals and the peer's documented figure.
@@ -102,6 +107,30 @@ median() {  # median of the numbers on stdin
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN {printf f, v}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0 || a == "nan") print "n/a"; else printf "%.2fx", a / b}'; }
 
+# Busy cores of the whole machine over the next $1 seconds.
+busy_cores() {
+  local a b
+  a="$(head -1 /proc/stat)"
+  sleep "$1"
+  b="$(head -1 /proc/stat)"
+  awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); tot = 0; idle = 0
+    for (i = 2; i <= 11; i++) { d = y[i] - x[i]; tot += d; if (i == 5 || i == 6) idle += d }
+    printf "%.2f", (tot > 0 ? (tot - idle) / tot * n : 0) }'
+}
+# Waits (at most QUIET_WAIT s) until the machine is nearly idle.
+wait_quiet() {
+  local deadline=$((SECONDS + QUIET_WAIT)) busy
+  while :; do
+    busy="$(busy_cores 2)"
+    if awk -v b="$busy" -v q="$QUIET_BUSY" 'BEGIN {exit !(b < q)}'; then return; fi
+    if ((SECONDS >= deadline)); then
+      log "machine still busy ($busy cores in use by other processes); running anyway"
+      return
+    fi
+  done
+}
+
 # Starts skiffd on a fresh state dir and a free port; sets SKIFFD_PID, SKIFFD_PORT, STATE.
 start_skiffd() {
   STATE="$(mktemp -d "$TMP/state.XXXXXX")"
@@ -129,6 +158,7 @@ stop_skiffd() {
 # ---- (a) Submissions ----
 if wants submit; then
   for i in $(seq "$RUNS"); do
+    wait_quiet
     start_skiffd
     log "submit run $i/$RUNS: $CLIENTS clients, ${WARMUP}s warm-up + ${DURATION}s (skiffd pid $SKIFFD_PID, port $SKIFFD_PORT)"
     "$SUBMIT" --url "http://127.0.0.1:$SKIFFD_PORT" --token-file "$STATE/admin.token" \
@@ -143,6 +173,7 @@ fi
 if wants million; then
   for i in $(seq "$MILLION_RUNS"); do
     log "million run $i/$MILLION_RUNS: $JOBS jobs x $BATCH tasks, $RESTARTS restarts"
+    wait_quiet
     dir="$(mktemp -d "$TMP/million.XXXXXX")"
     "$MILLION" --skiffd "$SKIFFD" --state-dir "$dir" --jobs "$JOBS" --batch-size "$BATCH" \
       --restarts "$RESTARTS" --log-level "$LOG_LEVEL" >"$TMP/results/million-$i.json" &
@@ -163,6 +194,19 @@ start_slurm_daemon() {  # name pidfile command...
   SLURM_STARTED+=("$name $pidfile")
   for _ in $(seq 50); do [[ -s "$pidfile" ]] && break; sleep 0.1; done
 }
+# slurmctld stalls for many seconds after a mass cancel while it purges the job records: wait
+# until a held probe submission is answered within 0.5 s again (at most 180 s).
+slurm_ready() {
+  local deadline=$((SECONDS + 180)) t0 t1
+  while ((SECONDS < deadline)); do
+    t0=$(date +%s%N)
+    timeout 30 sbatch --hold --wrap=true -o /dev/null -e /dev/null >/dev/null 2>&1 || true
+    t1=$(date +%s%N)
+    (((t1 - t0) < 500000000)) && { scancel --state=PENDING 2>/dev/null || true; sleep 1; return; }
+    sleep 1
+  done
+  log "slurmctld still slow after 180 s; measuring anyway"
+}
 SLURM_MEASURED=0
 if wants slurm && [[ "$SLURM" != 0 ]]; then
   if [[ "$SLURM" == 1 ]] && ! slurm_up; then
@@ -180,14 +224,16 @@ if wants slurm && [[ "$SLURM" != 0 ]]; then
   fi
   if slurm_up; then
     for i in $(seq "$RUNS"); do
+      wait_quiet
+      slurm_ready
       log "slurm run $i/$RUNS: $CLIENTS concurrent sbatch --hold --wrap=true, ${WARMUP}s + ${DURATION}s"
       "$SUBMIT" --exec "sbatch --hold --wrap=true -o /dev/null -e /dev/null" --clients "$CLIENTS" \
-        --duration "$DURATION" --warmup "$WARMUP" >"$TMP/results/slurm-$i.json"
+        --duration "$DURATION" --warmup "$WARMUP" >"$TMP/results/slurm-$i.json" ||
+        log "slurm run $i acknowledged nothing"
       jq -c . "$TMP/results/slurm-$i.json" >&2
-      # The jobs are held (like skiffd's tasks with no node: accepted, not run); cancel them so
+      # The jobs are held (accepted, not run, like skiffd's tasks without nodes); cancel them so
       # the next run starts from the same state.
       scancel --state=PENDING 2>/dev/null || true
-      for _ in $(seq 600); do [[ -z "$(squeue -h -o %i 2>/dev/null | head -1)" ]] && break; sleep 0.5; done
     done
     SLURM_MEASURED=1
   elif [[ "$SLURM" == 1 ]]; then
@@ -201,7 +247,9 @@ fi
 # ---- Table ----
 col() { local pattern="$1" expr="$2"; for f in "$TMP"/results/$pattern; do [[ -e "$f" ]] && jq -r "$expr" "$f"; done | median; }
 echo
-echo "Control plane benchmarks: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
+commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+[[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]] && commit+=" + uncommitted changes"
+echo "Control plane benchmarks: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), commit $commit"
 echo
 echo "| goal | measured median | ratio to goal | peer |"
 echo "| --- | --- | --- | --- |"
@@ -226,6 +274,11 @@ if wants million && compgen -G "$TMP/results/million-*.json" >/dev/null; then
   # Ratio to goal for limits: measured / limit (below 1.00x meets the goal).
   echo "| RSS with $(fmt "$tasks" %.0f) tasks ≤ $GOAL_RSS_MIB MiB | $(fmt "$rss" %.0f) MiB (after restart $(fmt "$rss2" %.0f) MiB) | $(ratio "$rss" "$GOAL_RSS_MIB") of the limit | — |"
   echo "| restart (kill -9) until GET /v1/jobs serves ≤ ${GOAL_RESTART_SEC} s | $(fmt "$restart" %.2f) s | $(ratio "$restart" "$GOAL_RESTART_SEC") of the limit | — |"
+fi
+if wants submit && compgen -G "$TMP/results/submit-*.json" >/dev/null; then
+  echo
+  echo "skiffd CPU per acknowledged submission: median $(fmt "$(col 'submit-*.json' .serverCpuUsPerAck)" %.0f) µs;" \
+    "other processes used $(fmt "$(col 'submit-*.json' .otherBusyCores)" %.2f) of $(nproc) cores (median) during the submission runs."
 fi
 echo
 echo "raw results:" && for f in "$TMP"/results/*.json; do [[ -e "$f" ]] && echo "  $(basename "$f"): $(cat "$f")"; done

@@ -26,7 +26,6 @@
 // `loadAvg1` the 1-minute load average before and after.
 //   submit_bench --exec "sbatch --wrap=true -o /dev/null" [--clients 64] [--duration 10]
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -35,9 +34,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -48,7 +47,10 @@
 #include <string>
 #include <vector>
 
+#include <curl/curl.h>
 #include <nlohmann/json.hpp>
+
+#include "bench_util.h"
 
 namespace {
 
@@ -73,12 +75,9 @@ struct Options {
   std::exit(2);
 }
 
-std::string readToken(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) usage("cannot read " + path);
-  std::string token;
-  std::getline(in, token);
-  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+std::string readTokenOrExit(const std::string& path) {
+  std::string token = skiff::bench::readToken(path);
+  if (token.empty()) usage("cannot read " + path);
   return token;
 }
 
@@ -95,7 +94,7 @@ Options parse(int argc, char** argv) {
     } else if (arg == "--token") {
       o.token = value();
     } else if (arg == "--token-file") {
-      o.token = readToken(value());
+      o.token = readTokenOrExit(value());
     } else if (arg == "--clients") {
       o.clients = std::stoi(value());
     } else if (arg == "--duration") {
@@ -143,24 +142,6 @@ double percentile(std::vector<double>& sorted, double p) {
   size_t hi = std::min(lo + 1, sorted.size() - 1);
   double frac = rank - static_cast<double>(lo);
   return sorted[lo] * (1 - frac) + sorted[hi] * frac;
-}
-
-// utime + stime of a process in seconds, or -1.
-double processCpuSec(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(in, stat)) return -1;
-  size_t close = stat.rfind(')');
-  if (close == std::string::npos) return -1;
-  std::istringstream fields(stat.substr(close + 2));
-  std::string field;
-  double ticks = 0;
-  // Fields after the command: state(3) ... utime(14) stime(15).
-  for (int index = 3; fields >> field; ++index) {
-    if (index == 14 || index == 15) ticks += std::stod(field);
-    if (index == 15) break;
-  }
-  return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 double selfCpuSec() {
@@ -320,15 +301,14 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const std::string body =
-      json{{"applicationName", "bench"},
-           {"owner", {{"teamEmail", "bench@example.com"}}},
-           {"container",
-            {{"image", "busybox:latest"},
-             {"command", {"true"}},
-             {"resources", {{"cpu", 0.1}, {"memoryMB", 64}}}}},
-           {"batch", {{"size", opt.batchSize}}}}
-          .dump();
+  const std::string body = json{{"applicationName", "bench"},
+                                {"owner", {{"teamEmail", "bench@example.com"}}},
+                                {"container",
+                                 {{"image", "busybox:latest"},
+                                  {"command", {"true"}},
+                                  {"resources", {{"cpu", 0.1}, {"memoryMB", 64}}}}},
+                                {"batch", {{"size", opt.batchSize}}}}
+                               .dump();
   const std::string endpoint = opt.url + "/v1/jobs";
   const std::string authorization = "Authorization: Bearer " + opt.token;
   // Keys stay unique across runs against the same server.
@@ -428,21 +408,22 @@ int main(int argc, char** argv) {
     Clock::time_point now = Clock::now();
     if (!windowOpen && now >= windowStart) {
       windowOpen = true;
-      if (opt.serverPid > 0) serverCpuAtStart = processCpuSec(opt.serverPid);
+      if (opt.serverPid > 0) serverCpuAtStart = skiff::bench::processCpuSec(opt.serverPid);
       clientCpuAtStart = selfCpuSec();
       jiffiesAtStart = machineJiffies();
     }
     if (!windowClosed && now >= windowEnd) {
       windowClosed = true;
       if (opt.serverPid > 0) {
-        double end = processCpuSec(opt.serverPid);
+        double end = skiff::bench::processCpuSec(opt.serverPid);
         if (serverCpuAtStart >= 0 && end >= 0) r.serverCpuSec = end - serverCpuAtStart;
       }
       r.clientCpuSecWindow = selfCpuSec() - clientCpuAtStart;
       auto [busy, total] = machineJiffies();
       double cores = static_cast<double>(::sysconf(_SC_NPROCESSORS_ONLN));
       if (total > jiffiesAtStart.second) {
-        r.machineBusyCores = (busy - jiffiesAtStart.first) / (total - jiffiesAtStart.second) * cores;
+        r.machineBusyCores =
+            (busy - jiffiesAtStart.first) / (total - jiffiesAtStart.second) * cores;
       }
     }
     if (now >= drainEnd) break;

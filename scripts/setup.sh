@@ -9,9 +9,13 @@ packages=(
   g++ cmake ninja-build pkg-config git ca-certificates curl
   # Libraries.
   libboost-dev libboost-system-dev nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev sqlite3
-  libspdlog-dev libcli11-dev libssl-dev libcurl4-openssl-dev
+  libspdlog-dev libcli11-dev libssl-dev libcurl4-openssl-dev libarchive-dev libzstd-dev
+  # Node agent images: local registry and offline test-image tools.
+  docker-registry skopeo umoci busybox-static zstd
+  # Node agent containers: OCI runtimes and the container init.
+  runc crun tini e2fsprogs
   # Tests and benchmarks.
-  libgtest-dev libgmock-dev libbenchmark-dev procps
+  libgtest-dev libgmock-dev libbenchmark-dev procps clang-format jq
 )
 if [[ "${1:-}" == "--bench-peers" ]]; then
   packages+=(slurm-wlm munge)

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 jobs=$(nproc)
 
+echo "== formatting"
+scripts/check-format.sh
+
 echo "== build (RelWithDebInfo, warnings are errors)"
 scripts/build.sh build
 echo "== tests"

@@ -5,8 +5,9 @@
 #include <cstdio>
 
 int main() {
-  std::fputs("skiff-agent: the node agent is not part of this build yet; skiffd accepts and "
-             "tracks jobs, but nothing runs their containers\n",
-             stderr);
+  std::fputs(
+      "skiff-agent: the node agent is not part of this build yet; skiffd accepts and "
+      "tracks jobs, but nothing runs their containers\n",
+      stderr);
   return 2;
 }

@@ -63,9 +63,9 @@ struct ConstraintInfo {
   bool boolean;
 };
 constexpr ConstraintInfo kConstraints[] = {
-    {"uniqueHost", true},       {"exclusiveHost", true}, {"zoneBalance", true},
-    {"activeHost", true},       {"availabilityZone", false}, {"machineId", false},
-    {"machineGroup", false},    {"machineType", false},  {"zone", false},
+    {"uniqueHost", true},    {"exclusiveHost", true},     {"zoneBalance", true},
+    {"activeHost", true},    {"availabilityZone", false}, {"machineId", false},
+    {"machineGroup", false}, {"machineType", false},      {"zone", false},
 };
 
 // Walks a JSON document, collecting every violation with its path.
@@ -126,8 +126,8 @@ class Checker {
     return text;
   }
 
-  std::optional<int64_t> integer(const json& object, const std::string& path,
-                                 std::string_view key, bool required, int64_t min, int64_t max) {
+  std::optional<int64_t> integer(const json& object, const std::string& path, std::string_view key,
+                                 bool required, int64_t min, int64_t max) {
     const json* value = field(object, path, key, required);
     if (value == nullptr) return std::nullopt;
     std::string fieldPath = joinPath(path, key);
@@ -169,13 +169,14 @@ class Checker {
     return value->get<bool>();
   }
 
-  std::optional<std::string> name(const json& object, const std::string& path,
-                                  std::string_view key, bool required) {
+  std::optional<std::string> name(const json& object, const std::string& path, std::string_view key,
+                                  bool required) {
     auto text = string(object, path, key, required);
     if (text && !matches(kNamePattern, *text)) {
       add(joinPath(path, key),
           "must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit "
-          "(got " + describeValue(*text) + ")");
+          "(got " +
+              describeValue(*text) + ")");
       return std::nullopt;
     }
     return text;
@@ -264,8 +265,8 @@ std::optional<Image> parseImageReference(Checker& checker, const std::string& pa
   size_t before = checker.errors.size();
   checkImageName(checker, path, image.name);
   if (hasTag && hasDigest) {
-    checker.add(path, "must have a tag or a digest, not both (got " + describeValue(reference) +
-                          ")");
+    checker.add(path,
+                "must have a tag or a digest, not both (got " + describeValue(reference) + ")");
   }
   if (hasTag && !matches(kTagPattern, image.tag)) {
     checker.add(path, "has an invalid tag (got " + describeValue(image.tag) + ")");
@@ -301,17 +302,17 @@ std::optional<Image> parseImage(Checker& checker, const json& container, const s
   }
   if (tag) {
     if (!matches(kTagPattern, *tag)) {
-      checker.add(joinPath(imagePath, "tag"),
-                  "must be 1 to 128 letters, digits, '_', '.' or '-' (got " + describeValue(*tag) +
-                      ")");
+      checker.add(
+          joinPath(imagePath, "tag"),
+          "must be 1 to 128 letters, digits, '_', '.' or '-' (got " + describeValue(*tag) + ")");
     }
     image.tag = *tag;
   }
   if (digest) {
     if (!matches(kDigestPattern, *digest)) {
-      checker.add(joinPath(imagePath, "digest"),
-                  "must be sha256: and 64 lowercase hex digits (got " + describeValue(*digest) +
-                      ")");
+      checker.add(
+          joinPath(imagePath, "digest"),
+          "must be sha256: and 64 lowercase hex digits (got " + describeValue(*digest) + ")");
     }
     image.digest = *digest;
   }
@@ -335,9 +336,8 @@ Resources parseResources(Checker& checker, const json& container, const std::str
     } else {
       double cores = cpu->get<double>();
       if (!(cores > 0) || cores > Limits::kMaxCpu) {
-        checker.add(cpuPath, "must be greater than 0 and at most " +
-                                 formatNumber(Limits::kMaxCpu) + " (got " + describeValue(*cpu) +
-                                 ")");
+        checker.add(cpuPath, "must be greater than 0 and at most " + formatNumber(Limits::kMaxCpu) +
+                                 " (got " + describeValue(*cpu) + ")");
       } else {
         resources.cpu = cores;
       }
@@ -370,8 +370,8 @@ SecurityProfile parseSecurityProfile(Checker& checker, const json& container,
     std::string groupsPath = joinPath(profilePath, "securityGroups");
     auto groups = checker.stringList(*value, profilePath, "securityGroups");
     const json& raw = *rawGroups;
-    if (raw.is_array() && (raw.size() < Limits::kMinSecurityGroups ||
-                           raw.size() > Limits::kMaxSecurityGroups)) {
+    if (raw.is_array() &&
+        (raw.size() < Limits::kMinSecurityGroups || raw.size() > Limits::kMaxSecurityGroups)) {
       checker.add(groupsPath, "must have between " + std::to_string(Limits::kMinSecurityGroups) +
                                   " and " + std::to_string(Limits::kMaxSecurityGroups) +
                                   " entries (got " + std::to_string(raw.size()) + ")");
@@ -399,8 +399,7 @@ SecurityProfile parseSecurityProfile(Checker& checker, const json& container,
 }
 
 std::map<std::string, std::string> parseConstraints(Checker& checker, const json& container,
-                                                    const std::string& path,
-                                                    std::string_view key) {
+                                                    const std::string& path, std::string_view key) {
   auto constraints = checker.stringMap(container, path, key, 32);
   std::map<std::string, std::string> normalized;
   for (const auto& [name, value] : constraints) {
@@ -425,8 +424,8 @@ std::map<std::string, std::string> parseConstraints(Checker& checker, const json
       continue;
     }
     if (info->boolean && value != "true" && value != "false") {
-      checker.add(constraintPath, "must be \"true\" or \"false\" (got " + describeValue(value) +
-                                      ")");
+      checker.add(constraintPath,
+                  "must be \"true\" or \"false\" (got " + describeValue(value) + ")");
       continue;
     }
     if (!info->boolean && value.empty()) {
@@ -446,8 +445,8 @@ std::optional<RetryPolicy> parseRetryPolicy(Checker& checker, const json& spec,
   if (!checker.object(*value, policyPath, {"immediate", "delayed", "exponentialBackOff"})) {
     return std::nullopt;
   }
-  size_t kinds = value->count("immediate") + value->count("delayed") +
-                 value->count("exponentialBackOff");
+  size_t kinds =
+      value->count("immediate") + value->count("delayed") + value->count("exponentialBackOff");
   if (kinds != 1) {
     checker.add(policyPath,
                 "must set exactly one of immediate, delayed or exponentialBackOff (got " +
@@ -461,14 +460,16 @@ std::optional<RetryPolicy> parseRetryPolicy(Checker& checker, const json& spec,
     const json& body = (*value)["immediate"];
     policy.kind = RetryPolicy::Kind::kImmediate;
     if (checker.object(body, p, {"retries"})) {
-      policy.retries = checker.integer(body, p, "retries", true, 0, Limits::kMaxRetries).value_or(0);
+      policy.retries =
+          checker.integer(body, p, "retries", true, 0, Limits::kMaxRetries).value_or(0);
     }
   } else if (value->contains("delayed")) {
     std::string p = joinPath(policyPath, "delayed");
     const json& body = (*value)["delayed"];
     policy.kind = RetryPolicy::Kind::kDelayed;
     if (checker.object(body, p, {"initialDelayMs", "delayMs", "retries"})) {
-      policy.retries = checker.integer(body, p, "retries", true, 0, Limits::kMaxRetries).value_or(0);
+      policy.retries =
+          checker.integer(body, p, "retries", true, 0, Limits::kMaxRetries).value_or(0);
       policy.initialDelayMs =
           checker.integer(body, p, "initialDelayMs", false, 0, Limits::kMaxDelayMs).value_or(0);
       policy.delayMs =
@@ -479,13 +480,14 @@ std::optional<RetryPolicy> parseRetryPolicy(Checker& checker, const json& spec,
     const json& body = (*value)["exponentialBackOff"];
     policy.kind = RetryPolicy::Kind::kExponentialBackOff;
     if (checker.object(body, p, {"initialDelayMs", "maxDelayIntervalMs", "retries"})) {
-      policy.retries = checker.integer(body, p, "retries", true, 0, Limits::kMaxRetries).value_or(0);
+      policy.retries =
+          checker.integer(body, p, "retries", true, 0, Limits::kMaxRetries).value_or(0);
       auto initial = checker.integer(body, p, "initialDelayMs", true, 1, Limits::kMaxDelayMs);
       auto maxDelay = checker.integer(body, p, "maxDelayIntervalMs", true, 1, Limits::kMaxDelayMs);
       if (initial && maxDelay && *maxDelay < *initial) {
-        checker.add(joinPath(p, "maxDelayIntervalMs"),
-                    "must be at least initialDelayMs (got " + std::to_string(*maxDelay) + " < " +
-                        std::to_string(*initial) + ")");
+        checker.add(joinPath(p, "maxDelayIntervalMs"), "must be at least initialDelayMs (got " +
+                                                           std::to_string(*maxDelay) + " < " +
+                                                           std::to_string(*initial) + ")");
       }
       policy.initialDelayMs = initial.value_or(0);
       policy.maxDelayIntervalMs = maxDelay.value_or(0);
@@ -497,16 +499,16 @@ std::optional<RetryPolicy> parseRetryPolicy(Checker& checker, const json& spec,
 
 std::optional<BatchSpec> parseBatch(Checker& checker, const json& value) {
   const std::string path = "batch";
-  if (!checker.object(value, path, {"size", "runtimeLimitSec", "retryPolicy",
-                                    "retryOnRuntimeLimit"})) {
+  if (!checker.object(value, path,
+                      {"size", "runtimeLimitSec", "retryPolicy", "retryOnRuntimeLimit"})) {
     return std::nullopt;
   }
   BatchSpec batch;
   if (auto v = checker.integer(value, path, "size", false, 1, Limits::kMaxBatchSize)) {
     batch.size = *v;
   }
-  if (auto v = checker.integer(value, path, "runtimeLimitSec", false, 1,
-                               Limits::kMaxRuntimeLimitSec)) {
+  if (auto v =
+          checker.integer(value, path, "runtimeLimitSec", false, 1, Limits::kMaxRuntimeLimitSec)) {
     batch.runtimeLimitSec = *v;
   }
   if (auto v = parseRetryPolicy(checker, value, path)) batch.retryPolicy = *v;
@@ -545,8 +547,9 @@ std::optional<ServiceSpec> parseService(Checker& checker, const json& value) {
 Container parseContainer(Checker& checker, const json& value) {
   const std::string path = "container";
   Container container;
-  if (!checker.object(value, path, {"image", "entryPoint", "command", "env", "resources",
-                                    "securityProfile", "hardConstraints", "softConstraints"})) {
+  if (!checker.object(value, path,
+                      {"image", "entryPoint", "command", "env", "resources", "securityProfile",
+                       "hardConstraints", "softConstraints"})) {
     return container;
   }
   if (auto image = parseImage(checker, value, path)) container.image = *image;
@@ -571,8 +574,7 @@ Container parseContainer(Checker& checker, const json& value) {
   container.softConstraints = parseConstraints(checker, value, path, "softConstraints");
   for (const auto& [name, unused] : container.hardConstraints) {
     if (container.softConstraints.contains(name)) {
-      checker.add("container.softConstraints." + name,
-                  "must not also be a hard constraint");
+      checker.add("container.softConstraints." + name, "must not also be a hard constraint");
     }
   }
   return container;
@@ -626,7 +628,9 @@ int64_t RetryPolicy::delayBeforeRetryMs(int64_t retryNumber) const {
   return 0;
 }
 
-std::string_view tierName(Tier tier) { return tier == Tier::kCritical ? "critical" : "flex"; }
+std::string_view tierName(Tier tier) {
+  return tier == Tier::kCritical ? "critical" : "flex";
+}
 
 std::expected<JobDescriptor, FieldErrors> validateJobDescriptor(const json& document) {
   Checker checker;

@@ -103,7 +103,7 @@ struct JobDescriptor {
   Tier tier = Tier::kFlex;
   std::map<std::string, std::string> attributes;
   Container container;
-  std::optional<BatchSpec> batch;      // Exactly one of `batch` and `service` is set.
+  std::optional<BatchSpec> batch;  // Exactly one of `batch` and `service` is set.
   std::optional<ServiceSpec> service;
 
   bool isBatch() const { return batch.has_value(); }

@@ -9,10 +9,19 @@ constexpr std::array<std::string_view, 3> kJobStateNames = {"Accepted", "KillIni
                                                             "Finished"};
 constexpr std::array<std::string_view, kTaskStateCount> kTaskStateNames = {
     "Accepted", "Launched", "StartInitiated", "Started", "KillInitiated", "Finished"};
-constexpr std::array<std::string_view, 13> kReasonNames = {
-    "",         "normal",  "failed",  "killed",       "scaledDown",
-    "evicted",  "lost",    "runtimeLimitExceeded",    "invalidRequest",
-    "crashed",  "stuckInState", "transientSystemError", "localSystemError"};
+constexpr std::array<std::string_view, 13> kReasonNames = {"",
+                                                           "normal",
+                                                           "failed",
+                                                           "killed",
+                                                           "scaledDown",
+                                                           "evicted",
+                                                           "lost",
+                                                           "runtimeLimitExceeded",
+                                                           "invalidRequest",
+                                                           "crashed",
+                                                           "stuckInState",
+                                                           "transientSystemError",
+                                                           "localSystemError"};
 
 template <typename Enum, size_t N>
 std::optional<Enum> parseName(const std::array<std::string_view, N>& names, std::string_view name) {
@@ -26,7 +35,9 @@ std::optional<Enum> parseName(const std::array<std::string_view, N>& names, std:
 
 }  // namespace
 
-std::string_view jobStateName(JobState state) { return kJobStateNames[static_cast<size_t>(state)]; }
+std::string_view jobStateName(JobState state) {
+  return kJobStateNames[static_cast<size_t>(state)];
+}
 std::string_view taskStateName(TaskState state) {
   return kTaskStateNames[static_cast<size_t>(state)];
 }

@@ -48,9 +48,9 @@ Result<json> convert(const YAML::Node& node, int depth, size_t& values) {
     return fail(ErrorCode::kInvalidArgument, where(node.Mark()) + ": nesting deeper than 64");
   }
   if (++values > kMaxValues) {
-    return fail(ErrorCode::kInvalidArgument,
-                where(node.Mark()) + ": more than " + std::to_string(kMaxValues) +
-                    " values (aliases expand too far)");
+    return fail(ErrorCode::kInvalidArgument, where(node.Mark()) + ": more than " +
+                                                 std::to_string(kMaxValues) +
+                                                 " values (aliases expand too far)");
   }
   switch (node.Type()) {
     case YAML::NodeType::Undefined:

@@ -1,10 +1,11 @@
 #include "cli/commands.h"
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "api/job.h"
 #include "api/states.h"

@@ -6,9 +6,10 @@
 // cursor, or options (when the word starts with '-'), or subcommands, or the positional argument.
 // Global options are offered at every level because subcommands pass them up to the root.
 
-#include <CLI/CLI.hpp>
 #include <set>
 #include <sstream>
+
+#include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+
 #include <nlohmann/json.hpp>
 
 #include "api/job.h"

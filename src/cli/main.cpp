@@ -1,13 +1,14 @@
 // The `skiff` program: wires the real process (streams, terminal, clock, libcurl) into the
 // commands. Everything else lives in the skiff_cli library so tests can drive it.
 
-#include <curl/curl.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <iostream>
 #include <thread>
+
+#include <curl/curl.h>
 
 #include "cli/commands.h"
 #include "common/clock.h"

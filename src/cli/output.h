@@ -8,11 +8,12 @@
 // from a newer server. Text taken from objects is passed through `sanitize`.
 
 #include <cstdint>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace skiff::cli {
 

@@ -5,12 +5,11 @@
 // `Completion<T>` hands one value from any thread to one coroutine that awaits it. The awaiting
 // coroutine is always resumed through its own executor, never inline on the setting thread.
 
-#include <utility>  // Must precede asio/awaitable.hpp under GCC 12 with Boost 1.74.
-
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -50,22 +49,22 @@ class Completion {
     // The initiation is a named local: GCC 12 destroys lambda temporaries that appear inside a
     // co_await expression twice.
     auto initiation = [state](auto handler) {
-          auto executor = asio::get_associated_executor(handler);
-          std::unique_lock lock(state->mutex);
-          if (state->value) {
-            T value = std::move(*state->value);
-            lock.unlock();
-            asio::post(executor, [handler = std::move(handler), value = std::move(value)]() mutable {
-              std::move(handler)(std::move(value));
-            });
-            return;
-          }
-          state->waiter = [handler = std::move(handler), executor](T value) mutable {
-            asio::post(executor, [handler = std::move(handler), value = std::move(value)]() mutable {
-              std::move(handler)(std::move(value));
-            });
-          };
-        };
+      auto executor = asio::get_associated_executor(handler);
+      std::unique_lock lock(state->mutex);
+      if (state->value) {
+        T value = std::move(*state->value);
+        lock.unlock();
+        asio::post(executor, [handler = std::move(handler), value = std::move(value)]() mutable {
+          std::move(handler)(std::move(value));
+        });
+        return;
+      }
+      state->waiter = [handler = std::move(handler), executor](T value) mutable {
+        asio::post(executor, [handler = std::move(handler), value = std::move(value)]() mutable {
+          std::move(handler)(std::move(value));
+        });
+      };
+    };
     co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(T)>(
         std::move(initiation), asio::use_awaitable);
   }

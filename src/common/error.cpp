@@ -6,18 +6,30 @@ namespace skiff {
 
 std::string_view errorCodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return "InvalidArgument";
-    case ErrorCode::kNotFound: return "NotFound";
-    case ErrorCode::kAlreadyExists: return "AlreadyExists";
-    case ErrorCode::kConflict: return "Conflict";
-    case ErrorCode::kFailedPrecondition: return "FailedPrecondition";
-    case ErrorCode::kUnauthenticated: return "Unauthenticated";
-    case ErrorCode::kPermissionDenied: return "PermissionDenied";
-    case ErrorCode::kTooLarge: return "TooLarge";
-    case ErrorCode::kUnavailable: return "Unavailable";
-    case ErrorCode::kIo: return "Io";
-    case ErrorCode::kCompacted: return "Compacted";
-    case ErrorCode::kInternal: return "Internal";
+    case ErrorCode::kInvalidArgument:
+      return "InvalidArgument";
+    case ErrorCode::kNotFound:
+      return "NotFound";
+    case ErrorCode::kAlreadyExists:
+      return "AlreadyExists";
+    case ErrorCode::kConflict:
+      return "Conflict";
+    case ErrorCode::kFailedPrecondition:
+      return "FailedPrecondition";
+    case ErrorCode::kUnauthenticated:
+      return "Unauthenticated";
+    case ErrorCode::kPermissionDenied:
+      return "PermissionDenied";
+    case ErrorCode::kTooLarge:
+      return "TooLarge";
+    case ErrorCode::kUnavailable:
+      return "Unavailable";
+    case ErrorCode::kIo:
+      return "Io";
+    case ErrorCode::kCompacted:
+      return "Compacted";
+    case ErrorCode::kInternal:
+      return "Internal";
   }
   return "Unknown";
 }

@@ -2,9 +2,9 @@
 
 // The one error vocabulary used across module boundaries.
 //
-// Functions that can fail return `Result<T>` (a `std::expected<T, Error>`) or `Status` for no value.
-// An `Error` carries a category (`ErrorCode`) that callers branch on, and a human-readable message.
-// Layers add context as an error travels up with `wrap()`, so the final message reads
+// Functions that can fail return `Result<T>` (a `std::expected<T, Error>`) or `Status` for no
+// value. An `Error` carries a category (`ErrorCode`) that callers branch on, and a human-readable
+// message. Layers add context as an error travels up with `wrap()`, so the final message reads
 // "outer context: inner context: root cause" (as crun's `crun_error_wrap` does).
 
 #include <expected>
@@ -59,12 +59,12 @@ inline std::unexpected<Error> fail(ErrorCode code, std::string message) {
 Error errnoError(std::string_view what, int err);
 
 // Propagates the error of `expr` to the caller, adding `context`.
-#define SKIFF_TRY_STATUS(expr, context)                         \
-  do {                                                          \
-    auto skiff_status_ = (expr);                                \
-    if (!skiff_status_) {                                       \
+#define SKIFF_TRY_STATUS(expr, context)                            \
+  do {                                                             \
+    auto skiff_status_ = (expr);                                   \
+    if (!skiff_status_) {                                          \
       return std::unexpected(skiff_status_.error().wrap(context)); \
-    }                                                           \
+    }                                                              \
   } while (false)
 
 }  // namespace skiff

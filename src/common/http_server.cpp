@@ -48,8 +48,8 @@ std::string percentDecode(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() &&
-        hexValue(text[i + 1]) >= 0 && hexValue(text[i + 2]) >= 0) {
+    if (text[i] == '%' && i + 2 < text.size() && hexValue(text[i + 1]) >= 0 &&
+        hexValue(text[i + 2]) >= 0) {
       out.push_back(static_cast<char>(hexValue(text[i + 1]) * 16 + hexValue(text[i + 2])));
       i += 2;
     } else if (text[i] == '+') {
@@ -152,18 +152,28 @@ Response Response::json(unsigned status, const nlohmann::json& body) {
 
 unsigned statusFor(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidArgument: return 400;
-    case ErrorCode::kUnauthenticated: return 401;
-    case ErrorCode::kPermissionDenied: return 403;
-    case ErrorCode::kNotFound: return 404;
+    case ErrorCode::kInvalidArgument:
+      return 400;
+    case ErrorCode::kUnauthenticated:
+      return 401;
+    case ErrorCode::kPermissionDenied:
+      return 403;
+    case ErrorCode::kNotFound:
+      return 404;
     case ErrorCode::kAlreadyExists:
-    case ErrorCode::kConflict: return 409;
-    case ErrorCode::kCompacted: return 410;
-    case ErrorCode::kFailedPrecondition: return 412;
-    case ErrorCode::kTooLarge: return 413;
+    case ErrorCode::kConflict:
+      return 409;
+    case ErrorCode::kCompacted:
+      return 410;
+    case ErrorCode::kFailedPrecondition:
+      return 412;
+    case ErrorCode::kTooLarge:
+      return 413;
     case ErrorCode::kUnavailable:
-    case ErrorCode::kIo: return 503;
-    case ErrorCode::kInternal: return 500;
+    case ErrorCode::kIo:
+      return 503;
+    case ErrorCode::kInternal:
+      return 500;
   }
   return 500;
 }
@@ -242,7 +252,8 @@ struct Server::Impl {
       co_await acceptor->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
-        spdlog::warn("{}", nlohmann::json({{"msg", "accept failed"}, {"error", ec.message()}}).dump());
+        spdlog::warn("{}",
+                     nlohmann::json({{"msg", "accept failed"}, {"error", ec.message()}}).dump());
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
@@ -281,9 +292,9 @@ struct Server::Impl {
       co_await bhttp::async_read(stream, buffer, parser,
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec == bhttp::error::body_limit) {
-        Response response = plainError(
-            ErrorCode::kTooLarge,
-            "request body exceeds " + std::to_string(options.bodyLimit) + " bytes");
+        Response response =
+            plainError(ErrorCode::kTooLarge,
+                       "request body exceeds " + std::to_string(options.bodyLimit) + " bytes");
         co_await writeResponse(stream, response, 11, false, ec);
         break;
       }
@@ -295,7 +306,8 @@ struct Server::Impl {
       std::string_view target = request.target();
       size_t question = target.find('?');
       context.path = std::string(target.substr(0, question));
-      if (question != std::string_view::npos) context.query = parseQuery(target.substr(question + 1));
+      if (question != std::string_view::npos)
+        context.query = parseQuery(target.substr(question + 1));
 
       auto [kind, route] = router.match(request.method(), context.path, context.params);
       std::optional<Response> response;
@@ -315,10 +327,10 @@ struct Server::Impl {
         try {
           response = co_await route->handler(context);
         } catch (const std::exception& e) {
-          spdlog::error("{}", nlohmann::json({{"msg", "handler failed"},
-                                              {"path", context.path},
-                                              {"error", e.what()}})
-                                  .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+          spdlog::error(
+              "{}", nlohmann::json(
+                        {{"msg", "handler failed"}, {"path", context.path}, {"error", e.what()}})
+                        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
           response = plainError(ErrorCode::kInternal, "internal error");
         }
       }
@@ -358,12 +370,15 @@ Server::Server(asio::io_context& io, const Router& router, Authenticator authent
                ServerOptions options)
     : impl_(std::make_unique<Impl>(io, router, std::move(authenticator), options)) {}
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+}
 
 Status Server::listen(const std::string& host, uint16_t port) {
   boost::system::error_code ec;
   auto address = asio::ip::make_address(host, ec);
-  if (ec) return fail(ErrorCode::kInvalidArgument, "bad listen address " + host + ": " + ec.message());
+  if (ec)
+    return fail(ErrorCode::kInvalidArgument, "bad listen address " + host + ": " + ec.message());
   tcp::endpoint endpoint(address, port);
   impl_->acceptor.emplace(asio::make_strand(impl_->io));
   auto& acceptor = *impl_->acceptor;
@@ -372,15 +387,17 @@ Status Server::listen(const std::string& host, uint16_t port) {
   if (!ec) acceptor.bind(endpoint, ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    return fail(ErrorCode::kIo, "listen on " + host + ":" + std::to_string(port) + ": " +
-                                    ec.message());
+    return fail(ErrorCode::kIo,
+                "listen on " + host + ":" + std::to_string(port) + ": " + ec.message());
   }
   impl_->port = acceptor.local_endpoint().port();
   asio::co_spawn(acceptor.get_executor(), impl_->acceptLoop(), asio::detached);
   return {};
 }
 
-uint16_t Server::port() const { return impl_->port; }
+uint16_t Server::port() const {
+  return impl_->port;
+}
 
 void Server::stop() {
   if (impl_ && impl_->acceptor && impl_->acceptor->is_open()) {

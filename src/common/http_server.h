@@ -7,8 +7,6 @@
 // than `ServerOptions::bodyLimit` are refused with 413 before they are read in full.
 // Exceptions never leave this module: a handler that throws gets a 500 and a log line.
 
-#include <utility>  // Must precede asio/awaitable.hpp under GCC 12 with Boost 1.74.
-
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -16,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>

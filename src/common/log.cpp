@@ -1,10 +1,10 @@
 #include "common/log.h"
 
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include <chrono>
 #include <string>
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 
 namespace skiff::log {
 namespace {
@@ -16,20 +16,28 @@ std::string& component() {
 
 spdlog::level::level_enum toSpd(Level level) {
   switch (level) {
-    case Level::kDebug: return spdlog::level::debug;
-    case Level::kInfo: return spdlog::level::info;
-    case Level::kWarn: return spdlog::level::warn;
-    case Level::kError: return spdlog::level::err;
+    case Level::kDebug:
+      return spdlog::level::debug;
+    case Level::kInfo:
+      return spdlog::level::info;
+    case Level::kWarn:
+      return spdlog::level::warn;
+    case Level::kError:
+      return spdlog::level::err;
   }
   return spdlog::level::info;
 }
 
 std::string_view levelName(Level level) {
   switch (level) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
   }
   return "info";
 }
@@ -64,7 +72,8 @@ void write(Level level, std::string_view message, nlohmann::json fields) {
   if (fields.is_object()) {
     for (auto& [key, value] : fields.items()) line[key] = std::move(value);
   }
-  spdlog::log(toSpd(level), "{}", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  spdlog::log(toSpd(level), "{}",
+              line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 }  // namespace skiff::log

@@ -19,7 +19,9 @@ using http::Response;
 using http::Verb;
 using nlohmann::json;
 
-Response errorResponse(const Error& error) { return Response::error(error); }
+Response errorResponse(const Error& error) {
+  return Response::error(error);
+}
 
 template <typename T>
 Response okOr(const Result<T>& result, unsigned status = 200) {
@@ -70,10 +72,10 @@ Response validationFailure(const api::FieldErrors& errors) {
   for (const auto& error : errors) {
     details.push_back({{"field", error.field}, {"message", error.message}});
   }
-  std::string message = errors.size() == 1 ? errors[0].toString()
-                                           : std::to_string(errors.size()) +
-                                                 " problems in the job, first: " +
-                                                 errors[0].toString();
+  std::string message =
+      errors.size() == 1
+          ? errors[0].toString()
+          : std::to_string(errors.size()) + " problems in the job, first: " + errors[0].toString();
   return Response::error(Error(ErrorCode::kInvalidArgument, message), details);
 }
 
@@ -134,14 +136,14 @@ asio::awaitable<Response> updateCapacity(ApiContext& api, RequestContext& contex
           Error(ErrorCode::kInvalidArgument, "capacity." + key + ": unknown field"));
     }
     if (!value.is_number_integer()) {
-      co_return errorResponse(Error(ErrorCode::kInvalidArgument,
-                                    std::string("capacity.") + names[slot] +
-                                        ": must be an integer"));
+      co_return errorResponse(
+          Error(ErrorCode::kInvalidArgument,
+                std::string("capacity.") + names[slot] + ": must be an integer"));
     }
     values[slot] = value.get<int64_t>();
   }
-  co_return okOr(co_await api.manager.updateCapacity(context.params[0], values[0], values[1],
-                                                      values[2]));
+  co_return okOr(
+      co_await api.manager.updateCapacity(context.params[0], values[0], values[1], values[2]));
 }
 
 asio::awaitable<Response> listTasks(ApiContext& api, RequestContext& context) {
@@ -149,10 +151,10 @@ asio::awaitable<Response> listTasks(ApiContext& api, RequestContext& context) {
   if (auto name = context.queryValue("state")) {
     state = api::parseTaskState(*name);
     if (!state) {
-      co_return errorResponse(Error(
-          ErrorCode::kInvalidArgument,
-          "state: must be one of Accepted, Launched, StartInitiated, Started, KillInitiated, "
-          "Finished"));
+      co_return errorResponse(
+          Error(ErrorCode::kInvalidArgument,
+                "state: must be one of Accepted, Launched, StartInitiated, Started, KillInitiated, "
+                "Finished"));
     }
   }
   auto limit = parseInteger(context.queryValue("limit"), "limit", 100, 1, 1000);
@@ -220,8 +222,8 @@ asio::awaitable<Response> registerNode(ApiContext& api, RequestContext& context)
     for (const auto& [key, value] : attributes.items()) {
       bool labels = key == "labels" && value.is_object();
       if (!labels && !value.is_string()) {
-        co_return errorResponse(Error(ErrorCode::kInvalidArgument,
-                                      "attributes." + key + ": must be a string"));
+        co_return errorResponse(
+            Error(ErrorCode::kInvalidArgument, "attributes." + key + ": must be a string"));
       }
     }
     registration.attributes = attributes;
@@ -238,8 +240,8 @@ asio::awaitable<Response> nodeAssignments(ApiContext& api, RequestContext& conte
   if (!wait) co_return errorResponse(wait.error());
   auto result = co_await api.manager.assignments(context.params[0], *after, *wait);
   if (!result) co_return errorResponse(result.error());
-  co_return Response::json(200, {{"revision", result->revision},
-                                 {"assignments", std::move(result->assignments)}});
+  co_return Response::json(
+      200, {{"revision", result->revision}, {"assignments", std::move(result->assignments)}});
 }
 
 asio::awaitable<Response> taskStatus(ApiContext& api, RequestContext& context) {
@@ -350,9 +352,8 @@ asio::awaitable<std::optional<Response>> streamEvents(ApiContext& api, RequestCo
   store::Revision start = *from;
   std::string snapshot;
   if (*from == 0) {
-    auto revision = api.store.scanPrefix(prefix, [&](const store::KeyValue& kv) {
-      snapshot += eventLine("snapshot", kv);
-    });
+    auto revision = api.store.scanPrefix(
+        prefix, [&](const store::KeyValue& kv) { snapshot += eventLine("snapshot", kv); });
     if (!revision) co_return errorResponse(revision.error());
     snapshot += "{\"type\":\"snapshotEnd\",\"revision\":" + std::to_string(*revision) + "}\n";
     start = *revision + 1;
@@ -490,10 +491,9 @@ void registerRoutes(http::Router& router, ApiContext& api) {
   router.add(Verb::post, "/v1/nodes/{id}/taskStatus", Access::kAgent,
              [ctx](RequestContext& c) { return taskStatus(*ctx, c); });
 
-  router.addStream(Verb::get, "/v1/events", Access::kAdmin,
-                   [ctx](RequestContext& c, http::ResponseStream& out) {
-                     return streamEvents(*ctx, c, out);
-                   });
+  router.addStream(
+      Verb::get, "/v1/events", Access::kAdmin,
+      [ctx](RequestContext& c, http::ResponseStream& out) { return streamEvents(*ctx, c, out); });
 }
 
 }  // namespace skiff::controlplane

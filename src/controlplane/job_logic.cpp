@@ -54,7 +54,8 @@ TaskRecord nextAttempt(const JobRecord& job, const TaskRecord& previous, int64_t
   if (api::isSystemError(reason)) {
     next.systemResubmitNumber++;
     delayMs = config.systemRetryDelayMs;
-    for (int64_t i = 0; i < previous.systemResubmitNumber && delayMs < kMaxSystemRetryDelayMs; ++i) {
+    for (int64_t i = 0; i < previous.systemResubmitNumber && delayMs < kMaxSystemRetryDelayMs;
+         ++i) {
       delayMs *= 2;
     }
     delayMs = std::min(delayMs, kMaxSystemRetryDelayMs);
@@ -151,7 +152,9 @@ std::optional<size_t> JobEdit::findTaskId(const std::string& id) const {
   return position;
 }
 
-void JobEdit::appendTask(TaskRecord task) { appended_.push_back(std::move(task)); }
+void JobEdit::appendTask(TaskRecord task) {
+  appended_.push_back(std::move(task));
+}
 
 void JobEdit::replaceTask(size_t i, TaskRecord next) {
   if (i >= view_.tasks.size()) {
@@ -390,8 +393,8 @@ int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config) {
       }
       case TaskState::kStarted: {
         if (!batch) break;
-        int64_t deadline = since(TaskState::kStarted) +
-                           edit.job().descriptor.batch->runtimeLimitSec * 1000;
+        int64_t deadline =
+            since(TaskState::kStarted) + edit.job().descriptor.batch->runtimeLimitSec * 1000;
         if (nowMs >= deadline) {
           beginKill(edit.mutableTask(i), TaskReason::kRuntimeLimitExceeded, nowMs);
           noteDeadline(nextDeadline, nowMs + config.killInitiatedTimeoutMs);
@@ -449,10 +452,10 @@ int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config) {
       if (failed == 0) {
         finishJob(edit, "normal", "every task finished normally", nowMs);
       } else {
-        finishJob(edit, "failed",
-                  std::to_string(failed) + " of " + std::to_string(edit.taskCount()) +
-                      " tasks failed",
-                  nowMs);
+        finishJob(
+            edit, "failed",
+            std::to_string(failed) + " of " + std::to_string(edit.taskCount()) + " tasks failed",
+            nowMs);
       }
     }
     return nextDeadline;

@@ -1,7 +1,5 @@
 #include "controlplane/job_manager.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <deque>
 
@@ -11,6 +9,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <openssl/evp.h>
 
 #include "common/async.h"
 #include "common/log.h"
@@ -103,7 +102,9 @@ bool matchesFilter(const JobRecord& job, const JobFilter& filter) {
   return true;
 }
 
-Error unavailable() { return Error(ErrorCode::kUnavailable, "skiffd is shutting down"); }
+Error unavailable() {
+  return Error(ErrorCode::kUnavailable, "skiffd is shutting down");
+}
 
 }  // namespace
 
@@ -147,9 +148,8 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
 
   asio::awaitable<Result<store::TxnResult>> commit(store::Txn txn) {
     Completion<Result<store::TxnResult>> done;
-    store.commitAsync(std::move(txn), [done](Result<store::TxnResult> result) {
-      done.set(std::move(result));
-    });
+    store.commitAsync(std::move(txn),
+                      [done](Result<store::TxnResult> result) { done.set(std::move(result)); });
     co_return co_await done.wait();
   }
 
@@ -196,7 +196,8 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       co_await self->step(actor);
     }
     actor->loopRunning = false;
-    for (auto& command : actor->mailbox) command.done(Status(std::unexpected(unavailable())), actor->view);
+    for (auto& command : actor->mailbox)
+      command.done(Status(std::unexpected(unavailable())), actor->view);
     actor->mailbox.clear();
   }
 
@@ -232,8 +233,8 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       auto result = co_await commit(buildTxn(edit));
       if (!result) {
         committed = std::unexpected(result.error().wrap("saving job " + actor->view.job.id));
-        log::error("job update not saved", {{"jobId", actor->view.job.id},
-                                            {"error", result.error().message()}});
+        log::error("job update not saved",
+                   {{"jobId", actor->view.job.id}, {"error", result.error().message()}});
         for (const Reservation& r : reservations) release(r.nodeId, r.resources);
         // Try again later; the in-memory state still matches the store.
         actor->deadlineMs = clock.nowMs() + 1000;
@@ -250,7 +251,8 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   store::Txn buildTxn(const JobEdit& edit) {
     store::Txn txn;
     const std::string& jobId = edit.job().id;
-    if (edit.jobChanged()) txn.onSuccess.push_back(store::Op::put(jobKey(jobId), toStored(edit.job())));
+    if (edit.jobChanged())
+      txn.onSuccess.push_back(store::Op::put(jobKey(jobId), toStored(edit.job())));
     for (const TaskRecord* task : edit.changedTasks()) {
       txn.onSuccess.push_back(store::Op::put(taskKey(jobId, task->id), toStored(*task)));
     }
@@ -330,7 +332,8 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       bool wasOnNode = old != nullptr && !old->finished() && !old->nodeId.empty();
       bool isOnNode = !task->finished() && !task->nodeId.empty();
       if (isOnNode && !wasOnNode) {
-        if (auto it = nodes.find(task->nodeId); it != nodes.end()) it->second.tasks.insert(task->id);
+        if (auto it = nodes.find(task->nodeId); it != nodes.end())
+          it->second.tasks.insert(task->id);
       }
       if (wasOnNode && !isOnNode) {
         if (auto it = nodes.find(old->nodeId); it != nodes.end()) it->second.tasks.erase(old->id);
@@ -354,25 +357,26 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<Result<json>> jobCommand(std::string jobId,
                                            std::function<Status(JobEdit&, int64_t)> apply) {
     Completion<Result<json>> done;
-    asio::post(strand, [self = shared_from_this(), jobId, apply = std::move(apply), done]() mutable {
-      JobActor* actor = self->findJob(jobId);
-      if (actor == nullptr) {
-        done.set(fail(ErrorCode::kNotFound, "job " + jobId + " not found"));
-        return;
-      }
-      self->post(actor, {std::move(apply), [done](const Status& status, const JobView& view) {
-                           if (!status) {
-                             done.set(std::unexpected(status.error()));
-                           } else {
-                             done.set(jobToWire(view));
-                           }
-                         }});
-    });
+    asio::post(
+        strand, [self = shared_from_this(), jobId, apply = std::move(apply), done]() mutable {
+          JobActor* actor = self->findJob(jobId);
+          if (actor == nullptr) {
+            done.set(fail(ErrorCode::kNotFound, "job " + jobId + " not found"));
+            return;
+          }
+          self->post(actor, {std::move(apply), [done](const Status& status, const JobView& view) {
+                               if (!status) {
+                                 done.set(std::unexpected(status.error()));
+                               } else {
+                                 done.set(jobToWire(view));
+                               }
+                             }});
+        });
     co_return co_await done.wait();
   }
 
-  asio::awaitable<Result<CreateJobResult>> create(api::JobDescriptor descriptor,
-                                                  std::string key, std::string requestHash) {
+  asio::awaitable<Result<CreateJobResult>> create(api::JobDescriptor descriptor, std::string key,
+                                                  std::string requestHash) {
     if (stopped) co_return std::unexpected(unavailable());
     if (!key.empty()) {
       // A request with the same key is being written: wait for its outcome.
@@ -384,9 +388,9 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       }
       if (auto it = idempotency.find(key); it != idempotency.end()) {
         if (it->second.requestHash != requestHash) {
-          co_return fail(ErrorCode::kConflict,
-                         "idempotency key was already used for a different job (" +
-                             it->second.jobId + ")");
+          co_return fail(
+              ErrorCode::kConflict,
+              "idempotency key was already used for a different job (" + it->second.jobId + ")");
         }
         JobActor* actor = findJob(it->second.jobId);
         if (actor == nullptr) {
@@ -487,12 +491,11 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       auto position = lookup.findTaskId(taskId);
       if (!position) continue;
       const TaskRecord& task = actor->view.tasks[*position];
-      list.push_back({{"task", toWire(task, *jobId)},
-                      {"job",
-                       {{"id", actor->view.job.id},
-                        {"descriptor", api::toJson(actor->view.job.descriptor)}}},
-                      {"desiredState",
-                       task.state == api::TaskState::kKillInitiated ? "Killed" : "Running"}});
+      list.push_back(
+          {{"task", toWire(task, *jobId)},
+           {"job",
+            {{"id", actor->view.job.id}, {"descriptor", api::toJson(actor->view.job.descriptor)}}},
+           {"desiredState", task.state == api::TaskState::kKillInitiated ? "Killed" : "Running"}});
     }
     co_return list;
   }
@@ -502,23 +505,27 @@ JobManager::JobManager(asio::io_context& io, store::Store& store, const Clock& c
                        std::unique_ptr<Placer> placer, ManagerConfig config)
     : impl_(std::make_shared<Impl>(io, store, clock, std::move(placer), config)) {}
 
-JobManager::~JobManager() { stop(); }
+JobManager::~JobManager() {
+  stop();
+}
 
 Status JobManager::recover() {
   Impl& impl = *impl_;
   int64_t now = impl.clock.nowMs();
 
-  auto nodesRevision = impl.store.scanPrefix(std::string(kNodesPrefix), [&](const store::KeyValue& kv) {
-    auto node = nodeFromStored(kv.value, kv.modRevision);
-    if (!node) {
-      log::error("skipping corrupt node record", {{"key", kv.key}, {"error", node.error().message()}});
-      return;
-    }
-    NodeState state;
-    state.record = std::move(*node);
-    state.lastHeartbeatMs = now;  // A grace period: agents heartbeat again after a restart.
-    impl.nodes.emplace(state.record.id, std::move(state));
-  });
+  auto nodesRevision =
+      impl.store.scanPrefix(std::string(kNodesPrefix), [&](const store::KeyValue& kv) {
+        auto node = nodeFromStored(kv.value, kv.modRevision);
+        if (!node) {
+          log::error("skipping corrupt node record",
+                     {{"key", kv.key}, {"error", node.error().message()}});
+          return;
+        }
+        NodeState state;
+        state.record = std::move(*node);
+        state.lastHeartbeatMs = now;  // A grace period: agents heartbeat again after a restart.
+        impl.nodes.emplace(state.record.id, std::move(state));
+      });
   if (!nodesRevision) return std::unexpected(nodesRevision.error().wrap("loading nodes"));
 
   std::optional<Error> loadError;
@@ -539,42 +546,44 @@ Status JobManager::recover() {
     std::string id = current->view.job.id;
     impl.jobs.emplace(std::move(id), std::move(current));
   };
-  auto jobsRevision = impl.store.scanPrefix(std::string(kJobsPrefix), [&](const store::KeyValue& kv) {
-    if (loadError) return;
-    if (kv.key.find("/t/") == std::string::npos) {
-      flush();
-      auto job = jobFromStored(kv.value, kv.modRevision);
-      if (!job) {
-        loadError = job.error().wrap("loading " + kv.key);
-        return;
-      }
-      current = std::make_unique<JobActor>();
-      current->view.job = std::move(*job);
-      return;
-    }
-    auto task = taskFromStored(kv.value, kv.modRevision);
-    if (!task) {
-      loadError = task.error().wrap("loading " + kv.key);
-      return;
-    }
-    if (current) tasks.push_back(std::move(*task));
-  });
+  auto jobsRevision =
+      impl.store.scanPrefix(std::string(kJobsPrefix), [&](const store::KeyValue& kv) {
+        if (loadError) return;
+        if (kv.key.find("/t/") == std::string::npos) {
+          flush();
+          auto job = jobFromStored(kv.value, kv.modRevision);
+          if (!job) {
+            loadError = job.error().wrap("loading " + kv.key);
+            return;
+          }
+          current = std::make_unique<JobActor>();
+          current->view.job = std::move(*job);
+          return;
+        }
+        auto task = taskFromStored(kv.value, kv.modRevision);
+        if (!task) {
+          loadError = task.error().wrap("loading " + kv.key);
+          return;
+        }
+        if (current) tasks.push_back(std::move(*task));
+      });
   if (!jobsRevision) return std::unexpected(jobsRevision.error().wrap("loading jobs"));
   if (loadError) return std::unexpected(*loadError);
   flush();
 
   // Idempotency keys carry the request hash; read them back for the keys the jobs name.
-  auto keysRevision = impl.store.scanPrefix(std::string(kIdempotencyPrefix), [&](const store::KeyValue& kv) {
-    json value = json::parse(kv.value, nullptr, false);
-    if (!value.is_object()) return;
-    std::string key = kv.key.substr(kIdempotencyPrefix.size());
-    if (!value["jobId"].is_string() || !value["requestHash"].is_string()) {
-      log::error("skipping corrupt idempotency record", {{"key", kv.key}});
-      return;
-    }
-    impl.idempotency[key] = {value["jobId"].get<std::string>(),
-                             value["requestHash"].get<std::string>()};
-  });
+  auto keysRevision =
+      impl.store.scanPrefix(std::string(kIdempotencyPrefix), [&](const store::KeyValue& kv) {
+        json value = json::parse(kv.value, nullptr, false);
+        if (!value.is_object()) return;
+        std::string key = kv.key.substr(kIdempotencyPrefix.size());
+        if (!value["jobId"].is_string() || !value["requestHash"].is_string()) {
+          log::error("skipping corrupt idempotency record", {{"key", kv.key}});
+          return;
+        }
+        impl.idempotency[key] = {value["jobId"].get<std::string>(),
+                                 value["requestHash"].get<std::string>()};
+      });
   if (!keysRevision) return std::unexpected(keysRevision.error().wrap("loading idempotency keys"));
 
   for (auto& [id, actor] : impl.jobs) {
@@ -624,19 +633,19 @@ asio::awaitable<Result<CreateJobResult>> JobManager::createJob(api::JobDescripto
   std::string hash = sha256Hex(api::toJson(descriptor).dump());
   auto impl = impl_;
   auto body = [impl, descriptor = std::move(descriptor), key = std::move(key),
-       hash = std::move(hash)]() mutable -> asio::awaitable<Result<CreateJobResult>> {
-        co_return co_await impl->create(std::move(descriptor), std::move(key), std::move(hash));
-      };
+               hash = std::move(hash)]() mutable -> asio::awaitable<Result<CreateJobResult>> {
+    co_return co_await impl->create(std::move(descriptor), std::move(key), std::move(hash));
+  };
   co_return co_await impl->onStrand<Result<CreateJobResult>>(std::move(body));
 }
 
 asio::awaitable<Result<json>> JobManager::getJob(std::string jobId) {
   auto impl = impl_;
   auto body = [impl, jobId]() -> asio::awaitable<Result<json>> {
-        JobActor* actor = impl->findJob(jobId);
-        if (actor == nullptr) co_return fail(ErrorCode::kNotFound, "job " + jobId + " not found");
-        co_return jobToWire(actor->view);
-      };
+    JobActor* actor = impl->findJob(jobId);
+    if (actor == nullptr) co_return fail(ErrorCode::kNotFound, "job " + jobId + " not found");
+    co_return jobToWire(actor->view);
+  };
   co_return co_await impl->onStrand<Result<json>>(std::move(body));
 }
 
@@ -644,18 +653,18 @@ asio::awaitable<Result<Page>> JobManager::listJobs(JobFilter filter, std::string
                                                    size_t limit) {
   auto impl = impl_;
   auto body = [impl, filter = std::move(filter), cursor, limit]() -> asio::awaitable<Result<Page>> {
-        Page page;
-        auto it = cursor.empty() ? impl->jobs.begin() : impl->jobs.upper_bound(cursor);
-        for (; it != impl->jobs.end(); ++it) {
-          if (!matchesFilter(it->second->view.job, filter)) continue;
-          if (page.items.size() >= limit && !page.items.empty()) {
-            page.nextCursor = page.items.back()["id"].get<std::string>();
-            break;
-          }
-          page.items.push_back(jobToWire(it->second->view));
-        }
-        co_return page;
-      };
+    Page page;
+    auto it = cursor.empty() ? impl->jobs.begin() : impl->jobs.upper_bound(cursor);
+    for (; it != impl->jobs.end(); ++it) {
+      if (!matchesFilter(it->second->view.job, filter)) continue;
+      if (page.items.size() >= limit && !page.items.empty()) {
+        page.nextCursor = page.items.back()["id"].get<std::string>();
+        break;
+      }
+      page.items.push_back(jobToWire(it->second->view));
+    }
+    co_return page;
+  };
   co_return co_await impl->onStrand<Result<Page>>(std::move(body));
 }
 
@@ -684,22 +693,22 @@ asio::awaitable<Result<json>> JobManager::setEnabled(std::string jobId, bool ena
 asio::awaitable<Result<json>> JobManager::getTask(std::string taskId) {
   auto impl = impl_;
   auto body = [impl, taskId]() -> asio::awaitable<Result<json>> {
-        auto jobId = jobIdOfTask(taskId);
-        JobActor* actor = jobId ? impl->findJob(*jobId) : nullptr;
-        if (actor != nullptr) {
-          JobEdit lookup(actor->view);
-          if (auto position = lookup.findTaskId(taskId)) {
-            co_return toWire(actor->view.tasks[*position], *jobId);
-          }
-          // Earlier attempts live only in the store.
-          auto stored = impl->store.get(taskKey(*jobId, taskId));
-          if (stored && *stored) {
-            auto task = taskFromStored((*stored)->value, (*stored)->modRevision);
-            if (task) co_return toWire(*task, *jobId);
-          }
-        }
-        co_return fail(ErrorCode::kNotFound, "task " + taskId + " not found");
-      };
+    auto jobId = jobIdOfTask(taskId);
+    JobActor* actor = jobId ? impl->findJob(*jobId) : nullptr;
+    if (actor != nullptr) {
+      JobEdit lookup(actor->view);
+      if (auto position = lookup.findTaskId(taskId)) {
+        co_return toWire(actor->view.tasks[*position], *jobId);
+      }
+      // Earlier attempts live only in the store.
+      auto stored = impl->store.get(taskKey(*jobId, taskId));
+      if (stored && *stored) {
+        auto task = taskFromStored((*stored)->value, (*stored)->modRevision);
+        if (task) co_return toWire(*task, *jobId);
+      }
+    }
+    co_return fail(ErrorCode::kNotFound, "task " + taskId + " not found");
+  };
   co_return co_await impl->onStrand<Result<json>>(std::move(body));
 }
 
@@ -708,42 +717,42 @@ asio::awaitable<Result<Page>> JobManager::listTasks(std::string jobId,
                                                     std::string cursor, size_t limit) {
   auto impl = impl_;
   auto body = [impl, jobId, state, cursor, limit]() -> asio::awaitable<Result<Page>> {
-        Page page;
-        auto addFrom = [&](const JobView& view, const std::string& after) -> bool {
-          for (const TaskRecord& task : view.tasks) {
-            if (!after.empty() && task.id <= after) continue;
-            if (state && task.state != *state) continue;
-            if (page.items.size() >= limit && !page.items.empty()) {
-              page.nextCursor = page.items.back()["id"].get<std::string>();
-              return false;
-            }
-            page.items.push_back(toWire(task, view.job.id));
-          }
-          return true;
-        };
-        // Within a job, tasks are listed by id so a cursor can resume.
-        auto sortedView = [](const JobView& view) {
-          JobView copy;
-          copy.job.id = view.job.id;
-          copy.tasks = view.tasks;
-          std::sort(copy.tasks.begin(), copy.tasks.end(),
-                    [](const TaskRecord& a, const TaskRecord& b) { return a.id < b.id; });
-          return copy;
-        };
-        std::string cursorJob = cursor.empty() ? "" : jobIdOfTask(cursor).value_or("");
-        if (!jobId.empty()) {
-          JobActor* actor = impl->findJob(jobId);
-          if (actor == nullptr) co_return fail(ErrorCode::kNotFound, "job " + jobId + " not found");
-          addFrom(sortedView(actor->view), cursor);
-          co_return page;
+    Page page;
+    auto addFrom = [&](const JobView& view, const std::string& after) -> bool {
+      for (const TaskRecord& task : view.tasks) {
+        if (!after.empty() && task.id <= after) continue;
+        if (state && task.state != *state) continue;
+        if (page.items.size() >= limit && !page.items.empty()) {
+          page.nextCursor = page.items.back()["id"].get<std::string>();
+          return false;
         }
-        auto it = cursorJob.empty() ? impl->jobs.begin() : impl->jobs.lower_bound(cursorJob);
-        for (; it != impl->jobs.end(); ++it) {
-          const std::string& after = it->first == cursorJob ? cursor : std::string();
-          if (!addFrom(sortedView(it->second->view), after)) break;
-        }
-        co_return page;
-      };
+        page.items.push_back(toWire(task, view.job.id));
+      }
+      return true;
+    };
+    // Within a job, tasks are listed by id so a cursor can resume.
+    auto sortedView = [](const JobView& view) {
+      JobView copy;
+      copy.job.id = view.job.id;
+      copy.tasks = view.tasks;
+      std::sort(copy.tasks.begin(), copy.tasks.end(),
+                [](const TaskRecord& a, const TaskRecord& b) { return a.id < b.id; });
+      return copy;
+    };
+    std::string cursorJob = cursor.empty() ? "" : jobIdOfTask(cursor).value_or("");
+    if (!jobId.empty()) {
+      JobActor* actor = impl->findJob(jobId);
+      if (actor == nullptr) co_return fail(ErrorCode::kNotFound, "job " + jobId + " not found");
+      addFrom(sortedView(actor->view), cursor);
+      co_return page;
+    }
+    auto it = cursorJob.empty() ? impl->jobs.begin() : impl->jobs.lower_bound(cursorJob);
+    for (; it != impl->jobs.end(); ++it) {
+      const std::string& after = it->first == cursorJob ? cursor : std::string();
+      if (!addFrom(sortedView(it->second->view), after)) break;
+    }
+    co_return page;
+  };
   co_return co_await impl->onStrand<Result<Page>>(std::move(body));
 }
 
@@ -761,31 +770,32 @@ asio::awaitable<Result<json>> JobManager::killTask(std::string taskId, bool shri
 asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registration,
                                                        bool* created) {
   auto impl = impl_;
-  auto body = [impl, registration = std::move(registration), created]() -> asio::awaitable<Result<json>> {
-        int64_t now = impl->clock.nowMs();
-        NodeRecord record;
-        auto existing = impl->nodes.find(registration.id);
-        if (existing != impl->nodes.end()) record = existing->second.record;
-        if (created != nullptr) *created = existing == impl->nodes.end();
-        record.id = registration.id;
-        record.resources = registration.resources;
-        record.attributes = registration.attributes;
-        if (record.registeredAtMs == 0) record.registeredAtMs = now;
-        store::Txn txn;
-        txn.onSuccess.push_back(store::Op::put(nodeKey(record.id), toStored(record)));
-        auto result = co_await impl->commit(std::move(txn));
-        if (!result) co_return std::unexpected(result.error().wrap("saving node"));
-        record.modRevision = result->revision;
-        NodeState& node = impl->nodes[record.id];
-        if (node.revision == 0) node.revision = impl->revisionBase;
-        node.record = std::move(record);
-        node.lastHeartbeatMs = now;
-        node.lost = false;
-        log::info("node registered", {{"nodeId", node.record.id}});
-        impl->bumpNode(node.record.id);
-        impl->wakePending();
-        co_return nodeToWire(node);
-      };
+  auto body = [impl, registration = std::move(registration),
+               created]() -> asio::awaitable<Result<json>> {
+    int64_t now = impl->clock.nowMs();
+    NodeRecord record;
+    auto existing = impl->nodes.find(registration.id);
+    if (existing != impl->nodes.end()) record = existing->second.record;
+    if (created != nullptr) *created = existing == impl->nodes.end();
+    record.id = registration.id;
+    record.resources = registration.resources;
+    record.attributes = registration.attributes;
+    if (record.registeredAtMs == 0) record.registeredAtMs = now;
+    store::Txn txn;
+    txn.onSuccess.push_back(store::Op::put(nodeKey(record.id), toStored(record)));
+    auto result = co_await impl->commit(std::move(txn));
+    if (!result) co_return std::unexpected(result.error().wrap("saving node"));
+    record.modRevision = result->revision;
+    NodeState& node = impl->nodes[record.id];
+    if (node.revision == 0) node.revision = impl->revisionBase;
+    node.record = std::move(record);
+    node.lastHeartbeatMs = now;
+    node.lost = false;
+    log::info("node registered", {{"nodeId", node.record.id}});
+    impl->bumpNode(node.record.id);
+    impl->wakePending();
+    co_return nodeToWire(node);
+  };
   co_return co_await impl->onStrand<Result<json>>(std::move(body));
 }
 
@@ -793,7 +803,8 @@ asio::awaitable<Result<json>> JobManager::heartbeat(std::string nodeId) {
   auto impl = impl_;
   auto body = [impl, nodeId]() -> asio::awaitable<Result<json>> {
     auto it = impl->nodes.find(nodeId);
-    if (it == impl->nodes.end()) co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is not registered");
+    if (it == impl->nodes.end())
+      co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is not registered");
     it->second.lastHeartbeatMs = impl->clock.nowMs();
     if (it->second.lost) {
       it->second.lost = false;
@@ -819,7 +830,8 @@ asio::awaitable<Result<json>> JobManager::getNode(std::string nodeId) {
   auto impl = impl_;
   auto body = [impl, nodeId]() -> asio::awaitable<Result<json>> {
     auto it = impl->nodes.find(nodeId);
-    if (it == impl->nodes.end()) co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
+    if (it == impl->nodes.end())
+      co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
     co_return nodeToWire(it->second);
   };
   co_return co_await impl->onStrand<Result<json>>(std::move(body));
@@ -829,7 +841,8 @@ asio::awaitable<Result<json>> JobManager::drainNode(std::string nodeId) {
   auto impl = impl_;
   auto body = [impl, nodeId]() -> asio::awaitable<Result<json>> {
     auto it = impl->nodes.find(nodeId);
-    if (it == impl->nodes.end()) co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
+    if (it == impl->nodes.end())
+      co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
     NodeRecord record = it->second.record;
     record.draining = true;
     store::Txn txn;
@@ -839,7 +852,8 @@ asio::awaitable<Result<json>> JobManager::drainNode(std::string nodeId) {
     record.modRevision = result->revision;
     // Look the node up again: the map may have changed while the write was in flight.
     auto again = impl->nodes.find(nodeId);
-    if (again == impl->nodes.end()) co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
+    if (again == impl->nodes.end())
+      co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
     again->second.record = std::move(record);
     log::info("node draining", {{"nodeId", nodeId}});
     impl->bumpNode(nodeId);
@@ -853,33 +867,34 @@ asio::awaitable<Result<Assignments>> JobManager::assignments(std::string nodeId,
                                                              int64_t waitMs) {
   auto impl = impl_;
   auto body = [impl, nodeId, afterRevision, waitMs]() -> asio::awaitable<Result<Assignments>> {
-        auto it = impl->nodes.find(nodeId);
-        if (it == impl->nodes.end()) {
-          co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is not registered");
-        }
-        if (it->second.revision <= afterRevision && waitMs > 0) {
-          auto waiter = std::make_shared<asio::steady_timer>(impl->strand,
-                                                             std::chrono::milliseconds(waitMs));
-          it->second.waiters.push_back(waiter);
-          boost::system::error_code ec;
-          co_await waiter->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-          it = impl->nodes.find(nodeId);
-          if (it == impl->nodes.end()) co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is gone");
-          auto& waiters = it->second.waiters;
-          waiters.erase(std::remove(waiters.begin(), waiters.end(), waiter), waiters.end());
-        }
-        Assignments out;
-        out.revision = it->second.revision;
-        auto list = co_await impl->assignmentsFor(it->second);
-        if (!list) co_return std::unexpected(list.error());
-        out.assignments = std::move(*list);
-        co_return out;
-      };
+    auto it = impl->nodes.find(nodeId);
+    if (it == impl->nodes.end()) {
+      co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is not registered");
+    }
+    if (it->second.revision <= afterRevision && waitMs > 0) {
+      auto waiter =
+          std::make_shared<asio::steady_timer>(impl->strand, std::chrono::milliseconds(waitMs));
+      it->second.waiters.push_back(waiter);
+      boost::system::error_code ec;
+      co_await waiter->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      it = impl->nodes.find(nodeId);
+      if (it == impl->nodes.end())
+        co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is gone");
+      auto& waiters = it->second.waiters;
+      waiters.erase(std::remove(waiters.begin(), waiters.end(), waiter), waiters.end());
+    }
+    Assignments out;
+    out.revision = it->second.revision;
+    auto list = co_await impl->assignmentsFor(it->second);
+    if (!list) co_return std::unexpected(list.error());
+    out.assignments = std::move(*list);
+    co_return out;
+  };
   co_return co_await impl->onStrand<Result<Assignments>>(std::move(body));
 }
 
-asio::awaitable<Result<int64_t>> JobManager::applyTaskStatus(std::string nodeId,
-                                                             std::vector<TaskStatusUpdate> updates) {
+asio::awaitable<Result<int64_t>> JobManager::applyTaskStatus(
+    std::string nodeId, std::vector<TaskStatusUpdate> updates) {
   std::map<std::string, std::vector<TaskStatusUpdate>> byJob;
   for (TaskStatusUpdate& update : updates) {
     if (auto jobId = jobIdOfTask(update.taskId)) byJob[*jobId].push_back(std::move(update));
@@ -887,8 +902,7 @@ asio::awaitable<Result<int64_t>> JobManager::applyTaskStatus(std::string nodeId,
   int64_t applied = 0;
   for (auto& [jobId, jobUpdates] : byJob) {
     auto count = std::make_shared<int64_t>(0);
-    auto apply = [nodeId, jobUpdates = std::move(jobUpdates), count](JobEdit& edit,
-                                                                      int64_t now) {
+    auto apply = [nodeId, jobUpdates = std::move(jobUpdates), count](JobEdit& edit, int64_t now) {
       for (const TaskStatusUpdate& update : jobUpdates) {
         auto position = edit.findTaskId(update.taskId);
         if (!position || edit.task(*position).nodeId != nodeId) continue;
@@ -908,8 +922,8 @@ asio::awaitable<Result<int64_t>> JobManager::applyTaskStatus(std::string nodeId,
 asio::awaitable<std::pair<size_t, size_t>> JobManager::counts() {
   auto impl = impl_;
   auto body = [impl]() -> asio::awaitable<std::pair<size_t, size_t>> {
-        co_return std::make_pair(impl->jobs.size(), impl->taskCount);
-      };
+    co_return std::make_pair(impl->jobs.size(), impl->taskCount);
+  };
   co_return co_await impl->onStrand<std::pair<size_t, size_t>>(std::move(body));
 }
 

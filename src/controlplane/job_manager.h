@@ -10,8 +10,6 @@
 // Threading: all state lives on one strand. Public methods may be called from any executor; the
 // returned awaitables resume on the caller's executor.
 
-#include <utility>  // Must precede asio/awaitable.hpp under GCC 12 with Boost 1.74.
-
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -19,6 +17,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>

@@ -114,8 +114,9 @@ int run(const Flags& flags) {
     io.stop();
   });
 
-  int threads = flags.threads > 0 ? flags.threads
-                                  : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  int threads = flags.threads > 0
+                    ? flags.threads
+                    : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
   std::vector<std::thread> workers;
   for (int i = 1; i < threads; ++i) workers.emplace_back([&] { io.run(); });
   io.run();

@@ -1,9 +1,9 @@
 #include "controlplane/records.h"
 
-#include <openssl/rand.h>
-
-#include <cstdio>
 #include <charconv>
+#include <cstdio>
+
+#include <openssl/rand.h>
 
 namespace skiff::controlplane {
 namespace {
@@ -31,12 +31,18 @@ Result<json> parseStored(std::string_view value, std::string_view what) {
 
 }  // namespace
 
-std::string jobKey(std::string_view jobId) { return std::string(kJobsPrefix).append(jobId); }
+std::string jobKey(std::string_view jobId) {
+  return std::string(kJobsPrefix).append(jobId);
+}
 std::string taskKey(std::string_view jobId, std::string_view taskId) {
   return jobKey(jobId).append("/t/").append(taskId);
 }
-std::string jobPrefix(std::string_view jobId) { return jobKey(jobId); }
-std::string nodeKey(std::string_view nodeId) { return std::string(kNodesPrefix).append(nodeId); }
+std::string jobPrefix(std::string_view jobId) {
+  return jobKey(jobId);
+}
+std::string nodeKey(std::string_view nodeId) {
+  return std::string(kNodesPrefix).append(nodeId);
+}
 std::string idempotencyKey(std::string_view key) {
   return std::string(kIdempotencyPrefix).append(key);
 }
@@ -126,7 +132,9 @@ json taskToJson(const TaskRecord& task, std::string_view jobId) {
 
 }  // namespace
 
-std::string toStored(const JobRecord& job) { return jobToJson(job).dump(); }
+std::string toStored(const JobRecord& job) {
+  return jobToJson(job).dump();
+}
 std::string toStored(const TaskRecord& task) {
   auto jobId = jobIdOfTask(task.id);
   return taskToJson(task, jobId ? *jobId : std::string()).dump();
@@ -162,8 +170,8 @@ Result<JobRecord> jobFromStored(std::string_view value, store::Revision modRevis
     job.id = j.at("id").get<std::string>();
     auto descriptor = api::validateJobDescriptor(j.at("descriptor"));
     if (!descriptor) {
-      return fail(ErrorCode::kInternal,
-                  "stored job " + job.id + " fails validation: " + descriptor.error()[0].toString());
+      return fail(ErrorCode::kInternal, "stored job " + job.id + " fails validation: " +
+                                            descriptor.error()[0].toString());
     }
     job.descriptor = std::move(*descriptor);
     const json& status = j.at("status");
@@ -206,7 +214,8 @@ Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRev
     task.reason = reason.empty() ? api::TaskReason::kNone
                                  : api::parseTaskReason(reason).value_or(api::TaskReason::kNone);
     if (auto it = j.find("killReason"); it != j.end()) {
-      task.killReason = api::parseTaskReason(it->get<std::string>()).value_or(api::TaskReason::kNone);
+      task.killReason =
+          api::parseTaskReason(it->get<std::string>()).value_or(api::TaskReason::kNone);
     }
     if (auto it = j.find("exitCode"); it != j.end()) {
       task.exitCode = it->get<int32_t>();

@@ -1,14 +1,15 @@
 #include "controlplane/tokens.h"
 
 #include <fcntl.h>
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <fstream>
 #include <sstream>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 namespace skiff::controlplane {
 namespace {
@@ -33,10 +34,12 @@ Result<std::string> loadOrCreate(const std::string& path) {
     std::stringstream text;
     text << in.rdbuf();
     std::string token = text.str();
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+    while (!token.empty() &&
+           (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
       token.pop_back();
     }
-    if (token.size() < 16) return fail(ErrorCode::kInvalidArgument, path + " holds no usable token");
+    if (token.size() < 16)
+      return fail(ErrorCode::kInvalidArgument, path + " holds no usable token");
     return token;
   }
   auto token = newToken();

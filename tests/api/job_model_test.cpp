@@ -1,13 +1,13 @@
 // The job model: parsing, defaults, the canonical wire form and its round trips.
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include "api/job.h"
 

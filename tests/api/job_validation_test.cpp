@@ -3,13 +3,13 @@
 // Every case is a whole job file (YAML, as a user writes it) and the exact `FieldError::toString()`
 // lines that validation reports, in order; for files that do not even parse, the one parse error.
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <ostream>
 #include <string>
 #include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include "api/job.h"
 

@@ -1,9 +1,9 @@
 // RetryPolicy::delayBeforeRetryMs: how long a task waits before retry number N.
 
-#include <gtest/gtest.h>
-
 #include <cstdint>
 #include <limits>
+
+#include <gtest/gtest.h>
 
 #include "api/job.h"
 

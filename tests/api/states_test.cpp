@@ -2,10 +2,10 @@
 
 #include "api/states.h"
 
-#include <gtest/gtest.h>
-
 #include <array>
 #include <string>
+
+#include <gtest/gtest.h>
 
 namespace skiff::api {
 namespace {

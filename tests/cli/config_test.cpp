@@ -1,10 +1,11 @@
 #include "cli/config.h"
 
-#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+
+#include <gtest/gtest.h>
 
 namespace skiff::cli {
 namespace {

@@ -4,10 +4,11 @@
 
 #include <deque>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "cli/client.h"
 #include "cli/commands.h"

@@ -4,8 +4,6 @@
 
 #include "controlplane/job_logic.h"
 
-#include <gtest/gtest.h>
-
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -13,6 +11,8 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "api/job.h"
 #include "api/states.h"
@@ -301,8 +301,8 @@ TEST_F(TaskStatusTest, FinishedIsTerminal) {
 TEST_F(TaskStatusTest, ReportForUnknownTaskIsIgnored) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   launch(view, 0);
-  for (std::string id : {taskId(view.job.id, 0, 1), taskId(view.job.id, 5, 0),
-                         std::string("job-x"), std::string("not-a-task"), std::string("")}) {
+  for (std::string id : {taskId(view.job.id, 0, 1), taskId(view.job.id, 5, 0), std::string("job-x"),
+                         std::string("not-a-task"), std::string("")}) {
     TaskStatusUpdate update{id, 1, TaskState::kStarted, TaskReason::kNone, {}, ""};
     JobEdit edit(view);
     EXPECT_FALSE(applyStatus(edit, update, now())) << id;
@@ -350,7 +350,8 @@ TEST_F(RetryTest, RetryEditWritesTheFinishedAttemptAndTheRetry) {
 }
 
 TEST_F(RetryTest, DelayedRetryWaitsInitialDelayThenDelayMs) {
-  JobView view = makeJob(batchYaml(1, "{delayed: {initialDelayMs: 5000, delayMs: 2000, retries: 3}}"));
+  JobView view =
+      makeJob(batchYaml(1, "{delayed: {initialDelayMs: 5000, delayMs: 2000, retries: 3}}"));
   run(view, 0);
   finishWith(view, 0, 1);
   int64_t failedAt = now();
@@ -385,7 +386,8 @@ TEST_F(RetryTest, DelayedRetryWaitsInitialDelayThenDelayMs) {
 }
 
 TEST_F(RetryTest, DelayedRetryAlreadyDueWhenReconciledLate) {
-  JobView view = makeJob(batchYaml(1, "{delayed: {initialDelayMs: 1000, delayMs: 1000, retries: 1}}"));
+  JobView view =
+      makeJob(batchYaml(1, "{delayed: {initialDelayMs: 1000, delayMs: 1000, retries: 1}}"));
   run(view, 0);
   // The failure is applied now, but the loop only reconciles 5 s later.
   TaskStatusUpdate update{view.tasks[0].id, 10, TaskState::kFinished, TaskReason::kNone, 1, ""};
@@ -517,14 +519,11 @@ TEST_P(SystemErrorTest, RetriedWithoutUsingUserRetries) {
   EXPECT_EQ(view.job.reason, "failed");
 }
 
-INSTANTIATE_TEST_SUITE_P(JobLogic, SystemErrorTest,
-                         ::testing::Values(TaskReason::kLost, TaskReason::kCrashed,
-                                           TaskReason::kStuckInState,
-                                           TaskReason::kTransientSystemError,
-                                           TaskReason::kLocalSystemError),
-                         [](const auto& info) {
-                           return std::string(api::taskReasonName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    JobLogic, SystemErrorTest,
+    ::testing::Values(TaskReason::kLost, TaskReason::kCrashed, TaskReason::kStuckInState,
+                      TaskReason::kTransientSystemError, TaskReason::kLocalSystemError),
+    [](const auto& info) { return std::string(api::taskReasonName(info.param)); });
 
 TEST_F(SystemRetryTest, SystemRetryDelayDoublesAndCapsAtThirtySeconds) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
@@ -800,7 +799,8 @@ TEST_F(KillTest, KilledTaskThatIsLostIsNotRetried) {
   JobView view = makeJob(batchYaml(1, immediate(5)));
   run(view, 0);
   std::string id = view.tasks[0].id;
-  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killTask(edit, id, false, now()).has_value(); }));
+  ASSERT_TRUE(
+      change(view, [&](JobEdit& edit) { return killTask(edit, id, false, now()).has_value(); }));
   ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kLost));
   EXPECT_EQ(view.tasks[0].reason, TaskReason::kLost) << "a platform failure keeps its reason";
   EXPECT_EQ(view.tasks[0].resubmitNumber, 0) << "but the deliberate kill decides about a retry";
@@ -837,7 +837,8 @@ TEST_F(KillTest, KillTaskInBatchJobIsNotRetried) {
   run(view, 0);
   run(view, 1);
   std::string id = view.tasks[0].id;
-  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killTask(edit, id, false, now()).has_value(); }));
+  ASSERT_TRUE(
+      change(view, [&](JobEdit& edit) { return killTask(edit, id, false, now()).has_value(); }));
   EXPECT_EQ(view.tasks[0].state, TaskState::kKillInitiated);
   EXPECT_EQ(view.tasks[0].killReason, TaskReason::kKilled);
   EXPECT_EQ(view.job.state, JobState::kAccepted);
@@ -1050,7 +1051,8 @@ TEST_F(ServiceCapacityTest, UpdateCapacityKeepsUnsetFields) {
   EXPECT_EQ(view.job.capacity.min, 1);
   EXPECT_EQ(view.job.capacity.desired, 2);
   EXPECT_EQ(view.job.capacity.max, 10);
-  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return updateCapacity(edit, 0, 0, 0).has_value(); }));
+  ASSERT_TRUE(
+      change(view, [&](JobEdit& edit) { return updateCapacity(edit, 0, 0, 0).has_value(); }));
   EXPECT_EQ(view.job.capacity.max, 0);
 }
 
@@ -1060,12 +1062,12 @@ TEST_F(ServiceCapacityTest, UpdateCapacityRejectsInvalidCapacity) {
     std::optional<int64_t> min, desired, max;
   };
   const std::vector<Case> cases = {
-      {3, std::nullopt, std::nullopt},            // min above desired
-      {std::nullopt, 4, std::nullopt},            // desired above max
-      {std::nullopt, std::nullopt, 1},            // max below desired
-      {-1, std::nullopt, std::nullopt},           // negative min
-      {std::nullopt, 0, std::nullopt},            // desired below min
-      {std::nullopt, std::nullopt, 10'001},       // above the service limit
+      {3, std::nullopt, std::nullopt},       // min above desired
+      {std::nullopt, 4, std::nullopt},       // desired above max
+      {std::nullopt, std::nullopt, 1},       // max below desired
+      {-1, std::nullopt, std::nullopt},      // negative min
+      {std::nullopt, 0, std::nullopt},       // desired below min
+      {std::nullopt, std::nullopt, 10'001},  // above the service limit
       {0, 10'001, 10'001},
   };
   for (const Case& c : cases) {
@@ -1149,8 +1151,8 @@ TEST_F(ReconcileDeadlineTest, ReconcileReturnsNoDeadlineWhenNothingIsPending) {
 TEST_F(ReconcileDeadlineTest, ReconcileReturnsTheEarliestDeadline) {
   JobView view = makeJob(batchYaml(3, "{delayed: {initialDelayMs: 400000, delayMs: 1, retries: 1}}",
                                    /*runtimeLimitSec=*/100));
-  launch(view, 0);                                   // Launched: +120 s.
-  run(view, 1);                                      // Started: +100 s.
+  launch(view, 0);  // Launched: +120 s.
+  run(view, 1);     // Started: +100 s.
   EXPECT_EQ(reconcileNow(view), now() + 100'000);
   clock.advanceMs(30'000);
   EXPECT_EQ(reconcileNow(view), now() + 70'000);

@@ -2,11 +2,8 @@
 // io_context running on a background thread. The test thread drives it through
 // `asio::co_spawn(io, ..., asio::use_future)` and polls (with a bound) for asynchronous effects.
 
-#include <utility>  // Must precede asio/awaitable.hpp under GCC 12 with Boost 1.74.
-
 #include "controlplane/job_manager.h"
 
-#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <chrono>
@@ -20,12 +17,14 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>  // Must precede asio/awaitable.hpp under GCC 12 with Boost 1.74.
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "api/job.h"
@@ -352,8 +351,8 @@ TEST_F(JobManagerTest, ListJobsFiltersAndPagesWithACursor) {
   start();
   std::vector<std::string> alpha, beta;
   for (int i = 0; i < 3; ++i) {
-    alpha.push_back(create({.size = 1, .app = "alpha", .owner = "a@example.com",
-                            .capacityGroup = "group-a"}));
+    alpha.push_back(
+        create({.size = 1, .app = "alpha", .owner = "a@example.com", .capacityGroup = "group-a"}));
   }
   for (int i = 0; i < 2; ++i) {
     beta.push_back(create({.size = 1, .app = "beta", .owner = "b@example.com"}));
@@ -477,10 +476,10 @@ TEST_F(JobManagerTest, AgentReportsDriveTasksAndTheJobToFinished) {
   ASSERT_TRUE(waitLaunched(id, "node-1"));
   std::string t0 = taskId(id, 0, 0), t1 = taskId(id, 1, 0);
 
-  EXPECT_EQ(report("node-1", {update(t0, 1, TaskState::kStartInitiated),
-                              update(t0, 2, TaskState::kStarted),
-                              update(t1, 1, TaskState::kStarted)}),
-            3);
+  EXPECT_EQ(
+      report("node-1", {update(t0, 1, TaskState::kStartInitiated),
+                        update(t0, 2, TaskState::kStarted), update(t1, 1, TaskState::kStarted)}),
+      3);
   EXPECT_EQ(task(t0)["state"], "Started");
   EXPECT_EQ(task(t1)["state"], "Started");
   EXPECT_EQ(task(t0)["lastSeq"], 2);
@@ -488,8 +487,7 @@ TEST_F(JobManagerTest, AgentReportsDriveTasksAndTheJobToFinished) {
   // A resent report, a report from another node and one for an unknown job change nothing.
   EXPECT_EQ(report("node-1", {update(t0, 2, TaskState::kStarted)}), 0);
   EXPECT_EQ(report("node-2", {update(t0, 3, TaskState::kFinished, 0)}), 0);
-  EXPECT_EQ(report("node-1", {update("job-000000000000-00000000-0-0", 1, TaskState::kStarted)}),
-            0);
+  EXPECT_EQ(report("node-1", {update("job-000000000000-00000000-0-0", 1, TaskState::kStarted)}), 0);
   EXPECT_EQ(task(t0)["state"], "Started");
 
   EXPECT_EQ(report("node-1", {update(t0, 3, TaskState::kFinished, 0)}), 1);
@@ -617,8 +615,9 @@ TEST_F(JobManagerTest, KillJobKillsRunningTasksAndFinishesTheJob) {
   std::string id = create({.size = 2, .retries = 3});
   ASSERT_TRUE(waitLaunched(id, "node-1"));
   std::string t0 = taskId(id, 0, 0), t1 = taskId(id, 1, 0);
-  ASSERT_EQ(report("node-1", {update(t0, 1, TaskState::kStarted), update(t1, 1, TaskState::kStarted)}),
-            2);
+  ASSERT_EQ(
+      report("node-1", {update(t0, 1, TaskState::kStarted), update(t1, 1, TaskState::kStarted)}),
+      2);
 
   auto killed = await(manager_->killJob(id));
   ASSERT_TRUE(killed.has_value()) << killed.error().message();

@@ -2,13 +2,12 @@
 
 #include "controlplane/records.h"
 
-#include <gtest/gtest.h>
-
 #include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "api/job.h"
@@ -42,12 +41,13 @@ api::JobDescriptor descriptor(bool service) {
     document["service"] = {{"capacity", {{"min", 1}, {"desired", 2}, {"max", 5}}},
                            {"enabled", true}};
   } else {
-    document["batch"] = {{"size", 3},
-                         {"runtimeLimitSec", 600},
-                         {"retryOnRuntimeLimit", true},
-                         {"retryPolicy",
-                          {{"exponentialBackOff",
-                            {{"initialDelayMs", 100}, {"maxDelayIntervalMs", 800}, {"retries", 4}}}}}};
+    document["batch"] = {
+        {"size", 3},
+        {"runtimeLimitSec", 600},
+        {"retryOnRuntimeLimit", true},
+        {"retryPolicy",
+         {{"exponentialBackOff",
+           {{"initialDelayMs", 100}, {"maxDelayIntervalMs", 800}, {"retries", 4}}}}}};
   }
   auto validated = api::validateJobDescriptor(document);
   if (!validated) {
@@ -265,7 +265,8 @@ TEST(TaskRecordTest, WireFormNamesStatesAndOmitsUnsetFields) {
   EXPECT_FALSE(plain.contains("killReason"));
   EXPECT_FALSE(plain.contains("notBeforeMs"));
   EXPECT_FALSE(plain.contains("lastSeq"));
-  EXPECT_EQ(plain["stateTimesMs"], json({{"Accepted", kNowMs}})) << "unset state times are left out";
+  EXPECT_EQ(plain["stateTimesMs"], json({{"Accepted", kNowMs}}))
+      << "unset state times are left out";
 }
 
 TEST(TaskRecordTest, ZeroExitCodeIsKept) {
@@ -303,7 +304,8 @@ TEST(NodeRecordTest, SurvivesStoredRoundTrip) {
 
 TEST(NodeRecordTest, ResourcesToJsonNamesEveryField) {
   json r = resourcesToJson({1.25, 2, 3, 4, 5});
-  EXPECT_EQ(r, json({{"cpu", 1.25}, {"memoryMB", 2}, {"diskMB", 3}, {"networkMbps", 4}, {"gpu", 5}}));
+  EXPECT_EQ(r,
+            json({{"cpu", 1.25}, {"memoryMB", 2}, {"diskMB", 3}, {"networkMbps", 4}, {"gpu", 5}}));
 }
 
 // ============================== Keys and ids ==============================
@@ -369,17 +371,15 @@ TEST(RecordIdsTest, JobIdOfTaskRejectsForeignIds) {
 
 void expectInternal(const auto& result, const std::string& what) {
   ASSERT_FALSE(result.has_value()) << what << " was accepted";
-  EXPECT_EQ(result.error().code(), ErrorCode::kInternal) << what << ": " << result.error().message();
+  EXPECT_EQ(result.error().code(), ErrorCode::kInternal)
+      << what << ": " << result.error().message();
 }
 
 TEST(CorruptRecordTest, JobsFailWithInternal) {
   json good = json::parse(toStored(batchJob()));
   std::vector<std::pair<std::string, std::string>> cases = {
-      {"empty", ""},
-      {"not json", "{\"id\": "},
-      {"an array", "[1, 2]"},
-      {"a string", "\"job\""},
-      {"null", "null"},
+      {"empty", ""},           {"not json", "{\"id\": "}, {"an array", "[1, 2]"},
+      {"a string", "\"job\""}, {"null", "null"},
   };
   auto mutated = [&](const std::string& name, auto change) {
     json copy = good;
@@ -389,7 +389,8 @@ TEST(CorruptRecordTest, JobsFailWithInternal) {
   mutated("no id", [](json& j) { j.erase("id"); });
   mutated("numeric id", [](json& j) { j["id"] = 5; });
   mutated("no descriptor", [](json& j) { j.erase("descriptor"); });
-  mutated("invalid descriptor", [](json& j) { j["descriptor"]["container"]["resources"]["memoryMB"] = 1; });
+  mutated("invalid descriptor",
+          [](json& j) { j["descriptor"]["container"]["resources"]["memoryMB"] = 1; });
   mutated("descriptor not an object", [](json& j) { j["descriptor"] = "x"; });
   mutated("no status", [](json& j) { j.erase("status"); });
   mutated("status not an object", [](json& j) { j["status"] = 1; });

@@ -1,14 +1,14 @@
 // The real skiffd on loopback, driven over HTTP. A test acts as a node agent where a task must
 // move past Accepted (the node agent itself is a separate program).
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <sys/stat.h>
 
 #include <chrono>
 #include <set>
 #include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include "skiffd_process.h"
 
@@ -51,8 +51,8 @@ class ApiTest : public ::testing::Test {
   void registerNode(const std::string& id, double cpu = 4) {
     auto agent = skiffd_.client(skiffd_.joinToken());
     json node = {{"id", id},
-                 {"resources", {{"cpu", cpu}, {"memoryMB", 8192}, {"diskMB", 100000},
-                                {"networkMbps", 1000}}},
+                 {"resources",
+                  {{"cpu", cpu}, {"memoryMB", 8192}, {"diskMB", 100000}, {"networkMbps", 1000}}},
                  {"attributes", {{"zone", "z1"}}}};
     auto response = agent->call("POST", "/v1/nodes", &node);
     ASSERT_TRUE(response && response->status == 201) << (response ? response->body.dump() : "");
@@ -143,7 +143,8 @@ TEST_F(ApiTest, InvalidJobListsEveryFieldError) {
   ASSERT_TRUE(error["error"].contains("details"));
   std::vector<std::string> lines;
   for (const auto& detail : error["error"]["details"]) {
-    lines.push_back(detail["field"].get<std::string>() + ": " + detail["message"].get<std::string>());
+    lines.push_back(detail["field"].get<std::string>() + ": " +
+                    detail["message"].get<std::string>());
   }
   EXPECT_THAT(lines, ::testing::UnorderedElementsAre(
                          "colour: unknown field",
@@ -334,13 +335,12 @@ TEST_F(ApiTest, EventStreamReplaysFromRevision) {
   call("POST", "/v1/jobs/" + id + "/kill", nullptr, 202);
   waitForJob(id, [](const json& j) { return j["status"]["state"] == "Finished"; });
   std::vector<json> updates;
-  auto streamed = api_->stream("/v1/events?fromRevision=" + std::to_string(created + 1),
-                               [&](std::string_view line) {
-                                 json event = json::parse(line);
-                                 if (event["type"] == "update") updates.push_back(event);
-                                 return !(event["kind"] == "job" &&
-                                          event["object"]["status"]["state"] == "Finished");
-                               });
+  auto streamed = api_->stream(
+      "/v1/events?fromRevision=" + std::to_string(created + 1), [&](std::string_view line) {
+        json event = json::parse(line);
+        if (event["type"] == "update") updates.push_back(event);
+        return !(event["kind"] == "job" && event["object"]["status"]["state"] == "Finished");
+      });
   ASSERT_TRUE(streamed);
   ASSERT_FALSE(updates.empty());
   EXPECT_GT(updates.front()["revision"].get<int64_t>(), created);

@@ -1,18 +1,18 @@
 // The `skiff` binary against the real skiffd: what a user types, what they see, and exit codes.
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <filesystem>
 #include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include "skiffd_process.h"
 
 namespace skiff::testing {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 constexpr const char* kGoodJob = R"(applicationName: cli
 owner:
@@ -51,8 +51,7 @@ class CliTest : public ::testing::Test {
   CommandResult skiff(std::vector<std::string> args, const std::string& token = "admin") {
     std::vector<std::string> argv = {SkiffdProcess::skiffCliPath()};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<std::string> env = {"SKIFF_ADDR=" + skiffd_.address(),
-                                    "HOME=" + skiffd_.stateDir(),
+    std::vector<std::string> env = {"SKIFF_ADDR=" + skiffd_.address(), "HOME=" + skiffd_.stateDir(),
                                     "XDG_CONFIG_HOME=" + skiffd_.stateDir() + "/config"};
     env.push_back("SKIFF_TOKEN=" + (token == "admin" ? skiffd_.adminToken() : token));
     return runCommand(argv, env);
@@ -73,7 +72,8 @@ TEST_F(CliTest, ValidateListsEveryErrorWithItsFieldAndExits1) {
   EXPECT_EQ(result.exitCode, 1);
   std::string all = result.out + result.err;
   EXPECT_THAT(all, HasSubstr("owner: is required"));
-  EXPECT_THAT(all, HasSubstr("container.resources.memoryMB: must be between 16 and 1048576 (got 0)"));
+  EXPECT_THAT(all,
+              HasSubstr("container.resources.memoryMB: must be between 16 and 1048576 (got 0)"));
   EXPECT_THAT(all, HasSubstr("batch.size: must be between 1 and 10000 (got 0)"));
   EXPECT_THAT(all, HasSubstr("batch.colour: unknown field"));
   EXPECT_THAT(all, HasSubstr("container.image"));

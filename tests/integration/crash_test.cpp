@@ -2,14 +2,14 @@
 // request that was not acknowledged, with the same idempotency key. After the dust settles every
 // acknowledged job exists exactly once, with the id the client was given.
 
-#include <gtest/gtest.h>
-
 #include <atomic>
 #include <chrono>
 #include <iostream>
 #include <map>
 #include <mutex>
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include "skiffd_process.h"
 
@@ -80,8 +80,8 @@ TEST(CrashSafety, EveryAcknowledgedJobSurvivesKill9ExactlyOnce) {
   std::map<std::string, std::vector<std::string>> jobsByKey;
   std::string cursor;
   do {
-    auto page = api->call("GET", "/v1/jobs?limit=1000" + (cursor.empty() ? "" : "&cursor=" + cursor),
-                          nullptr);
+    auto page = api->call(
+        "GET", "/v1/jobs?limit=1000" + (cursor.empty() ? "" : "&cursor=" + cursor), nullptr);
     ASSERT_TRUE(page && page->status == 200);
     for (const auto& job : page->body["items"]) {
       jobsByKey[job["idempotencyKey"].get<std::string>()].push_back(job["id"].get<std::string>());
@@ -100,8 +100,8 @@ TEST(CrashSafety, EveryAcknowledgedJobSurvivesKill9ExactlyOnce) {
   for (const auto& [key, ids] : jobsByKey) {
     EXPECT_EQ(ids.size(), 1u) << "duplicate jobs for " << key;
   }
-  std::cout << "acknowledged " << acknowledged.size() << " jobs across " << kKills + 1
-            << " kills; " << retries.load() << " client retries\n";
+  std::cout << "acknowledged " << acknowledged.size() << " jobs across " << kKills + 1 << " kills; "
+            << retries.load() << " client retries\n";
 }
 
 }  // namespace

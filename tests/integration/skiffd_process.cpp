@@ -44,8 +44,12 @@ int freePort() {
 
 }  // namespace
 
-std::string SkiffdProcess::skiffdPath() { return SKIFFD_PATH; }
-std::string SkiffdProcess::skiffCliPath() { return SKIFF_CLI_PATH; }
+std::string SkiffdProcess::skiffdPath() {
+  return SKIFFD_PATH;
+}
+std::string SkiffdProcess::skiffCliPath() {
+  return SKIFF_CLI_PATH;
+}
 
 SkiffdProcess::SkiffdProcess(std::vector<std::string> extraFlags)
     : extraFlags_(std::move(extraFlags)) {
@@ -64,8 +68,8 @@ bool SkiffdProcess::start() {
   // A restart keeps the port, so clients can keep their address across a crash.
   if (port_ == 0) port_ = freePort();
   std::string listen = "127.0.0.1:" + std::to_string(port_);
-  std::vector<std::string> args = {skiffdPath(), "--state-dir", stateDir_, "--listen", listen,
-                                   "--log-level", "warn"};
+  std::vector<std::string> args = {skiffdPath(), "--state-dir", stateDir_, "--listen",
+                                   listen,       "--log-level", "warn"};
   args.insert(args.end(), extraFlags_.begin(), extraFlags_.end());
   std::string logPath = stateDir_ + "/skiffd.log";
   pid_ = ::fork();
@@ -119,12 +123,15 @@ void SkiffdProcess::kill9() {
   pid_ = -1;
 }
 
-std::string SkiffdProcess::adminToken() const { return readFile(stateDir_ + "/admin.token"); }
-std::string SkiffdProcess::joinToken() const { return readFile(stateDir_ + "/join.token"); }
+std::string SkiffdProcess::adminToken() const {
+  return readFile(stateDir_ + "/admin.token");
+}
+std::string SkiffdProcess::joinToken() const {
+  return readFile(stateDir_ + "/join.token");
+}
 
 std::unique_ptr<cli::ApiClient> SkiffdProcess::client(const std::string& token) const {
-  return std::make_unique<cli::ApiClient>(address(),
-                                          token == "use-admin" ? adminToken() : token);
+  return std::make_unique<cli::ApiClient>(address(), token == "use-admin" ? adminToken() : token);
 }
 
 CommandResult runCommand(const std::vector<std::string>& argv,

@@ -1,7 +1,6 @@
 #include "controlplane/store/sqlite_store.h"
 
 #include <fcntl.h>
-#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -19,6 +18,8 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+
+#include <spdlog/spdlog.h>
 
 // Propagates the error of a Status/Result expression unchanged.
 #define SKIFF_SQLITE_TRY(expr)                                         \

@@ -1,0 +1,187 @@
+#include "agent/runtime/cgroup.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <vector>
+
+namespace skiff::agent::runtime {
+namespace {
+
+std::vector<std::string_view> split(std::string_view text, char sep) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(sep, start);
+    if (end == std::string_view::npos) end = text.size();
+    out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string unescapeMountPath(std::string_view path) {
+  std::string out;
+  auto isOct = [](char c) { return c >= '0' && c <= '7'; };
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i] == '\\' && i + 3 < path.size() && isOct(path[i + 1]) && isOct(path[i + 2]) &&
+        isOct(path[i + 3])) {
+      out.push_back(static_cast<char>((path[i + 1] - '0') * 64 + (path[i + 2] - '0') * 8 +
+                                      (path[i + 3] - '0')));
+      i += 3;
+      continue;
+    }
+    out.push_back(path[i]);
+  }
+  return out;
+}
+
+std::string joinPath(std::string_view base, std::string_view rel) {
+  std::string out(base);
+  while (!out.empty() && out.back() == '/') out.pop_back();
+  if (rel.empty() || rel.front() != '/') out.push_back('/');
+  out.append(rel);
+  return out;
+}
+
+// Controllers that are options of a v1 mount rather than mount flags.
+const std::set<std::string_view>& knownV1Controllers() {
+  static const std::set<std::string_view> names = {
+      "cpu",  "cpuacct", "cpuset",  "memory",   "devices",    "freezer", "blkio",
+      "pids", "hugetlb", "net_cls", "net_prio", "perf_event", "rdma",    "misc"};
+  return names;
+}
+
+}  // namespace
+
+std::string_view cgroupModeName(CgroupMode mode) {
+  switch (mode) {
+    case CgroupMode::kV1:
+      return "v1";
+    case CgroupMode::kHybrid:
+      return "hybrid";
+    case CgroupMode::kV2:
+      return "v2";
+  }
+  return "unknown";
+}
+
+Result<CgroupLayout> detectCgroupLayout(std::string_view mountinfo) {
+  CgroupLayout layout;
+  for (std::string_view line : split(mountinfo, '\n')) {
+    if (line.empty()) continue;
+    // Fields before " - " are variable in number (optional fields); fstype follows it.
+    size_t dash = line.find(" - ");
+    if (dash == std::string_view::npos) continue;
+    std::vector<std::string_view> pre = split(line.substr(0, dash), ' ');
+    std::vector<std::string_view> post = split(line.substr(dash + 3), ' ');
+    if (pre.size() < 5 || post.size() < 3) continue;
+    std::string mountPoint = unescapeMountPath(pre[4]);
+    std::string_view fsType = post[0];
+    if (fsType == "cgroup2") {
+      // The first cgroup2 mount wins; bind mounts of it elsewhere do not matter.
+      if (layout.v2Mount.empty()) layout.v2Mount = mountPoint;
+    } else if (fsType == "cgroup") {
+      for (std::string_view opt : split(post[2], ',')) {
+        if (knownV1Controllers().contains(opt) || opt.starts_with("name=")) {
+          layout.v1Mounts.emplace(std::string(opt), mountPoint);
+        }
+      }
+    }
+  }
+  bool hasV1 = false;
+  for (const auto& [name, path] : layout.v1Mounts) {
+    if (!name.starts_with("name=")) hasV1 = true;
+  }
+  if (hasV1 && !layout.v2Mount.empty()) {
+    layout.mode = CgroupMode::kHybrid;
+  } else if (hasV1) {
+    layout.mode = CgroupMode::kV1;
+  } else if (!layout.v2Mount.empty()) {
+    layout.mode = CgroupMode::kV2;
+  } else {
+    return fail(ErrorCode::kFailedPrecondition, "no cgroup controller is mounted on this host");
+  }
+  return layout;
+}
+
+Result<CgroupLayout> detectHostCgroupLayout() {
+  std::ifstream in("/proc/self/mountinfo");
+  if (!in) return std::unexpected(errnoError("open /proc/self/mountinfo", errno));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return detectCgroupLayout(buffer.str());
+}
+
+std::optional<std::string> crunIncompatibility(const CgroupLayout& layout) {
+  if (layout.mode != CgroupMode::kHybrid) return std::nullopt;
+  if (layout.hasV1Controller("hugetlb")) return std::nullopt;
+  return "hybrid cgroup host without a v1 hugetlb hierarchy (crun: \"cgroups in hybrid mode not "
+         "supported\")";
+}
+
+Result<std::string> oomCounterFile(const CgroupLayout& layout, std::string_view relPath) {
+  if (layout.mode == CgroupMode::kV2) {
+    return joinPath(joinPath(layout.v2Mount, relPath), "memory.events");
+  }
+  auto it = layout.v1Mounts.find("memory");
+  if (it == layout.v1Mounts.end()) {
+    return fail(ErrorCode::kFailedPrecondition, "no v1 memory hierarchy is mounted");
+  }
+  return joinPath(joinPath(it->second, relPath), "memory.oom_control");
+}
+
+std::optional<uint64_t> parseOomKillCount(std::string_view text) {
+  for (std::string_view line : split(text, '\n')) {
+    constexpr std::string_view kKey = "oom_kill ";
+    if (!line.starts_with(kKey)) continue;
+    uint64_t value = 0;
+    std::string_view digits = line.substr(kKey.size());
+    if (digits.empty()) return std::nullopt;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      value = value * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return value;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> cgroupDirs(const CgroupLayout& layout, std::string_view relPath) {
+  std::set<std::string> mounts;
+  for (const auto& [name, path] : layout.v1Mounts) mounts.insert(path);
+  if (!layout.v2Mount.empty()) mounts.insert(layout.v2Mount);
+  std::vector<std::string> out;
+  for (const std::string& mount : mounts) out.push_back(joinPath(mount, relPath));
+  return out;
+}
+
+namespace {
+void removeDirTree(const std::string& dir) {
+  // Cgroup directories are removed with rmdir, children first; their files cannot be unlinked.
+  if (DIR* d = opendir(dir.c_str())) {
+    std::vector<std::string> children;
+    while (dirent* entry = readdir(d)) {
+      std::string_view name = entry->d_name;
+      if (entry->d_type == DT_DIR && name != "." && name != "..") {
+        children.push_back(joinPath(dir, name));
+      }
+    }
+    closedir(d);
+    for (const std::string& child : children) removeDirTree(child);
+    rmdir(dir.c_str());
+  }
+}
+}  // namespace
+
+void removeCgroupTree(const CgroupLayout& layout, std::string_view relPath) {
+  if (relPath.empty() || relPath == "/") return;  // Never the root cgroup.
+  for (const std::string& dir : cgroupDirs(layout, relPath)) removeDirTree(dir);
+}
+
+}  // namespace skiff::agent::runtime

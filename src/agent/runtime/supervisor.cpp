@@ -1,0 +1,446 @@
+#include "agent/runtime/supervisor.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/runtime/monitor_protocol.h"
+#include "common/log.h"
+
+namespace skiff::agent::runtime {
+namespace {
+
+namespace fs = std::filesystem;
+namespace files = monitor_files;
+
+constexpr std::chrono::milliseconds kPollInterval{10};
+
+std::optional<std::string> readSmallFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+Status writeFileAtomic(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return std::unexpected(errnoError("create " + tmp, errno));
+  const char* data = text.data();
+  size_t left = text.size();
+  while (left > 0) {
+    ssize_t n = write(fd, data, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      return std::unexpected(errnoError("write " + tmp, err));
+    }
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+  if (fsync(fd) != 0) {
+    int err = errno;
+    close(fd);
+    return std::unexpected(errnoError("fsync " + tmp, err));
+  }
+  close(fd);
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    return std::unexpected(errnoError("rename " + path, errno));
+  }
+  return {};
+}
+
+int64_t fieldValue(std::string_view text, std::string_view key, int64_t fallback) {
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(pos, end - pos);
+    if (line.size() > key.size() && line.starts_with(key) && line[key.size()] == '=') {
+      std::string value(line.substr(key.size() + 1));
+      char* parsedEnd = nullptr;
+      long long parsed = std::strtoll(value.c_str(), &parsedEnd, 10);
+      if (parsedEnd != value.c_str()) return parsed;
+    }
+    pos = end + 1;
+  }
+  return fallback;
+}
+
+// A monitor pid is trusted only while that pid still runs skiff-monitor (pids are reused).
+bool monitorAlive(int pid) {
+  if (pid <= 0) return false;
+  auto comm = readSmallFile("/proc/" + std::to_string(pid) + "/comm");
+  if (!comm) return false;
+  // A zombie monitor (exited, not yet reaped by whoever adopted it) is not alive.
+  auto stat = readSmallFile("/proc/" + std::to_string(pid) + "/stat");
+  if (stat) {
+    size_t paren = stat->rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat->size() && (*stat)[paren + 2] == 'Z') {
+      return false;
+    }
+  }
+  return comm->starts_with("skiff-monitor");
+}
+
+// The runtime's log is JSON lines; the last "error" message names what went wrong.
+std::string runtimeErrorTail(const std::string& path) {
+  auto text = readSmallFile(path);
+  if (!text) return "no runtime log";
+  std::string last;
+  std::istringstream lines(*text);
+  for (std::string line; std::getline(lines, line);) {
+    auto json = nlohmann::json::parse(line, nullptr, false);
+    if (json.is_object() && json.value("level", "") == "error") last = json.value("msg", line);
+  }
+  if (last.empty() && !text->empty())
+    last = text->substr(text->size() > 500 ? text->size() - 500 : 0);
+  return last;
+}
+
+}  // namespace
+
+std::string_view exitReasonName(ExitReason reason) {
+  switch (reason) {
+    case ExitReason::kExited:
+      return "Exited";
+    case ExitReason::kOOMKilled:
+      return "OOMKilled";
+    case ExitReason::kStopped:
+      return "Stopped";
+    case ExitReason::kRuntimeLimitExceeded:
+      return "RuntimeLimitExceeded";
+    case ExitReason::kStartFailed:
+      return "StartFailed";
+    case ExitReason::kLost:
+      return "Lost";
+  }
+  return "Unknown";
+}
+
+ContainerSupervisor::ContainerSupervisor(SupervisorOptions options, OciRuntime& runtime,
+                                         ProcessRunner& runner, CgroupLayout layout,
+                                         const Clock& clock)
+    : options_(std::move(options)),
+      runtime_(runtime),
+      runner_(runner),
+      layout_(std::move(layout)),
+      clock_(clock) {}
+
+std::string ContainerSupervisor::containerDir(const std::string& id) const {
+  return options_.stateDir + "/" + id;
+}
+std::string ContainerSupervisor::stdoutPath(const std::string& id) const {
+  return containerDir(id) + "/" + files::kStdout;
+}
+std::string ContainerSupervisor::stderrPath(const std::string& id) const {
+  return containerDir(id) + "/" + files::kStderr;
+}
+
+int ContainerSupervisor::monitorPid(const std::string& id) const {
+  auto text = readSmallFile(containerDir(id) + "/" + files::kMonitorPid);
+  return text ? std::atoi(text->c_str()) : 0;
+}
+
+std::vector<std::string> ContainerSupervisor::containerIds() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> ids;
+  for (const auto& [id, entry] : entries_) ids.push_back(id);
+  return ids;
+}
+
+Status ContainerSupervisor::saveCheckpoint(const std::string& id, const Entry& entry) {
+  nlohmann::json json = {{"id", id},
+                         {"startedAtMs", entry.startedAtMs},
+                         {"runtimeLimitMs", entry.runtimeLimitMs},
+                         {"stopGraceMs", entry.stopGraceMs},
+                         {"stopReason", entry.stopReason}};
+  SKIFF_TRY_STATUS(writeFileAtomic(containerDir(id) + "/checkpoint.json", json.dump()),
+                   "checkpoint " + id);
+  std::lock_guard lock(mutex_);
+  entries_[id] = entry;
+  return {};
+}
+
+Result<ContainerSupervisor::Entry> ContainerSupervisor::loadCheckpoint(
+    const std::string& id) const {
+  auto text = readSmallFile(containerDir(id) + "/checkpoint.json");
+  if (!text) return fail(ErrorCode::kNotFound, "no checkpoint for container " + id);
+  auto json = nlohmann::json::parse(*text, nullptr, false);
+  if (!json.is_object()) return fail(ErrorCode::kInternal, "corrupt checkpoint for " + id);
+  Entry entry;
+  entry.startedAtMs = json.value("startedAtMs", int64_t{0});
+  entry.runtimeLimitMs = json.value("runtimeLimitMs", int64_t{0});
+  entry.stopGraceMs = json.value("stopGraceMs", int64_t{0});
+  entry.stopReason = json.value("stopReason", "");
+  return entry;
+}
+
+Result<ContainerSupervisor::Entry> ContainerSupervisor::entry(const std::string& id) const {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return fail(ErrorCode::kNotFound, "unknown container " + id);
+  return it->second;
+}
+
+Status ContainerSupervisor::start(const ContainerConfig& config) {
+  if (!isValidContainerId(config.id)) {
+    return fail(ErrorCode::kInvalidArgument, "invalid container id");
+  }
+  std::string dir = containerDir(config.id);
+  std::error_code ec;
+  fs::create_directories(options_.stateDir, ec);
+  if (ec) return fail(ErrorCode::kIo, "create " + options_.stateDir + ": " + ec.message());
+  if (mkdir(dir.c_str(), 0700) != 0) {
+    if (errno == EEXIST) return fail(ErrorCode::kAlreadyExists, "container " + config.id);
+    return std::unexpected(errnoError("mkdir " + dir, errno));
+  }
+  // From here on a failure removes the directory, so a failed start leaves nothing behind.
+  auto cleanup = [&](Error error) -> Status {
+    std::error_code ignored;
+    fs::remove_all(dir, ignored);
+    removeCgroupTree(layout_, options_.cgroupParent + "/" + config.id);
+    std::lock_guard lock(mutex_);
+    entries_.erase(config.id);
+    return std::unexpected(std::move(error));
+  };
+
+  BundleSpec spec = config.bundle;
+  std::string cgroupPath = options_.cgroupParent + "/" + config.id;
+  spec.cgroupsPath = cgroupPath;
+  if (spec.initPath.empty()) spec.initPath = options_.initPath;
+  if (spec.hostname.empty()) spec.hostname = config.id.substr(0, 63);
+  // v1 hosts without swap accounting have no memory.memsw.* and runc would fail to set it.
+  if (layout_.mode != CgroupMode::kV2) {
+    auto memory = layout_.v1Mounts.find("memory");
+    spec.swapAccounting = memory != layout_.v1Mounts.end() &&
+                          fs::exists(memory->second + "/memory.memsw.limit_in_bytes", ec);
+  }
+  if (auto written = writeBundle(dir, spec); !written) {
+    return cleanup(written.error().wrap("bundle"));
+  }
+  Entry entry;
+  entry.startedAtMs = clock_.nowMs();
+  entry.runtimeLimitMs = config.runtimeLimit.count();
+  entry.stopGraceMs = config.stopGrace.count();
+  if (auto saved = saveCheckpoint(config.id, entry); !saved) return cleanup(saved.error());
+
+  ProcessSpec monitor;
+  monitor.argv = {options_.monitorPath,
+                  "--dir",
+                  dir,
+                  "--id",
+                  config.id,
+                  "--bundle",
+                  dir,
+                  "--log-max-bytes",
+                  std::to_string(options_.logMaxBytes),
+                  "--log-keep",
+                  std::to_string(options_.logKeep)};
+  if (auto oomFile = oomCounterFile(layout_, cgroupPath)) {
+    monitor.argv.push_back("--oom-file");
+    monitor.argv.push_back(*oomFile);
+  }
+  monitor.argv.push_back("--");
+  for (std::string& arg : runtime_.commandPrefix()) monitor.argv.push_back(std::move(arg));
+  // The runtime log is per container so a failed create can be explained.
+  monitor.argv.push_back("--log");
+  monitor.argv.push_back(dir + "/" + files::kRuntimeLog);
+  monitor.argv.push_back("--log-format");
+  monitor.argv.push_back("json");
+  monitor.timeout = std::chrono::seconds(10);
+  auto spawned = runner_.run(monitor);
+  if (!spawned) return cleanup(spawned.error().wrap("start monitor"));
+  if (!spawned->ok()) {
+    return cleanup(Error(ErrorCode::kInternal, "monitor refused to start: " + spawned->err));
+  }
+
+  auto deadline = std::chrono::steady_clock::now() + options_.startTimeout;
+  std::string startedPath = dir + "/" + files::kStarted;
+  std::string exitPath = dir + "/" + files::kExit;
+  while (true) {
+    if (fs::exists(startedPath, ec)) return {};
+    if (auto exitText = readSmallFile(exitPath)) {
+      if (fieldValue(*exitText, "startError", 0) != 0) {
+        std::string why = runtimeErrorTail(dir + "/" + files::kRuntimeLog);
+        return cleanup(Error(ErrorCode::kInternal, "runtime could not start container: " + why));
+      }
+      return {};  // It started and already exited; poll() reports it.
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      // The monitor is stuck; take the container down so the directory can go.
+      (void)runtime_.remove(config.id, true);
+      return cleanup(Error(ErrorCode::kUnavailable, "container did not start in time"));
+    }
+    std::this_thread::sleep_for(kPollInterval);
+  }
+}
+
+Result<std::optional<ExitStatus>> ContainerSupervisor::readExit(const std::string& id,
+                                                                const Entry& entry) const {
+  std::string exitPath = containerDir(id) + "/" + files::kExit;
+  auto text = readSmallFile(exitPath);
+  if (!text) {
+    if (monitorAlive(monitorPid(id))) return std::optional<ExitStatus>{};
+    // The monitor may have written the file between the two reads.
+    text = readSmallFile(exitPath);
+    if (!text) {
+      ExitStatus lost;
+      lost.reason = ExitReason::kLost;
+      lost.finishedAtMs = clock_.nowMs();
+      return std::optional<ExitStatus>{lost};
+    }
+  }
+  ExitStatus status;
+  status.exitCode = static_cast<int>(fieldValue(*text, "exitCode", -1));
+  status.signal = static_cast<int>(fieldValue(*text, "signal", 0));
+  status.oomKillCount = static_cast<uint64_t>(fieldValue(*text, "oomKillCount", 0));
+  status.finishedAtMs = fieldValue(*text, "finishedAtMs", 0);
+  if (fieldValue(*text, "startError", 0) != 0) {
+    status.reason = ExitReason::kStartFailed;
+  } else if (status.oomKillCount > 0) {
+    // The kernel's counter, not a guess from exit code 137.
+    status.reason = ExitReason::kOOMKilled;
+  } else if (entry.stopReason == "runtimeLimit") {
+    status.reason = ExitReason::kRuntimeLimitExceeded;
+  } else if (entry.stopReason == "stopped") {
+    status.reason = ExitReason::kStopped;
+  } else {
+    status.reason = ExitReason::kExited;
+  }
+  return std::optional<ExitStatus>{status};
+}
+
+Result<std::optional<ExitStatus>> ContainerSupervisor::waitExit(
+    const std::string& id, const Entry& entry, std::chrono::milliseconds timeout) const {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    auto exit = readExit(id, entry);
+    if (!exit || *exit) return exit;
+    if (std::chrono::steady_clock::now() >= deadline) return std::optional<ExitStatus>{};
+    std::this_thread::sleep_for(kPollInterval);
+  }
+}
+
+Status ContainerSupervisor::stopWithReason(const std::string& id, std::chrono::milliseconds grace,
+                                           std::string_view reason) {
+  auto current = entry(id);
+  if (!current) return std::unexpected(current.error());
+  auto exited = readExit(id, *current);
+  if (!exited) return std::unexpected(exited.error());
+  if (*exited) return {};
+  // The reason is durable before any signal, so an agent that dies mid-stop still reports it.
+  if (current->stopReason.empty()) {
+    current->stopReason = std::string(reason);
+    SKIFF_TRY_STATUS(saveCheckpoint(id, *current), "stop");
+  }
+  if (auto sent = runtime_.kill(id, SIGTERM, false); !sent) {
+    if (sent.error().code() != ErrorCode::kNotFound &&
+        sent.error().code() != ErrorCode::kFailedPrecondition) {
+      log::warn("SIGTERM failed", {{"container", id}, {"error", sent.error().message()}});
+    }
+  }
+  auto afterTerm = waitExit(id, *current, grace);
+  if (!afterTerm) return std::unexpected(afterTerm.error());
+  if (*afterTerm) return {};
+  if (auto sent = runtime_.kill(id, SIGKILL, true); !sent) {
+    if (sent.error().code() != ErrorCode::kNotFound &&
+        sent.error().code() != ErrorCode::kFailedPrecondition) {
+      return std::unexpected(sent.error().wrap("stop " + id));
+    }
+  }
+  auto afterKill = waitExit(id, *current, options_.killTimeout);
+  if (!afterKill) return std::unexpected(afterKill.error());
+  if (!*afterKill) return fail(ErrorCode::kUnavailable, "container " + id + " survived SIGKILL");
+  return {};
+}
+
+Status ContainerSupervisor::stop(const std::string& id,
+                                 std::optional<std::chrono::milliseconds> grace) {
+  auto current = entry(id);
+  if (!current) return std::unexpected(current.error());
+  return stopWithReason(id, grace.value_or(std::chrono::milliseconds(current->stopGraceMs)),
+                        "stopped");
+}
+
+Result<std::optional<ExitStatus>> ContainerSupervisor::poll(const std::string& id) {
+  auto current = entry(id);
+  if (!current) return std::unexpected(current.error());
+  auto exited = readExit(id, *current);
+  if (!exited || *exited) return exited;
+  if (current->runtimeLimitMs > 0 &&
+      clock_.nowMs() >= current->startedAtMs + current->runtimeLimitMs) {
+    SKIFF_TRY_STATUS(
+        stopWithReason(id, std::chrono::milliseconds(current->stopGraceMs), "runtimeLimit"),
+        "runtime limit");
+    auto updated = entry(id);
+    if (!updated) return std::unexpected(updated.error());
+    return readExit(id, *updated);
+  }
+  return std::optional<ExitStatus>{};
+}
+
+Result<ExitStatus> ContainerSupervisor::wait(const std::string& id,
+                                             std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    auto exited = poll(id);
+    if (!exited) return std::unexpected(exited.error());
+    if (*exited) return **exited;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return fail(ErrorCode::kUnavailable, "container " + id + " is still running");
+    }
+    std::this_thread::sleep_for(kPollInterval);
+  }
+}
+
+Result<std::vector<std::string>> ContainerSupervisor::adopt() {
+  std::vector<std::string> adopted;
+  std::error_code ec;
+  if (!fs::exists(options_.stateDir, ec)) return adopted;
+  fs::directory_iterator it(options_.stateDir, ec);
+  if (ec) return fail(ErrorCode::kIo, "list " + options_.stateDir + ": " + ec.message());
+  for (const auto& dirEntry : it) {
+    std::string id = dirEntry.path().filename().string();
+    if (!dirEntry.is_directory(ec) || !isValidContainerId(id)) continue;
+    auto checkpoint = loadCheckpoint(id);
+    if (!checkpoint) {
+      log::warn("skipping container directory without checkpoint", {{"container", id}});
+      continue;
+    }
+    std::lock_guard lock(mutex_);
+    entries_[id] = *checkpoint;
+    adopted.push_back(id);
+  }
+  return adopted;
+}
+
+Status ContainerSupervisor::remove(const std::string& id) {
+  auto current = entry(id);
+  if (!current) return std::unexpected(current.error());
+  auto exited = readExit(id, *current);
+  if (!exited) return std::unexpected(exited.error());
+  if (!*exited) return fail(ErrorCode::kFailedPrecondition, "container " + id + " is running");
+  // The monitor deletes the container after recording the exit; a lost monitor did not.
+  (void)runtime_.remove(id, true);
+  removeCgroupTree(layout_, options_.cgroupParent + "/" + id);
+  std::error_code ec;
+  fs::remove_all(containerDir(id), ec);
+  if (ec) return fail(ErrorCode::kIo, "remove " + containerDir(id) + ": " + ec.message());
+  std::lock_guard lock(mutex_);
+  entries_.erase(id);
+  return {};
+}
+
+}  // namespace skiff::agent::runtime

@@ -1,8 +1,5 @@
 #include "controlplane/records.h"
 
-#include <charconv>
-#include <cstdio>
-
 #include <openssl/rand.h>
 
 namespace skiff::controlplane {

@@ -81,7 +81,7 @@ class ContainerTest : public ::testing::Test {
     std::string reason = skipReason();
     if (!reason.empty()) GTEST_SKIP() << reason;
     auto layout = detectHostCgroupLayout();
-    ASSERT_TRUE(layout) << layout.error().message();
+    if (!layout) GTEST_SKIP() << "no usable cgroup hierarchy: " << layout.error().message();
     layout_ = *layout;
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     testDir_ = *suiteDir_ + "/" + info->name();

@@ -1,13 +1,132 @@
 // skiff-agent: the node agent. It registers a node with skiffd, receives assignments and runs
-// them as containers. This build has the control plane only; the agent comes with the node agent
-// work, so this binary says so and exits.
+// them as containers (see agent.h and docs/agent.md). This file only parses flags and waits for
+// SIGINT/SIGTERM; containers keep running when the agent exits.
 
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
 #include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
 
-int main() {
-  std::fputs(
-      "skiff-agent: the node agent is not part of this build yet; skiffd accepts and "
-      "tracks jobs, but nothing runs their containers\n",
-      stderr);
-  return 2;
+#include <CLI/CLI.hpp>
+
+#include "agent/agent.h"
+#include "agent/node_info.h"
+#include "cli/config.h"
+#include "common/log.h"
+
+int main(int argc, char** argv) {
+  std::string server = "http://127.0.0.1:7070";
+  std::string joinTokenFile = "/var/lib/skiff/join.token";
+  std::string runtimeName = "auto";
+  std::string logLevel = "info";
+  std::vector<std::string> labels;
+  skiff::agent::AgentOptions options;
+  options.nodeId = skiff::agent::defaultNodeId();
+  options.monitorPath = skiff::agent::defaultMonitorPath();
+  skiff::agent::ResourceOverrides overrides;
+  double cpu = 0;
+  int64_t memoryMB = 0, diskMB = 0, networkMbps = 0, gpu = 0;
+  int64_t heartbeatMs = options.heartbeatInterval.count();
+  int64_t pollWaitMs = options.pollWait.count();
+  int64_t stopGraceSec = options.stopGrace.count() / 1000;
+  bool noDiskLimits = false;
+
+  CLI::App app{"skiff-agent: the Skiff node agent"};
+  app.add_option("--server", server, "Address of skiffd's REST API");
+  app.add_option("--join-token-file", joinTokenFile, "File holding skiffd's join token");
+  app.add_option("--node-id", options.nodeId, "This node's id (default: the hostname)");
+  app.add_option("--state-dir", options.stateDir, "Directory for images, containers, task state");
+  auto* cpuOpt = app.add_option("--cpu", cpu, "Advertised cores (default: detected)");
+  auto* memOpt = app.add_option("--memory-mb", memoryMB, "Advertised memory in MiB");
+  auto* diskOpt = app.add_option("--disk-mb", diskMB, "Advertised disk in MiB");
+  auto* netOpt = app.add_option("--network-mbps", networkMbps, "Advertised bandwidth (Mbps)");
+  auto* gpuOpt = app.add_option("--gpu", gpu, "Advertised GPUs (default: /dev/nvidiaN count)");
+  app.add_option("--zone", options.attributes.zone, "Zone attribute");
+  app.add_option("--machine-type", options.attributes.machineType, "Machine type attribute");
+  app.add_option("--label", labels, "Label k=v (repeatable)");
+  app.add_option("--runtime", runtimeName, "OCI runtime: runc, crun or auto")
+      ->check(CLI::IsMember({"auto", "runc", "crun"}));
+  app.add_option("--insecure-registry", options.insecureRegistries,
+                 "HOST:PORT of a registry reachable over plain HTTP (repeatable)");
+  app.add_option("--monitor", options.monitorPath, "The skiff-monitor binary");
+  app.add_option("--init", options.initPath, "Static init run as each container's pid 1");
+  app.add_option("--cgroup-parent", options.cgroupParent, "Parent cgroup of the containers");
+  app.add_option("--heartbeat-ms", heartbeatMs, "Milliseconds between heartbeats");
+  app.add_option("--poll-wait-ms", pollWaitMs, "waitMs of the assignments long poll");
+  app.add_option("--stop-grace-sec", stopGraceSec, "Seconds between SIGTERM and SIGKILL");
+  app.add_flag("--no-disk-limits", noDiskLimits, "Do not give containers a size-limited layer");
+  app.add_option("--log-level", logLevel, "debug, info, warn or error");
+  app.set_version_flag("--version", SKIFF_VERSION);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  skiff::log::init("agent", skiff::log::parseLevel(logLevel, skiff::log::Level::kInfo));
+
+  if (cpuOpt->count() > 0) overrides.cpu = cpu;
+  if (memOpt->count() > 0) overrides.memoryMB = memoryMB;
+  if (diskOpt->count() > 0) overrides.diskMB = diskMB;
+  if (netOpt->count() > 0) overrides.networkMbps = networkMbps;
+  if (gpuOpt->count() > 0) overrides.gpu = gpu;
+  for (const std::string& label : labels) {
+    auto eq = label.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::fputs("skiff-agent: --label wants KEY=VALUE\n", stderr);
+      return 2;
+    }
+    options.attributes.labels[label.substr(0, eq)] = label.substr(eq + 1);
+  }
+  auto address = skiff::cli::normalizeAddress(server);
+  if (!address) {
+    skiff::log::error("bad --server", {{"error", address.error().message()}});
+    return 2;
+  }
+  options.server = *address;
+  auto token = skiff::cli::readTokenFile(joinTokenFile);
+  if (!token) {
+    skiff::log::error("cannot read the join token", {{"error", token.error().message()}});
+    return 2;
+  }
+  options.joinToken = *token;
+  if (runtimeName == "runc") options.runtimeBinary = "/usr/sbin/runc";
+  if (runtimeName == "crun") options.runtimeBinary = "/usr/bin/crun";
+  options.heartbeatInterval = std::chrono::milliseconds(std::max<int64_t>(heartbeatMs, 100));
+  options.pollWait = std::chrono::milliseconds(std::clamp<int64_t>(pollWaitMs, 0, 300'000));
+  options.stopGrace = std::chrono::seconds(std::max<int64_t>(stopGraceSec, 0));
+  options.diskLimits = !noDiskLimits;
+  std::error_code ec;
+  std::filesystem::create_directories(options.stateDir, ec);
+  options.resources = skiff::agent::detectResources(options.stateDir, overrides);
+
+  // Block the stop signals before any thread starts, so only sigwait sees them.
+  sigset_t stopSignals;
+  sigemptyset(&stopSignals);
+  sigaddset(&stopSignals, SIGINT);
+  sigaddset(&stopSignals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto agent = skiff::agent::Agent::create(std::move(options));
+  if (!agent) {
+    skiff::log::error("bad options", {{"error", agent.error().message()}});
+    return 2;
+  }
+  if (auto started = (*agent)->start(); !started) {
+    skiff::log::error("agent failed to start", {{"error", started.error().message()}});
+    return 1;
+  }
+  int received = 0;
+  sigwait(&stopSignals, &received);
+  skiff::log::info("stopping; containers keep running", {{"signal", received}});
+  (*agent)->stop();
+  return 0;
 }

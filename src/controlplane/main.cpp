@@ -4,13 +4,19 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <fstream>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "agent/agent.h"
+#include "agent/node_info.h"
 #include "common/clock.h"
 #include "common/http_server.h"
 #include "common/log.h"
@@ -31,6 +37,9 @@ struct Flags {
   std::string logLevel = "info";
   int threads = 0;
   bool withAgent = false;
+  std::string agentStateDir = "/var/lib/skiff-agent";
+  std::string agentNodeId;
+  std::vector<std::string> insecureRegistries;
   double launchedTimeoutSec = 120;
   double startInitiatedTimeoutSec = 600;
   double killInitiatedTimeoutSec = 300;
@@ -47,10 +56,6 @@ Status ensureDirectory(const std::string& path) {
 
 int run(const Flags& flags) {
   log::init("skiffd", log::parseLevel(flags.logLevel, log::Level::kInfo));
-  if (flags.withAgent) {
-    log::error("--with-agent needs the node agent, which this build does not include yet");
-    return 2;
-  }
   auto address = http::parseHostPort(flags.listen);
   if (!address) {
     log::error("bad --listen", {{"error", address.error().message()}});
@@ -105,13 +110,52 @@ int run(const Flags& flags) {
                                {"stateDir", flags.stateDir},
                                {"version", SKIFF_VERSION}});
 
+  // The embedded node agent talks to this process over the loopback API, like any other agent.
+  std::unique_ptr<agent::Agent> localAgent;
+  if (flags.withAgent) {
+    agent::AgentOptions agentOptions;
+    std::string host = address->first;
+    if (host == "0.0.0.0" || host == "::" || host == "[::]" || host.empty()) host = "127.0.0.1";
+    if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
+    agentOptions.server = "http://" + host + ":" + std::to_string(server.port());
+    agentOptions.joinToken = tokens->join;
+    agentOptions.nodeId = flags.agentNodeId.empty() ? agent::defaultNodeId() : flags.agentNodeId;
+    agentOptions.stateDir = flags.agentStateDir;
+    agentOptions.monitorPath = agent::defaultMonitorPath();
+    agentOptions.insecureRegistries = flags.insecureRegistries;
+    agentOptions.pollWait = std::chrono::milliseconds(2000);  // Bounds the shutdown delay.
+    if (auto made = ensureDirectory(flags.agentStateDir); !made) {
+      log::error("cannot use the agent state directory", {{"error", made.error().message()}});
+      return 1;
+    }
+    agentOptions.resources = agent::detectResources(flags.agentStateDir, {});
+    auto created = agent::Agent::create(std::move(agentOptions));
+    if (!created) {
+      log::error("cannot create the local agent", {{"error", created.error().message()}});
+      return 1;
+    }
+    localAgent = std::move(*created);
+    if (auto started = localAgent->start(); !started) {
+      log::error("cannot start the local agent", {{"error", started.error().message()}});
+      return 1;
+    }
+  }
+
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  // The local agent is stopped first, off the io threads and while the API still answers its
+  // pending calls; then the server goes down.
+  std::thread stopper;
   signals.async_wait([&](const boost::system::error_code&, int signal) {
     log::info("stopping", {{"signal", signal}});
-    stopping = true;
-    server.stop();
-    manager.stop();
-    io.stop();
+    stopper = std::thread([&] {
+      if (localAgent) localAgent->stop();
+      boost::asio::post(io, [&] {
+        stopping = true;
+        server.stop();
+        manager.stop();
+        io.stop();
+      });
+    });
   });
 
   int threads = flags.threads > 0
@@ -121,6 +165,7 @@ int run(const Flags& flags) {
   for (int i = 1; i < threads; ++i) workers.emplace_back([&] { io.run(); });
   io.run();
   for (auto& worker : workers) worker.join();
+  if (stopper.joinable()) stopper.join();
   // Drain the store while the io_context still exists: late commit completions hold its executors.
   store->reset();
   return 0;
@@ -137,6 +182,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", flags.logLevel, "debug, info, warn or error");
   app.add_option("--threads", flags.threads, "Worker threads (default: the number of cores)");
   app.add_flag("--with-agent", flags.withAgent, "Also run a node agent in this process");
+  app.add_option("--agent-state-dir", flags.agentStateDir, "State directory of the local agent");
+  app.add_option("--agent-node-id", flags.agentNodeId, "Node id of the local agent (hostname)");
+  app.add_option("--insecure-registry", flags.insecureRegistries,
+                 "HOST:PORT the local agent may pull from over plain HTTP (repeatable)");
   app.add_option("--launched-timeout", flags.launchedTimeoutSec,
                  "Seconds a task may stay Launched");
   app.add_option("--start-initiated-timeout", flags.startInitiatedTimeoutSec,

@@ -1,0 +1,854 @@
+#include "agent/agent.h"
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/image/fs_util.h"
+#include "agent/image/image_store.h"
+#include "agent/image/registry_client.h"
+#include "agent/runtime/bundle.h"
+#include "agent/runtime/cgroup.h"
+#include "agent/runtime/oci_runtime.h"
+#include "agent/runtime/process_runner.h"
+#include "agent/runtime/supervisor.h"
+#include "agent/runtime/writable_layer.h"
+#include "api/job.h"
+#include "cli/client.h"
+#include "common/log.h"
+
+namespace skiff::agent {
+namespace {
+
+namespace stdfs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+// Where a task is in its life on this node. Persisted with every report.
+enum class Phase { kStarting, kLaunching, kRunning, kFinished };
+
+std::string_view phaseName(Phase phase) {
+  switch (phase) {
+    case Phase::kStarting:
+      return "starting";
+    case Phase::kLaunching:
+      return "launching";
+    case Phase::kRunning:
+      return "running";
+    case Phase::kFinished:
+      return "finished";
+  }
+  return "finished";
+}
+
+Phase parsePhase(std::string_view name) {
+  if (name == "starting") return Phase::kStarting;
+  if (name == "launching") return Phase::kLaunching;
+  if (name == "running") return Phase::kRunning;
+  return Phase::kFinished;
+}
+
+struct TaskRecord {
+  std::string taskId;
+  std::string jobId;
+  int64_t seq = 0;  // The last seq given to a report.
+  Phase phase = Phase::kStarting;
+  std::vector<json> outbox;  // Reports not yet acknowledged, in seq order.
+  std::vector<int> gpus;
+  bool writableLayer = false;
+  // In memory only.
+  bool killRequested = false;
+  int64_t createdGeneration = 0;  // The poll that created it (0: recovered).
+  int64_t ackedGeneration = -1;   // Poll generation when its last report was acknowledged.
+};
+
+struct Outcome {
+  std::string reason;
+  std::string message;
+  std::optional<int> exitCode;
+};
+
+Outcome outcomeOf(const runtime::ExitStatus& exit) {
+  using runtime::ExitReason;
+  switch (exit.reason) {
+    case ExitReason::kExited:
+      if (exit.exitCode == 0) return {"normal", "", 0};
+      return {"failed", "exit code " + std::to_string(exit.exitCode), exit.exitCode};
+    case ExitReason::kOOMKilled:
+      return {"failed", "OOMKilled", exit.exitCode};
+    case ExitReason::kStopped:
+      return {"killed", "stopped", exit.exitCode};
+    case ExitReason::kRuntimeLimitExceeded:
+      return {"runtimeLimitExceeded", "runtime limit exceeded", exit.exitCode};
+    case ExitReason::kStartFailed:
+      return {"localSystemError", "the OCI runtime could not start the container", std::nullopt};
+    case ExitReason::kLost:
+      return {"lost", "the container's monitor died without recording an exit", std::nullopt};
+  }
+  return {"lost", "", std::nullopt};
+}
+
+// Image errors are the platform's, not the user's program's.
+std::string imageErrorReason(const Error& error) {
+  return error.code() == ErrorCode::kUnavailable || error.code() == ErrorCode::kIo
+             ? "transientSystemError"
+             : "localSystemError";
+}
+
+// Resolves an image config `user` ("uid[:gid]" or names) against the root filesystem.
+Result<std::pair<uint32_t, uint32_t>> resolveUser(const std::string& user,
+                                                  const std::string& rootfs) {
+  if (user.empty()) return std::pair<uint32_t, uint32_t>{0, 0};
+  std::string name = user;
+  std::string group;
+  if (auto colon = user.find(':'); colon != std::string::npos) {
+    name = user.substr(0, colon);
+    group = user.substr(colon + 1);
+  }
+  auto numeric = [](const std::string& s) -> std::optional<uint32_t> {
+    if (s.empty() || s.size() > 9 ||
+        !std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) {
+      return std::nullopt;
+    }
+    return static_cast<uint32_t>(std::stoul(s));
+  };
+  // Looks up NAME in an /etc/passwd or /etc/group style file: field 3 is the id, field 4 (passwd)
+  // the primary group.
+  auto lookup = [&](const std::string& file, const std::string& key,
+                    int field) -> std::optional<uint32_t> {
+    std::ifstream in(rootfs + file);
+    std::string line;
+    while (std::getline(in, line)) {
+      std::vector<std::string> fields;
+      std::stringstream split(line);
+      std::string item;
+      while (std::getline(split, item, ':')) fields.push_back(item);
+      if (fields.size() > static_cast<size_t>(field) && fields[0] == key) {
+        return numeric(fields[field]);
+      }
+    }
+    return std::nullopt;
+  };
+  std::optional<uint32_t> uid = numeric(name);
+  std::optional<uint32_t> gid;
+  if (!uid) {
+    uid = lookup("/etc/passwd", name, 2);
+    if (!uid) return fail(ErrorCode::kInvalidArgument, "user " + name + " not found in the image");
+    gid = lookup("/etc/passwd", name, 3);
+  }
+  if (!group.empty()) {
+    gid = numeric(group);
+    if (!gid) gid = lookup("/etc/group", group, 2);
+    if (!gid)
+      return fail(ErrorCode::kInvalidArgument, "group " + group + " not found in the image");
+  }
+  return std::pair<uint32_t, uint32_t>{*uid, gid.value_or(0)};
+}
+
+std::vector<std::string> mergeEnv(const std::vector<std::string>& imageEnv,
+                                  const std::map<std::string, std::string>& taskEnv,
+                                  const std::vector<std::pair<std::string, std::string>>& extra) {
+  std::vector<std::string> env;
+  std::map<std::string, size_t> positions;
+  auto set = [&](const std::string& key, const std::string& value) {
+    auto it = positions.find(key);
+    if (it != positions.end()) {
+      env[it->second] = key + "=" + value;
+    } else {
+      positions[key] = env.size();
+      env.push_back(key + "=" + value);
+    }
+  };
+  for (const std::string& entry : imageEnv) {
+    auto eq = entry.find('=');
+    if (eq == std::string::npos) continue;
+    set(entry.substr(0, eq), entry.substr(eq + 1));
+  }
+  for (const auto& [key, value] : taskEnv) set(key, value);
+  for (const auto& [key, value] : extra) set(key, value);
+  return env;
+}
+
+}  // namespace
+
+struct Agent::Impl {
+  AgentOptions options;
+  std::string tasksDir;
+  std::string rootfsBase;
+
+  runtime::PosixProcessRunner runner;
+  runtime::CgroupLayout layout;
+  std::unique_ptr<runtime::RuncCompatibleRuntime> ociRuntime;
+  std::unique_ptr<runtime::ContainerSupervisor> supervisor;
+  std::unique_ptr<image::ImageStore> images;
+  std::vector<int> gpuDevices;
+
+  std::mutex mutex;  // Guards everything below.
+  std::condition_variable changed;
+  bool started = false;
+  bool stopping = false;
+  bool registered = false;
+  bool outboxDirty = false;
+  std::map<std::string, std::shared_ptr<TaskRecord>> tasks;
+  std::set<int> gpusInUse;
+  int activeWorkers = 0;
+  std::atomic<int64_t> pollGeneration{0};
+
+  std::vector<std::thread> threads;  // Heartbeat, poll, report.
+
+  explicit Impl(AgentOptions o) : options(std::move(o)) {}
+
+  std::unique_ptr<cli::ApiClient> makeClient(long requestTimeoutMs) const {
+    cli::ClientOptions clientOptions;
+    clientOptions.connectTimeoutMs = 5000;
+    clientOptions.requestTimeoutMs = requestTimeoutMs;
+    clientOptions.userAgent = "skiff-agent/" SKIFF_VERSION;
+    return std::make_unique<cli::ApiClient>(options.server, options.joinToken, clientOptions);
+  }
+
+  // Waits up to `duration`; returns false when stopping.
+  bool sleepFor(std::chrono::milliseconds duration) {
+    std::unique_lock lock(mutex);
+    changed.wait_for(lock, duration, [&] { return stopping; });
+    return !stopping;
+  }
+
+  // ---- Task records ----
+
+  std::string recordPath(const std::string& taskId) const {
+    return tasksDir + "/" + taskId + ".json";
+  }
+
+  // Caller holds `mutex`.
+  void persistLocked(const TaskRecord& task) {
+    json outbox = json::array();
+    for (const json& update : task.outbox) outbox.push_back(update);
+    json doc = {{"taskId", task.taskId},
+                {"jobId", task.jobId},
+                {"seq", task.seq},
+                {"phase", phaseName(task.phase)},
+                {"outbox", outbox},
+                {"gpus", task.gpus},
+                {"writableLayer", task.writableLayer}};
+    if (auto written = image::fs::writeFileAtomic(recordPath(task.taskId), doc.dump()); !written) {
+      log::error("cannot persist task state",
+                 {{"taskId", task.taskId}, {"error", written.error().message()}});
+    }
+  }
+
+  void setPhase(TaskRecord& task, Phase phase) {
+    std::lock_guard lock(mutex);
+    task.phase = phase;
+    persistLocked(task);
+  }
+
+  // Queues a status report with the task's next seq; durable before it is sent.
+  void report(TaskRecord& task, std::string_view state, const std::string& reason = "",
+              const std::string& message = "", std::optional<int> exitCode = std::nullopt) {
+    std::lock_guard lock(mutex);
+    json update = {{"taskId", task.taskId}, {"seq", ++task.seq}, {"state", state}};
+    if (!reason.empty()) update["reason"] = reason;
+    if (!message.empty()) update["message"] = message;
+    if (exitCode) update["exitCode"] = *exitCode;
+    task.outbox.push_back(std::move(update));
+    if (state == "Finished") {
+      task.phase = Phase::kFinished;
+      for (int gpu : task.gpus) gpusInUse.erase(gpu);
+    }
+    persistLocked(task);
+    outboxDirty = true;
+    changed.notify_all();
+    log::info("task status", {{"taskId", task.taskId},
+                              {"seq", task.seq},
+                              {"state", state},
+                              {"reason", reason},
+                              {"message", message}});
+  }
+
+  void finish(TaskRecord& task, const std::string& reason, const std::string& message,
+              std::optional<int> exitCode = std::nullopt) {
+    report(task, "Finished", reason, message, exitCode);
+  }
+
+  Status loadRecords() {
+    for (const std::string& name : image::fs::listDir(tasksDir)) {
+      if (name.size() < 6 || name.substr(name.size() - 5) != ".json") continue;
+      auto text = image::fs::readFile(tasksDir + "/" + name);
+      if (!text) return std::unexpected(text.error());
+      json doc = json::parse(*text, nullptr, false);
+      if (!doc.is_object() || !doc.contains("taskId")) {
+        log::error("skipping corrupt task record", {{"file", name}});
+        continue;
+      }
+      auto task = std::make_shared<TaskRecord>();
+      task->taskId = doc.value("taskId", "");
+      task->jobId = doc.value("jobId", "");
+      task->seq = doc.value("seq", int64_t{0});
+      task->phase = parsePhase(doc.value("phase", "finished"));
+      for (const json& update : doc.value("outbox", json::array())) task->outbox.push_back(update);
+      task->gpus = doc.value("gpus", std::vector<int>{});
+      task->writableLayer = doc.value("writableLayer", false);
+      if (task->phase != Phase::kFinished) gpusInUse.insert(task->gpus.begin(), task->gpus.end());
+      if (!task->outbox.empty()) outboxDirty = true;
+      tasks[task->taskId] = task;
+    }
+    return {};
+  }
+
+  // ---- Task threads ----
+
+  void spawn(std::shared_ptr<TaskRecord> task, json assignment) {
+    {
+      std::lock_guard lock(mutex);
+      ++activeWorkers;
+    }
+    std::thread([this, task = std::move(task), assignment = std::move(assignment)]() mutable {
+      if (assignment.is_null()) {
+        watch(*task);
+      } else {
+        runTask(*task, assignment);
+      }
+      std::lock_guard lock(mutex);
+      --activeWorkers;
+      changed.notify_all();
+    }).detach();
+  }
+
+  bool killRequested(const TaskRecord& task) {
+    std::lock_guard lock(mutex);
+    return task.killRequested;
+  }
+
+  std::string rootfsDir(const std::string& taskId) const { return rootfsBase + "/" + taskId; }
+
+  void cleanupRootfs(const TaskRecord& task) {
+    std::string dir = rootfsDir(task.taskId);
+    if (auto released = images->releaseRootfs(dir); !released) {
+      log::warn("release rootfs", {{"taskId", task.taskId}, {"error", released.error().message()}});
+    }
+    if (task.writableLayer) {
+      (void)runtime::destroyWritableLayer({dir + ".img", dir});
+    }
+    std::error_code ec;
+    stdfs::remove_all(dir, ec);
+    stdfs::remove(dir + ".img", ec);
+  }
+
+  // Picks `count` free GPUs; empty with an error when there are not enough.
+  Result<std::vector<int>> allocateGpus(int64_t count) {
+    std::lock_guard lock(mutex);
+    std::vector<int> picked;
+    for (int gpu : gpuDevices) {
+      if (static_cast<int64_t>(picked.size()) == count) break;
+      if (!gpusInUse.contains(gpu)) picked.push_back(gpu);
+    }
+    if (static_cast<int64_t>(picked.size()) < count) {
+      return fail(ErrorCode::kUnavailable, "not enough free GPUs on this node");
+    }
+    gpusInUse.insert(picked.begin(), picked.end());
+    return picked;
+  }
+
+  void addGpuDevices(runtime::BundleSpec& spec, const std::vector<int>& gpus) {
+    std::string indices;
+    std::vector<std::string> paths;
+    for (int gpu : gpus) {
+      paths.push_back("/dev/nvidia" + std::to_string(gpu));
+      if (!indices.empty()) indices += ",";
+      indices += std::to_string(gpu);
+    }
+    if (gpus.empty()) return;
+    for (const char* extra : {"/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"}) {
+      paths.push_back(extra);
+    }
+    for (const std::string& path : paths) {
+      struct stat st {};
+      if (stat(path.c_str(), &st) != 0 || !S_ISCHR(st.st_mode)) continue;
+      spec.devices.push_back({path, static_cast<int64_t>(major(st.st_rdev)),
+                              static_cast<int64_t>(minor(st.st_rdev)), 0666});
+    }
+    spec.gpuIndices = indices;
+  }
+
+  void runTask(TaskRecord& task, const json& assignment) {
+    report(task, "StartInitiated");
+    auto descriptor = api::validateJobDescriptor(assignment["job"].value("descriptor", json()));
+    if (!descriptor) {
+      std::string message = "invalid job descriptor";
+      if (!descriptor.error().empty()) message += ": " + descriptor.error().front().toString();
+      finish(task, "invalidRequest", message);
+      return;
+    }
+    const api::Container& container = descriptor->container;
+    if (!runtime::isValidContainerId(task.taskId)) {
+      finish(task, "localSystemError", "task id is not usable as a container id");
+      return;
+    }
+    if (killRequested(task)) return finish(task, "killed", "killed before it started");
+
+    std::string reference = container.image.reference();
+    auto pulled = images->pull(reference);
+    if (!pulled) {
+      log::warn("image pull failed",
+                {{"taskId", task.taskId}, {"error", pulled.error().message()}});
+      finish(task, imageErrorReason(pulled.error()), "image: " + pulled.error().message());
+      return;
+    }
+    if (killRequested(task)) return finish(task, "killed", "killed before it started");
+
+    auto gpus = allocateGpus(container.resources.gpu);
+    if (!gpus) return finish(task, "localSystemError", gpus.error().message());
+    {
+      std::lock_guard lock(mutex);
+      task.gpus = *gpus;
+      task.writableLayer = options.diskLimits && container.resources.diskMB > 0;
+      persistLocked(task);
+    }
+
+    std::string dir = rootfsDir(task.taskId);
+    auto failStart = [&](const std::string& reason, const std::string& message) {
+      cleanupRootfs(task);
+      finish(task, reason, message);
+    };
+    if (task.writableLayer) {
+      auto layer = runtime::createWritableLayer(
+          runner, {dir + ".img", dir}, static_cast<uint64_t>(container.resources.diskMB) << 20);
+      if (!layer)
+        return failStart("localSystemError", "writable layer: " + layer.error().message());
+    }
+    auto mount = images->prepareRootfs(pulled->image.digest, dir);
+    if (!mount) {
+      return failStart(imageErrorReason(mount.error()), "rootfs: " + mount.error().message());
+    }
+
+    const image::ImageConfig& config = pulled->image.config;
+    runtime::ContainerConfig cc;
+    cc.id = task.taskId;
+    cc.bundle.rootfsPath = mount->rootfs;
+    std::optional<std::vector<std::string>> entrypoint;
+    std::optional<std::vector<std::string>> cmd;
+    if (!container.entryPoint.empty()) entrypoint = container.entryPoint;
+    if (!container.command.empty()) cmd = container.command;
+    cc.bundle.args = runtime::resolveArgs(config.entrypoint, config.cmd, entrypoint, cmd);
+    if (cc.bundle.args.empty()) {
+      return failStart("failed", "no command: the image has no entrypoint or cmd and the job none");
+    }
+    cc.bundle.env = mergeEnv(config.env, container.env,
+                             {{"SKIFF_TASK_ID", task.taskId}, {"SKIFF_JOB_ID", task.jobId}});
+    cc.bundle.cwd = config.workingDir.empty() ? "/" : config.workingDir;
+    auto user = resolveUser(config.user, mount->rootfs);
+    if (!user) return failStart("failed", user.error().message());
+    cc.bundle.uid = user->first;
+    cc.bundle.gid = user->second;
+    cc.bundle.cpuCores = container.resources.cpu;
+    cc.bundle.memoryBytes = static_cast<uint64_t>(container.resources.memoryMB) << 20;
+    cc.bundle.pidsLimit = options.pidsLimit;
+    addGpuDevices(cc.bundle, task.gpus);
+    cc.stopGrace = options.stopGrace;
+    if (descriptor->batch) {
+      cc.runtimeLimit = std::chrono::seconds(descriptor->batch->runtimeLimitSec);
+    }
+
+    if (killRequested(task)) return failStart("killed", "killed before it started");
+    setPhase(task, Phase::kLaunching);
+    if (auto started = supervisor->start(cc); !started) {
+      log::warn("container start failed",
+                {{"taskId", task.taskId}, {"error", started.error().message()}});
+      bool userError = started.error().code() == ErrorCode::kInvalidArgument;
+      return failStart(userError ? "failed" : "localSystemError",
+                       "start: " + started.error().message());
+    }
+    setPhase(task, Phase::kRunning);
+    report(task, "Started", "", "image " + pulled->pinnedReference);
+    watch(task);
+  }
+
+  // Waits for the container's exit (stopping it when asked) and reports it. Returns early, leaving
+  // the container running, when the agent stops.
+  void watch(TaskRecord& task) {
+    bool stopSent = false;
+    while (true) {
+      {
+        std::lock_guard lock(mutex);
+        if (stopping) return;
+      }
+      if (!stopSent && killRequested(task)) {
+        stopSent = true;
+        if (auto stopped = supervisor->stop(task.taskId); !stopped) {
+          log::warn("stop failed", {{"taskId", task.taskId}, {"error", stopped.error().message()}});
+        }
+      }
+      auto exit = supervisor->wait(task.taskId, 300ms);
+      if (exit) {
+        Outcome outcome = outcomeOf(*exit);
+        cleanupRootfs(task);
+        finish(task, outcome.reason, outcome.message, outcome.exitCode);
+        return;
+      }
+      if (exit.error().code() != ErrorCode::kUnavailable) {
+        log::error("lost track of container",
+                   {{"taskId", task.taskId}, {"error", exit.error().message()}});
+        cleanupRootfs(task);
+        finish(task, "lost", exit.error().message());
+        return;
+      }
+    }
+  }
+
+  // ---- Control plane threads ----
+
+  void heartbeatLoop() {
+    auto client = makeClient(10'000);
+    std::string path = "/v1/nodes/" + options.nodeId;
+    json body = registrationBody(options.nodeId, options.resources, options.attributes);
+    bool warned = false;
+    while (true) {
+      bool isRegistered;
+      {
+        std::lock_guard lock(mutex);
+        if (stopping) return;
+        isRegistered = registered;
+      }
+      if (!isRegistered) {
+        auto response = client->call("POST", "/v1/nodes", &body);
+        if (response && response->ok()) {
+          log::info("registered", {{"nodeId", options.nodeId}, {"server", options.server}});
+          std::lock_guard lock(mutex);
+          registered = true;
+          changed.notify_all();
+          warned = false;
+          continue;
+        }
+        if (!warned) {
+          warned = true;
+          log::warn("registration failed; retrying",
+                    {{"error", response ? cli::describeServerError(*response).message
+                                        : response.error().message()}});
+        }
+        if (!sleepFor(1s)) return;
+        continue;
+      }
+      auto response = client->call("POST", path + "/heartbeat", nullptr);
+      if (response && response->status == 404) {
+        log::warn("skiffd does not know this node; registering again");
+        std::lock_guard lock(mutex);
+        registered = false;
+        continue;
+      }
+      if (!response || !response->ok()) {
+        log::warn("heartbeat failed",
+                  {{"error", response ? cli::describeServerError(*response).message
+                                      : response.error().message()}});
+      }
+      if (!sleepFor(options.heartbeatInterval)) return;
+    }
+  }
+
+  void pollLoop() {
+    auto client = makeClient(options.pollWait.count() + 30'000);
+    int64_t revision = 0;
+    while (true) {
+      {
+        std::unique_lock lock(mutex);
+        changed.wait(lock, [&] { return stopping || registered; });
+        if (stopping) return;
+      }
+      int64_t generation = ++pollGeneration;
+      std::string target = "/v1/nodes/" + options.nodeId +
+                           "/assignments?afterRevision=" + std::to_string(revision) +
+                           "&waitMs=" + std::to_string(options.pollWait.count());
+      auto response = client->call("GET", target, nullptr);
+      if (!response || !response->ok()) {
+        if (response && response->status == 404) {
+          std::lock_guard lock(mutex);
+          registered = false;
+        }
+        if (!sleepFor(1s)) return;
+        continue;
+      }
+      const json& body = response->body;
+      if (!body.is_object() || !body.contains("assignments") || !body["assignments"].is_array()) {
+        log::warn("malformed assignments answer");
+        if (!sleepFor(1s)) return;
+        continue;
+      }
+      revision = body.value("revision", revision);
+      handleAssignments(body["assignments"], generation);
+    }
+  }
+
+  void handleAssignments(const json& list, int64_t generation) {
+    std::set<std::string> seen;
+    std::vector<std::pair<std::shared_ptr<TaskRecord>, json>> toStart;
+    std::vector<std::shared_ptr<TaskRecord>> toKillUnknown;
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) return;
+      for (const json& assignment : list) {
+        if (!assignment.is_object() || !assignment.contains("task")) continue;
+        std::string taskId = assignment["task"].value("id", "");
+        if (taskId.empty()) continue;
+        seen.insert(taskId);
+        bool kill = assignment.value("desiredState", "") == "Killed";
+        auto it = tasks.find(taskId);
+        if (it == tasks.end()) {
+          auto task = std::make_shared<TaskRecord>();
+          task->taskId = taskId;
+          task->jobId = assignment["task"].value("jobId", "");
+          task->createdGeneration = generation;
+          task->killRequested = kill;
+          tasks[taskId] = task;
+          persistLocked(*task);
+          if (kill) {
+            toKillUnknown.push_back(task);
+          } else {
+            toStart.emplace_back(task, assignment);
+          }
+        } else if (kill && !it->second->killRequested) {
+          it->second->killRequested = true;
+          log::info("kill requested", {{"taskId", taskId}});
+        }
+      }
+      // Forget finished tasks once skiffd stopped assigning them after their last report landed;
+      // stop running ones that skiffd no longer assigns here.
+      for (auto it = tasks.begin(); it != tasks.end();) {
+        TaskRecord& task = *it->second;
+        if (seen.contains(task.taskId) || generation <= task.createdGeneration) {
+          ++it;
+          continue;
+        }
+        if (task.phase == Phase::kFinished && task.outbox.empty() && task.ackedGeneration >= 0 &&
+            generation > task.ackedGeneration) {
+          std::error_code ec;
+          stdfs::remove(recordPath(task.taskId), ec);
+          it = tasks.erase(it);
+          continue;
+        }
+        if (task.phase != Phase::kFinished && !task.killRequested) {
+          log::warn("task no longer assigned here; stopping it", {{"taskId", task.taskId}});
+          task.killRequested = true;
+        }
+        ++it;
+      }
+    }
+    for (auto& task : toKillUnknown) finish(*task, "killed", "killed before it started");
+    for (auto& [task, assignment] : toStart) spawn(task, std::move(assignment));
+  }
+
+  void reportLoop() {
+    auto client = makeClient(15'000);
+    std::string target = "/v1/nodes/" + options.nodeId + "/taskStatus";
+    std::chrono::milliseconds backoff = 200ms;
+    while (true) {
+      json updates = json::array();
+      {
+        std::unique_lock lock(mutex);
+        changed.wait(lock, [&] { return stopping || (outboxDirty && registered); });
+        if (stopping) return;
+        outboxDirty = false;
+        for (const auto& [id, task] : tasks) {
+          for (const json& update : task->outbox) updates.push_back(update);
+        }
+      }
+      if (updates.empty()) continue;
+      json body = {{"updates", updates}};
+      auto response = client->call("POST", target, &body);
+      bool delivered = response && response->ok();
+      bool refused = response && !response->ok() && response->status >= 400 &&
+                     response->status < 500 && response->status != 401 && response->status != 404;
+      if (refused) {
+        log::error("skiffd refused task status reports; dropping them",
+                   {{"error", cli::describeServerError(*response).message}});
+      }
+      if (delivered || refused) {
+        std::lock_guard lock(mutex);
+        std::map<std::string, int64_t> sent;
+        for (const json& update : updates) {
+          int64_t& top = sent[update["taskId"].get<std::string>()];
+          top = std::max(top, update["seq"].get<int64_t>());
+        }
+        for (const auto& [taskId, seq] : sent) {
+          auto it = tasks.find(taskId);
+          if (it == tasks.end()) continue;
+          TaskRecord& task = *it->second;
+          std::erase_if(task.outbox, [&](const json& u) { return u["seq"].get<int64_t>() <= seq; });
+          if (task.outbox.empty()) task.ackedGeneration = pollGeneration.load();
+          persistLocked(task);
+          if (!task.outbox.empty()) outboxDirty = true;
+        }
+        backoff = 200ms;
+        continue;
+      }
+      if (response && response->status == 404) {
+        std::lock_guard lock(mutex);
+        registered = false;
+        changed.notify_all();
+      }
+      log::warn("sending task status failed; retrying",
+                {{"error", response ? cli::describeServerError(*response).message
+                                    : response.error().message()}});
+      {
+        std::lock_guard lock(mutex);
+        outboxDirty = true;
+      }
+      if (!sleepFor(backoff)) return;
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
+    }
+  }
+
+  // ---- Start-up ----
+
+  Status open() {
+    std::error_code ec;
+    stdfs::create_directories(options.stateDir, ec);
+    if (ec) return fail(ErrorCode::kIo, "create " + options.stateDir + ": " + ec.message());
+    options.stateDir = stdfs::canonical(options.stateDir, ec).string();
+    if (ec) return fail(ErrorCode::kIo, "resolve state dir: " + ec.message());
+    tasksDir = options.stateDir + "/tasks";
+    rootfsBase = options.stateDir + "/rootfs";
+    for (const std::string& dir : {tasksDir, rootfsBase}) {
+      stdfs::create_directories(dir, ec);
+      if (ec) return fail(ErrorCode::kIo, "create " + dir + ": " + ec.message());
+    }
+
+    auto detected = runtime::detectHostCgroupLayout();
+    if (!detected) return std::unexpected(detected.error().wrap("cgroups"));
+    layout = *detected;
+    std::string binary = options.runtimeBinary;
+    if (binary.empty()) {
+      auto choice = runtime::chooseRuntime(true, layout);
+      if (!choice) return std::unexpected(choice.error().wrap("OCI runtime"));
+      binary = choice->binary;
+      if (!choice->note.empty()) log::info("runtime choice", {{"note", choice->note}});
+    }
+    log::info("runtime", {{"binary", binary}, {"cgroups", runtime::cgroupModeName(layout.mode)}});
+    ociRuntime = std::make_unique<runtime::RuncCompatibleRuntime>(
+        runtime::RuncOptions{.binary = binary, .root = options.stateDir + "/runtime"}, runner);
+    supervisor = std::make_unique<runtime::ContainerSupervisor>(
+        runtime::SupervisorOptions{.stateDir = options.stateDir + "/containers",
+                                   .monitorPath = options.monitorPath,
+                                   .initPath = options.initPath,
+                                   .cgroupParent = options.cgroupParent},
+        *ociRuntime, runner, layout);
+
+    image::RegistryClientOptions registryOptions;
+    registryOptions.insecureRegistries = options.insecureRegistries;
+    image::ImageStoreOptions storeOptions;
+    storeOptions.root = options.stateDir + "/images";
+    auto store = image::ImageStore::open(
+        storeOptions, std::make_shared<image::RegistryClient>(std::move(registryOptions)));
+    if (!store) return std::unexpected(store.error().wrap("image store"));
+    images = std::move(*store);
+    gpuDevices = detectGpus();
+    if (static_cast<int64_t>(gpuDevices.size()) > options.resources.gpu) {
+      gpuDevices.resize(static_cast<size_t>(std::max<int64_t>(options.resources.gpu, 0)));
+    }
+    return {};
+  }
+
+  Status recover() {
+    SKIFF_TRY_STATUS(loadRecords(), "task records");
+    auto adopted = supervisor->adopt();
+    if (!adopted) return std::unexpected(adopted.error().wrap("adopt containers"));
+    std::set<std::string> containers(adopted->begin(), adopted->end());
+    std::vector<std::shared_ptr<TaskRecord>> list;
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& [id, task] : tasks) list.push_back(task);
+    }
+    for (auto& task : list) {
+      if (task->phase == Phase::kFinished) continue;
+      if (containers.contains(task->taskId)) {
+        log::info("re-adopting container", {{"taskId", task->taskId}});
+        if (task->phase == Phase::kLaunching) {
+          setPhase(*task, Phase::kRunning);
+          report(*task, "Started");
+        }
+        spawn(task, json());
+      } else {
+        cleanupRootfs(*task);
+        finish(*task, "transientSystemError", "the agent restarted before the container started");
+      }
+    }
+    return {};
+  }
+};
+
+Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Agent::~Agent() {
+  stop();
+}
+
+Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options) {
+  if (options.nodeId.empty()) return fail(ErrorCode::kInvalidArgument, "node id is required");
+  if (options.monitorPath.empty()) {
+    return fail(ErrorCode::kInvalidArgument, "the skiff-monitor path is required");
+  }
+  if (options.stateDir.empty() || options.stateDir.front() != '/') {
+    return fail(ErrorCode::kInvalidArgument, "the state directory must be an absolute path");
+  }
+  if (!(options.resources.cpu > 0) || options.resources.memoryMB <= 0) {
+    return fail(ErrorCode::kInvalidArgument, "cpu and memory must be greater than 0");
+  }
+  return std::unique_ptr<Agent>(new Agent(std::make_unique<Impl>(std::move(options))));
+}
+
+Status Agent::start() {
+  Impl& impl = *impl_;
+  {
+    std::lock_guard lock(impl.mutex);
+    if (impl.started) return fail(ErrorCode::kFailedPrecondition, "agent already started");
+    impl.started = true;
+  }
+  SKIFF_TRY_STATUS(impl.open(), "agent");
+  SKIFF_TRY_STATUS(impl.recover(), "agent recovery");
+  impl.threads.emplace_back([&impl] { impl.heartbeatLoop(); });
+  impl.threads.emplace_back([&impl] { impl.pollLoop(); });
+  impl.threads.emplace_back([&impl] { impl.reportLoop(); });
+  log::info("agent started", {{"nodeId", impl.options.nodeId},
+                              {"stateDir", impl.options.stateDir},
+                              {"server", impl.options.server}});
+  return {};
+}
+
+void Agent::stop() {
+  Impl& impl = *impl_;
+  {
+    std::lock_guard lock(impl.mutex);
+    if (impl.stopping) return;
+    impl.stopping = true;
+    impl.changed.notify_all();
+  }
+  for (std::thread& thread : impl.threads) thread.join();
+  impl.threads.clear();
+  std::unique_lock lock(impl.mutex);
+  impl.changed.wait(lock, [&] { return impl.activeWorkers == 0; });
+}
+
+const std::string& Agent::nodeId() const {
+  return impl_->options.nodeId;
+}
+
+std::string Agent::stdoutPath(const std::string& taskId) const {
+  return impl_->options.stateDir + "/containers/" + taskId + "/stdout.log";
+}
+
+std::string Agent::stderrPath(const std::string& taskId) const {
+  return impl_->options.stateDir + "/containers/" + taskId + "/stderr.log";
+}
+
+}  // namespace skiff::agent

@@ -1,0 +1,93 @@
+#pragma once
+
+// The node agent's core: turns the control plane's assignments into containers.
+//
+// `Agent` registers the node with skiffd (join token), heartbeats, long-polls
+// `GET /v1/nodes/{id}/assignments` and runs each assigned task on its own thread:
+//   StartInitiated -> pull the image -> mount its root filesystem (overlay, optionally on a
+//   size-limited writable layer) -> bundle from the job descriptor -> ContainerSupervisor::start
+//   -> Started -> wait for the exit (or stop it with a grace period when the desired state is
+//   Killed) -> Finished with the exit code and reason -> unmount.
+// Image errors are reported as system errors (`transientSystemError` for I/O and availability
+// problems, `localSystemError` otherwise) with the image library's message, never as the user's
+// exit code.
+//
+// Status reports carry a per-task sequence number. Every report is written to the agent's state
+// directory (with its seq) before it is sent and deleted only once skiffd acknowledged it, so a
+// report is never lost and a resend after a crash is applied once.
+//
+// State directory (absolute; created if missing):
+//   images/       the image store          containers/  the supervisor's container directories
+//   rootfs/ID/    root filesystem mounts   runtime/     the OCI runtime's --root
+//   tasks/ID.json one task: seq, phase, unsent reports, GPUs
+//
+// Recovery: containers keep running when the agent stops or dies. `start()` re-adopts them from
+// the supervisor's directories, resends unsent reports, and reports exits that happened while the
+// agent was down. A task whose container never started is reported `transientSystemError`.
+//
+// Threads: one for heartbeats, one for the long poll, one sending reports, one per active task.
+// All blocking work (pulls, mounts, runc) runs on the task threads, so heartbeats never stall.
+// Each thread has its own HTTP client.
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/node_info.h"
+#include "common/error.h"
+
+namespace skiff::agent {
+
+struct AgentOptions {
+  std::string server = "http://127.0.0.1:7070";  // Normalized base address.
+  std::string joinToken;
+  std::string nodeId;  // Required.
+  std::string stateDir = "/var/lib/skiff-agent";
+  NodeResources resources;  // What is advertised (see node_info.h for detection).
+  NodeAttributes attributes;
+  // The OCI runtime binary; empty chooses with runtime's `chooseRuntime` (crun when usable).
+  std::string runtimeBinary;
+  std::vector<std::string> insecureRegistries;  // "HOST:PORT" allowed over plain HTTP.
+  std::string monitorPath;                      // skiff-monitor; required.
+  std::string initPath = "/usr/bin/tini-static";
+  std::string cgroupParent = "/skiff";
+  std::chrono::milliseconds heartbeatInterval{3000};
+  std::chrono::milliseconds pollWait{5000};  // waitMs of the long poll; bounds stop().
+  std::chrono::milliseconds stopGrace{10000};
+  // Give each container a writable layer limited to its diskMB (a loop-mounted ext4 image).
+  bool diskLimits = true;
+  int64_t pidsLimit = 4096;  // Per container; 0: none.
+};
+
+class Agent {
+ public:
+  // Checks the options; opens nothing yet.
+  static Result<std::unique_ptr<Agent>> create(AgentOptions options);
+  // Stops the threads (containers keep running).
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Opens the image store, detects the cgroup layout and runtime, re-adopts containers and
+  // starts the threads. Registration happens in the background and is retried until skiffd
+  // answers. Fails on local problems only (state directory, runtime, image store lock).
+  Status start();
+
+  // Stops heartbeats, polling and reporting and waits for the task threads. Task threads in the
+  // middle of a pull finish it first. Running containers are left running, to be re-adopted by
+  // the next start. Idempotent.
+  void stop();
+
+  const std::string& nodeId() const;
+  // Where the container of `taskId` writes its stdout (rotated copies get .1, .2, ...).
+  std::string stdoutPath(const std::string& taskId) const;
+  std::string stderrPath(const std::string& taskId) const;
+
+ private:
+  struct Impl;
+  explicit Agent(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace skiff::agent

@@ -1,0 +1,370 @@
+// End to end: the real skiffd, the real skiff-agent binary, a real docker-registry on loopback
+// holding a busybox image built offline (umoci + skopeo), runc, skiff-monitor and tini.
+// Root only; skipped with the reason when something is missing. Every process, mount, cgroup
+// and directory is cleaned up by the fixture, also when a test fails.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "agent/image/testing/local_registry.h"
+#include "agent/runtime/cgroup.h"
+#include "integration/skiffd_process.h"
+
+namespace skiff::agent {
+namespace {
+
+namespace fs = std::filesystem;
+namespace itest = image::testing;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kRunc = "/usr/sbin/runc";
+constexpr const char* kTini = "/usr/bin/tini-static";
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+std::string skipReason() {
+  if (geteuid() != 0) return "needs root (containers, mounts, cgroups)";
+  for (const char* path : {kRunc, kTini}) {
+    if (access(path, X_OK) != 0) return std::string(path) + " is not installed";
+  }
+  std::string missing = itest::missingPrerequisites();
+  if (!missing.empty()) return missing;
+  if (access(SKIFF_AGENT_PATH, X_OK) != 0) return "skiff-agent is not built";
+  if (access(SKIFF_MONITOR_PATH, X_OK) != 0) return "skiff-monitor is not built";
+  return "";
+}
+
+// The registry and the image, shared by every test of the suite.
+struct Suite {
+  std::unique_ptr<itest::TempDir> dir;
+  std::unique_ptr<itest::LocalRegistry> registry;
+  std::string image;  // "127.0.0.1:PORT/skiff/busybox:latest"
+  std::string skip;
+};
+Suite* suite = nullptr;
+
+Status buildImage(Suite& s) {
+  itest::ImageBuilder builder(s.dir->path() + "/build");
+  std::string busybox = itest::busyboxPath();
+  SKIFF_TRY_STATUS(builder.create("bb"), "create");
+  SKIFF_TRY_STATUS(builder.addLayer("bb",
+                                    [&](const std::string& root) -> Status {
+                                      SKIFF_TRY_STATUS(
+                                          itest::copyFileInto(busybox, root, "bin/busybox"), "bb");
+                                      for (const char* applet : {"sh", "echo", "sleep", "cat"}) {
+                                        std::error_code ec;
+                                        fs::create_symlink("busybox", root + "/bin/" + applet, ec);
+                                        if (ec) return fail(ErrorCode::kIo, ec.message());
+                                      }
+                                      return {};
+                                    }),
+                   "layer");
+  SKIFF_TRY_STATUS(builder.configure("bb", {"--config.cmd", "sh", "--config.env", "PATH=/bin"}),
+                   "config");
+  s.image = s.registry->host() + "/skiff/busybox:latest";
+  return builder.copy("bb", "docker://" + s.image);
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    suite = new Suite;
+    suite->skip = skipReason();
+    if (!suite->skip.empty()) return;
+    suite->dir = std::make_unique<itest::TempDir>("skiff-agent-test");
+    auto registry = itest::LocalRegistry::start(suite->dir->path() + "/registry");
+    if (!registry) {
+      suite->skip = "docker-registry did not start: " + registry.error().message();
+      return;
+    }
+    suite->registry = std::move(*registry);
+    if (auto built = buildImage(*suite); !built) {
+      suite->skip = "building the test image failed: " + built.error().message();
+    }
+  }
+  static void TearDownTestSuite() {
+    delete suite;
+    suite = nullptr;
+  }
+
+  void SetUp() override {
+    if (!suite->skip.empty()) GTEST_SKIP() << suite->skip;
+    auto layout = runtime::detectHostCgroupLayout();
+    ASSERT_TRUE(layout) << layout.error().message();
+    layout_ = *layout;
+    dir_ = std::make_unique<itest::TempDir>("skiff-agent-e2e");
+    agentDir_ = dir_->path() + "/agent";
+    cgroupParent_ = "/skiff-agent-test-" + std::to_string(getpid());
+    skiffd_ = std::make_unique<testing::SkiffdProcess>(
+        std::vector<std::string>{"--system-retry-delay", "60"});
+    ASSERT_TRUE(skiffd_->start()) << skiffd_->error();
+    client_ = skiffd_->client();
+    startAgent();
+  }
+
+  // Whatever happened: no agent, container, monitor, mount, cgroup or directory remains.
+  void TearDown() override {
+    if (dir_ == nullptr) return;
+    stopAgent(SIGTERM);
+    std::error_code ec;
+    std::string containers = agentDir_ + "/containers";
+    if (fs::exists(containers, ec)) {
+      for (const auto& entry : fs::directory_iterator(containers, ec)) {
+        itest::runCommand({kRunc, "--root", agentDir_ + "/runtime", "delete", "--force",
+                           entry.path().filename().string()});
+        // The monitor records the exit and exits once its container is gone.
+        for (int i = 0; i < 100 && !fs::exists(entry.path() / "exit"); ++i) {
+          std::this_thread::sleep_for(50ms);
+        }
+      }
+    }
+    itest::unmountAll(dir_->path());
+    runtime::removeCgroupTree(layout_, cgroupParent_);
+    skiffd_.reset();
+    dir_.reset();
+  }
+
+  void startAgent() {
+    std::string log = dir_->path() + "/agent.log";
+    std::vector<std::string> args = {SKIFF_AGENT_PATH,
+                                     "--server",
+                                     skiffd_->address(),
+                                     "--join-token-file",
+                                     skiffd_->stateDir() + "/join.token",
+                                     "--node-id",
+                                     "test-node",
+                                     "--state-dir",
+                                     agentDir_,
+                                     "--cpu",
+                                     "2",
+                                     "--memory-mb",
+                                     "2048",
+                                     "--disk-mb",
+                                     "20000",
+                                     "--monitor",
+                                     SKIFF_MONITOR_PATH,
+                                     "--runtime",
+                                     "runc",
+                                     "--cgroup-parent",
+                                     cgroupParent_,
+                                     "--heartbeat-ms",
+                                     "500",
+                                     "--poll-wait-ms",
+                                     "1000",
+                                     "--stop-grace-sec",
+                                     "2"};
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+      if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+      }
+      std::vector<char*> argv;
+      for (std::string& arg : args) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    agentPid_ = pid;
+  }
+
+  void stopAgent(int signal) {
+    if (agentPid_ <= 0) return;
+    kill(agentPid_, signal);
+    int status = 0;
+    waitpid(agentPid_, &status, 0);
+    agentPid_ = -1;
+  }
+
+  std::string agentLog() const { return readFile(dir_->path() + "/agent.log"); }
+
+  json batchJob(std::vector<std::string> command, int retries = 0, std::string image = "") {
+    return {
+        {"applicationName", "agenttest"},
+        {"owner", {{"teamEmail", "t@example.com"}}},
+        {"container",
+         {{"image", image.empty() ? suite->image : image},
+          {"command", command},
+          {"resources", {{"cpu", 0.5}, {"memoryMB", 64}, {"diskMB", 64}, {"networkMbps", 10}}}}},
+        {"batch",
+         {{"size", 1},
+          {"runtimeLimitSec", 60},
+          {"retryPolicy", {{"immediate", {{"retries", retries}}}}}}}};
+  }
+
+  std::string submit(const json& job) {
+    auto response = client_->call("POST", "/v1/jobs", &job);
+    EXPECT_TRUE(response && response->status == 201)
+        << (response ? response->body.dump() : response.error().message());
+    if (!response || !response->ok()) return "";
+    return response->body.value("id", "");
+  }
+
+  json tasks(const std::string& jobId) {
+    auto response = client_->call("GET", "/v1/tasks?jobId=" + jobId, nullptr);
+    if (!response || !response->ok()) return json::array();
+    return response->body.value("items", json::array());
+  }
+
+  json task(const std::string& taskId) {
+    auto response = client_->call("GET", "/v1/tasks/" + taskId, nullptr);
+    if (!response || !response->ok()) return json::object();
+    return response->body;
+  }
+
+  // Waits until `done(job)` holds; returns the last job seen.
+  json waitJob(const std::string& jobId, const std::function<bool(const json&)>& done,
+               std::chrono::seconds timeout = 60s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    json job;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto response = client_->call("GET", "/v1/jobs/" + jobId, nullptr);
+      if (response && response->ok()) {
+        job = response->body;
+        if (done(job)) return job;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    ADD_FAILURE() << "job " << jobId << " did not get there in time: " << job.dump()
+                  << "\ntasks: " << tasks(jobId).dump() << "\nagent log:\n"
+                  << agentLog();
+    return job;
+  }
+
+  static bool finished(const json& job) { return job["status"].value("state", "") == "Finished"; }
+
+  std::string stdoutOf(const std::string& taskId) {
+    return readFile(agentDir_ + "/containers/" + taskId + "/stdout.log");
+  }
+
+  runtime::CgroupLayout layout_;
+  std::unique_ptr<itest::TempDir> dir_;
+  std::string agentDir_;
+  std::string cgroupParent_;
+  std::unique_ptr<testing::SkiffdProcess> skiffd_;
+  std::unique_ptr<cli::ApiClient> client_;
+  pid_t agentPid_ = -1;
+};
+
+TEST_F(AgentTest, NodeRegistersWithItsResources) {
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  json node;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto response = client_->call("GET", "/v1/nodes/test-node", nullptr);
+    if (response && response->ok()) {
+      node = response->body;
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(node.is_object()) << agentLog();
+  EXPECT_EQ(node["state"], "Ready");
+  EXPECT_EQ(node["resources"]["memoryMB"], 2048);
+  EXPECT_EQ(node["resources"]["cpu"], 2.0);
+}
+
+TEST_F(AgentTest, EchoHelloFinishesNormallyAndLogsItsOutput) {
+  std::string jobId = submit(batchJob({"echo", "hello"}));
+  ASSERT_FALSE(jobId.empty());
+  waitJob(jobId, finished);
+  json list = tasks(jobId);
+  ASSERT_EQ(list.size(), 1u) << list.dump();
+  const json& task = list[0];
+  EXPECT_EQ(task["state"], "Finished");
+  EXPECT_EQ(task["reason"], "normal") << task.dump() << agentLog();
+  EXPECT_EQ(task.value("exitCode", -1), 0);
+  EXPECT_EQ(task["nodeId"], "test-node");
+  EXPECT_EQ(stdoutOf(task["id"]), "hello\n");
+  // The root filesystem was unmounted and its directory removed.
+  EXPECT_FALSE(fs::exists(agentDir_ + "/rootfs/" + task["id"].get<std::string>()));
+}
+
+TEST_F(AgentTest, FailingJobIsRetriedAndReportsTheExitCode) {
+  std::string jobId = submit(batchJob({"sh", "-c", "echo try; exit 3"}, 1));
+  ASSERT_FALSE(jobId.empty());
+  waitJob(jobId, finished);
+  // The task list shows the latest attempt; the first one is still readable by its id.
+  json list = tasks(jobId);
+  ASSERT_EQ(list.size(), 1u) << list.dump();
+  json retry = list[0];
+  EXPECT_EQ(retry.value("resubmitNumber", 0), 1) << retry.dump();
+  json first = task(retry.value("resubmitOf", ""));
+  for (const json& attempt : {first, retry}) {
+    EXPECT_EQ(attempt["state"], "Finished") << attempt.dump();
+    EXPECT_EQ(attempt["reason"], "failed") << attempt.dump();
+    EXPECT_EQ(attempt.value("exitCode", -1), 3);
+    EXPECT_EQ(attempt["nodeId"], "test-node");
+    EXPECT_EQ(stdoutOf(attempt.value("id", "")), "try\n");
+  }
+}
+
+TEST_F(AgentTest, MissingImageIsASystemErrorNotAnExitCode) {
+  std::string jobId =
+      submit(batchJob({"echo", "never"}, 0, suite->registry->host() + "/skiff/nope:latest"));
+  ASSERT_FALSE(jobId.empty());
+  json first;
+  waitJob(jobId, [&](const json&) {
+    first = task(jobId + "-0-0");
+    return first.value("state", "") == "Finished";
+  });
+  EXPECT_EQ(first["reason"], "localSystemError") << first.dump();
+  EXPECT_NE(first.value("message", "").find("image"), std::string::npos) << first.dump();
+  EXPECT_FALSE(first.contains("exitCode")) << first.dump();
+  auto killed = client_->call("POST", "/v1/jobs/" + jobId + "/kill", nullptr);
+  EXPECT_TRUE(killed && killed->ok());
+}
+
+TEST_F(AgentTest, KillStopsARunningContainer) {
+  std::string jobId = submit(batchJob({"sh", "-c", "echo up; sleep 60"}));
+  ASSERT_FALSE(jobId.empty());
+  waitJob(jobId, [&](const json& job) { return job["taskCounts"].value("Started", 0) == 1; });
+  auto begin = std::chrono::steady_clock::now();
+  auto killed = client_->call("POST", "/v1/jobs/" + jobId + "/kill", nullptr);
+  ASSERT_TRUE(killed && killed->ok());
+  waitJob(jobId, finished, 30s);
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, 15s);
+  json list = tasks(jobId);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["reason"], "killed") << list[0].dump();
+}
+
+TEST_F(AgentTest, AgentKill9ReadoptsTheContainerAndReportsItsExit) {
+  std::string jobId = submit(batchJob({"sh", "-c", "echo start; sleep 3; echo done"}));
+  ASSERT_FALSE(jobId.empty());
+  waitJob(jobId, [&](const json& job) { return job["taskCounts"].value("Started", 0) == 1; });
+  stopAgent(SIGKILL);
+  std::this_thread::sleep_for(4s);  // The container exits while the agent is down.
+  startAgent();
+  waitJob(jobId, finished);
+  json list = tasks(jobId);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["reason"], "normal") << list[0].dump() << agentLog();
+  EXPECT_EQ(stdoutOf(list[0]["id"]), "start\ndone\n");
+}
+
+}  // namespace
+}  // namespace skiff::agent

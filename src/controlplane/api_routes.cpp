@@ -5,10 +5,18 @@
 #include <mutex>
 #include <regex>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
 
 namespace skiff::controlplane {
 namespace {
@@ -282,6 +290,9 @@ asio::awaitable<Response> taskStatus(ApiContext& api, RequestContext& context) {
     if (item.contains("exitCode") && item["exitCode"].is_number_integer()) {
       update.exitCode = item["exitCode"].get<int32_t>();
     }
+    if (item.contains("image") && item["image"].is_string()) {
+      update.image = item["image"].get<std::string>().substr(0, 1024);
+    }
     if (item.contains("message") && item["message"].is_string()) {
       update.message = item["message"].get<std::string>().substr(0, 4096);
     }
@@ -413,6 +424,140 @@ asio::awaitable<std::optional<Response>> streamEvents(ApiContext& api, RequestCo
   }
 }
 
+// Percent-encodes a query value (unreserved characters pass).
+std::string queryEncode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+Response nodeUnreachable(const std::string& nodeId, const std::string& why) {
+  return errorResponse(
+      Error(ErrorCode::kUnavailable, "cannot read logs from node " + nodeId + ": " + why));
+}
+
+// GET /v1/tasks/{id}/logs: finds the task's node and its `logAddress` attribute and relays the
+// node agent's log stream (src/agent/log_server.h) chunk by chunk. The parameters are checked
+// here and by the agent.
+asio::awaitable<std::optional<Response>> streamTaskLogs(ApiContext& api, RequestContext& context,
+                                                        http::ResponseStream& out) {
+  namespace beast = boost::beast;
+  namespace bhttp = boost::beast::http;
+  using tcp = asio::ip::tcp;
+  const std::string taskId = context.params[0];
+  std::string stream = context.queryValue("stream").value_or("stdout");
+  if (stream != "stdout" && stream != "stderr") {
+    co_return errorResponse(
+        Error(ErrorCode::kInvalidArgument, "stream: must be one of stdout, stderr"));
+  }
+  auto tail = parseInteger(context.queryValue("tail"), "tail", -1, 0, 10'000'000);
+  if (!tail) co_return errorResponse(tail.error());
+  std::string follow = context.queryValue("follow").value_or("false");
+  if (follow != "true" && follow != "false") {
+    co_return errorResponse(Error(ErrorCode::kInvalidArgument, "follow: must be true or false"));
+  }
+  auto task = co_await api.manager.getTask(taskId);
+  if (!task) co_return errorResponse(task.error());
+  std::string nodeId = task->value("nodeId", "");
+  if (nodeId.empty()) {
+    co_return errorResponse(
+        Error(ErrorCode::kFailedPrecondition, "task " + taskId + " was never placed on a node"));
+  }
+  auto node = co_await api.manager.getNode(nodeId);
+  if (!node) co_return nodeUnreachable(nodeId, node.error().message());
+  std::string logAddress;
+  if (node->contains("attributes") && (*node)["attributes"].is_object()) {
+    const json& attributes = (*node)["attributes"];
+    if (attributes.contains("logAddress") && attributes["logAddress"].is_string()) {
+      logAddress = attributes["logAddress"].get<std::string>();
+    }
+  }
+  std::string_view hostPortText = logAddress;
+  if (!hostPortText.starts_with("http://")) {
+    co_return nodeUnreachable(nodeId, "it advertises no log server (attribute logAddress)");
+  }
+  hostPortText.remove_prefix(7);
+  auto hostPort = http::parseHostPort(hostPortText);
+  if (!hostPort) co_return nodeUnreachable(nodeId, "bad logAddress " + logAddress);
+  std::string host = hostPort->first;
+  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+
+  auto executor = co_await asio::this_coro::executor;
+  boost::system::error_code ec;
+  tcp::resolver resolver(executor);
+  auto endpoints = co_await resolver.async_resolve(host, std::to_string(hostPort->second),
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return nodeUnreachable(nodeId, "resolve " + logAddress + ": " + ec.message());
+  beast::tcp_stream upstream(executor);
+  upstream.expires_after(std::chrono::seconds(5));
+  co_await upstream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return nodeUnreachable(nodeId, "connect to " + logAddress + ": " + ec.message());
+
+  std::string target =
+      "/v1/logs/" + queryEncode(taskId) + "?stream=" + stream + "&follow=" + follow;
+  if (*tail >= 0) target += "&tail=" + std::to_string(*tail);
+  bhttp::request<bhttp::empty_body> request{bhttp::verb::get, target, 11};
+  request.set(bhttp::field::host, std::string(hostPortText));
+  request.set(bhttp::field::authorization, "Bearer " + api.joinToken);
+  request.set(bhttp::field::user_agent, "skiffd/" SKIFF_VERSION);
+  upstream.expires_after(std::chrono::seconds(10));
+  co_await bhttp::async_write(upstream, request, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return nodeUnreachable(nodeId, "send to " + logAddress + ": " + ec.message());
+
+  // The agent sends its header with the first bytes, which a quiet followed task may not write
+  // for a long time: no deadline from here on.
+  upstream.expires_never();
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::buffer_body> parser;
+  parser.body_limit(boost::none);
+  co_await bhttp::async_read_header(upstream, buffer, parser,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return nodeUnreachable(nodeId, "read from " + logAddress + ": " + ec.message());
+  unsigned status = parser.get().result_int();
+  bool relayError = status != 200;
+  std::string errorBody;
+  std::string chunk;
+  while (!parser.is_done()) {
+    chunk.resize(64 * 1024);
+    parser.get().body().data = chunk.data();
+    parser.get().body().size = chunk.size();
+    parser.get().body().more = true;
+    co_await bhttp::async_read_some(upstream, buffer, parser,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == bhttp::error::need_buffer) ec = {};
+    size_t got = chunk.size() - parser.get().body().size;
+    if (ec) break;  // The node went away mid-stream: end ours.
+    if (got == 0) continue;
+    chunk.resize(got);
+    if (relayError) {
+      if (errorBody.size() < (1 << 16)) errorBody += chunk;
+      continue;
+    }
+    bool written = co_await out.write(std::move(chunk));
+    if (!written) co_return std::nullopt;
+  }
+  if (relayError) {
+    if (status == 401 || status == 403) {
+      co_return nodeUnreachable(nodeId, "its log server refused skiffd's join token");
+    }
+    Response response;
+    response.status = status;
+    response.body = std::move(errorBody);
+    co_return response;
+  }
+  co_return std::nullopt;
+}
+
 }  // namespace
 
 void registerRoutes(http::Router& router, ApiContext& api) {
@@ -491,6 +636,9 @@ void registerRoutes(http::Router& router, ApiContext& api) {
   router.add(Verb::post, "/v1/nodes/{id}/taskStatus", Access::kAgent,
              [ctx](RequestContext& c) { return taskStatus(*ctx, c); });
 
+  router.addStream(
+      Verb::get, "/v1/tasks/{id}/logs", Access::kAdmin,
+      [ctx](RequestContext& c, http::ResponseStream& out) { return streamTaskLogs(*ctx, c, out); });
   router.addStream(
       Verb::get, "/v1/events", Access::kAdmin,
       [ctx](RequestContext& c, http::ResponseStream& out) { return streamEvents(*ctx, c, out); });

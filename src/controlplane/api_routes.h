@@ -13,6 +13,8 @@ struct ApiContext {
   store::Store& store;
   // Reports whether the control plane is ready to serve (state loaded, store healthy).
   std::function<bool()> healthy;
+  // The agent join token, presented to the agents' log servers when proxying task logs.
+  std::string joinToken;
 };
 
 void registerRoutes(http::Router& router, ApiContext& context);

@@ -81,6 +81,7 @@ struct TaskStatusUpdate {
   api::TaskReason reason = api::TaskReason::kNone;
   std::optional<int32_t> exitCode;
   std::string message;
+  std::string image;  // The pinned image reference, when the agent resolved it.
 };
 
 // Builds the view of a newly accepted job: its record and, for batch jobs, `size` Accepted tasks

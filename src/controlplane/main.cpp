@@ -94,6 +94,7 @@ int run(const Flags& flags) {
 
   std::atomic<bool> stopping = false;
   controlplane::ApiContext api{manager, **store, [&] { return !stopping.load(); }};
+  api.joinToken = tokens->join;  // Presented to the agents' log servers.
   http::Router router;
   controlplane::registerRoutes(router, api);
   http::Server server(io, router, [&](http::Access access, std::string_view authorization) {
@@ -124,6 +125,7 @@ int run(const Flags& flags) {
     agentOptions.monitorPath = agent::defaultMonitorPath();
     agentOptions.insecureRegistries = flags.insecureRegistries;
     agentOptions.pollWait = std::chrono::milliseconds(2000);  // Bounds the shutdown delay.
+    agentOptions.logListen = "127.0.0.1:0";  // Only this process reads the local agent's logs.
     if (auto made = ensureDirectory(flags.agentStateDir); !made) {
       log::error("cannot use the agent state directory", {{"error", made.error().message()}});
       return 1;

@@ -119,6 +119,7 @@ json taskToJson(const TaskRecord& task, std::string_view jobId) {
       {"stateTimesMs", std::move(times)},
   };
   if (task.hasExitCode) out["exitCode"] = task.exitCode;
+  if (!task.image.empty()) out["image"] = task.image;
   if (task.killReason != api::TaskReason::kNone) {
     out["killReason"] = api::taskReasonName(task.killReason);
   }
@@ -219,6 +220,7 @@ Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRev
       task.hasExitCode = true;
     }
     task.message = j.value("message", "");
+    task.image = j.value("image", "");
     task.nodeId = j.value("nodeId", "");
     task.resubmitNumber = j.value("resubmitNumber", int64_t{0});
     task.systemResubmitNumber = j.value("systemResubmitNumber", int64_t{0});

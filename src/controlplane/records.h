@@ -53,6 +53,8 @@ struct TaskRecord {
   bool hasExitCode = false;
   std::string message;
   std::string nodeId;
+  // The image the agent ran, pinned to a digest ("repo@sha256:..."); empty until it started.
+  std::string image;
   int64_t resubmitNumber = 0;
   int64_t systemResubmitNumber = 0;
   int64_t evictionResubmitNumber = 0;

@@ -256,6 +256,21 @@ TEST_F(TaskStatusTest, ResentReportIsAppliedOnce) {
   EXPECT_EQ(view.tasks[0].stateTimeMs(TaskState::kStarted), startedAt);
 }
 
+TEST_F(TaskStatusTest, PinnedImageFromTheAgentIsRecordedAndKept) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  launch(view, 0);
+  TaskStatusUpdate started{view.tasks[0].id, 1, TaskState::kStarted, TaskReason::kNone, {}, ""};
+  started.image = "127.0.0.1:5000/skiff/busybox@sha256:" + std::string(64, 'a');
+  ASSERT_TRUE(applyOnly(view, started));
+  EXPECT_EQ(view.tasks[0].image, started.image);
+  seqs[started.taskId] = started.seq;
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kNone, 0));
+  EXPECT_EQ(view.tasks[0].image, started.image);
+  auto stored = taskFromStored(toStored(view.tasks[0]), 1);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->image, started.image);
+}
+
 TEST_F(TaskStatusTest, ImpossibleTransitionIsIgnored) {
   JobView view = makeJob(batchYaml(1, immediate(0)));
   run(view, 0);

@@ -18,7 +18,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev procps clang-format jq
 )
 if [[ "${1:-}" == "--bench-peers" ]]; then
-  packages+=(slurm-wlm munge)
+  packages+=(slurm-wlm munge podman)
 fi
 
 missing=()

@@ -1,7 +1,12 @@
 #include "agent/agent.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -20,6 +25,7 @@
 #include "agent/image/fs_util.h"
 #include "agent/image/image_store.h"
 #include "agent/image/registry_client.h"
+#include "agent/log_server.h"
 #include "agent/runtime/bundle.h"
 #include "agent/runtime/cgroup.h"
 #include "agent/runtime/oci_runtime.h"
@@ -28,6 +34,7 @@
 #include "agent/runtime/writable_layer.h"
 #include "api/job.h"
 #include "cli/client.h"
+#include "common/http_server.h"
 #include "common/log.h"
 
 namespace skiff::agent {
@@ -182,6 +189,45 @@ std::vector<std::string> mergeEnv(const std::vector<std::string>& imageEnv,
   return env;
 }
 
+// The local address the kernel would use to reach `server` ("http://HOST:PORT"): how skiffd sees
+// this machine. A UDP connect sends nothing. Falls back to 127.0.0.1.
+std::string localAddressToward(const std::string& server) {
+  std::string_view rest = server;
+  if (auto scheme = rest.find("://"); scheme != std::string_view::npos) {
+    rest.remove_prefix(scheme + 3);
+  }
+  rest = rest.substr(0, rest.find('/'));
+  auto hostPort = http::parseHostPort(rest);
+  if (!hostPort) return "127.0.0.1";
+  std::string host = hostPort->first;
+  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(hostPort->second).c_str(), &hints, &found) != 0) {
+    return "127.0.0.1";
+  }
+  std::string address = "127.0.0.1";
+  int fd = socket(found->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_storage local{};
+  socklen_t length = sizeof local;
+  if (fd >= 0 && connect(fd, found->ai_addr, found->ai_addrlen) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0) {
+    char text[INET6_ADDRSTRLEN] = {};
+    if (local.ss_family == AF_INET &&
+        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&local)->sin_addr, text, sizeof text)) {
+      address = text;
+    } else if (local.ss_family == AF_INET6 &&
+               inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr, text,
+                         sizeof text)) {
+      address = "[" + std::string(text) + "]";
+    }
+  }
+  if (fd >= 0) close(fd);
+  freeaddrinfo(found);
+  return address;
+}
+
 }  // namespace
 
 struct Agent::Impl {
@@ -197,6 +243,7 @@ struct Agent::Impl {
   std::vector<int> gpuDevices;
 
   std::mutex mutex;  // Guards everything below.
+  std::chrono::steady_clock::time_point lastImageGc{};
   std::condition_variable changed;
   bool started = false;
   bool stopping = false;
@@ -208,6 +255,8 @@ struct Agent::Impl {
   std::atomic<int64_t> pollGeneration{0};
 
   std::vector<std::thread> threads;  // Heartbeat, poll, report.
+  std::unique_ptr<LogServer> logServer;
+  std::string logAddress;  // Set by start() before the threads run; constant after.
 
   explicit Impl(AgentOptions o) : options(std::move(o)) {}
 
@@ -257,12 +306,14 @@ struct Agent::Impl {
 
   // Queues a status report with the task's next seq; durable before it is sent.
   void report(TaskRecord& task, std::string_view state, const std::string& reason = "",
-              const std::string& message = "", std::optional<int> exitCode = std::nullopt) {
+              const std::string& message = "", std::optional<int> exitCode = std::nullopt,
+              const std::string& pinnedImage = "") {
     std::lock_guard lock(mutex);
     json update = {{"taskId", task.taskId}, {"seq", ++task.seq}, {"state", state}};
     if (!reason.empty()) update["reason"] = reason;
     if (!message.empty()) update["message"] = message;
     if (exitCode) update["exitCode"] = *exitCode;
+    if (!pinnedImage.empty()) update["image"] = pinnedImage;
     task.outbox.push_back(std::move(update));
     if (state == "Finished") {
       task.phase = Phase::kFinished;
@@ -345,6 +396,21 @@ struct Agent::Impl {
     std::error_code ec;
     stdfs::remove_all(dir, ec);
     stdfs::remove(dir + ".img", ec);
+    maybeCollectImages();
+  }
+
+  // Trims the image store to its budget, at most once per `imageGcInterval`.
+  void maybeCollectImages() {
+    auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard lock(mutex);
+      if (now - lastImageGc < options.imageGcInterval) return;
+      lastImageGc = now;
+    }
+    auto collected = images->collectGarbage();
+    if (!collected) {
+      log::warn("image garbage collection", {{"error", collected.error().message()}});
+    }
   }
 
   // Picks `count` free GPUs; empty with an error when there are not enough.
@@ -472,7 +538,8 @@ struct Agent::Impl {
                        "start: " + started.error().message());
     }
     setPhase(task, Phase::kRunning);
-    report(task, "Started", "", "image " + pulled->pinnedReference);
+    report(task, "Started", "", "image " + pulled->pinnedReference, std::nullopt,
+           pulled->pinnedReference);
     watch(task);
   }
 
@@ -514,6 +581,7 @@ struct Agent::Impl {
     auto client = makeClient(10'000);
     std::string path = "/v1/nodes/" + options.nodeId;
     json body = registrationBody(options.nodeId, options.resources, options.attributes);
+    if (!logAddress.empty()) body["attributes"]["logAddress"] = logAddress;
     bool warned = false;
     while (true) {
       bool isRegistered;
@@ -711,6 +779,36 @@ struct Agent::Impl {
 
   // ---- Start-up ----
 
+  // Whether the container of `taskId` may still write output (for the log server's follow).
+  bool mayWrite(const std::string& taskId) {
+    std::lock_guard lock(mutex);
+    auto it = tasks.find(taskId);
+    return it != tasks.end() && it->second->phase != Phase::kFinished;
+  }
+
+  Status startLogServer() {
+    if (options.logListen.empty()) return {};
+    auto address = http::parseHostPort(options.logListen);
+    if (!address) return std::unexpected(address.error().wrap("log listen address"));
+    LogServerOptions logOptions;
+    logOptions.host = address->first;
+    logOptions.port = address->second;
+    logOptions.token = options.joinToken;
+    logOptions.containersDir = options.stateDir + "/containers";
+    logOptions.mayWrite = [this](const std::string& taskId) { return mayWrite(taskId); };
+    auto server = LogServer::start(std::move(logOptions));
+    if (!server) return std::unexpected(server.error());
+    logServer = std::move(*server);
+    std::string host = address->first;
+    if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]") {
+      host = localAddressToward(options.server);
+    } else if (host.find(':') != std::string::npos && host.front() != '[') {
+      host = "[" + host + "]";
+    }
+    logAddress = "http://" + host + ":" + std::to_string(logServer->port());
+    return {};
+  }
+
   Status open() {
     std::error_code ec;
     stdfs::create_directories(options.stateDir, ec);
@@ -748,6 +846,7 @@ struct Agent::Impl {
     registryOptions.insecureRegistries = options.insecureRegistries;
     image::ImageStoreOptions storeOptions;
     storeOptions.root = options.stateDir + "/images";
+    storeOptions.diskBudgetBytes = options.imageDiskBudgetBytes;
     auto store = image::ImageStore::open(
         storeOptions, std::make_shared<image::RegistryClient>(std::move(registryOptions)));
     if (!store) return std::unexpected(store.error().wrap("image store"));
@@ -816,12 +915,14 @@ Status Agent::start() {
   }
   SKIFF_TRY_STATUS(impl.open(), "agent");
   SKIFF_TRY_STATUS(impl.recover(), "agent recovery");
+  SKIFF_TRY_STATUS(impl.startLogServer(), "agent");
   impl.threads.emplace_back([&impl] { impl.heartbeatLoop(); });
   impl.threads.emplace_back([&impl] { impl.pollLoop(); });
   impl.threads.emplace_back([&impl] { impl.reportLoop(); });
   log::info("agent started", {{"nodeId", impl.options.nodeId},
                               {"stateDir", impl.options.stateDir},
-                              {"server", impl.options.server}});
+                              {"server", impl.options.server},
+                              {"logAddress", impl.logAddress}});
   return {};
 }
 
@@ -833,6 +934,7 @@ void Agent::stop() {
     impl.stopping = true;
     impl.changed.notify_all();
   }
+  if (impl.logServer) impl.logServer->stop();
   for (std::thread& thread : impl.threads) thread.join();
   impl.threads.clear();
   std::unique_lock lock(impl.mutex);
@@ -841,6 +943,10 @@ void Agent::stop() {
 
 const std::string& Agent::nodeId() const {
   return impl_->options.nodeId;
+}
+
+std::string Agent::logAddress() const {
+  return impl_->logAddress;
 }
 
 std::string Agent::stdoutPath(const std::string& taskId) const {

@@ -25,7 +25,13 @@
 // the supervisor's directories, resends unsent reports, and reports exits that happened while the
 // agent was down. A task whose container never started is reported `transientSystemError`.
 //
-// Threads: one for heartbeats, one for the long poll, one sending reports, one per active task.
+// Logs: a log server (log_server.h) serves the containers' stdout/stderr to skiffd, which proxies
+// `GET /v1/tasks/{id}/logs`. It listens on `logListen` and is advertised in the registration as
+// the node attribute `logAddress` ("http://IP:PORT"; IP is the listen host, or for a wildcard
+// host the local address the kernel picks toward skiffd).
+//
+// Threads: one for heartbeats, one for the long poll, one sending reports, one per active task,
+// one for the log server.
 // All blocking work (pulls, mounts, runc) runs on the task threads, so heartbeats never stall.
 // Each thread has its own HTTP client.
 
@@ -58,6 +64,12 @@ struct AgentOptions {
   // Give each container a writable layer limited to its diskMB (a loop-mounted ext4 image).
   bool diskLimits = true;
   int64_t pidsLimit = 4096;  // Per container; 0: none.
+  // HOST:PORT of the log server; port 0 picks a free one. Empty: no log server.
+  std::string logListen = "0.0.0.0:0";
+  // Images not used by a container are removed, least recently used first, while the image store
+  // is above this size. Checked after tasks finish, at most once per `imageGcInterval`.
+  int64_t imageDiskBudgetBytes = int64_t{20} << 30;
+  std::chrono::milliseconds imageGcInterval{60000};
 };
 
 class Agent {
@@ -80,6 +92,8 @@ class Agent {
   void stop();
 
   const std::string& nodeId() const;
+  // The advertised log server address ("http://IP:PORT"), empty before start() or without one.
+  std::string logAddress() const;
   // Where the container of `taskId` writes its stdout (rotated copies get .1, .2, ...).
   std::string stdoutPath(const std::string& taskId) const;
   std::string stderrPath(const std::string& taskId) const;

@@ -56,6 +56,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "runc", "crun"}));
   app.add_option("--insecure-registry", options.insecureRegistries,
                  "HOST:PORT of a registry reachable over plain HTTP (repeatable)");
+  int64_t imageBudgetMb = options.imageDiskBudgetBytes >> 20;
+  app.add_option("--image-disk-budget-mb", imageBudgetMb,
+                 "Unused images are removed, oldest use first, above this size");
   app.add_option("--monitor", options.monitorPath, "The skiff-monitor binary");
   app.add_option("--init", options.initPath, "Static init run as each container's pid 1");
   app.add_option("--cgroup-parent", options.cgroupParent, "Parent cgroup of the containers");
@@ -63,6 +66,8 @@ int main(int argc, char** argv) {
   app.add_option("--poll-wait-ms", pollWaitMs, "waitMs of the assignments long poll");
   app.add_option("--stop-grace-sec", stopGraceSec, "Seconds between SIGTERM and SIGKILL");
   app.add_flag("--no-disk-limits", noDiskLimits, "Do not give containers a size-limited layer");
+  app.add_option("--log-listen", options.logListen,
+                 "HOST:PORT of the log server skiffd reads task logs from (port 0: any free one)");
   app.add_option("--log-level", logLevel, "debug, info, warn or error");
   app.set_version_flag("--version", SKIFF_VERSION);
   try {
@@ -71,6 +76,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   skiff::log::init("agent", skiff::log::parseLevel(logLevel, skiff::log::Level::kInfo));
+  options.imageDiskBudgetBytes = imageBudgetMb << 20;
 
   if (cpuOpt->count() > 0) overrides.cpu = cpu;
   if (memOpt->count() > 0) overrides.memoryMB = memoryMB;

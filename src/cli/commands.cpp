@@ -621,6 +621,39 @@ int runNodeDrain(Session& s) {
   return printObject(s, *node, s.inv.id + ": " + stateOf(*node));
 }
 
+// Prints a task's log as it arrives. With --follow, a stream that breaks is resumed (from the
+// current end of the log, so nothing is repeated) until the task has finished.
+int runLogs(Session& s) {
+  auto api = s.api();
+  if (!api) return s.error(api.error());
+  std::string path = "/v1/tasks/" + urlEncode(s.inv.id) + "/logs";
+  std::optional<int64_t> tail = s.inv.tail;
+  int failures = 0;
+  while (true) {
+    std::string target =
+        withQuery(path, {{"stream", std::string(s.inv.stderrStream ? "stderr" : "stdout")},
+                         {"tail", numberText(tail)},
+                         {"follow", std::string(s.inv.follow ? "true" : "false")}});
+    bool progressed = false;
+    auto response = (*api)->stream(target, [&](std::string_view line) {
+      s.ctx.out << line << "\n";
+      s.ctx.out.flush();
+      progressed = true;
+      return true;
+    });
+    if (response && response->ok()) return kExitOk;
+    if (response) return s.serverError(*response);
+    if (!s.inv.follow) return s.error(response.error());
+    if (progressed) failures = 0;
+    if (++failures > kStreamFailureLimit) return s.error(response.error());
+    tail = 0;  // Resume at the end of what was already shown.
+    auto delay = std::min(kStreamMaxBackoff, kStreamFirstBackoff * (1 << (failures - 1)));
+    s.ctx.err << "skiff: " << sanitize(response.error().message()) << "; reconnecting in "
+              << delay.count() << " ms\n";
+    s.ctx.sleep(delay);
+  }
+}
+
 int runEvents(Session& s) {
   OutputFormat format = s.format();
   return followEvents(
@@ -784,6 +817,17 @@ const std::vector<Verb>& verbs() {
              ->check(CLI::NonNegativeNumber);
        },
        runEvents},
+      {{"logs"},
+       "Print a task's stdout (or stderr); -f follows it until the task ends",
+       [](Declarer& d) {
+         d.id("Task id");
+         d.app.add_flag("-f,--follow", d.inv.follow,
+                        "Keep printing new output until the task ends");
+         d.app.add_option("--tail", d.inv.tail, "Only the last N lines (default: all)")
+             ->check(CLI::Range(int64_t{0}, int64_t{10'000'000}));
+         d.app.add_flag("--stderr", d.inv.stderrStream, "The task's stderr instead of its stdout");
+       },
+       runLogs},
       {{"completion"},
        "Print a shell completion script",
        [](Declarer& d) {

@@ -77,6 +77,9 @@ struct Invocation {
   std::optional<int64_t> max;
   bool shrink = false;
   std::optional<int64_t> fromRevision;
+  bool follow = false;          // logs -f.
+  std::optional<int64_t> tail;  // logs --tail.
+  bool stderrStream = false;    // logs --stderr.
   std::string shell;
 
   OutputFormat format() const;  // `output`, already checked by the parser.

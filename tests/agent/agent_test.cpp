@@ -366,5 +366,59 @@ TEST_F(AgentTest, AgentKill9ReadoptsTheContainerAndReportsItsExit) {
   EXPECT_EQ(stdoutOf(list[0]["id"]), "start\ndone\n");
 }
 
+TEST_F(AgentTest, LogsStreamThroughTheControlPlane) {
+  std::string jobId =
+      submit(batchJob({"sh", "-c", "echo one; echo two; echo three; sleep 1; echo four"}));
+  ASSERT_FALSE(jobId.empty());
+  waitJob(jobId, [&](const json& job) {
+    return job["taskCounts"].value("Started", 0) == 1 || finished(job);
+  });
+  std::string taskId = jobId + "-0-0";
+  auto node = client_->call("GET", "/v1/nodes/test-node", nullptr);
+  ASSERT_TRUE(node && node->ok());
+  EXPECT_TRUE(node->body["attributes"].value("logAddress", "").starts_with("http://127.0.0.1:"))
+      << node->body.dump();
+
+  // Following from the start: the fourth line arrives after the sleep, then the stream ends
+  // because the task did.
+  std::vector<std::string> followed;
+  auto streamed =
+      client_->stream("/v1/tasks/" + taskId + "/logs?follow=true", [&](std::string_view line) {
+        followed.emplace_back(line);
+        return true;
+      });
+  ASSERT_TRUE(streamed) << streamed.error().message() << agentLog();
+  EXPECT_EQ(streamed->status, 200) << streamed->body.dump() << agentLog();
+  EXPECT_EQ(followed, (std::vector<std::string>{"one", "two", "three", "four"}));
+  waitJob(jobId, finished);
+
+  auto tail = client_->call("GET", "/v1/tasks/" + taskId + "/logs?tail=2", nullptr);
+  ASSERT_TRUE(tail);
+  EXPECT_EQ(tail->status, 200);
+  EXPECT_EQ(tail->body, json("three\nfour\n"));
+  auto stderrTail = client_->call("GET", "/v1/tasks/" + taskId + "/logs?stream=stderr", nullptr);
+  ASSERT_TRUE(stderrTail);
+  EXPECT_EQ(stderrTail->status, 200);
+  EXPECT_TRUE(stderrTail->body.is_null()) << stderrTail->body.dump();
+  auto unknown = client_->call("GET", "/v1/tasks/" + jobId + "-9-9/logs", nullptr);
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+  auto bad = client_->call("GET", "/v1/tasks/" + taskId + "/logs?stream=both", nullptr);
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+
+  // The same through the CLI (runCommand drops the output's final newline).
+  auto cli =
+      testing::runCommand({testing::SkiffdProcess::skiffCliPath(), "--addr", skiffd_->address(),
+                           "--token", skiffd_->adminToken(), "logs", taskId, "--tail", "3"});
+  EXPECT_EQ(cli.exitCode, 0) << cli.err;
+  EXPECT_EQ(cli.out, "two\nthree\nfour");
+  auto followCli =
+      testing::runCommand({testing::SkiffdProcess::skiffCliPath(), "--addr", skiffd_->address(),
+                           "--token", skiffd_->adminToken(), "logs", "-f", taskId});
+  EXPECT_EQ(followCli.exitCode, 0) << followCli.err;
+  EXPECT_EQ(followCli.out, "one\ntwo\nthree\nfour");
+}
+
 }  // namespace
 }  // namespace skiff::agent

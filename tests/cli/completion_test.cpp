@@ -71,8 +71,8 @@ class BashCompletionTest : public ::testing::Test {
 fs::path* BashCompletionTest::script_ = nullptr;
 
 TEST_F(BashCompletionTest, TopLevelCommands) {
-  EXPECT_THAT(complete({"skiff", ""}),
-              UnorderedElementsAre("job", "task", "node", "events", "completion", "version"));
+  EXPECT_THAT(complete({"skiff", ""}), UnorderedElementsAre("job", "task", "node", "logs", "events",
+                                                            "completion", "version"));
   EXPECT_THAT(complete({"skiff", "j"}), UnorderedElementsAre("job"));
 }
 

@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# Node agent benchmarks (issue 4), with their peers, in one run. Root only. Results: docs/benchmarks.md
+# ("Node agent"). Usage:
+#
+#   bench/agent_benchmarks.sh                      # everything
+#   PODMAN=0 SLURM=0 bench/agent_benchmarks.sh     # Skiff only
+#
+# Sets up, in a fresh temporary directory: a docker-registry on a free loopback port holding a
+# busybox-static image (built offline with umoci + skopeo, plus /bin/stamp from agent_stamp.cpp),
+# skiffd on a free port, and one separate skiff-agent process (so its RSS is its own). Then:
+#   1. start latency: START_RUNS rounds of START_JOBS sequential one-task jobs (`/bin/stamp`), each
+#      round followed by PODMAN_RUNS `podman run --rm IMAGE true` of the same image;
+#      again with the agent restarted with --no-disk-limits (where the time goes);
+#   2. throughput: THROUGHPUT_JOBS `true` jobs, THROUGHPUT_RUNS times; then Slurm (one node,
+#      /etc/slurm/slurm.conf) running SLURM_JOBS `sbatch --wrap=true`, THROUGHPUT_RUNS times;
+#   3. HOLD_JOBS `sleep 600` jobs: RSS of skiff-agent, skiffd and each skiff-monitor, disk of the
+#      last container; then they are killed through the API.
+# A trap removes every container, mount, cgroup, process and directory the script created, also on
+# failure or Ctrl-C. Slurm daemons are stopped only if this script started them.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$ROOT/build-agentbench}
+OUT=${OUT:-$BUILD/agent-bench-results}
+START_RUNS=${START_RUNS:-3}
+START_JOBS=${START_JOBS:-30}
+PODMAN_RUNS=${PODMAN_RUNS:-10}
+THROUGHPUT_JOBS=${THROUGHPUT_JOBS:-1000}
+THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-3}
+SLURM_JOBS=${SLURM_JOBS:-$THROUGHPUT_JOBS}
+HOLD_JOBS=${HOLD_JOBS:-100}
+PODMAN=${PODMAN:-1}
+SLURM=${SLURM:-1}
+NODISK=${NODISK:-1}   # also measure start latency with --no-disk-limits
+SKIP_BUILD=${SKIP_BUILD:-0}
+
+[[ $(id -u) -eq 0 ]] || { echo "agent_benchmarks: run as root" >&2; exit 1; }
+for tool in docker-registry skopeo umoci busybox runc jq curl g++; do
+  command -v "$tool" >/dev/null || { echo "agent_benchmarks: $tool is missing (scripts/setup.sh)" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/skiff-agentbench.XXXXXX)
+CGROUP_PARENT=/skiff-agentbench-$$
+PIDS=()            # processes this script started (killed in reverse order)
+SLURM_STARTED=()   # slurm/munge daemons this script started
+AGENT_PID=""
+mkdir -p "$OUT"
+
+log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$OUT/run.log" >&2; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+free_port() {
+  local port
+  while :; do
+    port=$(shuf -i 20000-60000 -n 1)
+    ss -Hltn "sport = :$port" | grep -q . || { echo "$port"; return; }
+  done
+}
+
+stop_agent_containers() {
+  local state=$1
+  [[ -d $state/runtime ]] || return 0
+  local id
+  for id in $(runc --root "$state/runtime" list -q 2>/dev/null); do
+    runc --root "$state/runtime" delete -f "$id" >/dev/null 2>&1 || true
+  done
+  # Monitors exit once their container is gone; make sure of it.
+  local pidfile pid
+  for pidfile in "$state"/containers/*/monitor.pid; do
+    [[ -f $pidfile ]] || continue
+    pid=$(cat "$pidfile" 2>/dev/null || true)
+    [[ -n $pid && $(cat "/proc/$pid/comm" 2>/dev/null) == skiff-monitor ]] && kill -9 "$pid" 2>/dev/null || true
+  done
+}
+
+unmount_under() {
+  local dir=$1 mnt
+  awk -v d="$dir" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r mnt; do
+    umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+  done
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  log "cleanup"
+  [[ -n $AGENT_PID ]] && kill "$AGENT_PID" 2>/dev/null
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[i]}" 2>/dev/null; done
+  sleep 0.5
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -9 "${PIDS[i]}" 2>/dev/null; done
+  [[ -n $AGENT_PID ]] && kill -9 "$AGENT_PID" 2>/dev/null
+  stop_agent_containers "$WORK/agent"
+  if [[ -d $WORK/podman ]]; then
+    podman_cmd rm -af -t 0 >/dev/null 2>&1
+    podman_cmd system reset -f >/dev/null 2>&1
+  fi
+  if ((${#SLURM_STARTED[@]} > 0)); then
+    scancel -n agentbench 2>/dev/null
+    for pid in "${SLURM_STARTED[@]}"; do kill "$pid" 2>/dev/null; done
+  elif command -v scancel >/dev/null; then
+    scancel -n agentbench 2>/dev/null
+  fi
+  sleep 0.3
+  unmount_under "$WORK/"
+  find /sys/fs/cgroup -depth -type d -path "*$CGROUP_PARENT*" -exec rmdir {} \; 2>/dev/null
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+podman_cmd() {
+  podman --root "$WORK/podman/root" --runroot "$WORK/podman/run" --cgroup-manager=cgroupfs \
+    --runtime runc --events-backend=none "$@"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Machine facts.
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "kernel: $(uname -r)"
+  echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "runc: $(runc --version | head -1)"
+  command -v podman >/dev/null && echo "podman: $(podman --version)"
+  command -v slurmctld >/dev/null && echo "slurm: $(slurmctld -V)"
+  echo "tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) (+ uncommitted work)"
+  echo "loadavg at start: $(loadavg)"
+} | tee "$OUT/machine.txt" >&2
+
+# ---------------------------------------------------------------------------------------------
+# Build.
+if [[ $SKIP_BUILD != 1 ]]; then
+  log "building (Release, $BUILD)"
+  # -Wno-restrict: GCC 12 at -O3 reports a false -Wrestrict in src/agent/agent.cpp and
+  # src/cli/watch.cpp (std::string operator+), which -Werror turns into a failed Release build.
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSKIFF_BUILD_TESTS=OFF \
+    -DCMAKE_CXX_FLAGS=-Wno-restrict >/dev/null
+  ninja -C "$BUILD" -j2 skiffd skiff-agent skiff-monitor agent_bench >/dev/null
+fi
+SKIFFD=$(find "$BUILD" -type f -name skiffd -perm -u+x | head -1)
+AGENT=$(find "$BUILD" -type f -name skiff-agent -perm -u+x | head -1)
+MONITOR=$(find "$BUILD" -type f -name skiff-monitor -perm -u+x | head -1)
+BENCH=$(find "$BUILD" -type f -name agent_bench -perm -u+x | head -1)
+INIT=$(command -v tini-static || echo /usr/bin/tini-static)
+g++ -O2 -static -o "$WORK/stamp" "$ROOT/bench/agent_stamp.cpp"
+
+# ---------------------------------------------------------------------------------------------
+# Registry and image.
+RPORT=$(free_port)
+REGISTRY=127.0.0.1:$RPORT
+IMAGE=$REGISTRY/agentbench/busybox:latest
+mkdir -p "$WORK/registry"
+cat >"$WORK/registry/config.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry/storage
+http:
+  addr: $REGISTRY
+YAML
+docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry/log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fsS "http://$REGISTRY/v2/" >/dev/null
+
+log "building $IMAGE"
+umoci init --layout "$WORK/oci" >/dev/null
+umoci new --image "$WORK/oci:latest"
+umoci unpack --image "$WORK/oci:latest" "$WORK/bundle" >/dev/null
+mkdir -p "$WORK/bundle/rootfs/bin" "$WORK/bundle/rootfs/tmp"
+cp "$(command -v busybox)" "$WORK/bundle/rootfs/bin/busybox"
+for applet in sh echo cat ls sleep true false env id pwd; do
+  ln -sf busybox "$WORK/bundle/rootfs/bin/$applet"
+done
+cp "$WORK/stamp" "$WORK/bundle/rootfs/bin/stamp"
+umoci repack --image "$WORK/oci:latest" "$WORK/bundle"
+umoci config --image "$WORK/oci:latest" --config.cmd /bin/sh --config.env PATH=/bin --config.workingdir /
+skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/oci:latest" "docker://$IMAGE"
+rm -rf "$WORK/bundle"
+
+# ---------------------------------------------------------------------------------------------
+# skiffd and a separate skiff-agent.
+SPORT=$(free_port)
+URL=http://127.0.0.1:$SPORT
+"$SKIFFD" --state-dir "$WORK/skiffd" --listen "127.0.0.1:$SPORT" --log-level warn 2>"$WORK/skiffd.log" &
+SKIFFD_PID=$!
+PIDS+=($SKIFFD_PID)
+for _ in $(seq 1 100); do curl -fsS "$URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fsS "$URL/healthz" >/dev/null
+TOKEN=$WORK/skiffd/admin.token
+
+start_agent() {  # extra agent flags...
+  "$AGENT" --server "$URL" --join-token-file "$WORK/skiffd/join.token" --node-id agentbench \
+    --state-dir "$WORK/agent" --cpu 64 --memory-mb 65536 --disk-mb 4000000 \
+    --runtime runc --monitor "$MONITOR" --init "$INIT" --cgroup-parent "$CGROUP_PARENT" \
+    --insecure-registry "$REGISTRY" "$@" 2>>"$WORK/agent.log" &
+  AGENT_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fsS -H "Authorization: Bearer $(cat "$TOKEN")" "$URL/v1/nodes/agentbench" 2>/dev/null |
+      jq -e '.state == "Ready"' >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "agent_benchmarks: the agent did not register" >&2
+  return 1
+}
+stop_agent() {
+  kill "$AGENT_PID"
+  wait "$AGENT_PID" 2>/dev/null || true
+  AGENT_PID=""
+}
+bench() { "$BENCH" --url "$URL" --token-file "$TOKEN" --image "$IMAGE" "$@"; }
+median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+start_agent
+
+# ---------------------------------------------------------------------------------------------
+# 1. Start latency.
+if [[ $PODMAN == 1 ]]; then
+  command -v podman >/dev/null || { echo "agent_benchmarks: podman is missing (scripts/setup.sh --bench-peers)" >&2; exit 1; }
+  mkdir -p "$WORK/podman"
+  podman_cmd pull --quiet --tls-verify=false "$IMAGE" >/dev/null
+fi
+PODMAN_FLAGS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none)
+
+podman_round() {  # → wall ms of each run, one a line
+  podman_cmd run --rm "${PODMAN_FLAGS[@]}" "$IMAGE" true >/dev/null  # warm-up
+  for _ in $(seq 1 "$PODMAN_RUNS"); do
+    local t0 t1
+    t0=$(date +%s%N)
+    podman_cmd run --rm "${PODMAN_FLAGS[@]}" "$IMAGE" true >/dev/null
+    t1=$(date +%s%N)
+    echo "scale=2; ($t1 - $t0) / 1000000" | bc
+  done
+}
+
+start_rounds() {  # label
+  local label=$1 round
+  for round in $(seq 1 "$START_RUNS"); do
+    log "start latency [$label] round $round (load $(loadavg))"
+    bench --mode start --command /bin/stamp --count "$START_JOBS" --warmup 2 \
+      --agent-log "$WORK/agent.log" --agent-state-dir "$WORK/agent" >"$OUT/start-$label-$round.json"
+    echo "$(loadavg)" >"$OUT/start-$label-$round.load"
+    if [[ $PODMAN == 1 && $label == default ]]; then
+      log "podman run --rm round $round (load $(loadavg))"
+      podman_round >"$OUT/podman-$round.txt"
+      echo "$(loadavg)" >"$OUT/podman-$round.load"
+    fi
+  done
+}
+start_rounds default
+if [[ $NODISK == 1 ]]; then
+  stop_agent
+  start_agent --no-disk-limits
+  start_rounds nodisk
+  stop_agent
+  start_agent
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. Throughput.
+for round in $(seq 1 "$THROUGHPUT_RUNS"); do
+  log "throughput: $THROUGHPUT_JOBS jobs, round $round (load $(loadavg))"
+  bench --mode throughput --command true --count "$THROUGHPUT_JOBS" --threads 4 --timeout-sec 1200 \
+    >"$OUT/throughput-$round.json" || true
+  echo "$(loadavg)" >"$OUT/throughput-$round.load"
+done
+
+slurm_throughput() {
+  local n=$1 t0 t1 left
+  t0=$(date +%s%N)
+  seq 1 "$n" | xargs -P 4 -I{} sbatch --quiet -J agentbench -o /dev/null --wrap=true
+  while :; do
+    left=$(squeue -h -n agentbench 2>/dev/null | wc -l)
+    ((left == 0)) && break
+    sleep 0.1
+  done
+  t1=$(date +%s%N)
+  echo "scale=2; $n * 1000000000 / ($t1 - $t0)" | bc
+}
+if [[ $SLURM == 1 ]]; then
+  if ! pgrep -x munged >/dev/null; then
+    munged && SLURM_STARTED+=("$(pgrep -n -x munged)")
+  fi
+  if ! pgrep -x slurmctld >/dev/null; then
+    slurmctld && sleep 1 && SLURM_STARTED+=("$(pgrep -n -x slurmctld)")
+  fi
+  if ! pgrep -x slurmd >/dev/null; then
+    slurmd && sleep 1 && SLURM_STARTED+=("$(pgrep -n -x slurmd)")
+  fi
+  for _ in $(seq 1 100); do sinfo -h -o %T 2>/dev/null | grep -Eq '^(idle|mixed|allocated)' && break; sleep 0.2; done
+  scontrol update nodename=vm state=resume >/dev/null 2>&1 || true
+  sbatch --quiet -J agentbench -o /dev/null --wait --wrap=true  # warm-up
+  for round in $(seq 1 "$THROUGHPUT_RUNS"); do
+    log "slurm: $SLURM_JOBS sbatch --wrap=true, round $round (load $(loadavg))"
+    slurm_throughput "$SLURM_JOBS" >"$OUT/slurm-$round.txt"
+    echo "$(loadavg)" >"$OUT/slurm-$round.load"
+    sleep 3
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3. Holding HOLD_JOBS containers.
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+log "hold: $HOLD_JOBS sleep 600 jobs (load $(loadavg))"
+agent_rss_idle=$(rss_kb "$AGENT_PID")
+du_before=$(du -sk "$WORK/agent" | cut -f1)
+bench --mode hold --command sleep --command 600 --count "$HOLD_JOBS" --threads 4 --timeout-sec 600 \
+  --ids-file "$WORK/hold.ids" >"$OUT/hold.json"
+sleep 5  # let the agent settle (threads, buffers)
+last_task=$(jq -r '.taskIds[-1]' "$OUT/hold.json")
+monitor_rss=()
+for pidfile in "$WORK"/agent/containers/*/monitor.pid; do
+  pid=$(cat "$pidfile")
+  [[ $(cat "/proc/$pid/comm" 2>/dev/null) == skiff-monitor ]] && monitor_rss+=("$(rss_kb "$pid")")
+done
+running=$(runc --root "$WORK/agent/runtime" list -q | wc -l)
+{
+  echo "runningContainers $running"
+  echo "agentRssKbIdle $agent_rss_idle"
+  echo "agentRssKb $(rss_kb "$AGENT_PID")"
+  echo "agentHwmKb $(hwm_kb "$AGENT_PID")"
+  echo "agentThreads $(awk '/^Threads/ {print $2}' "/proc/$AGENT_PID/status")"
+  echo "skiffdRssKb $(rss_kb "$SKIFFD_PID")"
+  echo "monitors ${#monitor_rss[@]}"
+  echo "monitorRssKbMedian $(printf '%s\n' "${monitor_rss[@]}" | median)"
+  echo "monitorRssKbMax $(printf '%s\n' "${monitor_rss[@]}" | sort -n | tail -1)"
+  echo "lastContainerDirKb $(du -sk "$WORK/agent/containers/$last_task" | cut -f1)"
+  echo "lastWritableLayerImgKb $(du -sk "$WORK/agent/rootfs/$last_task.img" 2>/dev/null | cut -f1)"
+  echo "lastWritableLayerImgApparentMb $(( $(stat -c %s "$WORK/agent/rootfs/$last_task.img" 2>/dev/null || echo 0) >> 20 ))"
+  echo "lastRootfsDirKb $(du -skx "$WORK/agent/rootfs/$last_task" | cut -f1)"
+  echo "agentStateDirKbBefore $du_before"
+  echo "agentStateDirKbAfter $(du -sk "$WORK/agent" | cut -f1)"
+  echo "imagesDirKb $(du -sk "$WORK/agent/images" | cut -f1)"
+  echo "load $(loadavg)"
+} | tee "$OUT/hold.txt" >&2
+ls -la "$WORK/agent/containers/$last_task" >"$OUT/hold-last-container-ls.txt"
+bench --mode kill --ids-file "$WORK/hold.ids" --timeout-sec 300 >"$OUT/kill.json" || true
+cp "$WORK/agent.log" "$OUT/agent.log"
+
+# ---------------------------------------------------------------------------------------------
+# Summary.
+summ() { jq -r "$1" "$OUT"/$2 | median; }
+{
+  echo "### summary ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+  for label in default nodisk; do
+    ls "$OUT"/start-$label-*.json >/dev/null 2>&1 || continue
+    echo "start[$label] submit→Started p50 (median of rounds): $(summ '.submitToStartedSeenMs.p50' "start-$label-*.json") ms"
+    echo "start[$label] submit→Started p99 (median of rounds): $(summ '.submitToStartedSeenMs.p99' "start-$label-*.json") ms"
+    echo "start[$label] submit→Finished p50: $(summ '.submitToFinishedSeenMs.p50' "start-$label-*.json") ms"
+    echo "start[$label] assignment→first instruction p50: $(summ '.breakdown.assignmentToFirstInstructionMs.p50' "start-$label-*.json") ms"
+    echo "start[$label] submit→assignment p50: $(summ '.breakdown.submitToAssignmentMs.p50' "start-$label-*.json") ms"
+    echo "start[$label] Started log→seen p50: $(summ '.breakdown.startedLogToStartedSeenMs.p50' "start-$label-*.json") ms"
+  done
+  if ls "$OUT"/podman-*.txt >/dev/null 2>&1; then
+    for f in "$OUT"/podman-*.txt; do median <"$f"; done >"$OUT/podman-p50s.txt"
+    echo "podman run --rm p50 (median of rounds): $(median <"$OUT/podman-p50s.txt") ms (rounds: $(tr '\n' ' ' <"$OUT/podman-p50s.txt"))"
+  fi
+  echo "throughput jobs/s (median): $(summ '.jobsPerSecond' 'throughput-*.json') (rounds: $(jq -r .jobsPerSecond "$OUT"/throughput-*.json | tr '\n' ' '))"
+  if ls "$OUT"/slurm-*.txt >/dev/null 2>&1; then
+    echo "slurm jobs/s (median): $(cat "$OUT"/slurm-*.txt | median) (rounds: $(cat "$OUT"/slurm-*.txt | tr '\n' ' '))"
+  fi
+  echo "loadavg at end: $(loadavg)"
+} | tee "$OUT/summary.txt"

@@ -21,6 +21,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "agent/image/digest.h"
 #include "agent/image/testing/local_registry.h"
 #include "agent/runtime/cgroup.h"
 #include "integration/skiffd_process.h"
@@ -418,6 +419,70 @@ TEST_F(AgentTest, LogsStreamThroughTheControlPlane) {
                            "--token", skiffd_->adminToken(), "logs", "-f", taskId});
   EXPECT_EQ(followCli.exitCode, 0) << followCli.err;
   EXPECT_EQ(followCli.out, "one\ntwo\nthree\nfour");
+}
+
+TEST_F(AgentTest, OomKillIsReportedAsSuch) {
+  json job = batchJob({"sh", "-c", "x=aaaaaaaa; while true; do x=$x$x; done"});
+  job["container"]["resources"]["memoryMB"] = 16;
+  std::string jobId = submit(job);
+  ASSERT_FALSE(jobId.empty());
+  waitJob(jobId, finished);
+  json list = tasks(jobId);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["reason"], "failed") << list[0].dump();
+  EXPECT_NE(list[0].value("message", "").find("OOMKilled"), std::string::npos) << list[0].dump();
+}
+
+TEST_F(AgentTest, RuntimeLimitStopsTheTask) {
+  json job = batchJob({"sh", "-c", "echo up; sleep 60"});
+  job["batch"]["runtimeLimitSec"] = 1;
+  std::string jobId = submit(job);
+  ASSERT_FALSE(jobId.empty());
+  auto begin = std::chrono::steady_clock::now();
+  waitJob(jobId, finished, 40s);
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, 30s);
+  json list = tasks(jobId);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["reason"], "runtimeLimitExceeded") << list[0].dump() << agentLog();
+}
+
+TEST_F(AgentTest, CorruptBlobIsAnImageErrorNotAnExitCode) {
+  // A second image with its own layer, whose blob is then damaged in the registry's storage.
+  itest::ImageBuilder builder(dir_->path() + "/corrupt-build");
+  ASSERT_TRUE(builder.create("c"));
+  ASSERT_TRUE(builder.addLayer("c", [](const std::string& root) -> Status {
+    std::ofstream(root + "/payload") << std::string(4096, 'p');
+    return {};
+  }));
+  std::string image = suite->registry->host() + "/skiff/corrupt:latest";
+  ASSERT_TRUE(builder.copy("c", "docker://" + image));
+  cli::ApiClient registry("http://" + suite->registry->host(), "");
+  auto manifest = registry.call("GET", "/v2/skiff/corrupt/manifests/latest", nullptr,
+                                {{"Accept",
+                                  "application/vnd.oci.image.manifest.v1+json, "
+                                  "application/vnd.docker.distribution.manifest.v2+json"}});
+  ASSERT_TRUE(manifest && manifest->ok());
+  json body =
+      manifest->body.is_string() ? json::parse(manifest->body.get<std::string>()) : manifest->body;
+  auto digest = image::Digest::parse(body["layers"][0]["digest"].get<std::string>());
+  ASSERT_TRUE(digest);
+  std::string blob = suite->registry->blobDataPath(*digest);
+  auto size = fs::file_size(blob);
+  std::ofstream(blob, std::ios::binary | std::ios::trunc) << std::string(size, 'x');
+
+  std::string jobId = submit(batchJob({"echo", "never"}, 0, image));
+  ASSERT_FALSE(jobId.empty());
+  json first;
+  waitJob(jobId, [&](const json&) {
+    first = task(jobId + "-0-0");
+    return first.value("state", "") == "Finished";
+  });
+  std::string reason = first.value("reason", "");
+  EXPECT_TRUE(reason == "localSystemError" || reason == "transientSystemError") << first.dump();
+  EXPECT_NE(first.value("message", "").find("digest"), std::string::npos) << first.dump();
+  EXPECT_FALSE(first.contains("exitCode")) << first.dump();
+  auto killed = client_->call("POST", "/v1/jobs/" + jobId + "/kill", nullptr);
+  EXPECT_TRUE(killed && killed->ok());
 }
 
 }  // namespace

@@ -17,25 +17,25 @@
 //
 // Prints one JSON object on stdout.
 
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <curl/curl.h>
+#include <nlohmann/json.hpp>
 
 #include "bench_util.h"
 
@@ -64,11 +64,13 @@ struct Options {
 };
 
 [[noreturn]] void usage(const std::string& why) {
-  std::cerr << "agent_bench: " << why << "\n"
-            << "usage: agent_bench --url URL --token-file F --image REF --mode start|throughput|hold|kill\n"
-               "  [--command ARG]... [--count N] [--warmup N] [--threads N] [--cpu C] [--memory-mb M]\n"
-               "  [--disk-mb D] [--gap-ms MS] [--timeout-sec S] [--agent-log F] [--agent-state-dir D]\n"
-               "  [--ids-file F]\n";
+  std::cerr
+      << "agent_bench: " << why << "\n"
+      << "usage: agent_bench --url URL --token-file F --image REF --mode "
+         "start|throughput|hold|kill\n"
+         "  [--command ARG]... [--count N] [--warmup N] [--threads N] [--cpu C] [--memory-mb M]\n"
+         "  [--disk-mb D] [--gap-ms MS] [--timeout-sec S] [--agent-log F] [--agent-state-dir D]\n"
+         "  [--ids-file F]\n";
   std::exit(2);
 }
 
@@ -81,30 +83,47 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) usage("missing value for " + arg);
       return argv[++i];
     };
-    if (arg == "--url") opt.url = next();
-    else if (arg == "--token-file") opt.tokenFile = next();
-    else if (arg == "--mode") opt.mode = next();
-    else if (arg == "--image") opt.image = next();
+    if (arg == "--url")
+      opt.url = next();
+    else if (arg == "--token-file")
+      opt.tokenFile = next();
+    else if (arg == "--mode")
+      opt.mode = next();
+    else if (arg == "--image")
+      opt.image = next();
     else if (arg == "--command") {
       if (!commandGiven) opt.command.clear();
       commandGiven = true;
       opt.command.push_back(next());
-    } else if (arg == "--count") opt.count = std::stoi(next());
-    else if (arg == "--warmup") opt.warmup = std::stoi(next());
-    else if (arg == "--threads") opt.threads = std::stoi(next());
-    else if (arg == "--cpu") opt.cpu = std::stod(next());
-    else if (arg == "--memory-mb") opt.memoryMB = std::stoi(next());
-    else if (arg == "--disk-mb") opt.diskMB = std::stoi(next());
-    else if (arg == "--gap-ms") opt.gapMs = std::stoi(next());
-    else if (arg == "--timeout-sec") opt.timeoutSec = std::stoi(next());
-    else if (arg == "--agent-log") opt.agentLog = next();
-    else if (arg == "--agent-state-dir") opt.agentStateDir = next();
-    else if (arg == "--ids-file") opt.idsFile = next();
-    else usage("unknown argument " + arg);
+    } else if (arg == "--count")
+      opt.count = std::stoi(next());
+    else if (arg == "--warmup")
+      opt.warmup = std::stoi(next());
+    else if (arg == "--threads")
+      opt.threads = std::stoi(next());
+    else if (arg == "--cpu")
+      opt.cpu = std::stod(next());
+    else if (arg == "--memory-mb")
+      opt.memoryMB = std::stoi(next());
+    else if (arg == "--disk-mb")
+      opt.diskMB = std::stoi(next());
+    else if (arg == "--gap-ms")
+      opt.gapMs = std::stoi(next());
+    else if (arg == "--timeout-sec")
+      opt.timeoutSec = std::stoi(next());
+    else if (arg == "--agent-log")
+      opt.agentLog = next();
+    else if (arg == "--agent-state-dir")
+      opt.agentStateDir = next();
+    else if (arg == "--ids-file")
+      opt.idsFile = next();
+    else
+      usage("unknown argument " + arg);
   }
   if (opt.tokenFile.empty()) usage("--token-file is required");
   if (opt.mode != "kill" && opt.image.empty()) usage("--image is required");
-  if ((opt.mode == "hold" || opt.mode == "kill") && opt.idsFile.empty()) usage("--ids-file is required");
+  if ((opt.mode == "hold" || opt.mode == "kill") && opt.idsFile.empty())
+    usage("--ids-file is required");
   return opt;
 }
 
@@ -114,7 +133,9 @@ int64_t wallNs() {
       .count();
 }
 
-double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double ms(Clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
 
 // What the event stream told us about one job (its single task).
 struct Seen {
@@ -278,7 +299,8 @@ class Client {
     curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
     curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &out);
     long status = 0;
-    if (curl_easy_perform(curl_) == CURLE_OK) curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
+    if (curl_easy_perform(curl_) == CURLE_OK)
+      curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
     return {status, out};
   }
 
@@ -291,10 +313,11 @@ class Client {
 std::string jobBody(const Options& opt) {
   json resources = {{"cpu", opt.cpu}, {"memoryMB", opt.memoryMB}};
   if (opt.diskMB > 0) resources["diskMB"] = opt.diskMB;
-  return json{{"applicationName", "agentbench"},
-              {"owner", {{"teamEmail", "bench@example.com"}}},
-              {"container", {{"image", opt.image}, {"command", opt.command}, {"resources", resources}}},
-              {"batch", {{"size", 1}, {"runtimeLimitSec", 3600}}}}
+  return json{
+      {"applicationName", "agentbench"},
+      {"owner", {{"teamEmail", "bench@example.com"}}},
+      {"container", {{"image", opt.image}, {"command", opt.command}, {"resources", resources}}},
+      {"batch", {{"size", 1}, {"runtimeLimitSec", 3600}}}}
       .dump();
 }
 
@@ -319,8 +342,12 @@ json stats(std::vector<double> v) {
   double sum = 0;
   for (double x : v) sum += x;
   auto round2 = [](double x) { return std::round(x * 100) / 100; };
-  return json{{"n", v.size()},          {"min", round2(v.front())}, {"p50", round2(pct(50))},
-              {"p90", round2(pct(90))}, {"p99", round2(pct(99))},   {"max", round2(v.back())},
+  return json{{"n", v.size()},
+              {"min", round2(v.front())},
+              {"p50", round2(pct(50))},
+              {"p90", round2(pct(90))},
+              {"p99", round2(pct(99))},
+              {"max", round2(v.back())},
               {"mean", round2(sum / static_cast<double>(v.size()))}};
 }
 
@@ -368,8 +395,8 @@ int runStart(const Options& opt, const std::string& token, EventStream& events) 
     }
     if (seen->reason != "normal") {
       ++failures;
-      std::cerr << "agent_bench: job " << *id << " finished " << seen->reason << ": " << seen->message
-                << "\n";
+      std::cerr << "agent_bench: job " << *id << " finished " << seen->reason << ": "
+                << seen->message << "\n";
     }
     if (i < opt.warmup) continue;
     records.push_back({*id, wall, ms(t1 - t0), seen->started ? ms(*seen->started - t0) : -1,
@@ -417,9 +444,10 @@ int runStart(const Options& opt, const std::string& token, EventStream& events) 
       }
     }
     out["breakdown"] = {
-        {"note", "agent log timestamps have 1 ms resolution; 'assignment received' = the agent's "
-                 "StartInitiated log line (the first thing it does for a new assignment); 'first "
-                 "instruction' = CLOCK_REALTIME printed by the container's /bin/stamp"},
+        {"note",
+         "agent log timestamps have 1 ms resolution; 'assignment received' = the agent's "
+         "StartInitiated log line (the first thing it does for a new assignment); 'first "
+         "instruction' = CLOCK_REALTIME printed by the container's /bin/stamp"},
         {"submitToAssignmentMs", stats(toAssigned)},
         {"assignmentToFirstInstructionMs", stats(assignedToFirstInstr)},
         {"firstInstructionToStartedLogMs", stats(firstInstrToStartedLog)},
@@ -506,10 +534,11 @@ int runHold(const Options& opt, const std::string& token, EventStream& events) {
   Clock::time_point last = first;
   for (const auto& id : ids)
     if (seen[id].started) last = std::max(last, *seen[id].started);
-  json out = {{"mode", "hold"},
-              {"jobs", ids.size()},
-              {"started", started},
-              {"firstSubmitToLastStartedSeconds", std::chrono::duration<double>(last - first).count()}};
+  json out = {
+      {"mode", "hold"},
+      {"jobs", ids.size()},
+      {"started", started},
+      {"firstSubmitToLastStartedSeconds", std::chrono::duration<double>(last - first).count()}};
   // The task ids, in submission order (the last one is "the 100th container").
   json tasks = json::array();
   for (const auto& id : ids) tasks.push_back(seen[id].taskId);
@@ -552,11 +581,16 @@ int main(int argc, char** argv) {
       std::cerr << "agent_bench: no snapshotEnd on the event stream\n";
       return 1;
     }
-    if (opt.mode == "start") rc = runStart(opt, token, events);
-    else if (opt.mode == "throughput") rc = runThroughput(opt, token, events);
-    else if (opt.mode == "hold") rc = runHold(opt, token, events);
-    else if (opt.mode == "kill") rc = runKill(opt, token, events);
-    else usage("unknown mode " + opt.mode);
+    if (opt.mode == "start")
+      rc = runStart(opt, token, events);
+    else if (opt.mode == "throughput")
+      rc = runThroughput(opt, token, events);
+    else if (opt.mode == "hold")
+      rc = runHold(opt, token, events);
+    else if (opt.mode == "kill")
+      rc = runKill(opt, token, events);
+    else
+      usage("unknown mode " + opt.mode);
   }
   curl_global_cleanup();
   return rc;

@@ -33,6 +33,13 @@ PODMAN=${PODMAN:-1}
 SLURM=${SLURM:-1}
 NODISK=${NODISK:-1}   # also measure start latency with --no-disk-limits
 SKIP_BUILD=${SKIP_BUILD:-0}
+# CPU/memory requests. The CPU quota already applies while runc sets the container up (runc init
+# compiles the seccomp filter inside the container's cgroup), so a 0.01-core task takes ~2.5 s to
+# start: the latency and throughput jobs ask for 1 core; the held `sleep` jobs for 0.5.
+JOB_CPU=${JOB_CPU:-1}
+JOB_MEMORY_MB=${JOB_MEMORY_MB:-64}
+HOLD_CPU=${HOLD_CPU:-0.5}
+HOLD_MEMORY_MB=${HOLD_MEMORY_MB:-16}
 
 [[ $(id -u) -eq 0 ]] || { echo "agent_benchmarks: run as root" >&2; exit 1; }
 for tool in docker-registry skopeo umoci busybox runc jq curl g++; do
@@ -83,6 +90,7 @@ unmount_under() {
 cleanup() {
   local rc=$?
   set +e
+  trap '' INT TERM
   log "cleanup"
   [[ -n $AGENT_PID ]] && kill "$AGENT_PID" 2>/dev/null
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[i]}" 2>/dev/null; done
@@ -95,10 +103,8 @@ cleanup() {
     podman_cmd system reset -f >/dev/null 2>&1
   fi
   if ((${#SLURM_STARTED[@]} > 0)); then
-    scancel -n agentbench 2>/dev/null
-    for pid in "${SLURM_STARTED[@]}"; do kill "$pid" 2>/dev/null; done
-  elif command -v scancel >/dev/null; then
-    scancel -n agentbench 2>/dev/null
+    timeout 20 scancel -n agentbench 2>/dev/null
+    for pidfile in "${SLURM_STARTED[@]}"; do [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null; done
   fi
   sleep 0.3
   unmount_under "$WORK/"
@@ -195,7 +201,7 @@ TOKEN=$WORK/skiffd/admin.token
 
 start_agent() {  # extra agent flags...
   "$AGENT" --server "$URL" --join-token-file "$WORK/skiffd/join.token" --node-id agentbench \
-    --state-dir "$WORK/agent" --cpu 64 --memory-mb 65536 --disk-mb 4000000 \
+    --state-dir "$WORK/agent" --cpu 64 --memory-mb 65536 --disk-mb 4000000 --network-mbps 1000000 \
     --runtime runc --monitor "$MONITOR" --init "$INIT" --cgroup-parent "$CGROUP_PARENT" \
     --insecure-registry "$REGISTRY" "$@" 2>>"$WORK/agent.log" &
   AGENT_PID=$!
@@ -242,6 +248,7 @@ start_rounds() {  # label
   for round in $(seq 1 "$START_RUNS"); do
     log "start latency [$label] round $round (load $(loadavg))"
     bench --mode start --command /bin/stamp --count "$START_JOBS" --warmup 2 \
+      --cpu "$JOB_CPU" --memory-mb "$JOB_MEMORY_MB" \
       --agent-log "$WORK/agent.log" --agent-state-dir "$WORK/agent" >"$OUT/start-$label-$round.json"
     echo "$(loadavg)" >"$OUT/start-$label-$round.load"
     if [[ $PODMAN == 1 && $label == default ]]; then
@@ -261,48 +268,6 @@ if [[ $NODISK == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# 2. Throughput.
-for round in $(seq 1 "$THROUGHPUT_RUNS"); do
-  log "throughput: $THROUGHPUT_JOBS jobs, round $round (load $(loadavg))"
-  bench --mode throughput --command true --count "$THROUGHPUT_JOBS" --threads 4 --timeout-sec 1200 \
-    >"$OUT/throughput-$round.json" || true
-  echo "$(loadavg)" >"$OUT/throughput-$round.load"
-done
-
-slurm_throughput() {
-  local n=$1 t0 t1 left
-  t0=$(date +%s%N)
-  seq 1 "$n" | xargs -P 4 -I{} sbatch --quiet -J agentbench -o /dev/null --wrap=true
-  while :; do
-    left=$(squeue -h -n agentbench 2>/dev/null | wc -l)
-    ((left == 0)) && break
-    sleep 0.1
-  done
-  t1=$(date +%s%N)
-  echo "scale=2; $n * 1000000000 / ($t1 - $t0)" | bc
-}
-if [[ $SLURM == 1 ]]; then
-  if ! pgrep -x munged >/dev/null; then
-    munged && SLURM_STARTED+=("$(pgrep -n -x munged)")
-  fi
-  if ! pgrep -x slurmctld >/dev/null; then
-    slurmctld && sleep 1 && SLURM_STARTED+=("$(pgrep -n -x slurmctld)")
-  fi
-  if ! pgrep -x slurmd >/dev/null; then
-    slurmd && sleep 1 && SLURM_STARTED+=("$(pgrep -n -x slurmd)")
-  fi
-  for _ in $(seq 1 100); do sinfo -h -o %T 2>/dev/null | grep -Eq '^(idle|mixed|allocated)' && break; sleep 0.2; done
-  scontrol update nodename=vm state=resume >/dev/null 2>&1 || true
-  sbatch --quiet -J agentbench -o /dev/null --wait --wrap=true  # warm-up
-  for round in $(seq 1 "$THROUGHPUT_RUNS"); do
-    log "slurm: $SLURM_JOBS sbatch --wrap=true, round $round (load $(loadavg))"
-    slurm_throughput "$SLURM_JOBS" >"$OUT/slurm-$round.txt"
-    echo "$(loadavg)" >"$OUT/slurm-$round.load"
-    sleep 3
-  done
-fi
-
-# ---------------------------------------------------------------------------------------------
 # 3. Holding HOLD_JOBS containers.
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
@@ -310,6 +275,7 @@ log "hold: $HOLD_JOBS sleep 600 jobs (load $(loadavg))"
 agent_rss_idle=$(rss_kb "$AGENT_PID")
 du_before=$(du -sk "$WORK/agent" | cut -f1)
 bench --mode hold --command sleep --command 600 --count "$HOLD_JOBS" --threads 4 --timeout-sec 600 \
+  --cpu "$HOLD_CPU" --memory-mb "$HOLD_MEMORY_MB" \
   --ids-file "$WORK/hold.ids" >"$OUT/hold.json"
 sleep 5  # let the agent settle (threads, buffers)
 last_task=$(jq -r '.taskIds[-1]' "$OUT/hold.json")
@@ -334,13 +300,75 @@ running=$(runc --root "$WORK/agent/runtime" list -q | wc -l)
   echo "lastWritableLayerImgApparentMb $(( $(stat -c %s "$WORK/agent/rootfs/$last_task.img" 2>/dev/null || echo 0) >> 20 ))"
   echo "lastRootfsDirKb $(du -skx "$WORK/agent/rootfs/$last_task" | cut -f1)"
   echo "agentStateDirKbBefore $du_before"
-  echo "agentStateDirKbAfter $(du -sk "$WORK/agent" | cut -f1)"
+  echo "agentStateDirKbAfter $(du -skx "$WORK/agent" | cut -f1)"  # -x: not through the mounts
   echo "imagesDirKb $(du -sk "$WORK/agent/images" | cut -f1)"
   echo "load $(loadavg)"
 } | tee "$OUT/hold.txt" >&2
 ls -la "$WORK/agent/containers/$last_task" >"$OUT/hold-last-container-ls.txt"
 bench --mode kill --ids-file "$WORK/hold.ids" --timeout-sec 300 >"$OUT/kill.json" || true
 cp "$WORK/agent.log" "$OUT/agent.log"
+
+# ---------------------------------------------------------------------------------------------
+# 2. Throughput.
+for round in $(seq 1 "$THROUGHPUT_RUNS"); do
+  log "throughput: $THROUGHPUT_JOBS jobs, round $round (load $(loadavg))"
+  bench --mode throughput --command true --count "$THROUGHPUT_JOBS" --threads 4 --timeout-sec 1200 \
+    --cpu "$JOB_CPU" --memory-mb "$JOB_MEMORY_MB" \
+    >"$OUT/throughput-$round.json" || true
+  echo "$(loadavg)" >"$OUT/throughput-$round.load"
+done
+
+slurm_throughput() {
+  local n=$1 t0 t1 left deadline=$((SECONDS + 900))
+  t0=$(date +%s%N)
+  seq 1 "$n" | xargs -P 4 -I{} sbatch --quiet -J agentbench -o /dev/null --wrap=true
+  while ((SECONDS < deadline)); do
+    left=$(squeue -h -n agentbench 2>/dev/null | wc -l)
+    ((left == 0)) && break
+    sleep 0.1
+  done
+  t1=$(date +%s%N)
+  echo "scale=2; $n * 1000000000 / ($t1 - $t0)" | bc
+}
+if [[ $SLURM == 1 ]] && { pgrep -x slurmctld || pgrep -x slurmd; } >/dev/null; then
+  log "slurm is already running; skipping the Slurm peer (stop it first)"
+  SLURM=0
+fi
+if [[ $SLURM == 1 ]]; then
+  # A private copy of /etc/slurm/slurm.conf: the node advertises SLURM_CPUS CPUs (as skiff-agent
+  # advertises 64 with --cpu), and batch_sched_delay=0 (the default of 3 s made the default
+  # configuration start 2 jobs every 3 s here: 0.67 jobs/s). SLURM_CONF=/etc/slurm/slurm.conf
+  # SLURM_PRIVATE=0 uses the system file unchanged.
+  if [[ ${SLURM_PRIVATE:-1} == 1 ]]; then
+    sed -e "s/^NodeName=\(\S*\) CPUs=[0-9]*/NodeName=\1 CPUs=${SLURM_CPUS:-64}/" \
+      -e '/^SchedulerParameters=/d' -e '/^SlurmdParameters=/d' /etc/slurm/slurm.conf >"$WORK/slurm.conf"
+    printf '%s\n' 'SchedulerParameters=batch_sched_delay=0' 'SlurmdParameters=config_overrides' >>"$WORK/slurm.conf"
+    export SLURM_CONF=$WORK/slurm.conf
+    cp "$SLURM_CONF" "$OUT/slurm.conf"
+  fi
+  # Daemons this script starts are stopped by the trap (through their pid files).
+  if ! pgrep -x munged >/dev/null; then
+    SLURM_STARTED+=(/run/munge/munged.pid)
+    munged --force  # --force: /var/log/munge is owned by the munge user here
+  fi
+  if ! pgrep -x slurmctld >/dev/null; then
+    SLURM_STARTED+=(/run/slurmctld.pid)
+    slurmctld -f "${SLURM_CONF:-/etc/slurm/slurm.conf}"
+  fi
+  if ! pgrep -x slurmd >/dev/null; then
+    SLURM_STARTED+=(/run/slurmd.pid)
+    slurmd -f "${SLURM_CONF:-/etc/slurm/slurm.conf}"
+  fi
+  for _ in $(seq 1 100); do sinfo -h -o %T 2>/dev/null | grep -Eq '^(idle|mixed|allocated)' && break; sleep 0.2; done
+  scontrol update nodename=vm state=resume >/dev/null 2>&1 || true
+  timeout 120 sbatch --quiet -J agentbench -o /dev/null --wait --wrap=true || log "slurm warm-up job failed"
+  for round in $(seq 1 "$THROUGHPUT_RUNS"); do
+    log "slurm: $SLURM_JOBS sbatch --wrap=true, round $round (load $(loadavg))"
+    slurm_throughput "$SLURM_JOBS" >"$OUT/slurm-$round.txt" || log "slurm round $round failed"
+    echo "$(loadavg)" >"$OUT/slurm-$round.load"
+    sleep 3
+  done
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Summary.
@@ -357,8 +385,8 @@ summ() { jq -r "$1" "$OUT"/$2 | median; }
     echo "start[$label] Started log→seen p50: $(summ '.breakdown.startedLogToStartedSeenMs.p50' "start-$label-*.json") ms"
   done
   if ls "$OUT"/podman-*.txt >/dev/null 2>&1; then
-    for f in "$OUT"/podman-*.txt; do median <"$f"; done >"$OUT/podman-p50s.txt"
-    echo "podman run --rm p50 (median of rounds): $(median <"$OUT/podman-p50s.txt") ms (rounds: $(tr '\n' ' ' <"$OUT/podman-p50s.txt"))"
+    for f in "$OUT"/podman-[0-9]*.txt; do median <"$f"; done >"$OUT/p50s-podman.txt"
+    echo "podman run --rm p50 (median of rounds): $(median <"$OUT/p50s-podman.txt") ms (rounds: $(tr '\n' ' ' <"$OUT/p50s-podman.txt"))"
   fi
   echo "throughput jobs/s (median): $(summ '.jobsPerSecond' 'throughput-*.json') (rounds: $(jq -r .jobsPerSecond "$OUT"/throughput-*.json | tr '\n' ' '))"
   if ls "$OUT"/slurm-*.txt >/dev/null 2>&1; then

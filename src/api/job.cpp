@@ -4,6 +4,8 @@
 #include <cmath>
 #include <regex>
 
+#include "api/constraint.h"
+
 namespace skiff::api {
 namespace {
 
@@ -404,6 +406,23 @@ std::map<std::string, std::string> parseConstraints(Checker& checker, const json
   std::map<std::string, std::string> normalized;
   for (const auto& [name, value] : constraints) {
     std::string constraintPath = joinPath(joinPath(path, key), name);
+    if (name.size() >= kAttributeConstraintPrefix.size() &&
+        std::equal(
+            kAttributeConstraintPrefix.begin(), kAttributeConstraintPrefix.end(), name.begin(),
+            [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+      // An attribute expression: the attribute name keeps its case, the prefix is normalized.
+      std::string attribute = name.substr(kAttributeConstraintPrefix.size());
+      if (!validAttributeName(attribute)) {
+        checker.add(constraintPath, "attribute name must be 1 to 64 of [A-Za-z0-9_.-]");
+        continue;
+      }
+      if (auto expression = parseAttributeExpression(value); !expression) {
+        checker.add(constraintPath, "invalid attribute expression: " + expression.error());
+        continue;
+      }
+      normalized.emplace(std::string(kAttributeConstraintPrefix) + attribute, value);
+      continue;
+    }
     const ConstraintInfo* info = nullptr;
     for (const auto& candidate : kConstraints) {
       if (candidate.name.size() == name.size() &&
@@ -420,7 +439,8 @@ std::map<std::string, std::string> parseConstraints(Checker& checker, const json
         if (!known.empty()) known += ", ";
         known += candidate.name;
       }
-      checker.add(constraintPath, "is not a known constraint (known: " + known + ")");
+      checker.add(constraintPath,
+                  "is not a known constraint (known: " + known + ", attribute.<name>)");
       continue;
     }
     if (info->boolean && value != "true" && value != "false") {
@@ -500,7 +520,7 @@ std::optional<RetryPolicy> parseRetryPolicy(Checker& checker, const json& spec,
 std::optional<BatchSpec> parseBatch(Checker& checker, const json& value) {
   const std::string path = "batch";
   if (!checker.object(value, path,
-                      {"size", "runtimeLimitSec", "retryPolicy", "retryOnRuntimeLimit"})) {
+                      {"size", "runtimeLimitSec", "retryPolicy", "retryOnRuntimeLimit", "gang"})) {
     return std::nullopt;
   }
   BatchSpec batch;
@@ -513,6 +533,7 @@ std::optional<BatchSpec> parseBatch(Checker& checker, const json& value) {
   }
   if (auto v = parseRetryPolicy(checker, value, path)) batch.retryPolicy = *v;
   if (auto v = checker.boolean(value, path, "retryOnRuntimeLimit")) batch.retryOnRuntimeLimit = *v;
+  if (auto v = checker.boolean(value, path, "gang")) batch.gang = *v;
   return batch;
 }
 
@@ -727,7 +748,8 @@ json toJson(const JobDescriptor& job) {
     out["batch"] = {{"size", job.batch->size},
                     {"runtimeLimitSec", job.batch->runtimeLimitSec},
                     {"retryPolicy", retryPolicyToJson(job.batch->retryPolicy)},
-                    {"retryOnRuntimeLimit", job.batch->retryOnRuntimeLimit}};
+                    {"retryOnRuntimeLimit", job.batch->retryOnRuntimeLimit},
+                    {"gang", job.batch->gang}};
   } else if (job.service) {
     out["service"] = {{"capacity",
                        {{"min", job.service->capacity.min},

@@ -81,6 +81,8 @@ struct BatchSpec {
   int64_t runtimeLimitSec = 432000;  // Five days, as Titus.
   RetryPolicy retryPolicy;
   bool retryOnRuntimeLimit = false;
+  // All tasks are placed in one scheduling iteration or none is (distributed training).
+  bool gang = false;
 };
 
 struct Capacity {

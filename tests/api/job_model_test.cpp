@@ -9,6 +9,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "api/constraint.h"
 #include "api/job.h"
 
 namespace skiff::api {
@@ -291,7 +292,7 @@ TEST(JobModelTest, CanonicalJsonSpellsOutEveryDefault) {
       "securityProfile": {"securityGroups": ["default"], "iamRole": ""},
       "hardConstraints": {}, "softConstraints": {}},
     "batch": {"size": 1, "runtimeLimitSec": 432000, "retryOnRuntimeLimit": false,
-              "retryPolicy": {"immediate": {"retries": 0}}}
+              "gang": false, "retryPolicy": {"immediate": {"retries": 0}}}
   })"_json;
   EXPECT_EQ(toJson(load(kMinimalBatch)), expected);
 }
@@ -604,6 +605,70 @@ TEST(JobExamplesTest, HelloBatchIsTheQuickStartJob) {
   EXPECT_EQ(job.batch->retryPolicy.kind, RetryPolicy::Kind::kImmediate);
   EXPECT_EQ(job.batch->retryPolicy.retries, 2);
   EXPECT_THAT(job.container.command, ::testing::Contains("hello from skiff"));
+}
+
+// --- Scheduler fields. ---
+
+TEST(JobModelTest, AttributeConstraintsKeepTheAttributeNameAndCheckTheExpression) {
+  auto parsed = parseJobFileText(R"yaml(
+applicationName: app
+owner: {teamEmail: team@example.com}
+container:
+  image: busybox
+  hardConstraints: {ATTRIBUTE.kernelVersion: ">=6.1", attribute.ssd: exists}
+  softConstraints: {attribute.rack: "in(r1, r2)"}
+batch: {gang: true}
+)yaml");
+  ASSERT_TRUE(parsed.has_value());
+  auto job = validateJobDescriptor(*parsed);
+  ASSERT_TRUE(job.has_value()) << job.error()[0].toString();
+  EXPECT_EQ(job->container.hardConstraints.at("attribute.kernelVersion"), ">=6.1");
+  EXPECT_TRUE(job->container.hardConstraints.contains("attribute.ssd"));
+  EXPECT_TRUE(job->batch->gang);
+
+  auto bad = parseJobFileText(R"yaml(
+applicationName: app
+owner: {teamEmail: team@example.com}
+container:
+  image: busybox
+  hardConstraints: {attribute.cores: ">= many", "attribute.bad name": x, attribute.rack: "in(r1,"}
+batch: {}
+)yaml");
+  ASSERT_TRUE(bad.has_value());
+  auto errors = validateJobDescriptor(*bad);
+  ASSERT_FALSE(errors.has_value());
+  std::vector<std::string> messages;
+  for (const auto& error : errors.error()) messages.push_back(error.toString());
+  EXPECT_THAT(messages, ::testing::UnorderedElementsAre(
+                            "container.hardConstraints.attribute.bad name: attribute name must "
+                            "be 1 to 64 of [A-Za-z0-9_.-]",
+                            "container.hardConstraints.attribute.cores: invalid attribute "
+                            "expression: a comparison needs a number after the operator",
+                            "container.hardConstraints.attribute.rack: invalid attribute "
+                            "expression: a list must end with \")\""));
+}
+
+TEST(AttributeExpression, MatchesByOperator) {
+  auto match = [](std::string_view text, const std::string* value) {
+    auto expression = parseAttributeExpression(text);
+    EXPECT_TRUE(expression.has_value()) << text;
+    return expression && expression->matches(value);
+  };
+  std::string m5 = "m5";
+  std::string sixteen = "16";
+  EXPECT_TRUE(match("m5", &m5));
+  EXPECT_TRUE(match("=m5", &m5));
+  EXPECT_FALSE(match("m5", nullptr));
+  EXPECT_TRUE(match("!=r5", &m5));
+  EXPECT_TRUE(match("!=r5", nullptr));
+  EXPECT_TRUE(match("in(r5, m5)", &m5));
+  EXPECT_FALSE(match("notin(r5,m5)", &m5));
+  EXPECT_TRUE(match("exists", &m5));
+  EXPECT_TRUE(match("!exists", nullptr));
+  EXPECT_TRUE(match(">=16", &sixteen));
+  EXPECT_FALSE(match(">16", &sixteen));
+  EXPECT_TRUE(match("<32", &sixteen));
+  EXPECT_FALSE(match("<32", &m5)) << "not a number";
 }
 
 }  // namespace

@@ -57,7 +57,7 @@ const std::string kDigest =
     "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const std::string kKnownConstraints =
     "(known: uniqueHost, exclusiveHost, zoneBalance, activeHost, availabilityZone, machineId, "
-    "machineGroup, machineType, zone)";
+    "machineGroup, machineType, zone, attribute.<name>)";
 const std::string kNameRule =
     "must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit";
 const std::string kImageNameRule =

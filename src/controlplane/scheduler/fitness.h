@@ -1,0 +1,71 @@
+#pragma once
+
+// Fitness policies rank the nodes that pass the hard constraints, each in [0, 1] (1 best).
+// `WeightedFitness` combines them; the scheduler stops its search at a node whose combined
+// fitness reaches the good-enough cutoff.
+
+#include <memory>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "controlplane/scheduler/model.h"
+
+namespace skiff::controlplane::scheduler {
+
+class FitnessPolicy {
+ public:
+  virtual ~FitnessPolicy() = default;
+  virtual std::string_view name() const = 0;
+  virtual double score(const JobState& job, uint32_t node, const NodeState& state,
+                       const ClusterView& cluster) const = 0;
+};
+
+// Fenzo's cpuMemBinPacker: the mean share of cpu and memory in use once the task is added, so
+// the fullest node that still fits wins and whole nodes stay free.
+class BinPackingFitness final : public FitnessPolicy {
+ public:
+  std::string_view name() const override { return "binPacking"; }
+  double score(const JobState& job, uint32_t node, const NodeState& state,
+               const ClusterView& cluster) const override;
+};
+
+// For critical-tier services: half the free share of cpu and memory, half how few of the job's
+// tasks are already on the node, so one node's loss takes few replicas.
+class SpreadingFitness final : public FitnessPolicy {
+ public:
+  std::string_view name() const override { return "spreading"; }
+  double score(const JobState& job, uint32_t node, const NodeState& state,
+               const ClusterView& cluster) const override;
+};
+
+// 1 when the node recently ran the job's image (no pull), else 0.
+class CachedImageFitness final : public FitnessPolicy {
+ public:
+  std::string_view name() const override { return "cachedImage"; }
+  double score(const JobState& job, uint32_t node, const NodeState& state,
+               const ClusterView& cluster) const override;
+};
+
+// The share of the job's soft constraints the node meets (1 when it has none).
+class SoftConstraintFitness final : public FitnessPolicy {
+ public:
+  std::string_view name() const override { return "softConstraints"; }
+  double score(const JobState& job, uint32_t node, const NodeState& state,
+               const ClusterView& cluster) const override;
+};
+
+// The weighted mean of its parts (weights need not sum to 1).
+class WeightedFitness final : public FitnessPolicy {
+ public:
+  void add(std::unique_ptr<FitnessPolicy> policy, double weight);
+  std::string_view name() const override { return "weighted"; }
+  double score(const JobState& job, uint32_t node, const NodeState& state,
+               const ClusterView& cluster) const override;
+
+ private:
+  std::vector<std::pair<std::unique_ptr<FitnessPolicy>, double>> parts_;
+  double totalWeight_ = 0;
+};
+
+}  // namespace skiff::controlplane::scheduler

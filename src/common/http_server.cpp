@@ -281,8 +281,20 @@ struct Server::Impl {
     co_await bhttp::async_write(stream, message, asio::redirect_error(asio::use_awaitable, ec));
   }
 
+  static std::string peerAddress(const tcp::socket& socket) {
+    boost::system::error_code ec;
+    auto endpoint = socket.remote_endpoint(ec);
+    if (ec) return {};
+    auto address = endpoint.address();
+    if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+      return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
+    }
+    return address.to_string();
+  }
+
   asio::awaitable<void> session(beast::tcp_stream stream) {
     beast::flat_buffer buffer;
+    const std::string remoteAddress = peerAddress(stream.socket());
     for (;;) {
       boost::system::error_code ec;
       bhttp::request_parser<bhttp::string_body> parser;
@@ -302,7 +314,7 @@ struct Server::Impl {
       Request request = parser.release();
       bool keepAlive = request.keep_alive();
 
-      RequestContext context{request, {}, {}, {}};
+      RequestContext context{request, {}, {}, {}, remoteAddress};
       std::string_view target = request.target();
       size_t question = target.find('?');
       context.path = std::string(target.substr(0, question));

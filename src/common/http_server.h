@@ -61,6 +61,9 @@ struct RequestContext {
   std::string path;
   std::map<std::string, std::string> query;  // Percent-decoded.
   std::vector<std::string> params;           // The `{...}` segments of the route, in order.
+  // The peer's IP address as text; an IPv4-mapped IPv6 peer is given as plain IPv4. Empty when
+  // the socket could not say.
+  std::string remoteAddress;
 
   std::optional<std::string> queryValue(const std::string& key) const;
   std::string_view header(std::string_view name) const;

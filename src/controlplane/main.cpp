@@ -21,6 +21,8 @@
 #include "common/http_server.h"
 #include "common/log.h"
 #include "controlplane/api_routes.h"
+#include "controlplane/identity/identity_routes.h"
+#include "controlplane/identity/job_manager_task_directory.h"
 #include "controlplane/job_manager.h"
 #include "controlplane/placement.h"
 #include "controlplane/store/sqlite_store.h"
@@ -97,6 +99,23 @@ int run(const Flags& flags) {
   api.joinToken = tokens->join;  // Presented to the agents' log servers.
   http::Router router;
   controlplane::registerRoutes(router, api);
+
+  // Task identity: the signing keys live in STATE_DIR/identity (0700, one 0600 PEM per key).
+  auto keys =
+      identity::KeyRing::loadOrCreate(flags.stateDir + "/identity", SystemClock::instance());
+  if (!keys) {
+    log::error("cannot set up the identity signing keys", {{"error", keys.error().message()}});
+    return 1;
+  }
+  identity::IdentityService identityService(**keys, SystemClock::instance());
+  identity::SkiffRoleCredentialIssuer credentialIssuer(**keys, SystemClock::instance());
+  identity::JobManagerTaskDirectory taskDirectory(manager);
+  identity::IdentityApi identityApi{**keys, identityService, credentialIssuer, taskDirectory,
+                                    [&](std::string_view authorization) {
+                                      return !controlplane::authenticate(
+                                          *tokens, http::Access::kAgent, authorization);
+                                    }};
+  identity::registerIdentityRoutes(router, identityApi);
   http::Server server(io, router, [&](http::Access access, std::string_view authorization) {
     return controlplane::authenticate(*tokens, access, authorization);
   });

@@ -313,6 +313,15 @@ Status killTask(JobEdit& edit, const std::string& id, bool shrink, int64_t nowMs
   return {};
 }
 
+bool evictTask(JobEdit& edit, const std::string& taskId, int64_t nowMs) {
+  auto position = edit.findTaskId(taskId);
+  if (!position) return false;
+  const TaskRecord& task = edit.task(*position);
+  if (task.finished() || task.state == TaskState::kKillInitiated) return false;
+  beginKill(edit.mutableTask(*position), TaskReason::kEvicted, nowMs);
+  return true;
+}
+
 Status updateCapacity(JobEdit& edit, std::optional<int64_t> min, std::optional<int64_t> desired,
                       std::optional<int64_t> max) {
   if (edit.job().descriptor.isBatch()) {

@@ -100,6 +100,11 @@ Status killJob(JobEdit& edit, int64_t nowMs);
 // not replaced.
 Status killTask(JobEdit& edit, const std::string& taskId, bool shrink, int64_t nowMs);
 
+// Evicts one task to make room for reserved work: it is killed with reason `evicted`, which does
+// not count against the job's retries. False when the task is unknown, finished, or already
+// being killed.
+bool evictTask(JobEdit& edit, const std::string& taskId, int64_t nowMs);
+
 // Changes a service job's capacity; unset fields keep their value.
 Status updateCapacity(JobEdit& edit, std::optional<int64_t> min, std::optional<int64_t> desired,
                       std::optional<int64_t> max);

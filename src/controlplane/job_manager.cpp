@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <unordered_set>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -42,6 +43,7 @@ struct Command {
 
 struct JobActor {
   JobView view;
+  scheduler::JobShape shape;  // What the scheduler needs of the job; fixed for its life.
   std::deque<Command> mailbox;
   std::unique_ptr<asio::steady_timer> timer;
   int64_t deadlineMs = 0;
@@ -53,7 +55,6 @@ struct NodeState {
   NodeRecord record;
   int64_t lastHeartbeatMs = 0;
   bool lost = false;
-  api::Resources allocated{0, 0, 0, 0, 0};
   std::set<std::string> tasks;  // Unfinished tasks placed on the node.
   int64_t revision = 0;
   std::vector<std::shared_ptr<asio::steady_timer>> waiters;
@@ -64,11 +65,12 @@ std::string nodeStateName(const NodeState& node) {
   return node.record.draining ? "Draining" : "Ready";
 }
 
-json nodeToWire(const NodeState& node) {
+json nodeToWire(const NodeState& node, const api::Resources& allocated) {
   return {{"id", node.record.id},
           {"resources", resourcesToJson(node.record.resources)},
-          {"allocated", resourcesToJson(node.allocated)},
+          {"allocated", resourcesToJson(allocated)},
           {"attributes", node.record.attributes},
+          {"labels", node.record.labels},
           {"state", nodeStateName(node)},
           {"lastHeartbeatMs", node.lastHeartbeatMs},
           {"registeredAtMs", node.record.registeredAtMs},
@@ -102,6 +104,21 @@ bool matchesFilter(const JobRecord& job, const JobFilter& filter) {
   return true;
 }
 
+// The scheduler's view of a node: agent attributes as strings, overlaid with operator labels.
+scheduler::NodeSpec nodeSpec(const NodeState& node) {
+  scheduler::NodeSpec spec;
+  spec.id = node.record.id;
+  spec.capacity = node.record.resources;
+  if (node.record.attributes.is_object()) {
+    for (const auto& [key, value] : node.record.attributes.items()) {
+      spec.attributes[key] = value.is_string() ? value.get<std::string>() : value.dump();
+    }
+  }
+  for (const auto& [key, value] : node.record.labels) spec.attributes[key] = value;
+  spec.schedulable = !node.lost && !node.record.draining;
+  return spec;
+}
+
 Error unavailable() {
   return Error(ErrorCode::kUnavailable, "skiffd is shutting down");
 }
@@ -112,7 +129,7 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   asio::io_context& io;
   store::Store& store;
   const Clock& clock;
-  std::unique_ptr<Placer> placer;
+  std::unique_ptr<scheduler::Scheduler> scheduler;
   ManagerConfig config;
   Strand strand;
 
@@ -125,18 +142,25 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   // Keys whose first request is being written; later requests with the key wait for it.
   std::unordered_map<std::string, std::vector<std::shared_ptr<asio::steady_timer>>> inflightKeys;
   std::map<std::string, NodeState> nodes;
-  std::set<std::string> pendingPlacement;
+  // Jobs that may have tasks wanting a node, in id (= submission) order.
+  std::set<std::string> pendingJobs;
+  // Tasks the scheduler placed whose launch is not yet durable.
+  std::unordered_set<std::string> launching;
+  std::map<std::string, CapacityGroupRecord> capacityGroups;
+  std::unique_ptr<asio::steady_timer> schedulerTimer;
+  bool schedulerWake = false;
+  std::string flexRotation;  // Where the next iteration's flex pass starts.
   size_t taskCount = 0;
   int64_t revisionBase = 0;
   bool stopped = false;
   std::unique_ptr<asio::steady_timer> nodeTimer;
 
-  Impl(asio::io_context& ioContext, store::Store& s, const Clock& c, std::unique_ptr<Placer> p,
-       ManagerConfig cfg)
+  Impl(asio::io_context& ioContext, store::Store& s, const Clock& c,
+       std::unique_ptr<scheduler::Scheduler> p, ManagerConfig cfg)
       : io(ioContext),
         store(s),
         clock(c),
-        placer(std::move(p)),
+        scheduler(std::move(p)),
         config(cfg),
         strand(asio::make_strand(ioContext)) {}
 
@@ -201,11 +225,6 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     actor->mailbox.clear();
   }
 
-  struct Reservation {
-    std::string nodeId;
-    api::Resources resources;
-  };
-
   asio::awaitable<void> step(JobActor* actor) {
     JobEdit edit(actor->view);
     std::vector<std::pair<Command, Status>> handled;
@@ -219,14 +238,6 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     }
     if (!actor->mailbox.empty()) actor->wake = true;
     actor->deadlineMs = reconcile(edit, now, config.lifecycle);
-    std::vector<Reservation> reservations = place(actor, edit, now);
-    if (!reservations.empty()) {
-      // `reconcile` ran before these tasks were launched: wake up for their Launched timeout.
-      int64_t launchDeadline = now + config.lifecycle.launchedTimeoutMs;
-      if (actor->deadlineMs == 0 || launchDeadline < actor->deadlineMs) {
-        actor->deadlineMs = launchDeadline;
-      }
-    }
 
     Status committed;
     if (!edit.empty()) {
@@ -235,7 +246,6 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
         committed = std::unexpected(result.error().wrap("saving job " + actor->view.job.id));
         log::error("job update not saved",
                    {{"jobId", actor->view.job.id}, {"error", result.error().message()}});
-        for (const Reservation& r : reservations) release(r.nodeId, r.resources);
         // Try again later; the in-memory state still matches the store.
         actor->deadlineMs = clock.nowMs() + 1000;
       } else {
@@ -246,6 +256,181 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     for (auto& [command, status] : handled) {
       if (command.done) command.done(status ? committed : status, actor->view);
     }
+    notePending(actor, clock.nowMs());
+    if (actor->view.job.state == api::JobState::kFinished) scheduler->forgetJob(actor->view.job.id);
+  }
+
+  // Queues the job for the scheduler when some task wants a node now.
+  void notePending(JobActor* actor, int64_t now) {
+    if (actor->view.job.state != api::JobState::kAccepted) return;
+    for (const TaskRecord& task : actor->view.tasks) {
+      if (wantsPlacement(task, now) && !launching.contains(task.id)) {
+        pendingJobs.insert(actor->view.job.id);
+        wakeScheduler();
+        return;
+      }
+    }
+  }
+
+  // ---- Scheduling ----
+
+  void wakeScheduler() {
+    schedulerWake = true;
+    if (schedulerTimer) schedulerTimer->cancel();
+  }
+
+  void startScheduler() {
+    schedulerTimer = std::make_unique<asio::steady_timer>(strand);
+    schedulerWake = true;
+    asio::co_spawn(strand, runScheduler(shared_from_this()), asio::detached);
+  }
+
+  static asio::awaitable<void> runScheduler(std::shared_ptr<Impl> self) {
+    while (!self->stopped) {
+      if (!self->schedulerWake) {
+        if (self->pendingJobs.empty()) {
+          self->schedulerTimer->expires_after(std::chrono::hours(24));
+        } else {
+          self->schedulerTimer->expires_after(
+              std::chrono::milliseconds(self->config.schedulerRetryMs));
+        }
+        boost::system::error_code ec;
+        co_await self->schedulerTimer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (self->stopped) break;
+        if (!self->schedulerWake && self->pendingJobs.empty()) continue;
+      }
+      self->schedulerWake = false;
+      if (self->iterate()) self->schedulerWake = true;
+      // Let job loops and API handlers run between iterations.
+      co_await asio::post(self->strand, asio::use_awaitable);
+    }
+  }
+
+  // One scheduling iteration: critical jobs first, then flex jobs from where the last
+  // truncated iteration stopped. Returns true when another iteration should follow at once.
+  bool iterate() {
+    int64_t now = clock.nowMs();
+    const size_t limit = static_cast<size_t>(std::max<int64_t>(1, config.maxTasksPerIteration));
+    std::vector<scheduler::PendingJob> batch;
+    std::vector<std::string> idle;
+    size_t taken = 0;
+    bool truncated = false;
+    auto collect = [&](JobActor* actor) {
+      scheduler::PendingJob pending{&actor->shape, {}};
+      for (const TaskRecord& task : actor->view.tasks) {
+        if (!actor->shape.gang && taken >= limit) break;
+        if (wantsPlacement(task, now) && !launching.contains(task.id)) {
+          pending.taskIds.push_back(task.id);
+          ++taken;
+        }
+      }
+      if (pending.taskIds.empty()) {
+        idle.push_back(actor->view.job.id);
+      } else {
+        batch.push_back(std::move(pending));
+      }
+    };
+    for (const std::string& jobId : pendingJobs) {
+      JobActor* actor = findJob(jobId);
+      if (actor == nullptr || actor->view.job.state != api::JobState::kAccepted) {
+        idle.push_back(jobId);
+      } else if (actor->shape.tier == api::Tier::kCritical && taken < limit) {
+        collect(actor);
+      }
+    }
+    auto start = pendingJobs.lower_bound(flexRotation);
+    for (size_t seen = 0; seen < pendingJobs.size(); ++seen, ++start) {
+      if (start == pendingJobs.end()) start = pendingJobs.begin();
+      if (taken >= limit) {
+        truncated = true;
+        flexRotation = *start;
+        break;
+      }
+      JobActor* actor = findJob(*start);
+      if (actor == nullptr || actor->view.job.state != api::JobState::kAccepted ||
+          actor->shape.tier == api::Tier::kCritical) {
+        continue;
+      }
+      collect(actor);
+    }
+    for (const std::string& jobId : idle) pendingJobs.erase(jobId);
+    if (batch.empty()) return false;
+
+    scheduler::IterationResult result = scheduler->schedule(batch);
+    std::map<std::string, std::vector<std::pair<std::string, std::string>>> placements;
+    for (scheduler::Assignment& assignment : result.assignments) {
+      launching.insert(assignment.taskId);
+      placements[assignment.jobId].emplace_back(std::move(assignment.taskId),
+                                                std::move(assignment.nodeId));
+    }
+    for (auto& [jobId, list] : placements) postLaunch(jobId, std::move(list));
+    std::map<std::string, std::vector<std::string>> evictions;
+    for (const scheduler::Eviction& eviction : result.evictions) {
+      log::info("evicting task for reserved work", {{"taskId", eviction.taskId},
+                                                    {"nodeId", eviction.nodeId},
+                                                    {"forTaskId", eviction.forTaskId}});
+      evictions[eviction.jobId].push_back(eviction.taskId);
+    }
+    for (auto& [jobId, list] : evictions) postEvictions(jobId, std::move(list));
+    return truncated && !result.assignments.empty();
+  }
+
+  // Hands placements to the job's loop: it launches the tasks that still want a node (on nodes
+  // still usable) and the scheduler forgets the rest, or all of them if the write fails.
+  void postLaunch(const std::string& jobId,
+                  std::vector<std::pair<std::string, std::string>> placements) {
+    JobActor* actor = findJob(jobId);
+    auto abandon = [this](const std::vector<std::string>& taskIds) {
+      for (const std::string& taskId : taskIds) scheduler->removeTask(taskId);
+      if (!taskIds.empty()) wakeScheduler();
+    };
+    if (actor == nullptr) {
+      std::vector<std::string> ids;
+      for (auto& [taskId, nodeId] : placements) {
+        launching.erase(taskId);
+        ids.push_back(taskId);
+      }
+      abandon(ids);
+      return;
+    }
+    auto shared =
+        std::make_shared<std::vector<std::pair<std::string, std::string>>>(std::move(placements));
+    auto rejected = std::make_shared<std::vector<std::string>>();
+    auto apply = [self = shared_from_this(), shared, rejected](JobEdit& edit,
+                                                               int64_t now) -> Status {
+      for (const auto& [taskId, nodeId] : *shared) {
+        auto position = edit.findTaskId(taskId);
+        auto node = self->nodes.find(nodeId);
+        if (!position || edit.job().state != api::JobState::kAccepted ||
+            !wantsPlacement(edit.task(*position), now) || node == self->nodes.end() ||
+            node->second.lost) {
+          rejected->push_back(taskId);
+          continue;
+        }
+        launchTask(edit, *position, nodeId, now);
+      }
+      return Status{};
+    };
+    auto done = [self = shared_from_this(), shared, rejected, abandon](const Status& status,
+                                                                       const JobView&) {
+      std::vector<std::string> ids;
+      for (const auto& [taskId, nodeId] : *shared) {
+        self->launching.erase(taskId);
+        ids.push_back(taskId);
+      }
+      abandon(status ? *rejected : ids);
+    };
+    post(actor, {std::move(apply), std::move(done)});
+  }
+
+  void postEvictions(const std::string& jobId, std::vector<std::string> taskIds) {
+    JobActor* actor = findJob(jobId);
+    if (actor == nullptr) return;
+    auto apply = [taskIds = std::move(taskIds)](JobEdit& edit, int64_t now) -> Status {
+      for (const std::string& taskId : taskIds) evictTask(edit, taskId, now);
+      return Status{};
+    };
+    post(actor, {std::move(apply), nullptr});
   }
 
   store::Txn buildTxn(const JobEdit& edit) {
@@ -259,52 +444,9 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     return txn;
   }
 
-  std::vector<Reservation> place(JobActor* actor, JobEdit& edit, int64_t now) {
-    std::vector<Reservation> reservations;
-    if (edit.job().state != api::JobState::kAccepted) return reservations;
-    std::vector<size_t> wanting;
-    for (size_t i = 0; i < edit.taskCount(); ++i) {
-      if (wantsPlacement(edit.task(i), now)) wanting.push_back(i);
-    }
-    if (wanting.empty()) return reservations;
-    std::vector<NodeCandidate> candidates;
-    std::vector<NodeState*> states;
-    for (auto& [id, node] : nodes) {
-      if (!node.lost && !node.record.draining) {
-        candidates.push_back({&node.record, node.allocated});
-        states.push_back(&node);
-      }
-    }
-    const api::Resources& request = edit.job().descriptor.container.resources;
-    size_t placed = 0;
-    for (size_t position : wanting) {
-      auto choice = placer->choose(edit.job(), candidates);
-      if (!choice) break;
-      NodeState* node = states[*choice];
-      addResources(candidates[*choice].allocated, request);
-      addResources(node->allocated, request);
-      reservations.push_back({node->record.id, request});
-      launchTask(edit, position, node->record.id, now);
-      ++placed;
-    }
-    if (placed < wanting.size()) pendingPlacement.insert(actor->view.job.id);
-    return reservations;
-  }
-
-  void release(const std::string& nodeId, const api::Resources& resources) {
-    auto it = nodes.find(nodeId);
-    if (it == nodes.end()) return;
-    subtractResources(it->second.allocated, resources);
-    wakePending();
-  }
-
-  void wakePending() {
-    if (pendingPlacement.empty()) return;
-    std::set<std::string> pending;
-    pending.swap(pendingPlacement);
-    for (const std::string& id : pending) {
-      if (auto it = jobs.find(id); it != jobs.end()) wakeJob(it->second.get());
-    }
+  json wire(const NodeState& node) const {
+    return nodeToWire(node,
+                      scheduler->allocated(node.record.id).value_or(api::Resources{0, 0, 0, 0, 0}));
   }
 
   void bumpNode(const std::string& nodeId) {
@@ -318,7 +460,6 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   // Node bookkeeping for a durable edit, before it is applied to the view.
   void account(JobActor* actor, const JobEdit& edit) {
     const JobView& view = actor->view;
-    const api::Resources& request = view.job.descriptor.container.resources;
     int64_t tasksBefore = static_cast<int64_t>(view.tasks.size());
     // Each node's revision moves once per commit, whatever the number of its tasks in it, so it
     // never passes the store revision that `recover` restarts it from.
@@ -337,7 +478,12 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       }
       if (wasOnNode && !isOnNode) {
         if (auto it = nodes.find(old->nodeId); it != nodes.end()) it->second.tasks.erase(old->id);
-        release(old->nodeId, request);
+      }
+      // A finished task gives its resources back (also one the scheduler placed whose launch
+      // lost a race with a kill).
+      if (task->finished() || (wasOnNode && !isOnNode)) {
+        scheduler->removeTask(task->id);
+        wakeScheduler();
       }
       if (!task->nodeId.empty()) touched.insert(task->nodeId);
     }
@@ -406,6 +552,7 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     while (jobs.contains(jobId)) jobId = newJobId(now);
     auto actor = std::make_unique<JobActor>();
     actor->view = newJob(jobId, std::move(descriptor), key, now);
+    actor->shape = scheduler::JobShape::of(jobId, actor->view.job.descriptor);
 
     store::Txn txn;
     if (!key.empty()) {
@@ -459,6 +606,7 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       for (auto& [id, node] : self->nodes) {
         if (node.lost || now - node.lastHeartbeatMs < self->config.nodeHeartbeatTimeoutMs) continue;
         node.lost = true;
+        self->scheduler->setSchedulable(id, false);
         log::warn("node lost", {{"nodeId", id}, {"tasks", node.tasks.size()}});
         std::set<std::string> jobIds;
         for (const std::string& taskId : node.tasks) {
@@ -502,8 +650,8 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
 };
 
 JobManager::JobManager(asio::io_context& io, store::Store& store, const Clock& clock,
-                       std::unique_ptr<Placer> placer, ManagerConfig config)
-    : impl_(std::make_shared<Impl>(io, store, clock, std::move(placer), config)) {}
+                       std::unique_ptr<scheduler::Scheduler> scheduler, ManagerConfig config)
+    : impl_(std::make_shared<Impl>(io, store, clock, std::move(scheduler), config)) {}
 
 JobManager::~JobManager() {
   stop();
@@ -586,14 +734,30 @@ Status JobManager::recover() {
       });
   if (!keysRevision) return std::unexpected(keysRevision.error().wrap("loading idempotency keys"));
 
+  auto groupsRevision =
+      impl.store.scanPrefix(std::string(kCapacityGroupsPrefix), [&](const store::KeyValue& kv) {
+        auto group = capacityGroupFromStored(kv.value, kv.modRevision);
+        if (!group) {
+          log::error("skipping corrupt capacity group",
+                     {{"key", kv.key}, {"error", group.error().message()}});
+          return;
+        }
+        impl.scheduler->upsertCapacityGroup(group->spec);
+        std::string name = group->spec.name;
+        impl.capacityGroups.emplace(std::move(name), std::move(*group));
+      });
+  if (!groupsRevision)
+    return std::unexpected(groupsRevision.error().wrap("loading capacity groups"));
+
+  for (auto& [id, node] : impl.nodes) impl.scheduler->upsertNode(nodeSpec(node));
   for (auto& [id, actor] : impl.jobs) {
-    const api::Resources& request = actor->view.job.descriptor.container.resources;
+    actor->shape = scheduler::JobShape::of(id, actor->view.job.descriptor);
     for (const TaskRecord& task : actor->view.tasks) {
       if (task.finished() || task.nodeId.empty()) continue;
       auto node = impl.nodes.find(task.nodeId);
       if (node == impl.nodes.end()) continue;
       node->second.tasks.insert(task.id);
-      addResources(node->second.allocated, request);
+      impl.scheduler->addTask(actor->shape, task.id, task.nodeId);
     }
   }
   impl.revisionBase = impl.store.currentRevision();
@@ -606,6 +770,7 @@ Status JobManager::recover() {
     }
   }
   impl.startNodeChecks();
+  impl.startScheduler();
   log::info("state recovered", {{"jobs", impl.jobs.size()},
                                 {"tasks", impl.taskCount},
                                 {"nodes", impl.nodes.size()},
@@ -619,6 +784,7 @@ void JobManager::stop() {
     if (impl->stopped) return;
     impl->stopped = true;
     if (impl->nodeTimer) impl->nodeTimer->cancel();
+    if (impl->schedulerTimer) impl->schedulerTimer->cancel();
     for (auto& [id, actor] : impl->jobs) {
       if (actor->timer) actor->timer->cancel();
     }
@@ -792,9 +958,10 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
     node.lastHeartbeatMs = now;
     node.lost = false;
     log::info("node registered", {{"nodeId", node.record.id}});
+    impl->scheduler->upsertNode(nodeSpec(node));
     impl->bumpNode(node.record.id);
-    impl->wakePending();
-    co_return nodeToWire(node);
+    impl->wakeScheduler();
+    co_return impl->wire(node);
   };
   co_return co_await impl->onStrand<Result<json>>(std::move(body));
 }
@@ -809,7 +976,8 @@ asio::awaitable<Result<json>> JobManager::heartbeat(std::string nodeId) {
     if (it->second.lost) {
       it->second.lost = false;
       log::info("node back", {{"nodeId", nodeId}});
-      impl->wakePending();
+      impl->scheduler->setSchedulable(nodeId, !it->second.record.draining);
+      impl->wakeScheduler();
     }
     co_return json{{"nodeId", nodeId}, {"draining", it->second.record.draining}};
   };
@@ -820,7 +988,7 @@ asio::awaitable<Result<json>> JobManager::listNodes() {
   auto impl = impl_;
   auto body = [impl]() -> asio::awaitable<Result<json>> {
     json items = json::array();
-    for (const auto& [id, node] : impl->nodes) items.push_back(nodeToWire(node));
+    for (const auto& [id, node] : impl->nodes) items.push_back(impl->wire(node));
     co_return json{{"items", std::move(items)}};
   };
   co_return co_await impl->onStrand<Result<json>>(std::move(body));
@@ -832,7 +1000,7 @@ asio::awaitable<Result<json>> JobManager::getNode(std::string nodeId) {
     auto it = impl->nodes.find(nodeId);
     if (it == impl->nodes.end())
       co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
-    co_return nodeToWire(it->second);
+    co_return impl->wire(it->second);
   };
   co_return co_await impl->onStrand<Result<json>>(std::move(body));
 }
@@ -856,8 +1024,175 @@ asio::awaitable<Result<json>> JobManager::drainNode(std::string nodeId) {
       co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
     again->second.record = std::move(record);
     log::info("node draining", {{"nodeId", nodeId}});
+    impl->scheduler->setSchedulable(nodeId, false);
     impl->bumpNode(nodeId);
-    co_return nodeToWire(again->second);
+    co_return impl->wire(again->second);
+  };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::labelNode(
+    std::string nodeId, std::map<std::string, std::optional<std::string>> changes) {
+  auto impl = impl_;
+  auto body = [impl, nodeId, changes = std::move(changes)]() -> asio::awaitable<Result<json>> {
+    auto it = impl->nodes.find(nodeId);
+    if (it == impl->nodes.end())
+      co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
+    NodeRecord record = it->second.record;
+    for (const auto& [key, value] : changes) {
+      if (value) {
+        record.labels[key] = *value;
+      } else {
+        record.labels.erase(key);
+      }
+    }
+    store::Txn txn;
+    txn.onSuccess.push_back(store::Op::put(nodeKey(nodeId), toStored(record)));
+    auto result = co_await impl->commit(std::move(txn));
+    if (!result) co_return std::unexpected(result.error().wrap("saving node"));
+    auto again = impl->nodes.find(nodeId);
+    if (again == impl->nodes.end())
+      co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
+    // Labels only: keep what a registration may have changed meanwhile.
+    again->second.record.labels = std::move(record.labels);
+    again->second.record.modRevision = result->revision;
+    impl->scheduler->upsertNode(nodeSpec(again->second));
+    impl->wakeScheduler();
+    log::info("node labels changed", {{"nodeId", nodeId}});
+    co_return impl->wire(again->second);
+  };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::whyTask(std::string taskId) {
+  auto impl = impl_;
+  auto body = [impl, taskId]() -> asio::awaitable<Result<json>> {
+    auto jobId = jobIdOfTask(taskId);
+    JobActor* actor = jobId ? impl->findJob(*jobId) : nullptr;
+    std::optional<size_t> position;
+    if (actor != nullptr) {
+      JobEdit lookup(actor->view);
+      position = lookup.findTaskId(taskId);
+    }
+    if (!position) {
+      // Earlier attempts live only in the store.
+      auto stored = jobId ? impl->store.get(taskKey(*jobId, taskId))
+                          : Result<std::optional<store::KeyValue>>(std::nullopt);
+      if (stored && *stored) {
+        auto task = taskFromStored((*stored)->value, (*stored)->modRevision);
+        if (task) {
+          co_return json{{"taskId", taskId},
+                         {"state", api::taskStateName(task->state)},
+                         {"nodeId", task->nodeId},
+                         {"summary", "the task finished (" +
+                                         std::string(api::taskReasonName(task->reason)) + ")"}};
+        }
+      }
+      co_return fail(ErrorCode::kNotFound, "task " + taskId + " not found");
+    }
+    const TaskRecord& task = actor->view.tasks[*position];
+    int64_t now = impl->clock.nowMs();
+    json out = {{"taskId", taskId}, {"state", api::taskStateName(task.state)}};
+    if (task.finished()) {
+      out["summary"] = "the task finished (" + std::string(api::taskReasonName(task.reason)) + ")";
+    } else if (task.state != api::TaskState::kAccepted) {
+      out["nodeId"] = task.nodeId;
+      out["summary"] = "the task is placed on node " + task.nodeId;
+    } else if (actor->view.job.state != api::JobState::kAccepted) {
+      out["summary"] = "the job is being killed";
+    } else if (task.notBeforeMs > now) {
+      out["notBeforeMs"] = task.notBeforeMs;
+      out["summary"] = "waiting for the retry delay to pass";
+    } else if (impl->launching.contains(taskId)) {
+      out["summary"] = "placed; the launch is being saved";
+    } else {
+      json explanation = impl->scheduler->explain(actor->shape, taskId);
+      explanation["state"] = out["state"];
+      out = std::move(explanation);
+    }
+    co_return out;
+  };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::putCapacityGroup(scheduler::CapacityGroupSpec spec,
+                                                           bool createOnly) {
+  auto impl = impl_;
+  auto body = [impl, spec = std::move(spec), createOnly]() -> asio::awaitable<Result<json>> {
+    CapacityGroupRecord record;
+    record.spec = spec;
+    record.createdAtMs = impl->clock.nowMs();
+    if (auto it = impl->capacityGroups.find(spec.name); it != impl->capacityGroups.end()) {
+      if (createOnly) {
+        co_return fail(ErrorCode::kAlreadyExists,
+                       "capacity group " + spec.name + " already exists");
+      }
+      record.createdAtMs = it->second.createdAtMs;
+    }
+    store::Txn txn;
+    if (createOnly) txn.compares.push_back(store::Compare::notExists(capacityGroupKey(spec.name)));
+    txn.onSuccess.push_back(store::Op::put(capacityGroupKey(spec.name), toStored(record)));
+    auto result = co_await impl->commit(std::move(txn));
+    if (!result) co_return std::unexpected(result.error().wrap("saving capacity group"));
+    if (!result->succeeded) {
+      co_return fail(ErrorCode::kAlreadyExists, "capacity group " + spec.name + " already exists");
+    }
+    record.modRevision = result->revision;
+    impl->scheduler->upsertCapacityGroup(record.spec);
+    impl->capacityGroups[spec.name] = record;
+    impl->wakeScheduler();
+    log::info("capacity group saved", {{"name", spec.name}});
+    co_return toWire(record, impl->scheduler->capacityUsage());
+  };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::getCapacityGroup(std::string name) {
+  auto impl = impl_;
+  auto body = [impl, name]() -> asio::awaitable<Result<json>> {
+    auto usage = impl->scheduler->capacityUsage();
+    if (auto it = impl->capacityGroups.find(name); it != impl->capacityGroups.end()) {
+      co_return toWire(it->second, usage);
+    }
+    for (const auto& u : usage) {
+      if (u.group == name) co_return undefinedGroupToWire(name, usage);
+    }
+    co_return fail(ErrorCode::kNotFound, "capacity group " + name + " not found");
+  };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::listCapacityGroups() {
+  auto impl = impl_;
+  auto body = [impl]() -> asio::awaitable<Result<json>> {
+    auto usage = impl->scheduler->capacityUsage();
+    std::map<std::string, json> byName;
+    for (const auto& [name, record] : impl->capacityGroups) byName[name] = toWire(record, usage);
+    // Groups that jobs name without a definition: usage only, nothing reserved.
+    for (const auto& u : usage) {
+      if (!byName.contains(u.group)) byName[u.group] = undefinedGroupToWire(u.group, usage);
+    }
+    json items = json::array();
+    for (auto& [name, item] : byName) items.push_back(std::move(item));
+    co_return json{{"items", std::move(items)}};
+  };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<Result<json>> JobManager::deleteCapacityGroup(std::string name) {
+  auto impl = impl_;
+  auto body = [impl, name]() -> asio::awaitable<Result<json>> {
+    if (!impl->capacityGroups.contains(name)) {
+      co_return fail(ErrorCode::kNotFound, "capacity group " + name + " not found");
+    }
+    store::Txn txn;
+    txn.onSuccess.push_back(store::Op::del(capacityGroupKey(name)));
+    auto result = co_await impl->commit(std::move(txn));
+    if (!result) co_return std::unexpected(result.error().wrap("deleting capacity group"));
+    impl->capacityGroups.erase(name);
+    impl->scheduler->removeCapacityGroup(name);
+    log::info("capacity group deleted", {{"name", name}});
+    co_return json{{"name", name}, {"deleted", true}};
   };
   co_return co_await impl->onStrand<Result<json>>(std::move(body));
 }

@@ -2,6 +2,10 @@
 
 // The job manager: skiffd's in-memory view of jobs, tasks and nodes, kept in step with the store.
 //
+// Placement is separate: a scheduler loop runs batched iterations of `scheduler::Scheduler` over
+// the jobs with pending tasks and hands each job its placements (and evictions) as commands, so
+// they too become durable before memory changes.
+//
 // Every job has its own reconcile loop (a coroutine) that owns the job's state: API commands and
 // agent reports are queued to it, it applies them together with the lifecycle rules of
 // `job_logic.h`, writes the result to the store, and only after the write is durable applies it
@@ -27,8 +31,9 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "controlplane/capacity_groups.h"
 #include "controlplane/job_logic.h"
-#include "controlplane/placement.h"
+#include "controlplane/scheduler/scheduler.h"
 #include "controlplane/store/store.h"
 
 namespace skiff::controlplane {
@@ -39,6 +44,10 @@ struct ManagerConfig {
   LifecycleConfig lifecycle;
   int64_t nodeHeartbeatTimeoutMs = 30'000;  // A node silent this long is Lost.
   int64_t nodeCheckIntervalMs = 1'000;
+  // Pending tasks one scheduling iteration considers at most (gangs are never split).
+  int64_t maxTasksPerIteration = 20'000;
+  // While tasks stay pending, an iteration runs at least this often even when nothing changed.
+  int64_t schedulerRetryMs = 1'000;
 };
 
 struct CreateJobResult {
@@ -73,7 +82,7 @@ struct Assignments {
 class JobManager {
  public:
   JobManager(asio::io_context& io, store::Store& store, const Clock& clock,
-             std::unique_ptr<Placer> placer, ManagerConfig config = {});
+             std::unique_ptr<scheduler::Scheduler> scheduler, ManagerConfig config = {});
   ~JobManager();
   JobManager(const JobManager&) = delete;
   JobManager& operator=(const JobManager&) = delete;
@@ -102,6 +111,16 @@ class JobManager {
   asio::awaitable<Result<Page>> listTasks(std::string jobId, std::optional<api::TaskState> state,
                                           std::string cursor, size_t limit);
   asio::awaitable<Result<nlohmann::json>> killTask(std::string taskId, bool shrink);
+  // Why a task has no node yet (see docs/api.md, GET /v1/tasks/{id}/why).
+  asio::awaitable<Result<nlohmann::json>> whyTask(std::string taskId);
+
+  // Capacity groups. `create` fails with kAlreadyExists when the name is taken; `replace`
+  // creates or replaces.
+  asio::awaitable<Result<nlohmann::json>> putCapacityGroup(scheduler::CapacityGroupSpec spec,
+                                                           bool createOnly);
+  asio::awaitable<Result<nlohmann::json>> getCapacityGroup(std::string name);
+  asio::awaitable<Result<nlohmann::json>> listCapacityGroups();
+  asio::awaitable<Result<nlohmann::json>> deleteCapacityGroup(std::string name);
 
   // Registers or re-registers a node. `created` is set when it is new.
   asio::awaitable<Result<nlohmann::json>> registerNode(NodeRegistration registration,
@@ -110,6 +129,9 @@ class JobManager {
   asio::awaitable<Result<nlohmann::json>> listNodes();
   asio::awaitable<Result<nlohmann::json>> getNode(std::string nodeId);
   asio::awaitable<Result<nlohmann::json>> drainNode(std::string nodeId);
+  // Sets (value) and removes (nullopt) operator labels on a node.
+  asio::awaitable<Result<nlohmann::json>> labelNode(
+      std::string nodeId, std::map<std::string, std::optional<std::string>> changes);
   // Long poll: answers when the node's assignments changed after `afterRevision`, or after
   // `waitMs`.
   asio::awaitable<Result<Assignments>> assignments(std::string nodeId, int64_t afterRevision,

@@ -24,7 +24,7 @@
 #include "controlplane/identity/identity_routes.h"
 #include "controlplane/identity/job_manager_task_directory.h"
 #include "controlplane/job_manager.h"
-#include "controlplane/placement.h"
+#include "controlplane/scheduler/scheduler.h"
 #include "controlplane/store/sqlite_store.h"
 #include "controlplane/tokens.h"
 
@@ -88,7 +88,8 @@ int run(const Flags& flags) {
   config.lifecycle.systemRetryDelayMs = static_cast<int64_t>(flags.systemRetryDelaySec * 1000);
   config.nodeHeartbeatTimeoutMs = static_cast<int64_t>(flags.nodeTimeoutSec * 1000);
   controlplane::JobManager manager(io, **store, SystemClock::instance(),
-                                   std::make_unique<controlplane::FirstFitPlacer>(), config);
+                                   controlplane::scheduler::makeScheduler(SystemClock::instance()),
+                                   config);
   if (auto recovered = manager.recover(); !recovered) {
     log::error("cannot recover state", {{"error", recovered.error().message()}});
     return 1;

@@ -141,6 +141,7 @@ std::string toStored(const NodeRecord& node) {
   return json({{"id", node.id},
                {"resources", resourcesToJson(node.resources)},
                {"attributes", node.attributes},
+               {"labels", node.labels},
                {"draining", node.draining},
                {"registeredAtMs", node.registeredAtMs}})
       .dump();
@@ -254,6 +255,7 @@ Result<NodeRecord> nodeFromStored(std::string_view value, store::Revision modRev
                       r.value("diskMB", int64_t{0}), r.value("networkMbps", int64_t{0}),
                       r.value("gpu", int64_t{0})};
     node.attributes = j.value("attributes", json::object());
+    node.labels = j.value("labels", std::map<std::string, std::string>{});
     node.draining = j.value("draining", false);
     node.registeredAtMs = j.value("registeredAtMs", int64_t{0});
     node.modRevision = modRevision;

@@ -7,10 +7,12 @@
 //   /j/<jobId>/t/<taskId>  a task of that job
 //   /idem/<key>            an idempotency key: {"jobId", "bodyHash"}
 //   /nodes/<nodeId>        a registered node
+//   /capacity-groups/<name> a capacity group (see capacity_groups.h)
 // Job ids have a fixed length, so the prefix "/j/<jobId>" covers exactly one job and its tasks.
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -77,7 +79,10 @@ struct TaskRecord {
 struct NodeRecord {
   std::string id;
   api::Resources resources;
-  nlohmann::json attributes = nlohmann::json::object();
+  nlohmann::json attributes = nlohmann::json::object();  // Reported by the agent.
+  // Set by operators (`skiff node label`); kept across re-registration and overriding attributes
+  // of the same name for placement.
+  std::map<std::string, std::string> labels;
   bool draining = false;
   int64_t registeredAtMs = 0;
   store::Revision modRevision = 0;

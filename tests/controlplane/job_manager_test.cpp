@@ -30,8 +30,8 @@
 #include "api/job.h"
 #include "common/clock.h"
 #include "common/log.h"
-#include "controlplane/placement.h"
 #include "controlplane/records.h"
+#include "controlplane/scheduler/scheduler.h"
 #include "controlplane/store/sqlite_store.h"
 
 namespace skiff::controlplane {
@@ -53,6 +53,10 @@ struct JobSpec {
   int64_t retries = 0;
   std::optional<int64_t> desired;  // Set: a service job with this capacity (min 0, max 10).
   std::string command = "true";
+  std::string tier = "flex";
+  double cpu = 1;
+  json hardConstraints = json::object();
+  bool gang = false;
 };
 
 api::JobDescriptor descriptor(const JobSpec& spec = {}) {
@@ -60,16 +64,20 @@ api::JobDescriptor descriptor(const JobSpec& spec = {}) {
       {"applicationName", spec.app},
       {"owner", {{"teamEmail", spec.owner}}},
       {"capacityGroup", spec.capacityGroup},
+      {"tier", spec.tier},
       {"container",
        {{"image", "busybox:1.36"},
         {"command", json::array({spec.command})},
-        {"resources", {{"cpu", 1}, {"memoryMB", 128}, {"diskMB", 128}, {"networkMbps", 10}}}}},
+        {"hardConstraints", spec.hardConstraints},
+        {"resources",
+         {{"cpu", spec.cpu}, {"memoryMB", 128}, {"diskMB", 128}, {"networkMbps", 10}}}}},
   };
   if (spec.desired) {
     document["service"] = {{"capacity", {{"min", 0}, {"desired", *spec.desired}, {"max", 10}}},
                            {"retryPolicy", {{"immediate", {{"retries", 0}}}}}};
   } else {
     document["batch"] = {{"size", spec.size},
+                         {"gang", spec.gang},
                          {"retryPolicy", {{"immediate", {{"retries", spec.retries}}}}}};
   }
   auto validated = api::validateJobDescriptor(document);
@@ -134,8 +142,9 @@ class JobManagerTest : public ::testing::Test {
   void start(ManagerConfig config = {}) {
     io_ = std::make_unique<asio::io_context>();
     work_.emplace(asio::make_work_guard(*io_));
-    manager_ = std::make_unique<JobManager>(*io_, *store_, SystemClock::instance(),
-                                            std::make_unique<FirstFitPlacer>(), config);
+    manager_ =
+        std::make_unique<JobManager>(*io_, *store_, SystemClock::instance(),
+                                     scheduler::makeScheduler(SystemClock::instance()), config);
     auto recovered = manager_->recover();
     ASSERT_TRUE(recovered.has_value()) << recovered.error().message();
     std::promise<void> done;
@@ -735,10 +744,16 @@ TEST_F(JobManagerTest, SilentNodeIsLostAndItsTasksAreRetriedElsewhere) {
   EXPECT_EQ((*nodeA)["taskCount"], 0);
   EXPECT_EQ(jobState(id), "Accepted");
 
-  // The lost node comes back: it is Ready again but keeps no tasks.
+  // The lost node comes back: it is Ready again but keeps no tasks, so its agent kills the
+  // stale containers (they are no longer assigned to it).
   ASSERT_TRUE(await(manager_->heartbeat("node-a")).has_value());
   nodeA = await(manager_->getNode("node-a"));
   EXPECT_EQ((*nodeA)["state"], "Ready");
+  auto assigned = await(manager_->assignments("node-a", 0, 0));
+  ASSERT_TRUE(assigned.has_value());
+  EXPECT_TRUE(assigned->assignments.empty());
+  // A late report from the lost node about an old attempt changes nothing.
+  EXPECT_EQ(report("node-a", {update(taskId(id, 0, 0), 5, TaskState::kStarted)}), 0);
 }
 
 TEST_F(JobManagerTest, LaunchedTaskThatIsNeverReportedTimesOut) {
@@ -842,6 +857,135 @@ TEST_F(JobManagerTest, RecoverPlacesTasksThatWereStillPending) {
   auto info = await(manager_->getNode("node-1"));
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ((*info)["taskCount"], 2);
+}
+
+// ============================== Scheduling ==============================
+
+TEST_F(JobManagerTest, ReservedCriticalWorkEvictsBorrowingFlexWorkWithoutUsingItsRetries) {
+  ManagerConfig config;
+  config.lifecycle.systemRetryDelayMs = 60'000;  // Keep the flex retry out of the way.
+  start(config);
+  auto registered = await(manager_->registerNode(node("node-1", 4), nullptr));
+  ASSERT_TRUE(registered.has_value());
+  scheduler::CapacityGroupSpec group;
+  group.name = "payments";
+  group.critical = {{1, 128, 128, 10, 0}, 2};
+  ASSERT_TRUE(await(manager_->putCapacityGroup(group, true)).has_value());
+  auto duplicate = await(manager_->putCapacityGroup(group, true));
+  ASSERT_FALSE(duplicate.has_value());
+  EXPECT_EQ(duplicate.error().code(), ErrorCode::kAlreadyExists);
+
+  std::string flex = create({.size = 4, .retries = 0});
+  ASSERT_TRUE(waitLaunched(flex, "node-1"));
+  std::string critical = create({.size = 2, .capacityGroup = "payments", .tier = "critical"});
+  ASSERT_TRUE(waitUntil([&] {
+    int killing = 0;
+    for (const json& t : tasks(flex)) killing += t["state"] == "KillInitiated";
+    return killing == 2;
+  }));
+  json why = *await(manager_->whyTask(taskId(critical, 0, 0)));
+  EXPECT_EQ(why["nomination"]["nodeId"], "node-1") << why.dump();
+
+  // The agent reports the victims stopped; the critical tasks take their place.
+  int64_t seq = 1;
+  for (const json& t : tasks(flex)) {
+    if (t["state"] == "KillInitiated") {
+      report("node-1", {update(t["id"], seq++, TaskState::kFinished, 137)});
+    }
+  }
+  ASSERT_TRUE(waitLaunched(critical, "node-1"));
+  int evicted = 0;
+  for (int i = 0; i < 4; ++i) {
+    json t = task(taskId(flex, i, 0));
+    if (t["reason"] != "evicted") continue;
+    ++evicted;
+    json retry = task(taskId(flex, i, 1));
+    EXPECT_EQ(retry["state"], "Accepted") << "retries 0, yet an evicted task is replaced";
+    EXPECT_EQ(retry["evictionResubmitNumber"], 1);
+  }
+  EXPECT_EQ(evicted, 2);
+
+  json groups = *await(manager_->listCapacityGroups());
+  bool sawPayments = false;
+  for (const json& g : groups["items"]) {
+    if (g["name"] != "payments") continue;
+    sawPayments = true;
+    EXPECT_EQ(g["critical"]["used"]["cpu"], 2.0);
+    EXPECT_EQ(g["critical"]["borrowed"]["cpu"], 0.0);
+  }
+  EXPECT_TRUE(sawPayments) << groups.dump();
+  json defaults = *await(manager_->getCapacityGroup("DEFAULT"));
+  EXPECT_FALSE(defaults["defined"]);
+  EXPECT_EQ(defaults["flex"]["borrowed"]["cpu"], 2.0) << "DEFAULT reserves nothing";
+
+  // Capacity groups survive a restart.
+  restart(config);
+  json reloaded = *await(manager_->getCapacityGroup("payments"));
+  EXPECT_EQ(reloaded["critical"]["count"], 2);
+  EXPECT_EQ(reloaded["critical"]["used"]["cpu"], 2.0);
+  ASSERT_TRUE(await(manager_->deleteCapacityGroup("payments")).has_value());
+  EXPECT_FALSE(await(manager_->deleteCapacityGroup("payments")).has_value());
+}
+
+TEST_F(JobManagerTest, GangThatDoesNotFitStaysPendingWhole) {
+  start();
+  auto registered = await(manager_->registerNode(node("node-1", 4), nullptr));
+  ASSERT_TRUE(registered.has_value());
+  std::string gang = create({.size = 5, .gang = true});
+  std::string small = create({.size = 4});
+  ASSERT_TRUE(waitLaunched(small, "node-1")) << "the gang held nothing back";
+  for (const json& t : tasks(gang)) EXPECT_EQ(t["state"], "Accepted");
+  json why = *await(manager_->whyTask(taskId(gang, 0, 0)));
+  EXPECT_TRUE(why["gang"]);
+  EXPECT_EQ(why["groups"][0]["reasons"]["cpu"], 1) << why.dump();
+}
+
+TEST_F(JobManagerTest, NodeLabelsSteerPlacementAndSurviveReregistrationAndRestart) {
+  start();
+  registerNode("node-1");
+  registerNode("node-2");
+  std::string id = create({.size = 1, .hardConstraints = {{"attribute.pool", "gpu"}}});
+  json why = *await(manager_->whyTask(taskId(id, 0, 0)));
+  EXPECT_EQ(why["groups"][0]["reasons"]["attribute.pool"], 2) << why.dump();
+  auto labelled = await(manager_->labelNode("node-2", {{"pool", "gpu"}}));
+  ASSERT_TRUE(labelled.has_value());
+  EXPECT_EQ((*labelled)["labels"]["pool"], "gpu");
+  ASSERT_TRUE(waitLaunched(id, "node-2"));
+  why = *await(manager_->whyTask(taskId(id, 0, 0)));
+  EXPECT_EQ(why["nodeId"], "node-2");
+
+  registerNode("node-2");  // The agent re-registers: labels stay.
+  EXPECT_EQ((*await(manager_->getNode("node-2")))["labels"]["pool"], "gpu");
+  restart();
+  EXPECT_EQ((*await(manager_->getNode("node-2")))["labels"]["pool"], "gpu");
+  auto removed = await(manager_->labelNode("node-2", {{"pool", std::nullopt}}));
+  ASSERT_TRUE(removed.has_value());
+  EXPECT_TRUE((*removed)["labels"].empty());
+  EXPECT_FALSE(await(manager_->labelNode("node-9", {{"a", "b"}})).has_value());
+}
+
+TEST_F(JobManagerTest, ManyJobsArePlacedInBatchedIterations) {
+  ManagerConfig config;
+  config.maxTasksPerIteration = 7;  // Several iterations, with the flex rotation.
+  start(config);
+  for (int i = 0; i < 4; ++i) registerNode("node-" + std::to_string(i));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(create({.size = 5}));
+  for (const std::string& id : ids) {
+    EXPECT_TRUE(waitUntil([&] {
+      for (const json& t : tasks(id)) {
+        if (t["state"] != "Launched") return false;
+      }
+      return true;
+    }));
+  }
+  int64_t cpu = 0;
+  json nodes = *await(manager_->listNodes());
+  for (const json& n : nodes["items"]) {
+    cpu += n["allocated"]["cpu"].get<int64_t>();
+    EXPECT_LE(n["allocated"]["cpu"].get<double>(), 16.0);
+  }
+  EXPECT_EQ(cpu, 50);
 }
 
 }  // namespace

@@ -1,0 +1,305 @@
+#include "agent/network/network_manager.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "agent/image/fs_util.h"
+#include "agent/network/veth_driver.h"
+#include "cli/client.h"
+#include "common/log.h"
+
+namespace skiff::agent::network {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+// The host's resolvers without loopback ones (they are unreachable from a container's own
+// namespace), as Docker does; public resolvers when nothing is left.
+std::string containerResolvConf() {
+  std::ifstream in("/etc/resolv.conf");
+  std::string line;
+  std::string out = "# written by skiff-agent\n";
+  bool nameserver = false;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string key;
+    std::string value;
+    words >> key >> value;
+    if (key == "nameserver") {
+      if (value.starts_with("127.") || value == "::1") continue;
+      nameserver = true;
+      out += line + "\n";
+    } else if (key == "search" || key == "options" || key == "domain") {
+      out += line + "\n";
+    }
+  }
+  if (!nameserver) out += "nameserver 8.8.8.8\nnameserver 1.1.1.1\n";
+  return out;
+}
+
+}  // namespace
+
+NetworkManager::NetworkManager(NetworkManagerOptions options, std::unique_ptr<NetworkDriver> driver,
+                               std::unique_ptr<RulesetApplier> applier)
+    : options_(std::move(options)),
+      driver_(std::move(driver)),
+      applier_(std::move(applier)),
+      firewall_(*applier_) {}
+
+Result<std::unique_ptr<NetworkManager>> NetworkManager::create(
+    NetworkManagerOptions options, std::unique_ptr<NetworkDriver> driver,
+    std::unique_ptr<RulesetApplier> applier) {
+  SKIFF_TRY_STATUS(image::fs::makeDirs(options.stateDir + "/network/files", 0755), "network");
+  return std::unique_ptr<NetworkManager>(
+      new NetworkManager(std::move(options), std::move(driver), std::move(applier)));
+}
+
+Result<std::unique_ptr<NetworkManager>> NetworkManager::createDefault(
+    NetworkManagerOptions options) {
+  auto driver = VethDriver::create({options.stateDir + "/netns"});
+  if (!driver) return std::unexpected(driver.error());
+  auto applier = NftApplier::create();
+  if (!applier) return std::unexpected(applier.error());
+  return create(std::move(options), std::move(*driver), std::move(*applier));
+}
+
+NetworkManager::~NetworkManager() {
+  stop();
+}
+
+void NetworkManager::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    changed_.notify_all();
+  }
+  if (syncThread_.joinable()) syncThread_.join();
+}
+
+Status NetworkManager::configure(const json& answer) {
+  std::string block;
+  if (answer.is_object() && answer.contains("network") && answer["network"].is_object()) {
+    block = answer["network"].value("block", "");
+  }
+  if (block.empty()) return fail(ErrorCode::kInvalidArgument, "no network block in the answer");
+  auto cidr = api::parseCidr(block);
+  if (!cidr) return std::unexpected(cidr.error().wrap("network block " + block));
+  std::unique_lock lock(mutex_);
+  if (block_ == block) return {};
+  auto ipam = Ipam::open({options_.stateDir + "/network/ipam.json", *cidr, options_.quarantineMs},
+                         *options_.clock);
+  if (!ipam) return std::unexpected(ipam.error());
+  bool first = ipam_ == nullptr;
+  ipam_ = std::move(*ipam);
+  block_ = block;
+  if (first) {
+    // Containers' traffic is routed through this host.
+    std::ofstream forward("/proc/sys/net/ipv4/ip_forward");
+    forward << "1\n";
+    if (!forward.flush()) log::warn("cannot enable IPv4 forwarding");
+    SKIFF_TRY_STATUS(firewall_.reset(desiredLocked()), "firewall");
+    syncThread_ = std::thread([this] { syncLoop(); });
+  }
+  log::info("network configured", {{"block", block}});
+  return {};
+}
+
+FirewallState NetworkManager::desiredLocked() const {
+  FirewallState state;
+  state.groups = groups_;
+  state.members = members_;
+  if (ipam_) {
+    for (const auto& [taskId, address] : ipam_->allocations()) {
+      state.endpoints.insert({driver_->hostLinkName(taskId), address});
+      auto groups = localGroups_.find(taskId);
+      if (groups == localGroups_.end()) continue;
+      for (const std::string& group : groups->second) state.members[group].insert(address);
+    }
+  }
+  return state;
+}
+
+Status NetworkManager::syncFirewallLocked() {
+  return firewall_.update(desiredLocked());
+}
+
+Status NetworkManager::writeFiles(const std::string& taskId, const std::string& address) {
+  std::string dir = options_.stateDir + "/network/files/" + taskId;
+  SKIFF_TRY_STATUS(image::fs::makeDirs(dir, 0755), "network files");
+  std::string hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
+                      address + "\t" + taskId + "\n";
+  SKIFF_TRY_STATUS(image::fs::writeFileAtomic(dir + "/hosts", hosts), "hosts");
+  SKIFF_TRY_STATUS(image::fs::writeFileAtomic(dir + "/resolv.conf", containerResolvConf()),
+                   "resolv.conf");
+  return {};
+}
+
+Result<Attachment> NetworkManager::attach(const std::string& taskId,
+                                          const std::vector<std::string>& groups,
+                                          int64_t bandwidthMbps) {
+  api::Ipv4 address;
+  {
+    std::lock_guard lock(mutex_);
+    if (!ipam_) return fail(ErrorCode::kUnavailable, "the node has no address block yet");
+    auto allocated = ipam_->allocate(taskId);
+    if (!allocated) return std::unexpected(allocated.error());
+    address = *allocated;
+    localGroups_[taskId] = groups;
+  }
+  auto undo = [&](const Error& error) -> Result<Attachment> {
+    detach(taskId);
+    return std::unexpected(error);
+  };
+  // A namespace left by an attempt that died half way is removed first.
+  (void)driver_->detach(taskId, address);
+  auto endpoint = driver_->attach({taskId, address, bandwidthMbps});
+  if (!endpoint) return undo(endpoint.error());
+  std::string text = api::formatIpv4(address);
+  if (auto written = writeFiles(taskId, text); !written) return undo(written.error());
+  {
+    std::lock_guard lock(mutex_);
+    if (auto synced = syncFirewallLocked(); !synced) return undo(synced.error());
+  }
+  std::string dir = options_.stateDir + "/network/files/" + taskId;
+  return Attachment{text,
+                    endpoint->netnsPath,
+                    {{dir + "/hosts", "/etc/hosts"}, {dir + "/resolv.conf", "/etc/resolv.conf"}}};
+}
+
+void NetworkManager::detach(const std::string& taskId) {
+  std::lock_guard lock(mutex_);
+  api::Ipv4 address = 0;
+  if (ipam_) address = ipam_->addressOf(taskId).value_or(0);
+  if (auto detached = driver_->detach(taskId, address); !detached) {
+    log::warn("network detach", {{"taskId", taskId}, {"error", detached.error().message()}});
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(options_.stateDir + "/network/files/" + taskId, ec);
+  localGroups_.erase(taskId);
+  if (ipam_) {
+    if (auto released = ipam_->release(taskId); !released) {
+      log::warn("address release", {{"taskId", taskId}, {"error", released.error().message()}});
+    }
+  }
+  if (auto synced = syncFirewallLocked(); !synced) {
+    log::warn("firewall update", {{"error", synced.error().message()}});
+  }
+}
+
+void NetworkManager::keepOnly(const std::set<std::string>& taskIds) {
+  std::set<std::string> stale;
+  for (const std::string& id : driver_->list()) {
+    if (!taskIds.contains(id)) stale.insert(id);
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (ipam_) {
+      for (const auto& [id, address] : ipam_->allocations()) {
+        if (!taskIds.contains(id)) stale.insert(id);
+      }
+    }
+  }
+  for (const std::string& id : stale) {
+    log::info("removing the network of a task that is gone", {{"taskId", id}});
+    detach(id);
+  }
+}
+
+std::optional<std::string> NetworkManager::addressOf(const std::string& taskId) const {
+  std::lock_guard lock(mutex_);
+  if (!ipam_) return std::nullopt;
+  auto address = ipam_->addressOf(taskId);
+  if (!address) return std::nullopt;
+  return api::formatIpv4(*address);
+}
+
+void NetworkManager::syncRoutesLocked(const json& nodes) {
+  std::map<api::Ipv4Cidr, api::Ipv4> wanted;
+  for (const json& node : nodes) {
+    if (!node.is_object() || node.value("id", "") == options_.nodeId) continue;
+    auto block = api::parseCidr(node.value("block", ""));
+    auto via = api::parseIpv4(node.value("hostAddress", ""));
+    if (!block || !via || block_ == block->toString()) continue;
+    wanted[*block] = *via;
+  }
+  for (auto it = routes_.begin(); it != routes_.end();) {
+    if (wanted.contains(*it)) {
+      ++it;
+      continue;
+    }
+    (void)driver_->unrouteBlock(*it);
+    it = routes_.erase(it);
+  }
+  for (const auto& [block, via] : wanted) {
+    if (auto routed = driver_->routeBlock(block, via); !routed) {
+      log::warn("route to node block",
+                {{"block", block.toString()}, {"error", routed.error().message()}});
+      continue;
+    }
+    routes_.insert(block);
+  }
+}
+
+Status NetworkManager::applyView(const json& view) {
+  if (!view.is_object()) return fail(ErrorCode::kInvalidArgument, "network view: not an object");
+  std::map<std::string, api::SecurityGroup> groups;
+  json groupList = view.value("securityGroups", json::array());
+  json memberMap = view.value("members", json::object());
+  json nodes = view.value("nodes", json::array());
+  for (const json& item : groupList) {
+    auto group = api::validateSecurityGroup(item);
+    if (!group) {
+      log::warn("ignoring an invalid security group", {{"group", item.dump()}});
+      continue;
+    }
+    groups[group->name] = std::move(*group);
+  }
+  std::map<std::string, std::set<api::Ipv4>> members;
+  for (const auto& [name, list] : memberMap.items()) {
+    auto& set = members[name];
+    if (!list.is_array()) continue;
+    for (const json& address : list) {
+      if (!address.is_string()) continue;
+      if (auto ip = api::parseIpv4(address.get<std::string>())) set.insert(*ip);
+    }
+  }
+  std::lock_guard lock(mutex_);
+  groups_ = std::move(groups);
+  members_ = std::move(members);
+  syncRoutesLocked(nodes);
+  return syncFirewallLocked();
+}
+
+void NetworkManager::syncLoop() {
+  cli::ClientOptions clientOptions;
+  clientOptions.connectTimeoutMs = 5000;
+  clientOptions.requestTimeoutMs = options_.pollWait.count() + 30'000;
+  clientOptions.userAgent = "skiff-agent/" SKIFF_VERSION;
+  cli::ApiClient client(options_.server, options_.token, clientOptions);
+  int64_t revision = 0;
+  while (true) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+    }
+    std::string target = "/v1/network?afterRevision=" + std::to_string(revision) +
+                         "&waitMs=" + std::to_string(options_.pollWait.count());
+    auto response = client.call("GET", target, nullptr);
+    if (response && response->ok() && response->body.is_object()) {
+      int64_t next = response->body.value("revision", revision);
+      if (next != revision) {
+        if (auto applied = applyView(response->body); !applied) {
+          log::warn("network view", {{"error", applied.error().message()}});
+        }
+        revision = next;
+      }
+      continue;
+    }
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, 1s, [&] { return stopping_; });
+  }
+}
+
+}  // namespace skiff::agent::network

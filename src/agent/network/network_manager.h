@@ -1,0 +1,113 @@
+#pragma once
+
+// The agent's container networking: addresses (Ipam), namespaces and links (NetworkDriver),
+// security groups and anti-spoofing (Firewall), and routes to the other nodes' blocks.
+//
+// Life cycle:
+//   - `configure` with skiffd's registration answer (`network.block`, the node's address block)
+//     opens the address allocator, enables IPv4 forwarding, installs the firewall table and starts
+//     the sync thread. Until then `attach` fails with kUnavailable.
+//   - `attach` before a container starts: an address, a namespace wired to the host, and
+//     /etc/hosts and /etc/resolv.conf files to bind into it. The container's own firewall
+//     elements (its anti-spoof entry, its groups' sets) are in place when it returns.
+//   - `detach` when the task ends: everything is removed and the address quarantined.
+//   - `keepOnly` after a restart: endpoints of tasks the agent no longer runs are removed.
+//
+// The sync thread long-polls skiffd's `GET /v1/network?afterRevision=R&waitMs=W` (security
+// groups, cluster-wide group membership, every node's block and address) and applies each change
+// as the smallest nftables update, plus a route per other node's block through its address.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/network/firewall.h"
+#include "agent/network/ipam.h"
+#include "agent/network/network_driver.h"
+#include "common/clock.h"
+#include "common/error.h"
+
+namespace skiff::agent::network {
+
+struct NetworkManagerOptions {
+  std::string stateDir;  // The agent's state directory (network/ and netns/ live under it).
+  std::string server;    // skiffd, for the sync long poll.
+  std::string token;
+  std::string nodeId;
+  int64_t quarantineMs = 60'000;
+  std::chrono::milliseconds pollWait{5000};
+  const Clock* clock = &SystemClock::instance();
+};
+
+struct FileMount {
+  std::string source;       // Host path.
+  std::string destination;  // Path in the container.
+};
+
+struct Attachment {
+  std::string address;
+  std::string netnsPath;
+  std::vector<FileMount> files;  // /etc/hosts, /etc/resolv.conf.
+};
+
+class NetworkManager {
+ public:
+  static Result<std::unique_ptr<NetworkManager>> create(NetworkManagerOptions options,
+                                                        std::unique_ptr<NetworkDriver> driver,
+                                                        std::unique_ptr<RulesetApplier> applier);
+  // The production wiring: VethDriver under `stateDir/netns` and libnftables.
+  static Result<std::unique_ptr<NetworkManager>> createDefault(NetworkManagerOptions options);
+  ~NetworkManager();
+
+  // Applies a registration answer. Idempotent for the same block.
+  Status configure(const nlohmann::json& registrationAnswer);
+  Result<Attachment> attach(const std::string& taskId, const std::vector<std::string>& groups,
+                            int64_t bandwidthMbps);
+  void detach(const std::string& taskId);
+  void keepOnly(const std::set<std::string>& taskIds);
+  // Applies one answer of GET /v1/network (also used by tests without a sync thread).
+  Status applyView(const nlohmann::json& view);
+  // Stops the sync thread. Endpoints and rules stay (containers keep running).
+  void stop();
+
+  std::optional<std::string> addressOf(const std::string& taskId) const;
+  FirewallState firewallState() const { return firewall_.current(); }
+
+ private:
+  NetworkManager(NetworkManagerOptions options, std::unique_ptr<NetworkDriver> driver,
+                 std::unique_ptr<RulesetApplier> applier);
+  FirewallState desiredLocked() const;
+  Status syncFirewallLocked();
+  void syncRoutesLocked(const nlohmann::json& nodes);
+  void syncLoop();
+  Status writeFiles(const std::string& taskId, const std::string& address);
+
+  NetworkManagerOptions options_;
+  std::unique_ptr<NetworkDriver> driver_;
+  std::unique_ptr<RulesetApplier> applier_;
+  Firewall firewall_;
+
+  mutable std::mutex mutex_;  // Guards everything below; held while the firewall is updated.
+  std::condition_variable changed_;
+  std::unique_ptr<Ipam> ipam_;
+  std::string block_;
+  // The last view from skiffd.
+  std::map<std::string, api::SecurityGroup> groups_;
+  std::map<std::string, std::set<api::Ipv4>> members_;
+  std::set<api::Ipv4Cidr> routes_;  // Other nodes' blocks routed through them.
+  // Local containers' groups, known before skiffd publishes them.
+  std::map<std::string, std::vector<std::string>> localGroups_;
+  bool stopping_ = false;
+  std::thread syncThread_;
+};
+
+}  // namespace skiff::agent::network

@@ -67,7 +67,7 @@ SkiffdProcess::~SkiffdProcess() {
 bool SkiffdProcess::start() {
   // A restart keeps the port, so clients can keep their address across a crash.
   if (port_ == 0) port_ = freePort();
-  std::string listen = "127.0.0.1:" + std::to_string(port_);
+  std::string listen = listenHost_ + ":" + std::to_string(port_);
   std::vector<std::string> args = {skiffdPath(), "--state-dir", stateDir_, "--listen",
                                    listen,       "--log-level", "warn"};
   args.insert(args.end(), extraFlags_.begin(), extraFlags_.end());

@@ -28,6 +28,10 @@ class SkiffdProcess {
   // SIGKILL and wait: the crash path.
   void kill9();
 
+  // The host skiffd listens on (default 127.0.0.1). "0.0.0.0" makes it reachable from test
+  // network namespaces; `address()` still uses loopback. Call before `start()`.
+  void setListenHost(std::string host) { listenHost_ = std::move(host); }
+
   const std::string& stateDir() const { return stateDir_; }
   std::string address() const { return "http://127.0.0.1:" + std::to_string(port_); }
   std::string adminToken() const;
@@ -48,6 +52,7 @@ class SkiffdProcess {
   std::string error_;
   pid_t pid_ = -1;
   int port_ = 0;
+  std::string listenHost_ = "127.0.0.1";
 };
 
 // Runs a command, returning its exit code and what it wrote to stdout and stderr.

@@ -621,6 +621,137 @@ int runNodeDrain(Session& s) {
   return printObject(s, *node, s.inv.id + ": " + stateOf(*node));
 }
 
+// "cpu 2, 4096MB" for a resources object.
+std::string resourceText(const json& resources) {
+  if (!resources.is_object()) return std::string("-");
+  auto number = [&](const char* key) -> std::string {
+    auto it = resources.find(key);
+    if (it == resources.end() || !it->is_number()) return "0";
+    double value = it->get<double>();
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%g", value);
+    return buffer;
+  };
+  std::string out = "cpu " + number("cpu") + ", " + number("memoryMB") + "MB";
+  if (number("gpu") != "0") out += ", gpu " + number("gpu");
+  return out;
+}
+
+int runTaskWhy(Session& s) {
+  auto why = fetchObject(s, "GET", "/v1/tasks/" + urlEncode(s.inv.id) + "/why");
+  if (!why) return why.error();
+  if (s.format() != OutputFormat::kTable) return printObject(s, *why, "");
+  std::string out = sanitize(s.inv.id) + " (" + sanitize(jsonString(*why, "state")) +
+                    "): " + sanitize(jsonString(*why, "summary")) + "\n";
+  if (auto groups = why->find("groups"); groups != why->end() && groups->is_array()) {
+    Table table({"NODE GROUP", "NODES", "FIT", "RULED OUT BY"});
+    for (const json& group : *groups) {
+      std::string reasons;
+      if (auto list = group.find("reasons"); list != group.end() && list->is_object()) {
+        for (const auto& [reason, count] : list->items()) {
+          if (!reasons.empty()) reasons += ", ";
+          reasons += sanitize(reason) + " (" + count.dump() + ")";
+        }
+      }
+      table.addRow({sanitize(jsonString(group, "group")), group.value("nodes", json(0)).dump(),
+                    group.value("feasible", json(0)).dump(),
+                    reasons.empty() ? std::string("-") : reasons});
+    }
+    out += table.render();
+  }
+  s.print(out);
+  return kExitOk;
+}
+
+int runNodeLabel(Session& s) {
+  json set = json::object();
+  json remove = json::array();
+  for (const std::string& label : s.inv.labels) {
+    if (label.size() > 1 && label.back() == '-' && label.find('=') == std::string::npos) {
+      remove.push_back(label.substr(0, label.size() - 1));
+    } else if (auto equals = label.find('='); equals != std::string::npos && equals > 0) {
+      set[label.substr(0, equals)] = label.substr(equals + 1);
+    } else {
+      return s.usage("labels are KEY=VALUE to set or KEY- to remove (got '" + label + "')");
+    }
+  }
+  json body = {{"set", set}, {"remove", remove}};
+  auto node = fetchObject(s, "POST", "/v1/nodes/" + urlEncode(s.inv.id) + "/labels", &body);
+  if (!node) return node.error();
+  std::string labels;
+  if (auto list = node->find("labels"); list != node->end() && list->is_object()) {
+    for (const auto& [key, value] : list->items()) {
+      labels += (labels.empty() ? "" : ",") + key + "=" +
+                (value.is_string() ? value.get<std::string>() : value.dump());
+    }
+  }
+  return printObject(s, *node,
+                     s.inv.id + ": labels " + (labels.empty() ? std::string("-") : labels));
+}
+
+std::string renderCapacity(const std::vector<json>& groups) {
+  Table table({"GROUP", "TIER", "RESERVED", "USED", "BORROWED", "TASKS"});
+  for (const json& group : groups) {
+    for (const char* tier : {"critical", "flex"}) {
+      auto usage = group.find(tier);
+      if (usage == group.end() || !usage->is_object()) continue;
+      int64_t count = usage->value("count", int64_t{0});
+      int64_t tasks = usage->value("tasks", int64_t{0});
+      if (count == 0 && tasks == 0) continue;
+      std::string reserved =
+          usage->contains("count")
+              ? std::to_string(count) + " x (" + resourceText(usage->value("shape", json())) + ")"
+              : std::string("-");
+      table.addRow({sanitize(jsonString(group, "name")), tier, reserved,
+                    resourceText(usage->value("used", json())),
+                    resourceText(usage->value("borrowed", json())), std::to_string(tasks)});
+    }
+  }
+  return table.render();
+}
+
+int runCapacityList(Session& s) {
+  auto listing = fetchObject(s, "GET", "/v1/capacity-groups");
+  if (!listing) return listing.error();
+  if (s.format() != OutputFormat::kTable) return printObject(s, *listing, "");
+  std::vector<json> items;
+  if (auto list = listing->find("items"); list != listing->end() && list->is_array()) {
+    items.assign(list->begin(), list->end());
+  }
+  s.print(renderCapacity(items));
+  return kExitOk;
+}
+
+int runCapacityGet(Session& s) {
+  auto group = fetchObject(s, "GET", "/v1/capacity-groups/" + urlEncode(s.inv.id));
+  if (!group) return group.error();
+  if (s.format() != OutputFormat::kTable) return printObject(s, *group, "");
+  s.print(renderCapacity({*group}));
+  return kExitOk;
+}
+
+// Creates or replaces a group from a YAML/JSON file: {name, applicationName, critical: {shape,
+// count}, flex: {shape, count}}.
+int runCapacityApply(Session& s) {
+  const std::string& file = s.inv.files.front();
+  Result<std::string> text =
+      file == "-" ? Result<std::string>(readStream(s.ctx.in)) : readFile(file);
+  if (!text) return s.error(text.error());
+  auto document = api::parseJobFileText(*text);
+  if (!document) return s.error(document.error());
+  std::string name = document->is_object() ? jsonString(*document, "name") : "";
+  if (name.empty()) return s.usage("the file needs a name");
+  auto group = fetchObject(s, "PUT", "/v1/capacity-groups/" + urlEncode(name), &*document);
+  if (!group) return group.error();
+  return printObject(s, *group, name + ": saved");
+}
+
+int runCapacityDelete(Session& s) {
+  auto deleted = fetchObject(s, "DELETE", "/v1/capacity-groups/" + urlEncode(s.inv.id));
+  if (!deleted) return deleted.error();
+  return printObject(s, *deleted, s.inv.id + ": deleted");
+}
+
 // Prints a task's log as it arrives. With --follow, a stream that breaks is resumed (from the
 // current end of the log, so nothing is repeated) until the task has finished.
 int runLogs(Session& s) {
@@ -717,7 +848,8 @@ const std::vector<std::pair<std::string, std::string>>& groups() {
   static const std::vector<std::pair<std::string, std::string>> table = {
       {"job", "Submit, inspect and control jobs"},
       {"task", "Inspect and kill tasks"},
-      {"node", "Inspect and drain nodes"},
+      {"node", "Inspect, label and drain nodes"},
+      {"capacity", "Capacity groups: reservations, usage and borrowed capacity"},
   };
   return table;
 }
@@ -803,6 +935,37 @@ const std::vector<Verb>& verbs() {
        runTaskKill},
       {{"node", "ls"}, "List nodes", [](Declarer&) {}, runNodeList},
       {{"node", "get"}, "Show a node", [](Declarer& d) { d.id("Node id"); }, runNodeGet},
+      {{"node", "label"},
+       "Set (KEY=VALUE) or remove (KEY-) operator labels used for placement",
+       [](Declarer& d) {
+         d.id("Node id");
+         d.app.add_option("LABELS", d.inv.labels, "KEY=VALUE or KEY-")->required();
+       },
+       runNodeLabel},
+      {{"task", "why"},
+       "Explain why a task has no node: what rules out each node group",
+       [](Declarer& d) { d.id("Task id"); },
+       runTaskWhy},
+      {{"capacity", "ls"},
+       "Show every capacity group's reservation, usage and borrowed capacity",
+       [](Declarer&) {},
+       runCapacityList},
+      {{"capacity", "get"},
+       "Show one capacity group",
+       [](Declarer& d) { d.id("Capacity group name"); },
+       runCapacityGet},
+      {{"capacity", "apply"},
+       "Create or replace a capacity group from a YAML or JSON file",
+       [](Declarer& d) {
+         d.file(d.app.add_option("FILE", d.inv.files, "Capacity group file ('-' reads stdin)")
+                    ->required()
+                    ->expected(1));
+       },
+       runCapacityApply},
+      {{"capacity", "delete"},
+       "Delete a capacity group",
+       [](Declarer& d) { d.id("Capacity group name"); },
+       runCapacityDelete},
       {{"node", "drain"},
        "Stop placing new tasks on a node",
        [](Declarer& d) { d.id("Node id"); },

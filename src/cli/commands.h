@@ -81,6 +81,7 @@ struct Invocation {
   std::optional<int64_t> tail;  // logs --tail.
   bool stderrStream = false;    // logs --stderr.
   std::string shell;
+  std::vector<std::string> labels;  // node label: KEY=VALUE to set, KEY- to remove.
 
   OutputFormat format() const;  // `output`, already checked by the parser.
 };

@@ -18,6 +18,10 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "api/constraint.h"
+#include "api/network.h"
+#include "controlplane/capacity_groups.h"
+
 namespace skiff::controlplane {
 namespace {
 
@@ -154,6 +158,77 @@ asio::awaitable<Response> updateCapacity(ApiContext& api, RequestContext& contex
       co_await api.manager.updateCapacity(context.params[0], values[0], values[1], values[2]));
 }
 
+Response fieldErrors(const api::FieldErrors& errors, std::string_view what) {
+  json details = json::array();
+  for (const auto& error : errors) {
+    details.push_back({{"field", error.field}, {"message", error.message}});
+  }
+  std::string message = errors.size() == 1
+                            ? errors[0].toString()
+                            : std::to_string(errors.size()) + " problems in the " +
+                                  std::string(what) + ", first: " + errors[0].toString();
+  return Response::error(Error(ErrorCode::kInvalidArgument, message), details);
+}
+
+asio::awaitable<Response> putCapacityGroup(ApiContext& api, RequestContext& context,
+                                           bool createOnly) {
+  auto body = parseBody(context);
+  if (!body) co_return errorResponse(body.error());
+  std::optional<std::string> pathName;
+  if (!createOnly) pathName = context.params[0];
+  auto spec = parseCapacityGroup(*body, pathName);
+  if (!spec) co_return fieldErrors(spec.error(), "capacity group");
+  co_return okOr(co_await api.manager.putCapacityGroup(std::move(*spec), createOnly),
+                 createOnly ? 201 : 200);
+}
+
+// Body: {"set": {"key": "value", ...}, "remove": ["key", ...]}.
+asio::awaitable<Response> labelNode(ApiContext& api, RequestContext& context) {
+  auto body = api::parseJson(context.request.body());
+  if (!body) co_return errorResponse(body.error());
+  api::FieldErrors errors;
+  std::map<std::string, std::optional<std::string>> changes;
+  if (!body->is_object()) {
+    errors.push_back({"", "must be an object"});
+  } else {
+    for (const auto& [key, value] : body->items()) {
+      if (key != "set" && key != "remove") errors.push_back({key, "unknown field"});
+    }
+    if (auto set = body->find("set"); set != body->end() && !set->is_null()) {
+      if (!set->is_object()) {
+        errors.push_back({"set", "must be an object of strings"});
+      } else {
+        for (const auto& [key, value] : set->items()) {
+          if (!api::validAttributeName(key)) {
+            errors.push_back({"set." + key, "label name must be 1 to 64 of [A-Za-z0-9_.-]"});
+          } else if (!value.is_string() || value.get<std::string>().size() > 256) {
+            errors.push_back({"set." + key, "must be a string of at most 256 bytes"});
+          } else {
+            changes[key] = value.get<std::string>();
+          }
+        }
+      }
+    }
+    if (auto remove = body->find("remove"); remove != body->end() && !remove->is_null()) {
+      if (!remove->is_array()) {
+        errors.push_back({"remove", "must be an array of label names"});
+      } else {
+        for (size_t i = 0; i < remove->size(); ++i) {
+          const json& key = (*remove)[i];
+          if (!key.is_string() || !api::validAttributeName(key.get<std::string>())) {
+            errors.push_back({"remove[" + std::to_string(i) + "]",
+                              "label name must be 1 to 64 of [A-Za-z0-9_.-]"});
+          } else {
+            changes[key.get<std::string>()] = std::nullopt;
+          }
+        }
+      }
+    }
+  }
+  if (!errors.empty()) co_return fieldErrors(errors, "labels");
+  co_return okOr(co_await api.manager.labelNode(context.params[0], std::move(changes)));
+}
+
 asio::awaitable<Response> listTasks(ApiContext& api, RequestContext& context) {
   std::optional<api::TaskState> state;
   if (auto name = context.queryValue("state")) {
@@ -236,9 +311,76 @@ asio::awaitable<Response> registerNode(ApiContext& api, RequestContext& context)
     }
     registration.attributes = attributes;
   }
+  // Where other nodes route this node's container block: what the agent says, else the address
+  // its registration came from.
+  if (!registration.attributes.contains("hostAddress") && !context.remoteAddress.empty()) {
+    registration.attributes["hostAddress"] = context.remoteAddress;
+  }
   bool created = false;
   auto node = co_await api.manager.registerNode(std::move(registration), &created);
   co_return okOr(node, created ? 201 : 200);
+}
+
+Result<api::SecurityGroup> parseSecurityGroup(const RequestContext& context,
+                                              const std::string& pathName) {
+  auto body = api::parseJson(context.request.body());
+  if (!body) return std::unexpected(body.error());
+  if (!pathName.empty() && body->is_object() && !body->contains("name")) {
+    (*body)["name"] = pathName;
+  }
+  auto group = api::validateSecurityGroup(*body);
+  if (!group) {
+    std::string message;
+    for (const auto& error : group.error()) {
+      if (!message.empty()) message += "; ";
+      message += error.toString();
+    }
+    return fail(ErrorCode::kInvalidArgument, message);
+  }
+  if (!pathName.empty() && group->name != pathName) {
+    return fail(ErrorCode::kInvalidArgument, "name: must match the path (" + pathName + ")");
+  }
+  return *group;
+}
+
+void registerNetworkRoutes(http::Router& router, ApiContext* ctx) {
+  if (ctx->network == nullptr) return;
+  router.add(Verb::get, "/v1/security-groups", Access::kAdmin,
+             [ctx](RequestContext&) -> asio::awaitable<Response> {
+               co_return Response::json(200, ctx->network->list());
+             });
+  router.add(Verb::post, "/v1/security-groups", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               auto group = parseSecurityGroup(c, "");
+               if (!group) co_return errorResponse(group.error());
+               co_return okOr(co_await ctx->network->create(std::move(*group)), 201);
+             });
+  router.add(Verb::get, "/v1/security-groups/{name}", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(ctx->network->get(c.params[0]));
+             });
+  router.add(Verb::put, "/v1/security-groups/{name}", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               auto group = parseSecurityGroup(c, c.params[0]);
+               if (!group) co_return errorResponse(group.error());
+               co_return okOr(co_await ctx->network->put(std::move(*group)));
+             });
+  router.add(Verb::delete_, "/v1/security-groups/{name}", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               auto removed = co_await ctx->network->remove(c.params[0]);
+               if (!removed) co_return errorResponse(removed.error());
+               co_return Response::json(200, json{{"deleted", c.params[0]}});
+             });
+  router.add(Verb::get, "/v1/network", Access::kAgent,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               auto after =
+                   parseInteger(c.queryValue("afterRevision"), "afterRevision", 0, 0, INT64_MAX);
+               if (!after) co_return errorResponse(after.error());
+               auto wait = parseInteger(c.queryValue("waitMs"), "waitMs", 0, 0, 300000);
+               if (!wait) co_return errorResponse(wait.error());
+               auto view = co_await ctx->network->view(*after, std::chrono::milliseconds(*wait));
+               co_return Response::json(200, std::move(view));
+             });
 }
 
 asio::awaitable<Response> nodeAssignments(ApiContext& api, RequestContext& context) {
@@ -292,6 +434,13 @@ asio::awaitable<Response> taskStatus(ApiContext& api, RequestContext& context) {
     }
     if (item.contains("image") && item["image"].is_string()) {
       update.image = item["image"].get<std::string>().substr(0, 1024);
+    }
+    if (item.contains("ip") && item["ip"].is_string()) {
+      if (!api::parseIpv4(item["ip"].get<std::string>())) {
+        co_return errorResponse(
+            Error(ErrorCode::kInvalidArgument, path + ".ip: not an IPv4 address"));
+      }
+      update.ip = item["ip"].get<std::string>();
     }
     if (item.contains("message") && item["message"].is_string()) {
       update.message = item["message"].get<std::string>().substr(0, 4096);
@@ -603,6 +752,26 @@ void registerRoutes(http::Router& router, ApiContext& api) {
              [ctx](RequestContext& c) -> asio::awaitable<Response> {
                co_return okOr(co_await ctx->manager.getTask(c.params[0]));
              });
+  router.add(Verb::get, "/v1/tasks/{id}/why", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.whyTask(c.params[0]));
+             });
+  router.add(Verb::post, "/v1/capacity-groups", Access::kAdmin,
+             [ctx](RequestContext& c) { return putCapacityGroup(*ctx, c, true); });
+  router.add(Verb::get, "/v1/capacity-groups", Access::kAdmin,
+             [ctx](RequestContext&) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.listCapacityGroups());
+             });
+  router.add(Verb::get, "/v1/capacity-groups/{name}", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.getCapacityGroup(c.params[0]));
+             });
+  router.add(Verb::put, "/v1/capacity-groups/{name}", Access::kAdmin,
+             [ctx](RequestContext& c) { return putCapacityGroup(*ctx, c, false); });
+  router.add(Verb::delete_, "/v1/capacity-groups/{name}", Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.deleteCapacityGroup(c.params[0]));
+             });
   router.add(Verb::post, "/v1/tasks/{id}/kill", Access::kAdmin,
              [ctx](RequestContext& c) -> asio::awaitable<Response> {
                auto shrink = c.queryValue("shrink").value_or("false");
@@ -631,10 +800,14 @@ void registerRoutes(http::Router& router, ApiContext& api) {
              [ctx](RequestContext& c) -> asio::awaitable<Response> {
                co_return okOr(co_await ctx->manager.drainNode(c.params[0]));
              });
+  router.add(Verb::post, "/v1/nodes/{id}/labels", Access::kAdmin,
+             [ctx](RequestContext& c) { return labelNode(*ctx, c); });
   router.add(Verb::get, "/v1/nodes/{id}/assignments", Access::kAgent,
              [ctx](RequestContext& c) { return nodeAssignments(*ctx, c); });
   router.add(Verb::post, "/v1/nodes/{id}/taskStatus", Access::kAgent,
              [ctx](RequestContext& c) { return taskStatus(*ctx, c); });
+
+  registerNetworkRoutes(router, ctx);
 
   router.addStream(
       Verb::get, "/v1/tasks/{id}/logs", Access::kAdmin,

@@ -946,6 +946,7 @@ TEST_F(JobManagerTest, NodeLabelsSteerPlacementAndSurviveReregistrationAndRestar
   registerNode("node-2");
   std::string id = create({.size = 1, .hardConstraints = {{"attribute.pool", "gpu"}}});
   json why = *await(manager_->whyTask(taskId(id, 0, 0)));
+  ASSERT_TRUE(why.contains("groups")) << why.dump();
   EXPECT_EQ(why["groups"][0]["reasons"]["attribute.pool"], 2) << why.dump();
   auto labelled = await(manager_->labelNode("node-2", {{"pool", "gpu"}}));
   ASSERT_TRUE(labelled.has_value());

@@ -82,6 +82,21 @@ bool within(const Resources& used, const Resources& limit) {
          used.gpu <= limit.gpu;
 }
 
+// True when `used` goes beyond `reservation`. Only the dimensions the reservation's shape sets
+// (above zero) are compared; with no reservation at all, any use goes beyond it.
+bool exceeds(const Resources& used, const Reservation& reservation) {
+  bool any = used.cpu > kCpuEpsilon || used.memoryMB > 0 || used.diskMB > 0 ||
+             used.networkMbps > 0 || used.gpu > 0;
+  if (reservation.count <= 0) return any;
+  Resources total = reservation.total();
+  const Resources& shape = reservation.shape;
+  return (shape.cpu > 0 && used.cpu > total.cpu + kCpuEpsilon) ||
+         (shape.memoryMB > 0 && used.memoryMB > total.memoryMB) ||
+         (shape.diskMB > 0 && used.diskMB > total.diskMB) ||
+         (shape.networkMbps > 0 && used.networkMbps > total.networkMbps) ||
+         (shape.gpu > 0 && used.gpu > total.gpu);
+}
+
 Resources zero() {
   return {0, 0, 0, 0, 0};
 }
@@ -270,7 +285,7 @@ class SchedulerImpl final : public Scheduler {
         }
         exhausted = true;
         result.unplaced++;
-        if (!noVictims && withinReservation(job)) {
+        if (!noVictims && withinReservationOf(job)) {
           noVictims = !preempt(job, taskId, result);
         }
       }
@@ -387,11 +402,18 @@ class SchedulerImpl final : public Scheduler {
         usage.tasks = group.tasks[tier];
         const Resources& u = usage.used;
         const Resources& r = usage.reserved;
-        usage.borrowed = {std::max(0.0, u.cpu - r.cpu),
-                          std::max<int64_t>(0, u.memoryMB - r.memoryMB),
-                          std::max<int64_t>(0, u.diskMB - r.diskMB),
-                          std::max<int64_t>(0, u.networkMbps - r.networkMbps),
-                          std::max<int64_t>(0, u.gpu - r.gpu)};
+        if (!group.defined || reservation.count <= 0) {
+          usage.borrowed = u;
+        } else {
+          // Dimensions the shape leaves at zero are not reserved, so not counted as borrowed.
+          const Resources& shape = reservation.shape;
+          usage.borrowed = {
+              shape.cpu > 0 ? std::max(0.0, u.cpu - r.cpu) : 0.0,
+              shape.memoryMB > 0 ? std::max<int64_t>(0, u.memoryMB - r.memoryMB) : 0,
+              shape.diskMB > 0 ? std::max<int64_t>(0, u.diskMB - r.diskMB) : 0,
+              shape.networkMbps > 0 ? std::max<int64_t>(0, u.networkMbps - r.networkMbps) : 0,
+              shape.gpu > 0 ? std::max<int64_t>(0, u.gpu - r.gpu) : 0};
+        }
         out.push_back(usage);
       }
     }
@@ -675,17 +697,20 @@ class SchedulerImpl final : public Scheduler {
   }
 
   bool withinReservationOf(const JobState& job) const {
-    const GroupState& group = groups_.at(static_cast<size_t>(job.group >= 0 ? job.group : 0));
-    if (job.group < 0 || !group.defined) return false;
+    // A job the scheduler has not seen yet (`explain`) finds its group by name.
+    int index = job.group;
+    if (index < 0) {
+      auto it = groupIndex_.find(job.shape.capacityGroup);
+      if (it == groupIndex_.end()) return false;
+      index = it->second;
+    }
+    if (static_cast<size_t>(index) >= groups_.size()) return false;
+    const GroupState& group = groups_[static_cast<size_t>(index)];
+    if (!group.defined) return false;
     size_t tier = tierIndex(job.shape.tier);
     Resources after = group.used[tier];
     addResources(after, job.shape.resources);
-    return group.reservation(tier).count > 0 && within(after, group.reservation(tier).total());
-  }
-
-  bool withinReservation(const JobState& job) const {
-    if (job.group < 0 || static_cast<size_t>(job.group) >= groups_.size()) return false;
-    return withinReservationOf(job);
+    return group.reservation(tier).count > 0 && !exceeds(after, group.reservation(tier));
   }
 
   // A flex group uses more than its flex reservation, not counting tasks already being evicted.
@@ -693,8 +718,7 @@ class SchedulerImpl final : public Scheduler {
     Resources used = group.used[1];
     subtractResources(used, group.evicting[1]);
     subtractResources(used, pendingEvictions);
-    Resources reserved = group.defined ? group.spec.flex.total() : zero();
-    return !within(used, reserved);
+    return exceeds(used, group.defined ? group.spec.flex : Reservation{});
   }
 
   // Finds the node where evicting the fewest borrowing flex tasks makes room for `taskId`,

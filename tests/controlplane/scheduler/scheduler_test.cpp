@@ -220,7 +220,7 @@ TEST_F(SchedulerTest, ReservedCriticalWorkPreemptsBorrowingFlexWork) {
   scheduler_->upsertNode(node("n1", {}, {4, 8192, 8192, 100, 0}));
   CapacityGroupSpec group;
   group.name = "payments";
-  group.critical = {{1, 1024, 1024, 10, 0}, 2};
+  group.critical = {{1, 1024, 0, 0, 0}, 2};  // Disk and network are not reserved.
   scheduler_->upsertCapacityGroup(group);
 
   JobShape flex = job("flex");  // Group DEFAULT: no reservation, so all of it borrows.

@@ -26,6 +26,7 @@
 #include "agent/image/image_store.h"
 #include "agent/image/registry_client.h"
 #include "agent/log_server.h"
+#include "agent/network/network_manager.h"
 #include "agent/runtime/bundle.h"
 #include "agent/runtime/cgroup.h"
 #include "agent/runtime/oci_runtime.h"
@@ -241,6 +242,7 @@ struct Agent::Impl {
   std::unique_ptr<runtime::ContainerSupervisor> supervisor;
   std::unique_ptr<image::ImageStore> images;
   std::vector<int> gpuDevices;
+  std::unique_ptr<network::NetworkManager> network;  // Null when networking is off.
 
   std::mutex mutex;  // Guards everything below.
   std::chrono::steady_clock::time_point lastImageGc{};
@@ -307,7 +309,7 @@ struct Agent::Impl {
   // Queues a status report with the task's next seq; durable before it is sent.
   void report(TaskRecord& task, std::string_view state, const std::string& reason = "",
               const std::string& message = "", std::optional<int> exitCode = std::nullopt,
-              const std::string& pinnedImage = "") {
+              const std::string& pinnedImage = "", const std::string& ip = "") {
     std::lock_guard lock(mutex);
     json update = {{"taskId", task.taskId}, {"seq", ++task.seq}, {"state", state}};
     if (!reason.empty()) update["reason"] = reason;
@@ -315,6 +317,7 @@ struct Agent::Impl {
     if (exitCode) update["exitCode"] = *exitCode;
     if (!pinnedImage.empty()) update["image"] = pinnedImage;
     task.outbox.push_back(std::move(update));
+    if (!ip.empty()) update["ip"] = ip;
     if (state == "Finished") {
       task.phase = Phase::kFinished;
       for (int gpu : task.gpus) gpusInUse.erase(gpu);
@@ -387,6 +390,7 @@ struct Agent::Impl {
 
   void cleanupRootfs(const TaskRecord& task) {
     std::string dir = rootfsDir(task.taskId);
+    if (network) network->detach(task.taskId);
     if (auto released = images->releaseRootfs(dir); !released) {
       log::warn("release rootfs", {{"taskId", task.taskId}, {"error", released.error().message()}});
     }
@@ -539,9 +543,25 @@ struct Agent::Impl {
     }
     setPhase(task, Phase::kRunning);
     report(task, "Started", "", "image " + pulled->pinnedReference, std::nullopt,
-           pulled->pinnedReference);
+           pulled->pinnedReference, address);
     watch(task);
   }
+
+    std::string address;
+    if (network) {
+      auto attached = network->attach(task.taskId, container.securityProfile.securityGroups,
+                                      container.resources.networkMbps);
+      if (!attached) {
+        return failStart(attached.error().code() == ErrorCode::kUnavailable ? "transientSystemError"
+                                                                            : "localSystemError",
+                         "network: " + attached.error().message());
+      }
+      address = attached->address;
+      cc.bundle.netnsPath = attached->netnsPath;
+      for (const auto& file : attached->files) {
+        cc.bundle.fileBinds.push_back({file.source, file.destination});
+      }
+    }
 
   // Waits for the container's exit (stopping it when asked) and reports it. Returns early, leaving
   // the container running, when the agent stops.
@@ -613,6 +633,11 @@ struct Agent::Impl {
       if (response && response->status == 404) {
         log::warn("skiffd does not know this node; registering again");
         std::lock_guard lock(mutex);
+          if (network) {
+            if (auto configured = network->configure(response->body); !configured) {
+              log::error("network setup", {{"error", configured.error().message()}});
+            }
+          }
         registered = false;
         continue;
       }
@@ -887,6 +912,14 @@ struct Agent::Impl {
 };
 
 Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+    if (options.networking) {
+      auto net = network::NetworkManager::createDefault({.stateDir = options.stateDir,
+                                                         .server = options.server,
+                                                         .token = options.joinToken,
+                                                         .nodeId = options.nodeId});
+      if (!net) return std::unexpected(net.error().wrap("networking"));
+      network = std::move(*net);
+    }
 
 Agent::~Agent() {
   stop();
@@ -904,6 +937,7 @@ Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options) {
     return fail(ErrorCode::kInvalidArgument, "cpu and memory must be greater than 0");
   }
   return std::unique_ptr<Agent>(new Agent(std::make_unique<Impl>(std::move(options))));
+    std::set<std::string> live;
 }
 
 Status Agent::start() {
@@ -912,12 +946,14 @@ Status Agent::start() {
     std::lock_guard lock(impl.mutex);
     if (impl.started) return fail(ErrorCode::kFailedPrecondition, "agent already started");
     impl.started = true;
+        live.insert(task->taskId);
   }
   SKIFF_TRY_STATUS(impl.open(), "agent");
   SKIFF_TRY_STATUS(impl.recover(), "agent recovery");
   SKIFF_TRY_STATUS(impl.startLogServer(), "agent");
   impl.threads.emplace_back([&impl] { impl.heartbeatLoop(); });
   impl.threads.emplace_back([&impl] { impl.pollLoop(); });
+    if (network) network->keepOnly(live);
   impl.threads.emplace_back([&impl] { impl.reportLoop(); });
   log::info("agent started", {{"nodeId", impl.options.nodeId},
                               {"stateDir", impl.options.stateDir},
@@ -958,3 +994,5 @@ std::string Agent::stderrPath(const std::string& taskId) const {
 }
 
 }  // namespace skiff::agent
+  lock.unlock();
+  if (impl.network) impl.network->stop();

@@ -74,6 +74,9 @@ struct AgentOptions {
 
 class Agent {
  public:
+  // Give each container its own address, security groups and bandwidth shaping
+  // (network/network_manager.h). Off: containers get a namespace with loopback only.
+  bool networking = true;
   // Checks the options; opens nothing yet.
   static Result<std::unique_ptr<Agent>> create(AgentOptions options);
   // Stops the threads (containers keep running).

@@ -4,6 +4,7 @@
 
 #include "common/http_server.h"
 #include "controlplane/job_manager.h"
+#include "controlplane/network_view.h"
 #include "controlplane/store/store.h"
 
 namespace skiff::controlplane {
@@ -15,6 +16,8 @@ struct ApiContext {
   std::function<bool()> healthy;
   // The agent join token, presented to the agents' log servers when proxying task logs.
   std::string joinToken;
+  // Security groups and the agents' network view; null disables those routes.
+  NetworkView* network = nullptr;
 };
 
 void registerRoutes(http::Router& router, ApiContext& context);

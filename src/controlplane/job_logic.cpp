@@ -246,6 +246,7 @@ bool applyStatus(JobEdit& edit, const TaskStatusUpdate& update, int64_t nowMs) {
   TaskRecord& task = edit.mutableTask(*position);
   task.lastSeq = update.seq;
   if (!update.image.empty()) task.image = update.image;
+  if (!update.ip.empty()) task.ip = update.ip;
   if (update.state == task.state) return true;
   if (update.state == TaskState::kFinished) {
     TaskReason reason = update.reason;

@@ -82,6 +82,7 @@ struct TaskStatusUpdate {
   std::optional<int32_t> exitCode;
   std::string message;
   std::string image;  // The pinned image reference, when the agent resolved it.
+  std::string ip;     // The container's address, when the agent gave it one.
 };
 
 // Builds the view of a newly accepted job: its record and, for batch jobs, `size` Accepted tasks

@@ -71,6 +71,7 @@ json nodeToWire(const NodeState& node, const api::Resources& allocated) {
           {"allocated", resourcesToJson(allocated)},
           {"attributes", node.record.attributes},
           {"labels", node.record.labels},
+          {"network", {{"block", node.record.addressBlock}}},
           {"state", nodeStateName(node)},
           {"lastHeartbeatMs", node.lastHeartbeatMs},
           {"registeredAtMs", node.record.registeredAtMs},
@@ -947,6 +948,15 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
     record.resources = registration.resources;
     record.attributes = registration.attributes;
     if (record.registeredAtMs == 0) record.registeredAtMs = now;
+    std::set<std::string> takenBlocks;
+    for (const auto& [id, other] : impl->nodes) {
+      if (id != record.id && !other.record.addressBlock.empty()) {
+        takenBlocks.insert(other.record.addressBlock);
+      }
+    }
+    auto block = chooseAddressBlock(impl->config.addressPlan, record.addressBlock, takenBlocks);
+    if (!block) co_return std::unexpected(block.error());
+    record.addressBlock = *block;
     store::Txn txn;
     txn.onSuccess.push_back(store::Op::put(nodeKey(record.id), toStored(record)));
     auto result = co_await impl->commit(std::move(txn));

@@ -31,6 +31,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "controlplane/address_blocks.h"
 #include "controlplane/capacity_groups.h"
 #include "controlplane/job_logic.h"
 #include "controlplane/scheduler/scheduler.h"
@@ -48,6 +49,8 @@ struct ManagerConfig {
   int64_t maxTasksPerIteration = 20'000;
   // While tasks stay pending, an iteration runs at least this often even when nothing changed.
   int64_t schedulerRetryMs = 1'000;
+  // Container address blocks handed to nodes at registration (address_blocks.h).
+  AddressPlan addressPlan;
 };
 
 struct CreateJobResult {

@@ -47,6 +47,8 @@ struct Flags {
   double killInitiatedTimeoutSec = 300;
   double systemRetryDelaySec = 1;
   double nodeTimeoutSec = 30;
+  std::string vpcCidr = "10.64.0.0/16";
+  int nodeBlockPrefix = 24;
 };
 
 Status ensureDirectory(const std::string& path) {
@@ -87,6 +89,11 @@ int run(const Flags& flags) {
       static_cast<int64_t>(flags.killInitiatedTimeoutSec * 1000);
   config.lifecycle.systemRetryDelayMs = static_cast<int64_t>(flags.systemRetryDelaySec * 1000);
   config.nodeHeartbeatTimeoutMs = static_cast<int64_t>(flags.nodeTimeoutSec * 1000);
+  config.addressPlan = {flags.vpcCidr, flags.nodeBlockPrefix};
+  if (auto plan = controlplane::validateAddressPlan(config.addressPlan); !plan) {
+    log::error("bad address plan", {{"error", plan.error().message()}});
+    return 2;
+  }
   controlplane::JobManager manager(io, **store, SystemClock::instance(),
                                    controlplane::scheduler::makeScheduler(SystemClock::instance()),
                                    config);
@@ -98,6 +105,12 @@ int run(const Flags& flags) {
   std::atomic<bool> stopping = false;
   controlplane::ApiContext api{manager, **store, [&] { return !stopping.load(); }};
   api.joinToken = tokens->join;  // Presented to the agents' log servers.
+  auto networkView = controlplane::NetworkView::start(**store);
+  if (!networkView) {
+    log::error("cannot start the network view", {{"error", networkView.error().message()}});
+    return 1;
+  }
+  api.network = networkView->get();
   http::Router router;
   controlplane::registerRoutes(router, api);
 
@@ -218,6 +231,11 @@ int main(int argc, char** argv) {
                  "Seconds before retrying a task after a system error");
   app.add_option("--node-timeout", flags.nodeTimeoutSec,
                  "Seconds without a heartbeat before a node is lost");
+  app.add_option("--vpc-cidr", flags.vpcCidr, "The cluster's container address range")
+      ->capture_default_str();
+  app.add_option("--node-block-prefix", flags.nodeBlockPrefix,
+                 "Prefix length of the address block each node gets from the range")
+      ->capture_default_str();
   app.set_version_flag("--version", SKIFF_VERSION);
   try {
     app.parse(argc, argv);

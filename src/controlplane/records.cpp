@@ -120,6 +120,7 @@ json taskToJson(const TaskRecord& task, std::string_view jobId) {
   };
   if (task.hasExitCode) out["exitCode"] = task.exitCode;
   if (!task.image.empty()) out["image"] = task.image;
+  if (!task.ip.empty()) out["ip"] = task.ip;
   if (task.killReason != api::TaskReason::kNone) {
     out["killReason"] = api::taskReasonName(task.killReason);
   }
@@ -142,6 +143,7 @@ std::string toStored(const NodeRecord& node) {
                {"resources", resourcesToJson(node.resources)},
                {"attributes", node.attributes},
                {"labels", node.labels},
+               {"addressBlock", node.addressBlock},
                {"draining", node.draining},
                {"registeredAtMs", node.registeredAtMs}})
       .dump();
@@ -222,6 +224,7 @@ Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRev
     }
     task.message = j.value("message", "");
     task.image = j.value("image", "");
+    task.ip = j.value("ip", "");
     task.nodeId = j.value("nodeId", "");
     task.resubmitNumber = j.value("resubmitNumber", int64_t{0});
     task.systemResubmitNumber = j.value("systemResubmitNumber", int64_t{0});
@@ -256,6 +259,7 @@ Result<NodeRecord> nodeFromStored(std::string_view value, store::Revision modRev
                       r.value("gpu", int64_t{0})};
     node.attributes = j.value("attributes", json::object());
     node.labels = j.value("labels", std::map<std::string, std::string>{});
+    node.addressBlock = j.value("addressBlock", "");
     node.draining = j.value("draining", false);
     node.registeredAtMs = j.value("registeredAtMs", int64_t{0});
     node.modRevision = modRevision;

@@ -57,6 +57,8 @@ struct TaskRecord {
   std::string nodeId;
   // The image the agent ran, pinned to a digest ("repo@sha256:..."); empty until it started.
   std::string image;
+  // The container's address, reported by the agent once it is known; empty before.
+  std::string ip;
   int64_t resubmitNumber = 0;
   int64_t systemResubmitNumber = 0;
   int64_t evictionResubmitNumber = 0;
@@ -83,6 +85,9 @@ struct NodeRecord {
   // Set by operators (`skiff node label`); kept across re-registration and overriding attributes
   // of the same name for placement.
   std::map<std::string, std::string> labels;
+  // The node's container address block inside the VPC range ("10.64.3.0/24"), given at its first
+  // registration and kept across re-registrations.
+  std::string addressBlock;
   bool draining = false;
   int64_t registeredAtMs = 0;
   store::Revision modRevision = 0;

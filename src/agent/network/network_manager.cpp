@@ -76,6 +76,13 @@ void NetworkManager::stop() {
     changed_.notify_all();
   }
   if (syncThread_.joinable()) syncThread_.join();
+  // With no container left, nothing needs the table or the routes: leave the host as found.
+  std::lock_guard lock(mutex_);
+  if (ipam_ && ipam_->allocations().empty()) {
+    (void)firewall_.remove();
+    for (const api::Ipv4Cidr& block : routes_) (void)driver_->unrouteBlock(block);
+    routes_.clear();
+  }
 }
 
 Status NetworkManager::configure(const json& answer) {
@@ -94,6 +101,13 @@ Status NetworkManager::configure(const json& answer) {
   bool first = ipam_ == nullptr;
   ipam_ = std::move(*ipam);
   block_ = block;
+  if (pendingKeep_) {
+    // Addresses of tasks that ended while the agent was down go to quarantine.
+    for (const auto& [id, address] : ipam_->allocations()) {
+      if (!pendingKeep_->contains(id)) (void)ipam_->release(id);
+    }
+    pendingKeep_.reset();
+  }
   if (first) {
     // Containers' traffic is routed through this host.
     std::ofstream forward("/proc/sys/net/ipv4/ip_forward");
@@ -199,6 +213,8 @@ void NetworkManager::keepOnly(const std::set<std::string>& taskIds) {
       for (const auto& [id, address] : ipam_->allocations()) {
         if (!taskIds.contains(id)) stale.insert(id);
       }
+    } else {
+      pendingKeep_ = taskIds;
     }
   }
   for (const std::string& id : stale) {

@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -76,7 +77,8 @@ class NetworkManager {
   void keepOnly(const std::set<std::string>& taskIds);
   // Applies one answer of GET /v1/network (also used by tests without a sync thread).
   Status applyView(const nlohmann::json& view);
-  // Stops the sync thread. Endpoints and rules stay (containers keep running).
+  // Stops the sync thread. Endpoints and rules stay while containers run; with none left the
+  // table and the routes to other nodes are removed.
   void stop();
 
   std::optional<std::string> addressOf(const std::string& taskId) const;
@@ -104,6 +106,8 @@ class NetworkManager {
   std::map<std::string, api::SecurityGroup> groups_;
   std::map<std::string, std::set<api::Ipv4>> members_;
   std::set<api::Ipv4Cidr> routes_;  // Other nodes' blocks routed through them.
+  // Tasks to keep, when keepOnly ran before the address state was open.
+  std::optional<std::set<std::string>> pendingKeep_;
   // Local containers' groups, known before skiffd publishes them.
   std::map<std::string, std::vector<std::string>> localGroups_;
   bool stopping_ = false;

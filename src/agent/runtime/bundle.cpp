@@ -174,6 +174,14 @@ Result<nlohmann::json> buildOciConfig(const BundleSpec& spec) {
   }
 
   // Docker's device cgroup: deny all, then the standard nodes, mknod of anything, and ptys.
+  for (const BundleSpec::FileBind& bind : spec.fileBinds) {
+    if (!isCleanAbsolutePath(bind.source) || !isCleanAbsolutePath(bind.destination)) {
+      return fail(ErrorCode::kInvalidArgument, "fileBinds: paths must be clean and absolute");
+    }
+    mounts.push_back(
+        mount(bind.destination, "bind", bind.source, {"rbind", "ro", "nosuid", "nodev", "noexec"}));
+  }
+
   nlohmann::json deviceRules = nlohmann::json::array({
       deviceRule(false, "a", -1, -1, "rwm"), deviceRule(true, "c", -1, -1, "m"),
       deviceRule(true, "b", -1, -1, "m"), deviceRule(true, "c", 1, 3, "rwm"),  // null
@@ -221,7 +229,8 @@ Result<nlohmann::json> buildOciConfig(const BundleSpec& spec) {
         {{"type", "mount"}},
         {{"type", "uts"}},
         {{"type", "ipc"}},
-        {{"type", "network"}},
+        spec.netnsPath.empty() ? nlohmann::json{{"type", "network"}}
+                               : nlohmann::json{{"type", "network"}, {"path", spec.netnsPath}},
         {{"type", "cgroup"}}}},
       {"maskedPaths", kMaskedPaths},
       {"readonlyPaths", kReadonlyPaths},

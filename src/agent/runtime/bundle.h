@@ -4,7 +4,8 @@
 // bundle's config.json (OCI runtime spec 1.0.2) with Docker's default hardening applied.
 //
 // What every generated config contains, whatever the spec says:
-//   - namespaces: pid, mount, uts, ipc, network (a fresh netns: loopback only) and cgroup;
+//   - namespaces: pid, mount, uts, ipc, network (`netnsPath`, else a fresh one with loopback
+//     only) and cgroup;
 //   - capabilities: exactly Docker's 14 defaults (kDefaultCapabilities) in the bounding,
 //     effective and permitted sets; none inheritable or ambient;
 //   - process.noNewPrivileges = true;
@@ -81,6 +82,15 @@ struct BundleSpec {
   std::string gpuIndices;
 
   bool seccomp = true;  // False only for tests that need to see a behaviour without it.
+  // An existing network namespace (a bound namespace file) the container joins; empty: a fresh
+  // one with loopback only.
+  std::string netnsPath;
+  // Host files bound read-only into the container (its /etc/hosts and /etc/resolv.conf).
+  struct FileBind {
+    std::string source;       // Absolute host path.
+    std::string destination;  // Absolute path in the container.
+  };
+  std::vector<FileBind> fileBinds;
 };
 
 // Docker's rule for combining the image config with the task's overrides: an overridden

@@ -1,0 +1,29 @@
+#pragma once
+
+// Container address blocks: skiffd splits the cluster's VPC range into equal blocks and gives
+// each node one at its first registration (kept across re-registrations and restarts: it is part
+// of the stored node record). The node's agent hands out container addresses from its block.
+
+#include <set>
+#include <string>
+
+#include "api/network.h"
+#include "common/error.h"
+
+namespace skiff::controlplane {
+
+struct AddressPlan {
+  std::string vpcCidr = "10.64.0.0/16";
+  int nodeBlockPrefix = 24;  // 254 containers per node.
+};
+
+// Checks the plan (flags): the range parses and the block prefix is inside it and at most /30.
+Status validateAddressPlan(const AddressPlan& plan);
+
+// The block for a node that holds `current` ("" when new), given the blocks of every other node.
+// `current` is kept when it still belongs to the plan and no one else has it; otherwise the
+// lowest free block. kUnavailable when the range is exhausted.
+Result<std::string> chooseAddressBlock(const AddressPlan& plan, const std::string& current,
+                                       const std::set<std::string>& taken);
+
+}  // namespace skiff::controlplane

@@ -752,6 +752,73 @@ int runCapacityDelete(Session& s) {
   return printObject(s, *deleted, s.inv.id + ": deleted");
 }
 
+// Security groups: one row per group, its rules as "proto ports<-source" items.
+std::string renderSecurityGroups(const std::vector<json>& groups) {
+  Table table({"NAME", "RULES", "DESCRIPTION"});
+  for (const json& group : groups) {
+    std::string rules;
+    if (auto list = group.find("ingress"); list != group.end() && list->is_array()) {
+      for (const json& rule : *list) {
+        if (!rules.empty()) rules += ", ";
+        rules += jsonString(rule, "protocol");
+        if (rule.contains("fromPort")) {
+          rules += " " + rule["fromPort"].dump();
+          if (rule.value("toPort", 0) != rule.value("fromPort", 0)) {
+            rules += "-" + rule["toPort"].dump();
+          }
+        }
+        rules +=
+            " from " + (rule.contains("sourceCidr") ? jsonString(rule, "sourceCidr")
+                                                    : "group " + jsonString(rule, "sourceGroup"));
+      }
+    }
+    table.addRow({sanitize(jsonString(group, "name")), sanitize(rules.empty() ? "-" : rules),
+                  sanitize(jsonString(group, "description"))});
+  }
+  return table.render();
+}
+
+int runSecurityGroupList(Session& s) {
+  auto listing = fetchObject(s, "GET", "/v1/security-groups");
+  if (!listing) return listing.error();
+  if (s.format() != OutputFormat::kTable) return printObject(s, *listing, "");
+  std::vector<json> items;
+  if (auto list = listing->find("items"); list != listing->end() && list->is_array()) {
+    items.assign(list->begin(), list->end());
+  }
+  s.print(renderSecurityGroups(items));
+  return kExitOk;
+}
+
+int runSecurityGroupGet(Session& s) {
+  auto group = fetchObject(s, "GET", "/v1/security-groups/" + urlEncode(s.inv.id));
+  if (!group) return group.error();
+  if (s.format() != OutputFormat::kTable) return printObject(s, *group, "");
+  s.print(renderSecurityGroups({*group}));
+  return kExitOk;
+}
+
+// Creates or replaces a group from a YAML/JSON file (see docs/networking.md).
+int runSecurityGroupApply(Session& s) {
+  const std::string& file = s.inv.files.front();
+  Result<std::string> text =
+      file == "-" ? Result<std::string>(readStream(s.ctx.in)) : readFile(file);
+  if (!text) return s.error(text.error());
+  auto document = api::parseJobFileText(*text);
+  if (!document) return s.error(document.error());
+  std::string name = document->is_object() ? jsonString(*document, "name") : "";
+  if (name.empty()) return s.usage("the file needs a name");
+  auto group = fetchObject(s, "PUT", "/v1/security-groups/" + urlEncode(name), &*document);
+  if (!group) return group.error();
+  return printObject(s, *group, name + ": saved");
+}
+
+int runSecurityGroupDelete(Session& s) {
+  auto deleted = fetchObject(s, "DELETE", "/v1/security-groups/" + urlEncode(s.inv.id));
+  if (!deleted) return deleted.error();
+  return printObject(s, *deleted, s.inv.id + ": deleted");
+}
+
 // Prints a task's log as it arrives. With --follow, a stream that breaks is resumed (from the
 // current end of the log, so nothing is repeated) until the task has finished.
 int runLogs(Session& s) {
@@ -850,6 +917,7 @@ const std::vector<std::pair<std::string, std::string>>& groups() {
       {"task", "Inspect and kill tasks"},
       {"node", "Inspect, label and drain nodes"},
       {"capacity", "Capacity groups: reservations, usage and borrowed capacity"},
+      {"sg", "Security groups: who may connect to a job's containers"},
   };
   return table;
 }
@@ -966,6 +1034,26 @@ const std::vector<Verb>& verbs() {
        "Delete a capacity group",
        [](Declarer& d) { d.id("Capacity group name"); },
        runCapacityDelete},
+      {{"sg", "ls"},
+       "Show every security group and its ingress rules",
+       [](Declarer&) {},
+       runSecurityGroupList},
+      {{"sg", "get"},
+       "Show one security group",
+       [](Declarer& d) { d.id("Security group name"); },
+       runSecurityGroupGet},
+      {{"sg", "apply"},
+       "Create or replace a security group from a YAML or JSON file",
+       [](Declarer& d) {
+         d.file(d.app.add_option("FILE", d.inv.files, "Security group file ('-' reads stdin)")
+                    ->required()
+                    ->expected(1));
+       },
+       runSecurityGroupApply},
+      {{"sg", "delete"},
+       "Delete a security group",
+       [](Declarer& d) { d.id("Security group name"); },
+       runSecurityGroupDelete},
       {{"node", "drain"},
        "Stop placing new tasks on a node",
        [](Declarer& d) { d.id("Node id"); },

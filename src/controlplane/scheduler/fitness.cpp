@@ -1,6 +1,7 @@
 #include "controlplane/scheduler/fitness.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "controlplane/scheduler/constraints.h"
 
@@ -25,7 +26,13 @@ double packedShare(const JobState& job, const NodeState& node) {
 
 double BinPackingFitness::score(const JobState& job, uint32_t, const NodeState& state,
                                 const ClusterView&) const {
-  return packedShare(job, state);
+  // Fuller is better, and so is a node whose cpu and memory fill evenly: a node full in one
+  // dimension and half empty in the other wastes the rest.
+  const Resources& request = job.shape.resources;
+  double cpu = share(state.used.cpu + request.cpu, state.spec.capacity.cpu);
+  double memory = share(static_cast<double>(state.used.memoryMB + request.memoryMB),
+                        static_cast<double>(state.spec.capacity.memoryMB));
+  return std::max(0.0, (cpu + memory) / 2 - imbalanceWeight_ * std::abs(cpu - memory));
 }
 
 double SpreadingFitness::score(const JobState& job, uint32_t node, const NodeState& state,

@@ -22,12 +22,17 @@ class FitnessPolicy {
 };
 
 // Fenzo's cpuMemBinPacker: the mean share of cpu and memory in use once the task is added, so
-// the fullest node that still fits wins and whole nodes stay free.
+// the fullest node that still fits wins and whole nodes stay free; minus `imbalanceWeight`
+// times the gap between the two shares, so cpu-heavy and memory-heavy tasks share nodes.
 class BinPackingFitness final : public FitnessPolicy {
  public:
+  explicit BinPackingFitness(double imbalanceWeight = 0.5) : imbalanceWeight_(imbalanceWeight) {}
   std::string_view name() const override { return "binPacking"; }
   double score(const JobState& job, uint32_t node, const NodeState& state,
                const ClusterView& cluster) const override;
+
+ private:
+  double imbalanceWeight_;
 };
 
 // For critical-tier services: half the free share of cpu and memory, half how few of the job's

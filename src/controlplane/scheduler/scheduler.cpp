@@ -117,7 +117,8 @@ json resourcesJson(const Resources& r) {
 class SchedulerImpl final : public Scheduler {
  public:
   SchedulerImpl(const Clock& clock, SchedulerConfig config) : clock_(clock), config_(config) {
-    packing_.add(std::make_unique<BinPackingFitness>(), config_.packingWeight);
+    packing_.add(std::make_unique<BinPackingFitness>(config_.imbalanceWeight),
+                 config_.packingWeight);
     packing_.add(std::make_unique<CachedImageFitness>(), config_.imageWeight);
     packing_.add(std::make_unique<SoftConstraintFitness>(), config_.softWeight);
     spreading_.add(std::make_unique<SpreadingFitness>(), config_.packingWeight);
@@ -258,8 +259,21 @@ class SchedulerImpl final : public Scheduler {
     for (const PendingJob& job : pending) {
       if (job.job != nullptr && job.job->tier == api::Tier::kCritical) order.push_back(&job);
     }
+    size_t criticalCount = order.size();
     for (const PendingJob& job : pending) {
       if (job.job != nullptr && job.job->tier != api::Tier::kCritical) order.push_back(&job);
+    }
+    if (config_.largestFirst) {
+      // Within a tier, larger tasks first (first-fit decreasing packs tighter); every job of
+      // the batch is tried in this iteration either way.
+      auto larger = [](const PendingJob* a, const PendingJob* b) {
+        const Resources& x = a->job->resources;
+        const Resources& y = b->job->resources;
+        return x.cpu / 32 + x.memoryMB / 131072.0 > y.cpu / 32 + y.memoryMB / 131072.0;
+      };
+      std::stable_sort(order.begin(), order.begin() + static_cast<ptrdiff_t>(criticalCount),
+                       larger);
+      std::stable_sort(order.begin() + static_cast<ptrdiff_t>(criticalCount), order.end(), larger);
     }
 
     for (const PendingJob* pendingJob : order) {

@@ -107,6 +107,11 @@ struct SchedulerConfig {
   double packingWeight = 0.7;  // Bin packing, or spreading for critical-tier services.
   double imageWeight = 0.15;   // The node already ran the image.
   double softWeight = 0.15;    // Share of soft constraints the node meets.
+  // Bin packing: penalty per unit of gap between a node's cpu and memory shares.
+  double imbalanceWeight = 0.5;
+  // Within a tier, an iteration tries jobs with larger tasks first (first-fit decreasing);
+  // off: queue order.
+  bool largestFirst = false;
   // A preemptor's claim on the room its evictions free lapses after this long.
   int64_t nominationTimeoutMs = 120'000;
 };

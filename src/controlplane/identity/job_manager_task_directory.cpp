@@ -29,7 +29,7 @@ boost::asio::awaitable<Result<TaskRecordView>> JobManagerTaskDirectory::lookup(s
   view.identity.applicationName = stringAt(*job, {"descriptor", "applicationName"});
   view.identity.role = stringAt(*job, {"descriptor", "container", "securityProfile", "iamRole"});
   view.identity.nodeId = stringAt(*task, {"nodeId"});
-  view.identity.containerIp = stringAt(*task, {"ipAddress"});
+  view.identity.containerIp = stringAt(*task, {"ip"});
   view.state = stringAt(*task, {"state"});
   co_return view;
 }

@@ -10,8 +10,8 @@ namespace skiff::identity {
 class JobManagerTaskDirectory final : public TaskDirectory {
  public:
   explicit JobManagerTaskDirectory(controlplane::JobManager& manager) : manager_(manager) {}
-  // The container address is read from the task's `ipAddress` field when the control plane
-  // recorded one.
+  // The container address is read from the task's `ip` field (reported by its agent) when the
+  // control plane has recorded one.
   boost::asio::awaitable<Result<TaskRecordView>> lookup(std::string taskId) override;
 
  private:

@@ -71,8 +71,9 @@ class BashCompletionTest : public ::testing::Test {
 fs::path* BashCompletionTest::script_ = nullptr;
 
 TEST_F(BashCompletionTest, TopLevelCommands) {
-  EXPECT_THAT(complete({"skiff", ""}), UnorderedElementsAre("job", "task", "node", "logs", "events",
-                                                            "completion", "version"));
+  EXPECT_THAT(complete({"skiff", ""}),
+              UnorderedElementsAre("job", "task", "node", "capacity", "sg", "logs", "events",
+                                   "completion", "version"));
   EXPECT_THAT(complete({"skiff", "j"}), UnorderedElementsAre("job"));
 }
 
@@ -80,7 +81,7 @@ TEST_F(BashCompletionTest, GroupCommandsAfterGlobalOptions) {
   EXPECT_THAT(complete({"skiff", "--addr", "h:1", "-o", "json", "job", ""}),
               UnorderedElementsAre("run", "validate", "ls", "get", "wait", "kill", "scale",
                                    "enable", "disable"));
-  EXPECT_THAT(complete({"skiff", "node", ""}), UnorderedElementsAre("ls", "get", "drain"));
+  EXPECT_THAT(complete({"skiff", "node", ""}), UnorderedElementsAre("ls", "get", "label", "drain"));
 }
 
 TEST_F(BashCompletionTest, OptionsIncludeGlobals) {

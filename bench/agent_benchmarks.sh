@@ -32,6 +32,7 @@ HOLD_JOBS=${HOLD_JOBS:-100}
 PODMAN=${PODMAN:-1}
 SLURM=${SLURM:-1}
 NODISK=${NODISK:-1}   # also measure start latency with --no-disk-limits
+RUNTIME=${RUNTIME:-}  # --runtime of skiff-agent; empty: the agent's own choice (crun when usable)
 SKIP_BUILD=${SKIP_BUILD:-0}
 # CPU/memory requests. The CPU quota already applies while runc sets the container up (runc init
 # compiles the seccomp filter inside the container's cgroup), so a 0.01-core task takes ~2.5 s to
@@ -68,8 +69,12 @@ stop_agent_containers() {
   local state=$1
   [[ -d $state/runtime ]] || return 0
   local id
-  for id in $(runc --root "$state/runtime" list -q 2>/dev/null); do
-    runc --root "$state/runtime" delete -f "$id" >/dev/null 2>&1 || true
+  local rt
+  for rt in runc crun; do
+    command -v "$rt" >/dev/null || continue
+    for id in $($rt --root "$state/runtime" list -q 2>/dev/null); do
+      $rt --root "$state/runtime" delete -f "$id" >/dev/null 2>&1 || true
+    done
   done
   # Monitors exit once their container is gone; make sure of it.
   local pidfile pid
@@ -202,7 +207,7 @@ TOKEN=$WORK/skiffd/admin.token
 start_agent() {  # extra agent flags...
   "$AGENT" --server "$URL" --join-token-file "$WORK/skiffd/join.token" --node-id agentbench \
     --state-dir "$WORK/agent" --cpu 64 --memory-mb 65536 --disk-mb 4000000 --network-mbps 1000000 \
-    --runtime runc --monitor "$MONITOR" --init "$INIT" --cgroup-parent "$CGROUP_PARENT" \
+    ${RUNTIME:+--runtime "$RUNTIME"} --monitor "$MONITOR" --init "$INIT" --cgroup-parent "$CGROUP_PARENT" \
     --insecure-registry "$REGISTRY" "$@" 2>>"$WORK/agent.log" &
   AGENT_PID=$!
   for _ in $(seq 1 100); do
@@ -270,6 +275,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 # 3. Holding HOLD_JOBS containers.
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+if ((HOLD_JOBS > 0)); then
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 log "hold: $HOLD_JOBS sleep 600 jobs (load $(loadavg))"
 agent_rss_idle=$(rss_kb "$AGENT_PID")
@@ -284,7 +290,7 @@ for pidfile in "$WORK"/agent/containers/*/monitor.pid; do
   pid=$(cat "$pidfile")
   [[ $(cat "/proc/$pid/comm" 2>/dev/null) == skiff-monitor ]] && monitor_rss+=("$(rss_kb "$pid")")
 done
-running=$(runc --root "$WORK/agent/runtime" list -q | wc -l)
+running=$(ls "$WORK/agent/containers" | wc -l)
 {
   echo "runningContainers $running"
   echo "agentRssKbIdle $agent_rss_idle"
@@ -306,6 +312,7 @@ running=$(runc --root "$WORK/agent/runtime" list -q | wc -l)
 } | tee "$OUT/hold.txt" >&2
 ls -la "$WORK/agent/containers/$last_task" >"$OUT/hold-last-container-ls.txt"
 bench --mode kill --ids-file "$WORK/hold.ids" --timeout-sec 300 >"$OUT/kill.json" || true
+fi
 cp "$WORK/agent.log" "$OUT/agent.log"
 
 # ---------------------------------------------------------------------------------------------

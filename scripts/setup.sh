@@ -13,7 +13,7 @@ packages=(
   # Node agent images: local registry and offline test-image tools.
   docker-registry skopeo umoci busybox-static zstd
   # Node agent containers: OCI runtimes and the container init.
-  runc crun tini e2fsprogs
+  runc crun tini e2fsprogs libseccomp-dev
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev procps clang-format jq
 )

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cmath>
 
+#include "agent/runtime/seccomp_bpf.h"
 #include "agent/runtime/seccomp_profile.h"
 
 namespace skiff::agent::runtime {
@@ -173,7 +174,6 @@ Result<nlohmann::json> buildOciConfig(const BundleSpec& spec) {
                            {"bind", "ro", "nosuid", "nodev"}));
   }
 
-  // Docker's device cgroup: deny all, then the standard nodes, mknod of anything, and ptys.
   for (const BundleSpec::FileBind& bind : spec.fileBinds) {
     if (!isCleanAbsolutePath(bind.source) || !isCleanAbsolutePath(bind.destination)) {
       return fail(ErrorCode::kInvalidArgument, "fileBinds: paths must be clean and absolute");
@@ -182,6 +182,7 @@ Result<nlohmann::json> buildOciConfig(const BundleSpec& spec) {
         mount(bind.destination, "bind", bind.source, {"rbind", "ro", "nosuid", "nodev", "noexec"}));
   }
 
+  // Docker's device cgroup: deny all, then the standard nodes, mknod of anything, and ptys.
   nlohmann::json deviceRules = nlohmann::json::array({
       deviceRule(false, "a", -1, -1, "rwm"), deviceRule(true, "c", -1, -1, "m"),
       deviceRule(true, "b", -1, -1, "m"), deviceRule(true, "c", 1, 3, "rwm"),  // null
@@ -246,6 +247,9 @@ Result<nlohmann::json> buildOciConfig(const BundleSpec& spec) {
       {"linux", linuxSection},
   };
   if (!spec.hostname.empty()) config["hostname"] = spec.hostname;
+  if (spec.seccomp && !spec.seccompBpfBase64.empty()) {
+    config["annotations"] = {{std::string(kSeccompBpfAnnotation), spec.seccompBpfBase64}};
+  }
   return config;
 }
 

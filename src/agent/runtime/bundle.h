@@ -82,6 +82,11 @@ struct BundleSpec {
   std::string gpuIndices;
 
   bool seccomp = true;  // False only for tests that need to see a behaviour without it.
+  // With `seccomp`: the default profile compiled to BPF and base64-encoded (seccomp_bpf.h). It
+  // goes into the `run.oci.seccomp_bpf_data` annotation, which crun loads instead of compiling
+  // the profile again; runc ignores it and uses the profile in `linux.seccomp`.
+  std::string seccompBpfBase64;
+
   // An existing network namespace (a bound namespace file) the container joins; empty: a fresh
   // one with loopback only.
   std::string netnsPath;

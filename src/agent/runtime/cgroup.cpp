@@ -1,9 +1,12 @@
 #include "agent/runtime/cgroup.h"
 
 #include <dirent.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -123,6 +126,39 @@ std::optional<std::string> crunIncompatibility(const CgroupLayout& layout) {
   if (layout.hasV1Controller("hugetlb")) return std::nullopt;
   return "hybrid cgroup host without a v1 hugetlb hierarchy (crun: \"cgroups in hybrid mode not "
          "supported\")";
+}
+
+std::string v1MountPointFor(const CgroupLayout& layout, std::string_view controller) {
+  for (const auto& [name, mountPoint] : layout.v1Mounts) {
+    if (name.starts_with("name=")) continue;
+    size_t slash = mountPoint.rfind('/');
+    if (slash == std::string::npos || slash == 0) continue;
+    return mountPoint.substr(0, slash) + "/" + std::string(controller);
+  }
+  return "";
+}
+
+Status mountV1Hierarchy(const CgroupLayout& layout, std::string_view controller) {
+  if (!knownV1Controllers().contains(controller)) {
+    return fail(ErrorCode::kInvalidArgument,
+                "unknown cgroup controller " + std::string(controller));
+  }
+  std::string target = v1MountPointFor(layout, controller);
+  if (target.empty()) {
+    return fail(ErrorCode::kFailedPrecondition, "no v1 cgroup hierarchy to mount beside");
+  }
+  if (mkdir(target.c_str(), 0755) != 0 && errno != EEXIST) {
+    return std::unexpected(errnoError("mkdir " + target, errno));
+  }
+  std::string data(controller);
+  if (mount("cgroup", target.c_str(), "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, data.c_str()) !=
+      0) {
+    int err = errno;
+    rmdir(target.c_str());
+    return fail(ErrorCode::kFailedPrecondition,
+                "mount the " + data + " cgroup hierarchy at " + target + ": " + strerror(err));
+  }
+  return {};
 }
 
 Result<std::string> oomCounterFile(const CgroupLayout& layout, std::string_view relPath) {

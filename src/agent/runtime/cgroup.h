@@ -48,6 +48,16 @@ Result<CgroupLayout> detectHostCgroupLayout();
 // host whose v1 hierarchies include hugetlb. Returns a reason when `crun` cannot be used.
 std::optional<std::string> crunIncompatibility(const CgroupLayout& layout);
 
+// Where a v1 hierarchy for `controller` would be mounted: beside the existing v1 hierarchies
+// ("/sys/fs/cgroup/hugetlb"). Empty when the host has no v1 hierarchy to go beside.
+std::string v1MountPointFor(const CgroupLayout& layout, std::string_view controller);
+
+// Makes a hybrid host usable by crun: mounts `controller` (normally hugetlb, the one controller
+// systemd leaves on the cgroup2 mount) as its own v1 hierarchy at `v1MountPointFor`. The kernel
+// allows this only while no cgroup2 group has the controller enabled; otherwise the mount fails
+// (kFailedPrecondition with the kernel's reason) and the host keeps using runc. Needs root.
+Status mountV1Hierarchy(const CgroupLayout& layout, std::string_view controller);
+
 // The file holding the kernel's OOM-kill counter for the cgroup `relPath` ("/skiff/ID"):
 // v1 `<memory mount>/<relPath>/memory.oom_control`, v2 `<v2 mount>/<relPath>/memory.events`.
 // Both carry an `oom_kill N` line. Fails when the host has no memory controller.

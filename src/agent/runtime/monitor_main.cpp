@@ -1,8 +1,8 @@
 // skiff-monitor: one small process per container (the role conmon plays for CRI-O).
 //
 // It detaches from the agent (setsid + double fork) so the agent can die and restart, becomes
-// a child subreaper so the container's init is re-parented to it once `runc create` exits, and
-// then: copies the container's stdout/stderr into size-rotated files, waits for the init to
+// a child subreaper so the container's init is re-parented to it once `runc run --detach` exits,
+// and then: copies the container's stdout/stderr into size-rotated files, waits for the init to
 // exit, reads the memory cgroup's OOM-kill counter, writes the `exit` file atomically and
 // deletes the container. The file protocol is in monitor_protocol.h.
 //
@@ -61,13 +61,16 @@ bool writeAll(int fd, const char* data, size_t size) {
   return true;
 }
 
-// Relative names: the monitor's cwd is the container directory.
-bool writeFileAtomic(const char* name, const char* text) {
+// Relative names: the monitor's cwd is the container directory. Only `durable` files are synced:
+// an exit status must survive a host crash; the pid and start markers only matter while the host
+// stays up (a host crash takes the container with them), and syncing them would sit on the start
+// path.
+bool writeFileAtomic(const char* name, const char* text, bool durable) {
   char tmp[256];
   snprintf(tmp, sizeof tmp, "%s.tmp", name);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return false;
-  bool ok = writeAll(fd, text, strlen(text)) && fsync(fd) == 0;
+  bool ok = writeAll(fd, text, strlen(text)) && (!durable || fsync(fd) == 0);
   close(fd);
   return ok && rename(tmp, name) == 0;
 }
@@ -183,7 +186,7 @@ void writeExit(int exitCode, int sig, long long oomKills, bool startError) {
   snprintf(text, sizeof text,
            "exitCode=%d\nsignal=%d\noomKillCount=%lld\nstartError=%d\nfinishedAtMs=%lld\n",
            exitCode, sig, oomKills, startError ? 1 : 0, nowMs());
-  writeFileAtomic(files::kExit, text);
+  writeFileAtomic(files::kExit, text, true);
 }
 
 void deleteContainer(const Options& options, int devNull) {
@@ -230,7 +233,7 @@ int runMonitor(const Options& options) {
   int devNull = open("/dev/null", O_RDWR | O_CLOEXEC);
   char text[64];
   snprintf(text, sizeof text, "%d\n", static_cast<int>(getpid()));
-  writeFileAtomic(files::kMonitorPid, text);
+  writeFileAtomic(files::kMonitorPid, text, false);
 
   // The container init becomes our child once the runtime that forked it exits.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -252,9 +255,9 @@ int runMonitor(const Options& options) {
     writeExit(-1, 0, 0, true);
     return 1;
   }
-  const char* createVerb[] = {"create",     "--bundle",           options.bundle,
-                              "--pid-file", files::kContainerPid, options.id,
-                              nullptr};
+  // `run --detach` is `create` and `start` in one runtime process: one exec less per container.
+  const char* createVerb[] = {"run",        "--detach",           "--bundle", options.bundle,
+                              "--pid-file", files::kContainerPid, options.id, nullptr};
   pid_t createPid = spawnRuntime(options, createVerb, outPipe[1], errPipe[1]);
   close(outPipe[1]);
   close(errPipe[1]);
@@ -273,15 +276,8 @@ int runMonitor(const Options& options) {
     writeExit(-1, 0, 0, true);
     return 1;
   }
-  const char* startVerb[] = {"start", options.id, nullptr};
-  pid_t startPid = spawnRuntime(options, startVerb, devNull, devNull);
-  if (startPid <= 0 || waitChild(startPid) != 0) {
-    deleteContainer(options, devNull);
-    writeExit(-1, 0, 0, true);
-    return 1;
-  }
   snprintf(text, sizeof text, "%lld\n", nowMs());
-  writeFileAtomic(files::kStarted, text);
+  writeFileAtomic(files::kStarted, text, false);
 
   LogFile logs[2] = {{files::kStdout}, {files::kStderr}};
   openLog(logs[0]);

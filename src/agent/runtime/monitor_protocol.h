@@ -6,7 +6,8 @@
 // In the container's directory:
 //   monitor.pid    the monitor's pid, written once it has detached (setsid + double fork).
 //   container.pid  the container init's host pid (written by the OCI runtime).
-//   started        present once `start` succeeded; holds the start time (ms since the epoch).
+//   started        present once `run --detach` succeeded; holds the start time (ms since the
+//                  epoch).
 //   exit           the final status; its presence means the container is gone and deleted.
 //                  Lines "key=value": exitCode (128+signal when killed by one; -1 when it never
 //                  started), signal, oomKillCount (the memory cgroup's oom_kill counter at exit),

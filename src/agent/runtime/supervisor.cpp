@@ -1,8 +1,11 @@
 #include "agent/runtime/supervisor.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,6 +17,8 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/runtime/monitor_protocol.h"
+#include "agent/runtime/seccomp_bpf.h"
+#include "agent/runtime/seccomp_profile.h"
 #include "common/log.h"
 
 namespace skiff::agent::runtime {
@@ -22,7 +27,81 @@ namespace {
 namespace fs = std::filesystem;
 namespace files = monitor_files;
 
+// How often to look again when the kernel cannot notify us (no inotify or pidfd).
 constexpr std::chrono::milliseconds kPollInterval{10};
+
+// Blocks until something may have changed in a container directory: a file renamed or created
+// there (the monitor writes `started` and `exit` by rename) or the monitor process exiting. The
+// callers re-read the files after every wake-up, so a spurious wake-up is harmless; the watch is
+// set up before the callers' first read, so no change is missed between read and wait.
+class ChangeWaiter {
+ public:
+  ChangeWaiter(const std::string& dir, int monitorPid) {
+    inotifyFd_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (inotifyFd_ >= 0 &&
+        inotify_add_watch(inotifyFd_, dir.c_str(), IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF) < 0) {
+      close(inotifyFd_);
+      inotifyFd_ = -1;
+    }
+    if (monitorPid > 0) {
+      pidFd_ = static_cast<int>(syscall(SYS_pidfd_open, monitorPid, 0));
+    }
+  }
+  ~ChangeWaiter() {
+    if (inotifyFd_ >= 0) close(inotifyFd_);
+    if (pidFd_ >= 0) close(pidFd_);
+  }
+  ChangeWaiter(const ChangeWaiter&) = delete;
+  ChangeWaiter& operator=(const ChangeWaiter&) = delete;
+
+  // Waits at most `timeout` for a change.
+  void wait(std::chrono::milliseconds timeout) {
+    if (timeout <= std::chrono::milliseconds::zero()) return;
+    if (inotifyFd_ < 0) {
+      std::this_thread::sleep_for(std::min(timeout, kPollInterval));
+      return;
+    }
+    pollfd fds[2] = {{inotifyFd_, POLLIN, 0}, {pidFd_, POLLIN, 0}};
+    nfds_t count = pidFd_ >= 0 ? 2 : 1;
+    int ready = ::poll(fds, count, static_cast<int>(std::min<int64_t>(timeout.count(), 60'000)));
+    if (ready > 0 && (fds[0].revents & POLLIN) != 0) {
+      char buffer[4096];
+      while (read(inotifyFd_, buffer, sizeof buffer) > 0) {
+      }
+    }
+    if (ready > 0 && count == 2 && fds[1].revents != 0) {
+      // The monitor is gone; from now on only the files can change, and they no longer will.
+      close(pidFd_);
+      pidFd_ = -1;
+    }
+  }
+
+ private:
+  int inotifyFd_ = -1;
+  int pidFd_ = -1;
+};
+
+// The default profile's program, compiled on first use; empty when libseccomp failed (the runtime
+// then compiles the profile itself).
+const std::string& defaultSeccompBpfBase64() {
+  static const std::string program = [] {
+    auto compiled = compileSeccompBpf(defaultSeccompProfile());
+    if (!compiled) {
+      log::warn("cannot precompile the seccomp profile; the runtime will compile it",
+                {{"error", compiled.error().message()}});
+      return std::string();
+    }
+    return base64Encode(*compiled);
+  }();
+  return program;
+}
+
+std::chrono::milliseconds untilDeadline(std::chrono::steady_clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  // Round up so a wait does not end just short of the deadline and spin.
+  return left + std::chrono::milliseconds(1);
+}
 
 std::optional<std::string> readSmallFile(const std::string& path) {
   std::ifstream in(path);
@@ -220,6 +299,9 @@ Status ContainerSupervisor::start(const ContainerConfig& config) {
   std::string cgroupPath = options_.cgroupParent + "/" + config.id;
   spec.cgroupsPath = cgroupPath;
   if (spec.initPath.empty()) spec.initPath = options_.initPath;
+  if (options_.precompileSeccomp && spec.seccomp && spec.seccompBpfBase64.empty()) {
+    spec.seccompBpfBase64 = defaultSeccompBpfBase64();
+  }
   if (spec.hostname.empty()) spec.hostname = config.id.substr(0, 63);
   // v1 hosts without swap accounting have no memory.memsw.* and runc would fail to set it.
   if (layout_.mode != CgroupMode::kV2) {
@@ -227,9 +309,11 @@ Status ContainerSupervisor::start(const ContainerConfig& config) {
     spec.swapAccounting = memory != layout_.v1Mounts.end() &&
                           fs::exists(memory->second + "/memory.memsw.limit_in_bytes", ec);
   }
+  auto t0 = std::chrono::steady_clock::now();
   if (auto written = writeBundle(dir, spec); !written) {
     return cleanup(written.error().wrap("bundle"));
   }
+  auto t1 = std::chrono::steady_clock::now();
   Entry entry;
   entry.startedAtMs = clock_.nowMs();
   entry.runtimeLimitMs = config.runtimeLimit.count();
@@ -260,7 +344,9 @@ Status ContainerSupervisor::start(const ContainerConfig& config) {
   monitor.argv.push_back("--log-format");
   monitor.argv.push_back("json");
   monitor.timeout = std::chrono::seconds(10);
+  ChangeWaiter waiter(dir, 0);
   auto spawned = runner_.run(monitor);
+  auto t2 = std::chrono::steady_clock::now();
   if (!spawned) return cleanup(spawned.error().wrap("start monitor"));
   if (!spawned->ok()) {
     return cleanup(Error(ErrorCode::kInternal, "monitor refused to start: " + spawned->err));
@@ -270,7 +356,15 @@ Status ContainerSupervisor::start(const ContainerConfig& config) {
   std::string startedPath = dir + "/" + files::kStarted;
   std::string exitPath = dir + "/" + files::kExit;
   while (true) {
-    if (fs::exists(startedPath, ec)) return {};
+    if (fs::exists(startedPath, ec)) {
+      auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+      log::info("supervisor start timings",
+                {{"container", config.id},
+                 {"bundleMs", ms(t1 - t0)},
+                 {"spawnMs", ms(t2 - t1)},
+                 {"runtimeMs", ms(std::chrono::steady_clock::now() - t2)}});
+      return {};
+    }
     if (auto exitText = readSmallFile(exitPath)) {
       if (fieldValue(*exitText, "startError", 0) != 0) {
         std::string why = runtimeErrorTail(dir + "/" + files::kRuntimeLog);
@@ -283,7 +377,9 @@ Status ContainerSupervisor::start(const ContainerConfig& config) {
       (void)runtime_.remove(config.id, true);
       return cleanup(Error(ErrorCode::kUnavailable, "container did not start in time"));
     }
-    std::this_thread::sleep_for(kPollInterval);
+    // The monitor's pid is known only once it has detached; without it a monitor that dies
+    // early is caught by the exit file it writes, or by the deadline.
+    waiter.wait(std::min(untilDeadline(deadline), std::chrono::milliseconds(100)));
   }
 }
 
@@ -325,11 +421,12 @@ Result<std::optional<ExitStatus>> ContainerSupervisor::readExit(const std::strin
 Result<std::optional<ExitStatus>> ContainerSupervisor::waitExit(
     const std::string& id, const Entry& entry, std::chrono::milliseconds timeout) const {
   auto deadline = std::chrono::steady_clock::now() + timeout;
+  ChangeWaiter waiter(containerDir(id), monitorPid(id));
   while (true) {
     auto exit = readExit(id, entry);
     if (!exit || *exit) return exit;
     if (std::chrono::steady_clock::now() >= deadline) return std::optional<ExitStatus>{};
-    std::this_thread::sleep_for(kPollInterval);
+    waiter.wait(untilDeadline(deadline));
   }
 }
 
@@ -394,14 +491,24 @@ Result<std::optional<ExitStatus>> ContainerSupervisor::poll(const std::string& i
 Result<ExitStatus> ContainerSupervisor::wait(const std::string& id,
                                              std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Watching starts before the first look, so an exit in between still wakes us.
+  ChangeWaiter waiter(containerDir(id), monitorPid(id));
   while (true) {
     auto exited = poll(id);
     if (!exited) return std::unexpected(exited.error());
     if (*exited) return **exited;
-    if (std::chrono::steady_clock::now() >= deadline) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
       return fail(ErrorCode::kUnavailable, "container " + id + " is still running");
     }
-    std::this_thread::sleep_for(kPollInterval);
+    // Wake up for the runtime limit too: poll() enforces it.
+    auto wakeAt = deadline;
+    auto current = entry(id);
+    if (current && current->runtimeLimitMs > 0) {
+      int64_t leftMs = current->startedAtMs + current->runtimeLimitMs - clock_.nowMs();
+      wakeAt = std::min(wakeAt, now + std::chrono::milliseconds(std::max<int64_t>(leftMs, 0)));
+    }
+    waiter.wait(untilDeadline(wakeAt));
   }
 }
 

@@ -41,6 +41,9 @@ struct SupervisorOptions {
   int logKeep = 3;                                // Rotated files kept per stream.
   std::chrono::milliseconds startTimeout{30'000};
   std::chrono::milliseconds killTimeout{10'000};  // After SIGKILL, how long to wait for the exit.
+  // Compile the default seccomp profile once and hand it to the runtime precompiled (crun's
+  // run.oci.seccomp_bpf_data annotation); only for runtimes that honour it.
+  bool precompileSeccomp = false;
 };
 
 struct ContainerConfig {

@@ -79,6 +79,23 @@ TEST(Bundle, SeccompLeavesDangerousCallsOut) {
   EXPECT_TRUE(contains(allowed, "execve"));
 }
 
+TEST(Bundle, PrecompiledSeccompGoesIntoCrunsAnnotation) {
+  auto plain = buildOciConfig(baseSpec());
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->contains("annotations"));
+  BundleSpec spec = baseSpec();
+  spec.seccompBpfBase64 = "AAAA";
+  auto config = buildOciConfig(spec);
+  ASSERT_TRUE(config);
+  EXPECT_EQ((*config)["annotations"]["run.oci.seccomp_bpf_data"], "AAAA");
+  // runc ignores the annotation: the profile stays.
+  EXPECT_TRUE((*config)["linux"].contains("seccomp"));
+  spec.seccomp = false;
+  auto without = buildOciConfig(spec);
+  ASSERT_TRUE(without);
+  EXPECT_FALSE(without->contains("annotations"));
+}
+
 TEST(Bundle, Limits) {
   BundleSpec spec = baseSpec();
   spec.cpuCores = 1.5;

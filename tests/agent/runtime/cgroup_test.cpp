@@ -88,6 +88,18 @@ TEST(CgroupDetect, ThisHost) {
   SUCCEED() << "host cgroup mode: " << cgroupModeName(layout->mode);
 }
 
+TEST(CgroupDetect, HugetlbGoesBesideTheOtherV1Hierarchies) {
+  auto hybrid = detectCgroupLayout(kHybrid);
+  ASSERT_TRUE(hybrid);
+  EXPECT_EQ(v1MountPointFor(*hybrid, "hugetlb"), "/sys/fs/cgroup/hugetlb");
+  auto v2 = detectCgroupLayout(kV2);
+  ASSERT_TRUE(v2);
+  EXPECT_EQ(v1MountPointFor(*v2, "hugetlb"), "");
+  auto refused = mountV1Hierarchy(*hybrid, "not-a-controller");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kInvalidArgument);
+}
+
 TEST(OomCounter, ParsesV1AndV2) {
   EXPECT_EQ(parseOomKillCount("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"), 2u);
   EXPECT_EQ(parseOomKillCount("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\noom_group_kill 0\n"), 1u);

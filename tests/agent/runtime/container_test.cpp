@@ -7,6 +7,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +32,7 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 constexpr const char* kRunc = "/usr/sbin/runc";
+constexpr const char* kCrun = "/usr/bin/crun";
 constexpr const char* kTini = "/usr/bin/tini-static";
 constexpr const char* kBusybox = "/bin/busybox";
 
@@ -50,7 +52,9 @@ std::string skipReason() {
   return "";
 }
 
-class ContainerTest : public ::testing::Test {
+// Every test runs once per OCI runtime: runc and crun (crun with the precompiled seccomp
+// program, as the agent runs it).
+class ContainerTest : public ::testing::TestWithParam<std::string> {
  protected:
   // One busybox root filesystem for the whole suite; containers never write to it except the
   // mount point runc creates for the init.
@@ -70,6 +74,13 @@ class ContainerTest : public ::testing::Test {
     }
   }
   static void TearDownTestSuite() {
+    // A hugetlb hierarchy this suite mounted for crun goes again (its test cgroups are gone).
+    if (mountedHugetlb_ != nullptr) {
+      umount2(mountedHugetlb_->c_str(), 0);
+      rmdir(mountedHugetlb_->c_str());
+      delete mountedHugetlb_;
+      mountedHugetlb_ = nullptr;
+    }
     if (suiteDir_ == nullptr) return;
     std::error_code ec;
     fs::remove_all(*suiteDir_, ec);
@@ -83,12 +94,26 @@ class ContainerTest : public ::testing::Test {
     auto layout = detectHostCgroupLayout();
     if (!layout) GTEST_SKIP() << "no usable cgroup hierarchy: " << layout.error().message();
     layout_ = *layout;
+    bool crun = GetParam() == "crun";
+    if (crun) {
+      if (access(kCrun, X_OK) != 0) GTEST_SKIP() << kCrun << " is not installed";
+      if (crunIncompatibility(layout_)) {
+        // What the agent does on a hybrid host (AgentOptions::mountHugetlbForCrun).
+        auto mounted = mountV1Hierarchy(layout_, "hugetlb");
+        if (!mounted) GTEST_SKIP() << "crun unusable here: " << mounted.error().message();
+        mountedHugetlb_ = new std::string(v1MountPointFor(layout_, "hugetlb"));
+        layout_ = detectHostCgroupLayout().value();
+      }
+      if (auto why = crunIncompatibility(layout_)) GTEST_SKIP() << *why;
+    }
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    testDir_ = *suiteDir_ + "/" + info->name();
+    std::string name = info->name();  // "Test/runc": one directory per test and runtime.
+    std::replace(name.begin(), name.end(), '/', '-');
+    testDir_ = *suiteDir_ + "/" + name;
     fs::create_directories(testDir_);
     cgroupParent_ = "/skiff-test-" + std::to_string(getpid());
     runtime_ = std::make_unique<RuncCompatibleRuntime>(
-        RuncOptions{.binary = kRunc, .root = testDir_ + "/runc-root"}, runner_);
+        RuncOptions{.binary = crun ? kCrun : kRunc, .root = testDir_ + "/runtime-root"}, runner_);
     makeSupervisor();
   }
 
@@ -99,7 +124,8 @@ class ContainerTest : public ::testing::Test {
                           .initPath = kTini,
                           .cgroupParent = cgroupParent_,
                           .logMaxBytes = logMaxBytes,
-                          .logKeep = logKeep},
+                          .logKeep = logKeep,
+                          .precompileSeccomp = GetParam() == "crun"},
         *runtime_, runner_, layout_);
   }
 
@@ -145,6 +171,7 @@ class ContainerTest : public ::testing::Test {
   }
 
   static std::string* suiteDir_;
+  static std::string* mountedHugetlb_;
   CgroupLayout layout_;
   std::string testDir_;
   std::string cgroupParent_;
@@ -155,8 +182,12 @@ class ContainerTest : public ::testing::Test {
 };
 
 std::string* ContainerTest::suiteDir_ = nullptr;
+std::string* ContainerTest::mountedHugetlb_ = nullptr;
 
-TEST_F(ContainerTest, EchoHiGoesToTheLogFiles) {
+INSTANTIATE_TEST_SUITE_P(Runtimes, ContainerTest, ::testing::Values("runc", "crun"),
+                         [](const auto& info) { return info.param; });
+
+TEST_P(ContainerTest, EchoHiGoesToTheLogFiles) {
   auto exit = runToExit(config("echo", {"sh", "-c", "echo hi; echo oops >&2"}));
   EXPECT_EQ(exit.exitCode, 0);
   EXPECT_EQ(exit.reason, ExitReason::kExited);
@@ -170,14 +201,14 @@ TEST_F(ContainerTest, EchoHiGoesToTheLogFiles) {
   EXPECT_EQ(state.error().code(), ErrorCode::kNotFound);
 }
 
-TEST_F(ContainerTest, ExitCodeIsReported) {
+TEST_P(ContainerTest, ExitCodeIsReported) {
   auto exit = runToExit(config("exit3", {"sh", "-c", "exit 3"}));
   EXPECT_EQ(exit.exitCode, 3);
   EXPECT_EQ(exit.signal, 0);
   EXPECT_EQ(exit.reason, ExitReason::kExited);
 }
 
-TEST_F(ContainerTest, StartFailureIsAnErrorAndLeavesNothing) {
+TEST_P(ContainerTest, StartFailureIsAnErrorAndLeavesNothing) {
   auto started = supervisor_->start(config("nobin", {"/no/such/binary"}));
   // tini reports the failed exec as exit code 127 rather than failing the runtime start.
   if (started) {
@@ -195,7 +226,7 @@ TEST_F(ContainerTest, StartFailureIsAnErrorAndLeavesNothing) {
   EXPECT_FALSE(fs::exists(supervisor_->containerDir("badcwd")));
 }
 
-TEST_F(ContainerTest, OomKillIsReportedFromTheKernelCounter) {
+TEST_P(ContainerTest, OomKillIsReportedFromTheKernelCounter) {
   auto cfg = config("oom", {"sh", "-c", "tail /dev/zero"});
   cfg.bundle.memoryBytes = 16 << 20;
   auto exit = runToExit(cfg);
@@ -204,7 +235,7 @@ TEST_F(ContainerTest, OomKillIsReportedFromTheKernelCounter) {
   EXPECT_EQ(exit.exitCode, 128 + SIGKILL);  // tini reports its child's SIGKILL as 137.
 }
 
-TEST_F(ContainerTest, StopWithTrappedTermExitsWithinGrace) {
+TEST_P(ContainerTest, StopWithTrappedTermExitsWithinGrace) {
   auto cfg = config("trap", {"sh", "-c",
                              "trap 'echo got-term; exit 7' TERM; echo ready; "
                              "while true; do sleep 0.05; done"});
@@ -224,7 +255,7 @@ TEST_F(ContainerTest, StopWithTrappedTermExitsWithinGrace) {
   EXPECT_NE(readFile(supervisor_->stdoutPath("trap")).find("got-term"), std::string::npos);
 }
 
-TEST_F(ContainerTest, StopKillsAfterGraceWhenTermIsIgnored) {
+TEST_P(ContainerTest, StopKillsAfterGraceWhenTermIsIgnored) {
   auto cfg = config("ignore", {"sh", "-c",
                                "trap '' TERM; echo ready; "
                                "while true; do sleep 0.05; done"});
@@ -243,7 +274,7 @@ TEST_F(ContainerTest, StopKillsAfterGraceWhenTermIsIgnored) {
   EXPECT_LT(took, 5s);
 }
 
-TEST_F(ContainerTest, RuntimeLimitStopsTheContainer) {
+TEST_P(ContainerTest, RuntimeLimitStopsTheContainer) {
   auto cfg = config("limit", {"sleep", "100"});
   cfg.runtimeLimit = 300ms;
   cfg.stopGrace = 1s;
@@ -254,7 +285,7 @@ TEST_F(ContainerTest, RuntimeLimitStopsTheContainer) {
   EXPECT_LT(std::chrono::steady_clock::now() - begin, 5s);
 }
 
-TEST_F(ContainerTest, IsolationFromInside) {
+TEST_P(ContainerTest, IsolationFromInside) {
   std::string script =
       // ls's own handle on the directory it lists shows up as one more fd: allowed by target.
       "echo FDLIST-BEGIN; ls -l /proc/self/fd; echo FDLIST-END;"
@@ -336,7 +367,7 @@ TEST_F(ContainerTest, IsolationFromInside) {
 // CVE-2024-21626: a cwd of /proc/self/fd/N must not reach the host. Our bundle validation
 // refuses such a cwd (tested above); here the bundle is written by hand to check that the
 // runtime itself refuses it or resolves it inside the container.
-TEST_F(ContainerTest, ProcSelfFdWorkingDirectoryDoesNotReachTheHost) {
+TEST_P(ContainerTest, ProcSelfFdWorkingDirectoryDoesNotReachTheHost) {
   std::string marker = "skiff-host-marker-" + std::to_string(getpid());
   std::string markerPath = "/" + marker;
   std::ofstream(markerPath) << "host";
@@ -365,7 +396,7 @@ TEST_F(ContainerTest, ProcSelfFdWorkingDirectoryDoesNotReachTheHost) {
   fs::remove(markerPath);
 }
 
-TEST_F(ContainerTest, ReadoptAfterSupervisorRestart) {
+TEST_P(ContainerTest, ReadoptAfterSupervisorRestart) {
   ASSERT_TRUE(supervisor_->start(config("long", {"sleep", "100"})));
   int monitor = supervisor_->monitorPid("long");
   ASSERT_GT(monitor, 0);
@@ -387,7 +418,7 @@ TEST_F(ContainerTest, ReadoptAfterSupervisorRestart) {
   EXPECT_EQ(exit->reason, ExitReason::kStopped);
 }
 
-TEST_F(ContainerTest, ExitWhileAgentIsDownIsNotLost) {
+TEST_P(ContainerTest, ExitWhileAgentIsDownIsNotLost) {
   ASSERT_TRUE(supervisor_->start(config("quick", {"sh", "-c", "sleep 0.3; exit 5"})));
   supervisor_.reset();
   std::this_thread::sleep_for(800ms);
@@ -399,7 +430,7 @@ TEST_F(ContainerTest, ExitWhileAgentIsDownIsNotLost) {
   EXPECT_EQ(exit->reason, ExitReason::kExited);
 }
 
-TEST_F(ContainerTest, MonitorStaysUnderOneMegabyte) {
+TEST_P(ContainerTest, MonitorStaysUnderOneMegabyte) {
   ASSERT_TRUE(supervisor_->start(
       config("rss", {"sh", "-c", "for i in $(seq 1 200); do echo line $i; done; sleep 100"})));
   std::this_thread::sleep_for(200ms);
@@ -415,7 +446,7 @@ TEST_F(ContainerTest, MonitorStaysUnderOneMegabyte) {
   ASSERT_TRUE(supervisor_->stop("rss", 1s));
 }
 
-TEST_F(ContainerTest, LogsRotateBySize) {
+TEST_P(ContainerTest, LogsRotateBySize) {
   makeSupervisor(/*logMaxBytes=*/1000, /*logKeep=*/2);
   auto exit =
       runToExit(config("rot", {"sh", "-c", "for i in $(seq 1 400); do echo line-$i; done"}));
@@ -428,7 +459,7 @@ TEST_F(ContainerTest, LogsRotateBySize) {
   EXPECT_NE(readFile(base).find("line-400\n"), std::string::npos);
 }
 
-TEST_F(ContainerTest, GpuStandInDevicesArePassedThrough) {
+TEST_P(ContainerTest, GpuStandInDevicesArePassedThrough) {
   // Stand-in device nodes with the NVIDIA major; the container gets nodes with the same numbers.
   std::string devDir = testDir_ + "/fake-dev";
   fs::create_directories(devDir);
@@ -460,7 +491,7 @@ TEST_F(ContainerTest, GpuStandInDevicesArePassedThrough) {
   EXPECT_NE(out.find("VISIBLE=0"), std::string::npos) << out;
 }
 
-TEST_F(ContainerTest, WritableLayerDiskLimit) {
+TEST_P(ContainerTest, WritableLayerDiskLimit) {
   WritableLayerPaths layer{testDir_ + "/layer.img", testDir_ + "/layer"};
   auto created = createWritableLayer(runner_, layer, 16 << 20);
   ASSERT_TRUE(created) << created.error().message();
@@ -484,6 +515,69 @@ TEST_F(ContainerTest, WritableLayerDiskLimit) {
   ASSERT_TRUE(destroyWritableLayer(layer));
   mounts_.clear();
   EXPECT_FALSE(fs::exists(layer.imageFile));
+}
+
+TEST_P(ContainerTest, WritableLayerPoolReusesEmptiedLayers) {
+  WritableLayerPool pool(runner_, testDir_ + "/pool", 1);
+  ASSERT_TRUE(pool.open());
+  WritableLayerPaths first{testDir_ + "/a.img", testDir_ + "/a"};
+  auto created = pool.acquire(first, 8 << 20);
+  ASSERT_TRUE(created) << created.error().message();
+  mounts_.push_back(first.mountPoint);
+  ASSERT_TRUE(fs::exists(first.mountPoint + "/upper"));
+  std::ofstream(first.mountPoint + "/upper/secret") << "from the first container";
+  fs::create_directories(first.mountPoint + "/work/work/leftover");
+
+  auto released = pool.release(first);
+  ASSERT_TRUE(released) << released.error().message();
+  mounts_.clear();
+  EXPECT_EQ(pool.idleCount(), 1u);
+  EXPECT_FALSE(fs::exists(first.mountPoint));
+  EXPECT_FALSE(fs::exists(first.imageFile));
+
+  // Another size does not take it; the same size does, emptied.
+  WritableLayerPaths other{testDir_ + "/b.img", testDir_ + "/b"};
+  ASSERT_TRUE(pool.acquire(other, 16 << 20));
+  mounts_.push_back(other.mountPoint);
+  EXPECT_EQ(pool.idleCount(), 1u);
+  WritableLayerPaths second{testDir_ + "/c.img", testDir_ + "/c"};
+  ASSERT_TRUE(pool.acquire(second, 8 << 20));
+  mounts_.push_back(second.mountPoint);
+  EXPECT_EQ(pool.idleCount(), 0u);
+  EXPECT_TRUE(fs::exists(second.imageFile));
+  EXPECT_FALSE(fs::exists(second.mountPoint + "/upper/secret"));
+  EXPECT_TRUE(fs::is_empty(second.mountPoint + "/upper"));
+  EXPECT_TRUE(fs::is_empty(second.mountPoint + "/work"));
+  // It is a real mount of the limited filesystem (not a plain directory).
+  struct stat parent {};
+  struct stat mounted {};
+  ASSERT_EQ(stat(testDir_.c_str(), &parent), 0);
+  ASSERT_EQ(stat(second.mountPoint.c_str(), &mounted), 0);
+  EXPECT_NE(parent.st_dev, mounted.st_dev);
+
+  // The pool keeps one layer per size; a second one of that size is destroyed on release.
+  ASSERT_TRUE(pool.release(second));
+  ASSERT_TRUE(pool.release(other));
+  mounts_.clear();
+  EXPECT_EQ(pool.idleCount(), 2u);
+  WritableLayerPaths third{testDir_ + "/d.img", testDir_ + "/d"};
+  WritableLayerPaths fourth{testDir_ + "/e.img", testDir_ + "/e"};
+  ASSERT_TRUE(pool.acquire(third, 8 << 20));   // The idle one.
+  ASSERT_TRUE(pool.acquire(fourth, 8 << 20));  // A fresh one.
+  mounts_ = {third.mountPoint, fourth.mountPoint};
+  EXPECT_EQ(pool.idleCount(), 1u);
+  ASSERT_TRUE(pool.release(third));
+  ASSERT_TRUE(pool.release(fourth));
+  mounts_.clear();
+  EXPECT_EQ(pool.idleCount(), 2u);
+  EXPECT_FALSE(fs::exists(fourth.imageFile));
+  EXPECT_FALSE(fs::exists(fourth.mountPoint));
+
+  // A new pool (an agent restart) destroys what an earlier one left.
+  WritableLayerPool restarted(runner_, testDir_ + "/pool", 1);
+  ASSERT_TRUE(restarted.open());
+  EXPECT_TRUE(fs::is_empty(testDir_ + "/pool"));
+  EXPECT_EQ(restarted.idleCount(), 0u);
 }
 
 }  // namespace

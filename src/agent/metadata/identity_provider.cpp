@@ -297,6 +297,11 @@ void CachingIdentityProvider::forget(const std::string& taskId) {
   entries_.erase(taskId);
 }
 
+void CachingIdentityProvider::retainOnly(const std::set<std::string>& taskIds) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(entries_, [&](const auto& item) { return !taskIds.contains(item.first); });
+}
+
 CachingIdentityProvider::Stats CachingIdentityProvider::stats() const {
   std::lock_guard lock(statsMutex_);
   return stats_;

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -104,6 +105,9 @@ class CachingIdentityProvider final : public IdentityProvider {
   void renewDue();
   // Drops everything about the task.
   void forget(const std::string& taskId);
+  // Drops every task not in `taskIds` (a request that raced with a task's removal may have
+  // cached it again).
+  void retainOnly(const std::set<std::string>& taskIds);
 
   struct Stats {
     int64_t upstreamCalls = 0;

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -108,6 +109,7 @@ struct MetadataProxy::Impl {
         renewWake.wait_for(lock, std::chrono::milliseconds(options.renewIntervalMs));
         if (stopping) break;
         lock.unlock();
+        cache.retainOnly(liveTaskIds());
         cache.renewDue();
         lock.lock();
       }
@@ -132,6 +134,13 @@ struct MetadataProxy::Impl {
     io.stop();
     for (auto& thread : ioThreads) thread.join();
     blocking.join();
+  }
+
+  std::set<std::string> liveTaskIds() const {
+    std::set<std::string> ids;
+    std::lock_guard lock(mutex);
+    for (const auto& [id, entry] : tasks) ids.insert(id);
+    return ids;
   }
 
   void close(const std::shared_ptr<TaskEntry>& entry) {
@@ -225,7 +234,13 @@ struct MetadataProxy::Impl {
     }
     asio::co_spawn(entry->acceptor->get_executor(), acceptLoop(entry), asio::detached);
     // Warm the cache so the container's first requests are answered from memory.
-    auto prefetch = [this, task = entry->task] { cache.refresh(task); };
+    std::weak_ptr<TaskEntry> weak = entry;
+    auto prefetch = [this, weak] {
+      auto live = weak.lock();
+      if (!live || live->removed) return;
+      cache.refresh(live->task);
+      if (live->removed) cache.forget(live->task.taskId);  // Removed while fetching.
+    };
     asio::post(blocking, std::move(prefetch));
     return {};
   }

@@ -347,6 +347,19 @@ TEST(CachingIdentityProvider, ForgetDropsTheTask) {
   EXPECT_EQ(upstream->credentialCalls, 1);
 }
 
+TEST(CachingIdentityProvider, RetainOnlyDropsTasksThatAreGone) {
+  ManualClock clock;
+  auto upstream = std::make_shared<FakeIdentityProvider>(clock);
+  CachingIdentityProvider cache(upstream, clock);
+  TaskMetadata other = taskA();
+  other.taskId = "job-b-0-0";
+  cache.refresh(taskA());
+  cache.refresh(other);
+  cache.retainOnly({other.taskId});
+  EXPECT_FALSE(cache.cachedRoleCredentials(taskA().taskId));
+  EXPECT_TRUE(cache.cachedRoleCredentials(other.taskId));
+}
+
 TEST(RoleCredentialsParsing, RejectsDocumentsMissingFields) {
   json document = {{"Code", "Success"}, {"Type", "AWS-HMAC"}};
   EXPECT_FALSE(parseRoleCredentials(document, "r", 0));

@@ -132,6 +132,14 @@ asio::awaitable<Response> verifyToken(IdentityApi& api, RequestContext& context)
   }
   auto claims = api.service.verifyTaskToken(*token, presenter);
   if (!claims) co_return Response::error(claims.error());
+  // A task's address goes back to the pool when it ends; after the quarantine another container
+  // may hold it. So a token only speaks for a task that is still live.
+  std::string taskId = (*claims)["task"].is_string() ? (*claims)["task"].get<std::string>() : "";
+  auto record = co_await api.tasks.lookup(taskId);
+  if (!record || !isLive(record->state)) {
+    co_return errorResponse(ErrorCode::kUnauthenticated,
+                            "token refused: its task is no longer running");
+  }
   co_return Response::json(200, {{"valid", true}, {"claims", *claims}});
 }
 

@@ -262,6 +262,22 @@ TEST_F(MetadataNetnsTest, IdentityTokenIsVerifiedOnlyFromTheContainersAddress) {
   EXPECT_EQ(fromB.status, 403) << fromB.error << fromB.body;
   Probe fromHost = httpRequest("127.0.0.1", port, verb::post, "/v1/identity/verify", {}, body);
   EXPECT_EQ(fromHost.status, 403) << fromHost.body;
+
+  // Once the task has finished, its token speaks for no one, even from its old address.
+  json report = {
+      {"updates",
+       json::array({{{"taskId", taskA_}, {"seq", 1}, {"state", "Finished"}, {"exitCode", 0}}})}};
+  auto reported =
+      skiffd_.client(skiffd_.joinToken())->call("POST", "/v1/nodes/node-md/taskStatus", &report);
+  ASSERT_TRUE(reported && reported->ok());
+  Probe afterFinish;
+  for (int i = 0; i < 100; ++i) {
+    afterFinish = a_->inside(
+        [&] { return httpRequest(hostA, port, verb::post, "/v1/identity/verify", {}, body); });
+    if (afterFinish.status == 401) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(afterFinish.status, 401) << afterFinish.body;
 }
 
 TEST_F(MetadataNetnsTest, RemovedTaskIsNoLongerServed) {

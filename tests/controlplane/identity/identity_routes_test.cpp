@@ -121,6 +121,13 @@ TEST_F(IdentityRoutesTest, VerifyUsesTheConnectionsAddress) {
   EXPECT_EQ(call("", "POST", "/v1/identity/verify", json::object()).status, 400);
 }
 
+TEST_F(IdentityRoutesTest, TokenOfAFinishedTaskIsRefused) {
+  auto done = service->issueTaskToken({"t-done", "job-1", "billing", "r", "127.0.0.1", "node-a"});
+  auto gone = service->issueTaskToken({"t-gone", "job-1", "billing", "r", "127.0.0.1", "node-a"});
+  EXPECT_EQ(call("", "POST", "/v1/identity/verify", {{"token", done->token}}).status, 401);
+  EXPECT_EQ(call("", "POST", "/v1/identity/verify", {{"token", gone->token}}).status, 401);
+}
+
 TEST_F(IdentityRoutesTest, OnlyATrustedCallerMayNameThePresenter) {
   auto remote = service->issueTaskToken({"t-live", "job-1", "billing", "r", "10.64.0.7", "node-a"});
   json body = {{"token", remote->token}, {"presenterIp", "10.64.0.7"}};

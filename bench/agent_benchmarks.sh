@@ -324,6 +324,7 @@ for round in $(seq 1 "$THROUGHPUT_RUNS"); do
     >"$OUT/throughput-$round.json" || true
   echo "$(loadavg)" >"$OUT/throughput-$round.load"
 done
+cp "$WORK/agent.log" "$OUT/agent.log"
 
 slurm_throughput() {
   local n=$1 t0 t1 left deadline=$((SECONDS + 900))

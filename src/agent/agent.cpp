@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -69,7 +70,7 @@ Phase parsePhase(std::string_view name) {
   return Phase::kFinished;
 }
 
-struct TaskRecord {
+struct TaskRecord : std::enable_shared_from_this<TaskRecord> {
   std::string taskId;
   std::string jobId;
   int64_t seq = 0;  // The last seq given to a report.
@@ -78,6 +79,11 @@ struct TaskRecord {
   std::vector<int> gpus;
   bool writableLayer = false;
   // In memory only.
+  uint64_t stateVersion = 0;  // Bumped by every snapshot of the fields above.
+  int64_t durableSeq = 0;     // Reports up to this seq are on disk and may be sent.
+  // Orders the writes of the task's state file; held without `mutex`.
+  std::mutex fileMutex;
+  uint64_t writtenVersion = 0;  // Guarded by fileMutex; max: the file is deleted for good.
   bool killRequested = false;
   int64_t createdGeneration = 0;  // The poll that created it (0: recovered).
   int64_t ackedGeneration = -1;   // Poll generation when its last report was acknowledged.
@@ -240,9 +246,10 @@ struct Agent::Impl {
   runtime::CgroupLayout layout;
   std::unique_ptr<runtime::RuncCompatibleRuntime> ociRuntime;
   std::unique_ptr<runtime::ContainerSupervisor> supervisor;
+  std::unique_ptr<runtime::WritableLayerPool> layerPool;
   std::unique_ptr<image::ImageStore> images;
-  std::vector<int> gpuDevices;
   std::unique_ptr<network::NetworkManager> network;  // Null when networking is off.
+  std::vector<int> gpuDevices;
 
   std::mutex mutex;  // Guards everything below.
   std::chrono::steady_clock::time_point lastImageGc{};
@@ -283,8 +290,17 @@ struct Agent::Impl {
     return tasksDir + "/" + taskId + ".json";
   }
 
-  // Caller holds `mutex`.
-  void persistLocked(const TaskRecord& task) {
+  // A task's state as it was when snapshotted, to be written once `mutex` is released.
+  struct StateWrite {
+    std::shared_ptr<TaskRecord> task;
+    std::string text;
+    uint64_t version = 0;
+    int64_t seq = 0;
+  };
+
+  // Caller holds `mutex`. File writes never happen under `mutex`: with dozens of tasks starting
+  // at once they would serialize every task thread behind the disk.
+  StateWrite snapshotLocked(TaskRecord& task) {
     json outbox = json::array();
     for (const json& update : task.outbox) outbox.push_back(update);
     json doc = {{"taskId", task.taskId},
@@ -294,42 +310,77 @@ struct Agent::Impl {
                 {"outbox", outbox},
                 {"gpus", task.gpus},
                 {"writableLayer", task.writableLayer}};
-    if (auto written = image::fs::writeFileAtomic(recordPath(task.taskId), doc.dump()); !written) {
-      log::error("cannot persist task state",
-                 {{"taskId", task.taskId}, {"error", written.error().message()}});
+    return {task.shared_from_this(), doc.dump(), ++task.stateVersion, task.seq};
+  }
+
+  // Caller does not hold `mutex`. Writes the snapshot unless a newer one was written already,
+  // then lets the reporter send the reports it covers. The file is written before any report in
+  // it is sent, so a restarted agent never reuses a seq skiffd has seen. It is not fsynced: it
+  // must survive kill -9 of the agent (the page cache does), and a host crash takes the
+  // containers down with it.
+  void writeState(const StateWrite& write) {
+    TaskRecord& task = *write.task;
+    {
+      std::lock_guard fileLock(task.fileMutex);
+      if (write.version <= task.writtenVersion) return;
+      if (auto written = image::fs::writeFileAtomic(recordPath(task.taskId), write.text,
+                                                    image::fs::Durability::kProcessCrash);
+          !written) {
+        log::error("cannot persist task state",
+                   {{"taskId", task.taskId}, {"error", written.error().message()}});
+      }
+      task.writtenVersion = write.version;
+    }
+    std::lock_guard lock(mutex);
+    if (write.seq > task.durableSeq) {
+      task.durableSeq = write.seq;
+      outboxDirty = true;
+      changed.notify_all();
     }
   }
 
+  // Caller holds `mutex`. Deletes the state file; snapshots still in flight are not written.
+  void removeStateLocked(TaskRecord& task) {
+    std::lock_guard fileLock(task.fileMutex);
+    task.writtenVersion = std::numeric_limits<uint64_t>::max();
+    std::error_code ec;
+    stdfs::remove(recordPath(task.taskId), ec);
+  }
+
   void setPhase(TaskRecord& task, Phase phase) {
-    std::lock_guard lock(mutex);
-    task.phase = phase;
-    persistLocked(task);
+    StateWrite write;
+    {
+      std::lock_guard lock(mutex);
+      task.phase = phase;
+      write = snapshotLocked(task);
+    }
+    writeState(write);
   }
 
   // Queues a status report with the task's next seq; durable before it is sent.
   void report(TaskRecord& task, std::string_view state, const std::string& reason = "",
               const std::string& message = "", std::optional<int> exitCode = std::nullopt,
               const std::string& pinnedImage = "", const std::string& ip = "") {
-    std::lock_guard lock(mutex);
+    std::unique_lock lock(mutex);
     json update = {{"taskId", task.taskId}, {"seq", ++task.seq}, {"state", state}};
     if (!reason.empty()) update["reason"] = reason;
     if (!message.empty()) update["message"] = message;
     if (exitCode) update["exitCode"] = *exitCode;
     if (!pinnedImage.empty()) update["image"] = pinnedImage;
-    task.outbox.push_back(std::move(update));
     if (!ip.empty()) update["ip"] = ip;
+    task.outbox.push_back(std::move(update));
     if (state == "Finished") {
       task.phase = Phase::kFinished;
       for (int gpu : task.gpus) gpusInUse.erase(gpu);
     }
-    persistLocked(task);
-    outboxDirty = true;
-    changed.notify_all();
+    StateWrite write = snapshotLocked(task);
     log::info("task status", {{"taskId", task.taskId},
                               {"seq", task.seq},
                               {"state", state},
                               {"reason", reason},
                               {"message", message}});
+    lock.unlock();
+    writeState(write);
   }
 
   void finish(TaskRecord& task, const std::string& reason, const std::string& message,
@@ -351,6 +402,7 @@ struct Agent::Impl {
       task->taskId = doc.value("taskId", "");
       task->jobId = doc.value("jobId", "");
       task->seq = doc.value("seq", int64_t{0});
+      task->durableSeq = task->seq;  // Read from disk: every report in it may be sent.
       task->phase = parsePhase(doc.value("phase", "finished"));
       for (const json& update : doc.value("outbox", json::array())) task->outbox.push_back(update);
       task->gpus = doc.value("gpus", std::vector<int>{});
@@ -389,13 +441,15 @@ struct Agent::Impl {
   std::string rootfsDir(const std::string& taskId) const { return rootfsBase + "/" + taskId; }
 
   void cleanupRootfs(const TaskRecord& task) {
-    std::string dir = rootfsDir(task.taskId);
     if (network) network->detach(task.taskId);
+    std::string dir = rootfsDir(task.taskId);
     if (auto released = images->releaseRootfs(dir); !released) {
       log::warn("release rootfs", {{"taskId", task.taskId}, {"error", released.error().message()}});
     }
     if (task.writableLayer) {
-      (void)runtime::destroyWritableLayer({dir + ".img", dir});
+      if (auto kept = layerPool->release({dir + ".img", dir}); !kept) {
+        log::warn("writable layer", {{"taskId", task.taskId}, {"error", kept.error().message()}});
+      }
     }
     std::error_code ec;
     stdfs::remove_all(dir, ec);
@@ -454,6 +508,14 @@ struct Agent::Impl {
   }
 
   void runTask(TaskRecord& task, const json& assignment) {
+    // Where start latency goes, logged with the Started report.
+    auto phaseStart = std::chrono::steady_clock::now();
+    json timings = json::object();
+    auto lap = [&](const char* phase) {
+      auto now = std::chrono::steady_clock::now();
+      timings[phase] = std::chrono::duration<double, std::milli>(now - phaseStart).count();
+      phaseStart = now;
+    };
     report(task, "StartInitiated");
     auto descriptor = api::validateJobDescriptor(assignment["job"].value("descriptor", json()));
     if (!descriptor) {
@@ -470,7 +532,9 @@ struct Agent::Impl {
     if (killRequested(task)) return finish(task, "killed", "killed before it started");
 
     std::string reference = container.image.reference();
+    lap("acceptMs");
     auto pulled = images->pull(reference);
+    lap("pullMs");
     if (!pulled) {
       log::warn("image pull failed",
                 {{"taskId", task.taskId}, {"error", pulled.error().message()}});
@@ -481,12 +545,14 @@ struct Agent::Impl {
 
     auto gpus = allocateGpus(container.resources.gpu);
     if (!gpus) return finish(task, "localSystemError", gpus.error().message());
+    StateWrite gpuWrite;
     {
       std::lock_guard lock(mutex);
       task.gpus = *gpus;
       task.writableLayer = options.diskLimits && container.resources.diskMB > 0;
-      persistLocked(task);
+      gpuWrite = snapshotLocked(task);
     }
+    writeState(gpuWrite);
 
     std::string dir = rootfsDir(task.taskId);
     auto failStart = [&](const std::string& reason, const std::string& message) {
@@ -494,15 +560,17 @@ struct Agent::Impl {
       finish(task, reason, message);
     };
     if (task.writableLayer) {
-      auto layer = runtime::createWritableLayer(
-          runner, {dir + ".img", dir}, static_cast<uint64_t>(container.resources.diskMB) << 20);
+      auto layer = layerPool->acquire({dir + ".img", dir},
+                                      static_cast<uint64_t>(container.resources.diskMB) << 20);
       if (!layer)
         return failStart("localSystemError", "writable layer: " + layer.error().message());
     }
+    lap("writableLayerMs");
     auto mount = images->prepareRootfs(pulled->image.digest, dir);
     if (!mount) {
       return failStart(imageErrorReason(mount.error()), "rootfs: " + mount.error().message());
     }
+    lap("rootfsMs");
 
     const image::ImageConfig& config = pulled->image.config;
     runtime::ContainerConfig cc;
@@ -532,21 +600,6 @@ struct Agent::Impl {
       cc.runtimeLimit = std::chrono::seconds(descriptor->batch->runtimeLimitSec);
     }
 
-    if (killRequested(task)) return failStart("killed", "killed before it started");
-    setPhase(task, Phase::kLaunching);
-    if (auto started = supervisor->start(cc); !started) {
-      log::warn("container start failed",
-                {{"taskId", task.taskId}, {"error", started.error().message()}});
-      bool userError = started.error().code() == ErrorCode::kInvalidArgument;
-      return failStart(userError ? "failed" : "localSystemError",
-                       "start: " + started.error().message());
-    }
-    setPhase(task, Phase::kRunning);
-    report(task, "Started", "", "image " + pulled->pinnedReference, std::nullopt,
-           pulled->pinnedReference, address);
-    watch(task);
-  }
-
     std::string address;
     if (network) {
       auto attached = network->attach(task.taskId, container.securityProfile.securityGroups,
@@ -562,6 +615,25 @@ struct Agent::Impl {
         cc.bundle.fileBinds.push_back({file.source, file.destination});
       }
     }
+
+    if (killRequested(task)) return failStart("killed", "killed before it started");
+    setPhase(task, Phase::kLaunching);
+    lap("specMs");
+    if (auto started = supervisor->start(cc); !started) {
+      log::warn("container start failed",
+                {{"taskId", task.taskId}, {"error", started.error().message()}});
+      bool userError = started.error().code() == ErrorCode::kInvalidArgument;
+      return failStart(userError ? "failed" : "localSystemError",
+                       "start: " + started.error().message());
+    }
+    lap("containerStartMs");
+    setPhase(task, Phase::kRunning);
+    report(task, "Started", "", "image " + pulled->pinnedReference, std::nullopt,
+           pulled->pinnedReference, address);
+    lap("reportMs");
+    log::info("start timings", {{"taskId", task.taskId}, {"timings", timings}});
+    watch(task);
+  }
 
   // Waits for the container's exit (stopping it when asked) and reports it. Returns early, leaving
   // the container running, when the agent stops.
@@ -614,6 +686,11 @@ struct Agent::Impl {
         auto response = client->call("POST", "/v1/nodes", &body);
         if (response && response->ok()) {
           log::info("registered", {{"nodeId", options.nodeId}, {"server", options.server}});
+          if (network) {
+            if (auto configured = network->configure(response->body); !configured) {
+              log::error("network setup", {{"error", configured.error().message()}});
+            }
+          }
           std::lock_guard lock(mutex);
           registered = true;
           changed.notify_all();
@@ -633,11 +710,6 @@ struct Agent::Impl {
       if (response && response->status == 404) {
         log::warn("skiffd does not know this node; registering again");
         std::lock_guard lock(mutex);
-          if (network) {
-            if (auto configured = network->configure(response->body); !configured) {
-              log::error("network setup", {{"error", configured.error().message()}});
-            }
-          }
         registered = false;
         continue;
       }
@@ -687,6 +759,7 @@ struct Agent::Impl {
     std::set<std::string> seen;
     std::vector<std::pair<std::shared_ptr<TaskRecord>, json>> toStart;
     std::vector<std::shared_ptr<TaskRecord>> toKillUnknown;
+    std::vector<StateWrite> writes;
     {
       std::lock_guard lock(mutex);
       if (stopping) return;
@@ -704,7 +777,7 @@ struct Agent::Impl {
           task->createdGeneration = generation;
           task->killRequested = kill;
           tasks[taskId] = task;
-          persistLocked(*task);
+          writes.push_back(snapshotLocked(*task));
           if (kill) {
             toKillUnknown.push_back(task);
           } else {
@@ -725,8 +798,7 @@ struct Agent::Impl {
         }
         if (task.phase == Phase::kFinished && task.outbox.empty() && task.ackedGeneration >= 0 &&
             generation > task.ackedGeneration) {
-          std::error_code ec;
-          stdfs::remove(recordPath(task.taskId), ec);
+          removeStateLocked(task);
           it = tasks.erase(it);
           continue;
         }
@@ -737,6 +809,7 @@ struct Agent::Impl {
         ++it;
       }
     }
+    for (const StateWrite& write : writes) writeState(write);
     for (auto& task : toKillUnknown) finish(*task, "killed", "killed before it started");
     for (auto& [task, assignment] : toStart) spawn(task, std::move(assignment));
   }
@@ -753,7 +826,10 @@ struct Agent::Impl {
         if (stopping) return;
         outboxDirty = false;
         for (const auto& [id, task] : tasks) {
-          for (const json& update : task->outbox) updates.push_back(update);
+          for (const json& update : task->outbox) {
+            if (update["seq"].get<int64_t>() > task->durableSeq) break;  // Not on disk yet.
+            updates.push_back(update);
+          }
         }
       }
       if (updates.empty()) continue;
@@ -767,7 +843,8 @@ struct Agent::Impl {
                    {{"error", cli::describeServerError(*response).message}});
       }
       if (delivered || refused) {
-        std::lock_guard lock(mutex);
+        std::vector<StateWrite> writes;
+        std::unique_lock lock(mutex);
         std::map<std::string, int64_t> sent;
         for (const json& update : updates) {
           int64_t& top = sent[update["taskId"].get<std::string>()];
@@ -779,9 +856,11 @@ struct Agent::Impl {
           TaskRecord& task = *it->second;
           std::erase_if(task.outbox, [&](const json& u) { return u["seq"].get<int64_t>() <= seq; });
           if (task.outbox.empty()) task.ackedGeneration = pollGeneration.load();
-          persistLocked(task);
+          writes.push_back(snapshotLocked(task));
           if (!task.outbox.empty()) outboxDirty = true;
         }
+        lock.unlock();
+        for (const StateWrite& write : writes) writeState(write);
         backoff = 200ms;
         continue;
       }
@@ -851,6 +930,19 @@ struct Agent::Impl {
     if (!detected) return std::unexpected(detected.error().wrap("cgroups"));
     layout = *detected;
     std::string binary = options.runtimeBinary;
+    bool wantsCrun = binary.empty() || stdfs::path(binary).filename() == "crun";
+    if (wantsCrun && options.mountHugetlbForCrun && runtime::crunIncompatibility(layout)) {
+      if (auto mounted = runtime::mountV1Hierarchy(layout, "hugetlb"); !mounted) {
+        log::warn("hybrid cgroup host: cannot mount hugetlb as a v1 hierarchy for crun",
+                  {{"error", mounted.error().message()}});
+      } else {
+        log::info("hybrid cgroup host: mounted hugetlb as a v1 hierarchy for crun",
+                  {{"path", runtime::v1MountPointFor(layout, "hugetlb")}});
+        auto redetected = runtime::detectHostCgroupLayout();
+        if (!redetected) return std::unexpected(redetected.error().wrap("cgroups"));
+        layout = *redetected;
+      }
+    }
     if (binary.empty()) {
       auto choice = runtime::chooseRuntime(true, layout);
       if (!choice) return std::unexpected(choice.error().wrap("OCI runtime"));
@@ -860,11 +952,15 @@ struct Agent::Impl {
     log::info("runtime", {{"binary", binary}, {"cgroups", runtime::cgroupModeName(layout.mode)}});
     ociRuntime = std::make_unique<runtime::RuncCompatibleRuntime>(
         runtime::RuncOptions{.binary = binary, .root = options.stateDir + "/runtime"}, runner);
+    layerPool =
+        std::make_unique<runtime::WritableLayerPool>(runner, options.stateDir + "/layer-pool");
+    if (options.diskLimits) SKIFF_TRY_STATUS(layerPool->open(), "writable layer pool");
     supervisor = std::make_unique<runtime::ContainerSupervisor>(
         runtime::SupervisorOptions{.stateDir = options.stateDir + "/containers",
                                    .monitorPath = options.monitorPath,
                                    .initPath = options.initPath,
-                                   .cgroupParent = options.cgroupParent},
+                                   .cgroupParent = options.cgroupParent,
+                                   .precompileSeccomp = stdfs::path(binary).filename() == "crun"},
         *ociRuntime, runner, layout);
 
     image::RegistryClientOptions registryOptions;
@@ -876,6 +972,14 @@ struct Agent::Impl {
         storeOptions, std::make_shared<image::RegistryClient>(std::move(registryOptions)));
     if (!store) return std::unexpected(store.error().wrap("image store"));
     images = std::move(*store);
+    if (options.networking) {
+      auto net = network::NetworkManager::createDefault({.stateDir = options.stateDir,
+                                                         .server = options.server,
+                                                         .token = options.joinToken,
+                                                         .nodeId = options.nodeId});
+      if (!net) return std::unexpected(net.error().wrap("networking"));
+      network = std::move(*net);
+    }
     gpuDevices = detectGpus();
     if (static_cast<int64_t>(gpuDevices.size()) > options.resources.gpu) {
       gpuDevices.resize(static_cast<size_t>(std::max<int64_t>(options.resources.gpu, 0)));
@@ -893,6 +997,7 @@ struct Agent::Impl {
       std::lock_guard lock(mutex);
       for (const auto& [id, task] : tasks) list.push_back(task);
     }
+    std::set<std::string> live;
     for (auto& task : list) {
       if (task->phase == Phase::kFinished) continue;
       if (containers.contains(task->taskId)) {
@@ -901,25 +1006,19 @@ struct Agent::Impl {
           setPhase(*task, Phase::kRunning);
           report(*task, "Started");
         }
+        live.insert(task->taskId);
         spawn(task, json());
       } else {
         cleanupRootfs(*task);
         finish(*task, "transientSystemError", "the agent restarted before the container started");
       }
     }
+    if (network) network->keepOnly(live);
     return {};
   }
 };
 
 Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-    if (options.networking) {
-      auto net = network::NetworkManager::createDefault({.stateDir = options.stateDir,
-                                                         .server = options.server,
-                                                         .token = options.joinToken,
-                                                         .nodeId = options.nodeId});
-      if (!net) return std::unexpected(net.error().wrap("networking"));
-      network = std::move(*net);
-    }
 
 Agent::~Agent() {
   stop();
@@ -937,7 +1036,6 @@ Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options) {
     return fail(ErrorCode::kInvalidArgument, "cpu and memory must be greater than 0");
   }
   return std::unique_ptr<Agent>(new Agent(std::make_unique<Impl>(std::move(options))));
-    std::set<std::string> live;
 }
 
 Status Agent::start() {
@@ -946,14 +1044,12 @@ Status Agent::start() {
     std::lock_guard lock(impl.mutex);
     if (impl.started) return fail(ErrorCode::kFailedPrecondition, "agent already started");
     impl.started = true;
-        live.insert(task->taskId);
   }
   SKIFF_TRY_STATUS(impl.open(), "agent");
   SKIFF_TRY_STATUS(impl.recover(), "agent recovery");
   SKIFF_TRY_STATUS(impl.startLogServer(), "agent");
   impl.threads.emplace_back([&impl] { impl.heartbeatLoop(); });
   impl.threads.emplace_back([&impl] { impl.pollLoop(); });
-    if (network) network->keepOnly(live);
   impl.threads.emplace_back([&impl] { impl.reportLoop(); });
   log::info("agent started", {{"nodeId", impl.options.nodeId},
                               {"stateDir", impl.options.stateDir},
@@ -975,6 +1071,8 @@ void Agent::stop() {
   impl.threads.clear();
   std::unique_lock lock(impl.mutex);
   impl.changed.wait(lock, [&] { return impl.activeWorkers == 0; });
+  lock.unlock();
+  if (impl.network) impl.network->stop();
 }
 
 const std::string& Agent::nodeId() const {
@@ -994,5 +1092,3 @@ std::string Agent::stderrPath(const std::string& taskId) const {
 }
 
 }  // namespace skiff::agent
-  lock.unlock();
-  if (impl.network) impl.network->stop();

@@ -54,6 +54,10 @@ struct AgentOptions {
   NodeAttributes attributes;
   // The OCI runtime binary; empty chooses with runtime's `chooseRuntime` (crun when usable).
   std::string runtimeBinary;
+  // On a hybrid cgroup host whose hugetlb controller sits on the cgroup2 mount, mount it as a v1
+  // hierarchy so crun can run (runtime auto or crun only; see runtime/cgroup.h). When that fails
+  // the agent uses runc.
+  bool mountHugetlbForCrun = true;
   std::vector<std::string> insecureRegistries;  // "HOST:PORT" allowed over plain HTTP.
   std::string monitorPath;                      // skiff-monitor; required.
   std::string initPath = "/usr/bin/tini-static";
@@ -70,13 +74,13 @@ struct AgentOptions {
   // is above this size. Checked after tasks finish, at most once per `imageGcInterval`.
   int64_t imageDiskBudgetBytes = int64_t{20} << 30;
   std::chrono::milliseconds imageGcInterval{60000};
+  // Give each container its own address, security groups and bandwidth shaping
+  // (network/network_manager.h). Off: containers get a namespace with loopback only.
+  bool networking = true;
 };
 
 class Agent {
  public:
-  // Give each container its own address, security groups and bandwidth shaping
-  // (network/network_manager.h). Off: containers get a namespace with loopback only.
-  bool networking = true;
   // Checks the options; opens nothing yet.
   static Result<std::unique_ptr<Agent>> create(AgentOptions options);
   // Stops the threads (containers keep running).

@@ -66,6 +66,10 @@ int main(int argc, char** argv) {
   app.add_option("--poll-wait-ms", pollWaitMs, "waitMs of the assignments long poll");
   app.add_option("--stop-grace-sec", stopGraceSec, "Seconds between SIGTERM and SIGKILL");
   app.add_flag("--no-disk-limits", noDiskLimits, "Do not give containers a size-limited layer");
+  bool keepHybridCgroups = false;
+  app.add_flag("--keep-hybrid-cgroups", keepHybridCgroups,
+               "On a hybrid cgroup host, do not mount hugetlb as a v1 hierarchy (crun then "
+               "cannot run and runc is used)");
   app.add_option("--log-listen", options.logListen,
                  "HOST:PORT of the log server skiffd reads task logs from (port 0: any free one)");
   app.add_option("--log-level", logLevel, "debug, info, warn or error");
@@ -77,6 +81,7 @@ int main(int argc, char** argv) {
   }
   skiff::log::init("agent", skiff::log::parseLevel(logLevel, skiff::log::Level::kInfo));
   options.imageDiskBudgetBytes = imageBudgetMb << 20;
+  options.mountHugetlbForCrun = !keepHybridCgroups;
 
   if (cpuOpt->count() > 0) overrides.cpu = cpu;
   if (memOpt->count() > 0) overrides.memoryMB = memoryMB;

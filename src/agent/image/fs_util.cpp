@@ -193,7 +193,8 @@ Result<int64_t> diskUsage(const std::string& path) {
   return self + *inner;
 }
 
-Status writeFileAtomic(const std::string& path, std::string_view content) {
+Status writeFileAtomic(const std::string& path, std::string_view content, Durability durability) {
+  bool sync = durability == Durability::kHostCrash;
   std::string tmp = path + ".tmp-XXXXXX";
   int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
   if (fd < 0) {
@@ -213,7 +214,7 @@ Status writeFileAtomic(const std::string& path, std::string_view content) {
     }
     done += static_cast<size_t>(n);
   }
-  if (::fchmod(fd, 0644) != 0 || ::fsync(fd) != 0) {
+  if (::fchmod(fd, 0644) != 0 || (sync && ::fsync(fd) != 0)) {
     int err = errno;
     ::close(fd);
     ::unlink(tmp.c_str());
@@ -225,7 +226,7 @@ Status writeFileAtomic(const std::string& path, std::string_view content) {
     ::unlink(tmp.c_str());
     return std::unexpected(errnoError("rename " + tmp, err));
   }
-  return syncDir(path.substr(0, path.rfind('/')));
+  return sync ? syncDir(path.substr(0, path.rfind('/'))) : Status{};
 }
 
 Result<std::string> readFile(const std::string& path, size_t maxBytes) {

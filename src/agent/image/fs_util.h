@@ -21,7 +21,11 @@ Status removeTree(const std::string& path);
 Result<int64_t> diskUsage(const std::string& path);
 // Writes `content` to a temporary file beside `path`, fsyncs it, renames it over `path` and
 // fsyncs the directory: after a crash `path` holds the old or the new content, never a mix.
-Status writeFileAtomic(const std::string& path, std::string_view content);
+// Durability::kProcessCrash skips both fsyncs: readers and a restarted process (after kill -9)
+// still see the old or the new content, but a host crash may lose the write.
+enum class Durability { kHostCrash, kProcessCrash };
+Status writeFileAtomic(const std::string& path, std::string_view content,
+                       Durability durability = Durability::kHostCrash);
 Result<std::string> readFile(const std::string& path, size_t maxBytes = 64 << 20);
 bool exists(const std::string& path);
 // Turns an archive member name into a clean relative path: no leading '/', no "." components,

@@ -44,8 +44,8 @@ class ProcessRunner {
   virtual Result<ProcessResult> run(const ProcessSpec& spec) = 0;
 };
 
-// fork + execve with close_range(3, ~0) in the child, so even descriptors opened without
-// O_CLOEXEC by other threads of the agent cannot leak.
+// posix_spawn (vfork-style, no page-table copy) that closes every descriptor from 3 up in the
+// child, so even descriptors opened without O_CLOEXEC by other threads of the agent cannot leak.
 class PosixProcessRunner final : public ProcessRunner {
  public:
   Result<ProcessResult> run(const ProcessSpec& spec) override;

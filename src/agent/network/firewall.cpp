@@ -1,8 +1,15 @@
 #include "agent/network/firewall.h"
 
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <iterator>
+#include <thread>
 
 #include <nftables/libnftables.h>
 
@@ -154,28 +161,60 @@ std::string renderDelta(const FirewallState& from, const FirewallState& to) {
   return out;
 }
 
+namespace {
+
+// The inode of the calling thread's network namespace (0 when unknown).
+ino_t currentNetns() {
+  struct stat st {};
+  return ::stat("/proc/thread-self/ns/net", &st) == 0 ? st.st_ino : 0;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<NftApplier>> NftApplier::create() {
+  int netns = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (netns < 0) return std::unexpected(errnoError("open own network namespace", errno));
   nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-  if (ctx == nullptr) return fail(ErrorCode::kIo, "libnftables: cannot create a context");
+  if (ctx == nullptr) {
+    ::close(netns);
+    return fail(ErrorCode::kIo, "libnftables: cannot create a context");
+  }
   nft_ctx_buffer_output(ctx);
   nft_ctx_buffer_error(ctx);
-  return std::unique_ptr<NftApplier>(new NftApplier(ctx));
+  return std::unique_ptr<NftApplier>(new NftApplier(ctx, netns, currentNetns()));
 }
 
 NftApplier::~NftApplier() {
   nft_ctx_free(ctx_);
+  ::close(netnsFd_);
 }
 
 Status NftApplier::apply(const std::string& script) {
   std::lock_guard lock(mutex_);
-  int rc = nft_run_cmd_from_buffer(ctx_, script.c_str());
-  const char* error = nft_ctx_get_error_buffer(ctx_);
-  if (rc != 0) {
-    std::string message = error != nullptr ? error : "";
-    if (message.size() > 2000) message = message.substr(0, 2000) + "...";
-    return fail(ErrorCode::kIo, "nftables: " + message);
-  }
-  return {};
+  auto run = [&]() -> Status {
+    int rc = nft_run_cmd_from_buffer(ctx_, script.c_str());
+    const char* error = nft_ctx_get_error_buffer(ctx_);
+    if (rc != 0) {
+      std::string message = error != nullptr ? error : "";
+      if (message.size() > 2000) message = message.substr(0, 2000) + "...";
+      return fail(ErrorCode::kIo, "nftables: " + message);
+    }
+    return {};
+  };
+  // libnftables opens (and on some errors reopens) its netlink socket in the namespace of the
+  // thread that runs the command, so commands run in the creator's namespace: directly when the
+  // caller is there (the agent's case), else on a short-lived thread that joins it.
+  if (currentNetns() == netnsInode_) return run();
+  Status result = fail(ErrorCode::kInternal, "not run");
+  std::thread worker([&] {
+    if (::setns(netnsFd_, CLONE_NEWNET) != 0) {
+      result = std::unexpected(errnoError("join the firewall's namespace", errno));
+      return;
+    }
+    result = run();
+  });
+  worker.join();
+  return result;
 }
 
 Status Firewall::reset(const FirewallState& state) {

@@ -68,7 +68,7 @@ class RulesetApplier {
   virtual Status apply(const std::string& script) = 0;
 };
 
-// Applies through libnftables in the calling process's network namespace.
+// Applies through libnftables in the network namespace of the thread that created it.
 class NftApplier final : public RulesetApplier {
  public:
   static Result<std::unique_ptr<NftApplier>> create();
@@ -76,9 +76,12 @@ class NftApplier final : public RulesetApplier {
   Status apply(const std::string& script) override;
 
  private:
-  explicit NftApplier(nft_ctx* ctx) : ctx_(ctx) {}
+  NftApplier(nft_ctx* ctx, int netnsFd, unsigned long netnsInode)
+      : ctx_(ctx), netnsFd_(netnsFd), netnsInode_(netnsInode) {}
   std::mutex mutex_;
   nft_ctx* ctx_;
+  int netnsFd_;
+  unsigned long netnsInode_;
 };
 
 // Keeps the applied state and brings the kernel to a desired one with the smallest change.

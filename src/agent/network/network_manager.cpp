@@ -1,5 +1,10 @@
 #include "agent/network/network_manager.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -95,6 +100,7 @@ Status NetworkManager::configure(const json& answer) {
   if (!cidr) return std::unexpected(cidr.error().wrap("network block " + block));
   std::unique_lock lock(mutex_);
   if (block_ == block) return {};
+  resolvConf_ = containerResolvConf();
   auto ipam = Ipam::open({options_.stateDir + "/network/ipam.json", *cidr, options_.quarantineMs},
                          *options_.clock);
   if (!ipam) return std::unexpected(ipam.error());
@@ -109,10 +115,6 @@ Status NetworkManager::configure(const json& answer) {
     pendingKeep_.reset();
   }
   if (first) {
-    // Containers' traffic is routed through this host.
-    std::ofstream forward("/proc/sys/net/ipv4/ip_forward");
-    forward << "1\n";
-    if (!forward.flush()) log::warn("cannot enable IPv4 forwarding");
     SKIFF_TRY_STATUS(firewall_.reset(desiredLocked()), "firewall");
     syncThread_ = std::thread([this] { syncLoop(); });
   }
@@ -140,13 +142,26 @@ Status NetworkManager::syncFirewallLocked() {
 }
 
 Status NetworkManager::writeFiles(const std::string& taskId, const std::string& address) {
+  // Plain writes without fsync: the files are derived state, rewritten at every start, and an
+  // fsync each cost milliseconds on the container start path.
   std::string dir = options_.stateDir + "/network/files/" + taskId;
-  SKIFF_TRY_STATUS(image::fs::makeDirs(dir, 0755), "network files");
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return std::unexpected(errnoError("create " + dir, errno));
+  }
   std::string hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
                       address + "\t" + taskId + "\n";
-  SKIFF_TRY_STATUS(image::fs::writeFileAtomic(dir + "/hosts", hosts), "hosts");
-  SKIFF_TRY_STATUS(image::fs::writeFileAtomic(dir + "/resolv.conf", containerResolvConf()),
-                   "resolv.conf");
+  for (const auto& [name, content] :
+       {std::pair<std::string, const std::string&>{"hosts", hosts},
+        std::pair<std::string, const std::string&>{"resolv.conf", resolvConf_}}) {
+    std::string path = dir + "/" + name;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return std::unexpected(errnoError("create " + path, errno));
+    ssize_t written = ::write(fd, content.data(), content.size());
+    ::close(fd);
+    if (written != static_cast<ssize_t>(content.size())) {
+      return fail(ErrorCode::kIo, "write " + path);
+    }
+  }
   return {};
 }
 
@@ -237,7 +252,8 @@ void NetworkManager::syncRoutesLocked(const json& nodes) {
     if (!node.is_object() || node.value("id", "") == options_.nodeId) continue;
     auto block = api::parseCidr(node.value("block", ""));
     auto via = api::parseIpv4(node.value("hostAddress", ""));
-    if (!block || !via || block_ == block->toString()) continue;
+    // A node seen from loopback (skiffd --with-agent) is this machine: nothing to route.
+    if (!block || !via || block_ == block->toString() || (*via >> 24) == 127) continue;
     wanted[*block] = *via;
   }
   for (auto it = routes_.begin(); it != routes_.end();) {

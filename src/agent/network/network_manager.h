@@ -102,6 +102,7 @@ class NetworkManager {
   std::condition_variable changed_;
   std::unique_ptr<Ipam> ipam_;
   std::string block_;
+  std::string resolvConf_;  // What containers get as /etc/resolv.conf (from the host's).
   // The last view from skiffd.
   std::map<std::string, api::SecurityGroup> groups_;
   std::map<std::string, std::set<api::Ipv4>> members_;

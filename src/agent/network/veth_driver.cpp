@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 
 #include "agent/image/fs_util.h"
 #include "agent/network/netns.h"
@@ -31,6 +32,10 @@ std::string hostLinkNameFor(const std::string& id) {
 
 Result<std::unique_ptr<VethDriver>> VethDriver::create(VethDriverOptions options) {
   SKIFF_TRY_STATUS(prepareNetnsDir(options.netnsDir), "veth driver");
+  // Containers' traffic is routed through this host (the calling thread's namespace).
+  if (std::ofstream forward("/proc/sys/net/ipv4/ip_forward"); !(forward << "1\n" << std::flush)) {
+    return fail(ErrorCode::kIo, "cannot enable IPv4 forwarding");
+  }
   auto host = RouteSocket::open();
   if (!host) return std::unexpected(host.error().wrap("veth driver"));
   return std::unique_ptr<VethDriver>(new VethDriver(std::move(options), std::move(*host)));

@@ -957,6 +957,10 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
     auto block = chooseAddressBlock(impl->config.addressPlan, record.addressBlock, takenBlocks);
     if (!block) co_return std::unexpected(block.error());
     record.addressBlock = *block;
+    // How many task addresses the node has (the scheduler's address cap): the block less its
+    // network and broadcast addresses.
+    record.attributes[std::string(scheduler::kAddressesAttribute)] =
+        std::to_string((uint64_t{1} << (32 - impl->config.addressPlan.nodeBlockPrefix)) - 2);
     store::Txn txn;
     txn.onSuccess.push_back(store::Op::put(nodeKey(record.id), toStored(record)));
     auto result = co_await impl->commit(std::move(txn));

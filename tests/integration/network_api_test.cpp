@@ -52,6 +52,7 @@ TEST_F(NetworkApiTest, NodesGetDistinctBlocksThatSurviveReRegistration) {
   EXPECT_EQ(registerNode("n1")["network"]["block"], "10.70.0.0/26");
   // The address skiffd saw the registration come from is where other nodes route the block.
   EXPECT_EQ(first["attributes"]["hostAddress"], "127.0.0.1");
+  EXPECT_EQ(first["attributes"]["addresses"], "62");  // The scheduler's address cap.
   skiffd_.stop();
   ASSERT_TRUE(skiffd_.start()) << skiffd_.error();
   agent_ = skiffd_.client(skiffd_.joinToken());

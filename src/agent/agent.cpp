@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cctype>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -247,6 +248,9 @@ struct Agent::Impl {
   std::unique_ptr<runtime::RuncCompatibleRuntime> ociRuntime;
   std::unique_ptr<runtime::ContainerSupervisor> supervisor;
   std::unique_ptr<runtime::WritableLayerPool> layerPool;
+  // Exited containers still on disk, oldest exit first (guarded by `mutex`).
+  std::deque<std::string> retired;
+  std::set<std::string> retiredSet;
   std::unique_ptr<image::ImageStore> images;
   std::unique_ptr<network::NetworkManager> network;  // Null when networking is off.
   std::vector<int> gpuDevices;
@@ -655,6 +659,7 @@ struct Agent::Impl {
         Outcome outcome = outcomeOf(*exit);
         cleanupRootfs(task);
         finish(task, outcome.reason, outcome.message, outcome.exitCode);
+        retire(task.taskId);
         return;
       }
       if (exit.error().code() != ErrorCode::kUnavailable) {
@@ -662,7 +667,30 @@ struct Agent::Impl {
                    {{"taskId", task.taskId}, {"error", exit.error().message()}});
         cleanupRootfs(task);
         finish(task, "lost", exit.error().message());
+        retire(task.taskId);
         return;
+      }
+    }
+  }
+
+  // Keeps the exited container's directory for its logs and deletes the oldest ones beyond
+  // `keepFinishedContainers`.
+  void retire(const std::string& taskId) {
+    std::vector<std::string> expired;
+    {
+      std::lock_guard lock(mutex);
+      if (!retiredSet.insert(taskId).second) return;
+      retired.push_back(taskId);
+      while (retired.size() > options.keepFinishedContainers) {
+        retiredSet.erase(retired.front());
+        expired.push_back(std::move(retired.front()));
+        retired.pop_front();
+      }
+    }
+    for (const std::string& id : expired) {
+      if (auto removed = supervisor->remove(id); !removed) {
+        log::warn("cannot remove exited container",
+                  {{"taskId", id}, {"error", removed.error().message()}});
       }
     }
   }
@@ -1014,6 +1042,16 @@ struct Agent::Impl {
       }
     }
     if (network) network->keepOnly(live);
+    // Exited containers of finished tasks (or of tasks no longer known) join the retention queue
+    // in exit order; the watch threads add the others when they report them.
+    std::vector<std::pair<int64_t, std::string>> exited;
+    for (const std::string& id : containers) {
+      if (live.contains(id)) continue;
+      auto status = supervisor->poll(id);
+      if (status && *status) exited.emplace_back((*status)->finishedAtMs, id);
+    }
+    std::sort(exited.begin(), exited.end());
+    for (const auto& [finishedAtMs, id] : exited) retire(id);
     return {};
   }
 };

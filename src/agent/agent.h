@@ -74,6 +74,9 @@ struct AgentOptions {
   // is above this size. Checked after tasks finish, at most once per `imageGcInterval`.
   int64_t imageDiskBudgetBytes = int64_t{20} << 30;
   std::chrono::milliseconds imageGcInterval{60000};
+  // Exited containers whose directories (bundle, logs) are kept so `skiff logs` can read them;
+  // beyond this many the oldest exits are deleted.
+  size_t keepFinishedContainers = 200;
   // Give each container its own address, security groups and bandwidth shaping
   // (network/network_manager.h). Off: containers get a namespace with loopback only.
   bool networking = true;

@@ -59,6 +59,8 @@ int main(int argc, char** argv) {
   int64_t imageBudgetMb = options.imageDiskBudgetBytes >> 20;
   app.add_option("--image-disk-budget-mb", imageBudgetMb,
                  "Unused images are removed, oldest use first, above this size");
+  app.add_option("--keep-finished-containers", options.keepFinishedContainers,
+                 "Exited containers whose logs are kept; older ones are deleted");
   app.add_option("--monitor", options.monitorPath, "The skiff-monitor binary");
   app.add_option("--init", options.initPath, "Static init run as each container's pid 1");
   app.add_option("--cgroup-parent", options.cgroupParent, "Parent cgroup of the containers");

@@ -35,6 +35,7 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 
 constexpr const char* kRunc = "/usr/sbin/runc";
+constexpr const char* kCrun = "/usr/bin/crun";
 constexpr const char* kTini = "/usr/bin/tini-static";
 
 std::string readFile(const std::string& path) {
@@ -132,8 +133,11 @@ class AgentTest : public ::testing::Test {
     std::string containers = agentDir_ + "/containers";
     if (fs::exists(containers, ec)) {
       for (const auto& entry : fs::directory_iterator(containers, ec)) {
-        itest::runCommand({kRunc, "--root", agentDir_ + "/runtime", "delete", "--force",
-                           entry.path().filename().string()});
+        for (const char* runtime : {kRunc, kCrun}) {
+          if (access(runtime, X_OK) != 0) continue;
+          itest::runCommand({runtime, "--root", agentDir_ + "/runtime", "delete", "--force",
+                             entry.path().filename().string()});
+        }
         // The monitor records the exit and exits once its container is gone.
         for (int i = 0; i < 100 && !fs::exists(entry.path() / "exit"); ++i) {
           std::this_thread::sleep_for(50ms);
@@ -148,33 +152,14 @@ class AgentTest : public ::testing::Test {
 
   void startAgent() {
     std::string log = dir_->path() + "/agent.log";
-    std::vector<std::string> args = {SKIFF_AGENT_PATH,
-                                     "--server",
-                                     skiffd_->address(),
-                                     "--join-token-file",
-                                     skiffd_->stateDir() + "/join.token",
-                                     "--node-id",
-                                     "test-node",
-                                     "--state-dir",
-                                     agentDir_,
-                                     "--cpu",
-                                     "2",
-                                     "--memory-mb",
-                                     "2048",
-                                     "--disk-mb",
-                                     "20000",
-                                     "--monitor",
-                                     SKIFF_MONITOR_PATH,
-                                     "--runtime",
-                                     "runc",
-                                     "--cgroup-parent",
-                                     cgroupParent_,
-                                     "--heartbeat-ms",
-                                     "500",
-                                     "--poll-wait-ms",
-                                     "1000",
-                                     "--stop-grace-sec",
-                                     "2"};
+    std::vector<std::string> args = {
+        SKIFF_AGENT_PATH, "--server", skiffd_->address(), "--join-token-file",
+        skiffd_->stateDir() + "/join.token", "--node-id", "test-node", "--state-dir", agentDir_,
+        "--cpu", "2", "--memory-mb", "2048", "--disk-mb", "20000", "--monitor", SKIFF_MONITOR_PATH,
+        // crun where usable (the agent makes a hybrid host
+        // usable for it), else runc: the production default.
+        "--runtime", "auto", "--keep-finished-containers", "3", "--cgroup-parent", cgroupParent_,
+        "--heartbeat-ms", "500", "--poll-wait-ms", "1000", "--stop-grace-sec", "2"};
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
@@ -302,6 +287,27 @@ TEST_F(AgentTest, EchoHelloFinishesNormallyAndLogsItsOutput) {
   EXPECT_EQ(stdoutOf(task["id"]), "hello\n");
   // The root filesystem was unmounted and its directory removed.
   EXPECT_FALSE(fs::exists(agentDir_ + "/rootfs/" + task["id"].get<std::string>()));
+}
+
+TEST_F(AgentTest, OnlyTheNewestExitedContainersAreKept) {
+  std::vector<std::string> taskIds;
+  for (int i = 0; i < 5; ++i) {
+    std::string jobId = submit(batchJob({"echo", "run " + std::to_string(i)}));
+    ASSERT_FALSE(jobId.empty());
+    waitJob(jobId, finished);
+    taskIds.push_back(jobId + "-0-0");
+  }
+  // The agent removes the oldest right after the newest exit; give it that moment.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (fs::exists(agentDir_ + "/containers/" + taskIds[1]) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_FALSE(fs::exists(agentDir_ + "/containers/" + taskIds[0])) << agentLog();
+  EXPECT_FALSE(fs::exists(agentDir_ + "/containers/" + taskIds[1])) << agentLog();
+  for (size_t i = 2; i < taskIds.size(); ++i) {
+    EXPECT_EQ(stdoutOf(taskIds[i]), "run " + std::to_string(i) + "\n");
+  }
 }
 
 TEST_F(AgentTest, FailingJobIsRetriedAndReportsTheExitCode) {

@@ -1111,6 +1111,8 @@ void Agent::stop() {
   impl.changed.wait(lock, [&] { return impl.activeWorkers == 0; });
   lock.unlock();
   if (impl.network) impl.network->stop();
+  // Idle writable layers hold mounts and loop devices that no container uses.
+  if (impl.layerPool) impl.layerPool->clear();
 }
 
 const std::string& Agent::nodeId() const {

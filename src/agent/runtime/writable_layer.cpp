@@ -188,6 +188,17 @@ Status WritableLayerPool::release(const WritableLayerPaths& paths) {
   return {};
 }
 
+void WritableLayerPool::clear() {
+  std::map<uint64_t, std::vector<std::string>> idle;
+  {
+    std::lock_guard lock(mutex_);
+    idle.swap(idle_);
+  }
+  for (const auto& [size, entries] : idle) {
+    for (const std::string& entry : entries) (void)destroyWritableLayer({entry + ".img", entry});
+  }
+}
+
 size_t WritableLayerPool::idleCount() const {
   std::lock_guard lock(mutex_);
   size_t count = 0;

@@ -59,6 +59,9 @@ class WritableLayerPool {
   // full for its size or it cannot be emptied.
   Status release(const WritableLayerPaths& paths);
 
+  // Destroys every idle layer (unmounts, deletes).
+  void clear();
+
   size_t idleCount() const;
 
  private:

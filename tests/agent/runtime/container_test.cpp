@@ -573,6 +573,16 @@ TEST_P(ContainerTest, WritableLayerPoolReusesEmptiedLayers) {
   EXPECT_FALSE(fs::exists(fourth.imageFile));
   EXPECT_FALSE(fs::exists(fourth.mountPoint));
 
+  // clear() (an agent stopping) leaves no mount behind.
+  WritableLayerPaths fifth{testDir_ + "/f.img", testDir_ + "/f"};
+  ASSERT_TRUE(pool.acquire(fifth, 8 << 20));
+  ASSERT_TRUE(pool.release(fifth));
+  pool.clear();
+  EXPECT_EQ(pool.idleCount(), 0u);
+  EXPECT_TRUE(fs::is_empty(testDir_ + "/pool"));
+  ASSERT_TRUE(pool.acquire(fifth, 8 << 20));
+  ASSERT_TRUE(pool.release(fifth));
+
   // A new pool (an agent restart) destroys what an earlier one left.
   WritableLayerPool restarted(runner_, testDir_ + "/pool", 1);
   ASSERT_TRUE(restarted.open());

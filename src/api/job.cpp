@@ -171,6 +171,24 @@ class Checker {
     return value->get<bool>();
   }
 
+  std::optional<double> number(const json& object, const std::string& path, std::string_view key,
+                               bool required, double min, double max) {
+    const json* value = field(object, path, key, required);
+    if (value == nullptr) return std::nullopt;
+    std::string fieldPath = joinPath(path, key);
+    if (!value->is_number()) {
+      add(fieldPath, "must be a number (got " + typeOf(*value) + ")");
+      return std::nullopt;
+    }
+    double number = value->get<double>();
+    if (!(number >= min && number <= max)) {
+      add(fieldPath, "must be between " + formatNumber(min) + " and " + formatNumber(max) +
+                         " (got " + describeValue(*value) + ")");
+      return std::nullopt;
+    }
+    return number;
+  }
+
   std::optional<std::string> name(const json& object, const std::string& path, std::string_view key,
                                   bool required) {
     auto text = string(object, path, key, required);
@@ -537,9 +555,342 @@ std::optional<BatchSpec> parseBatch(Checker& checker, const json& value) {
   return batch;
 }
 
+const std::regex kMetricPattern("[A-Za-z][A-Za-z0-9._-]{0,127}");
+const std::regex kPercentPattern("([0-9]{1,3})%");
+
+// A task count: a non-negative integer or "N%" with N from 0 to 100.
+std::optional<TaskCount> parseTaskCount(Checker& checker, const json& object,
+                                        const std::string& path, std::string_view key) {
+  const json* value = checker.field(object, path, key, false);
+  if (value == nullptr) return std::nullopt;
+  std::string fieldPath = joinPath(path, key);
+  if (value->is_string()) {
+    std::smatch match;
+    const auto& text = value->get_ref<const std::string&>();
+    if (std::regex_match(text, match, kPercentPattern) && std::stoi(match[1].str()) <= 100) {
+      return TaskCount{std::stoi(match[1].str()), true};
+    }
+    checker.add(fieldPath, "must be a task count or a percentage from 0% to 100% (got " +
+                               describeValue(*value) + ")");
+    return std::nullopt;
+  }
+  auto count = checker.integer(object, path, key, false, 0, Limits::kMaxServiceCapacity);
+  if (!count) return std::nullopt;
+  return TaskCount{*count, false};
+}
+
+std::optional<HealthCheck> parseHealthCheck(Checker& checker, const json& container,
+                                            const std::string& containerPath,
+                                            std::string_view key) {
+  const json* value = checker.field(container, containerPath, key, false);
+  if (value == nullptr) return std::nullopt;
+  std::string path = joinPath(containerPath, key);
+  if (!checker.object(*value, path,
+                      {"exec", "http", "tcp", "intervalMs", "timeoutMs", "failureThreshold",
+                       "successThreshold", "startPeriodMs"})) {
+    return std::nullopt;
+  }
+  size_t before = checker.errors.size();
+  size_t kinds = value->count("exec") + value->count("http") + value->count("tcp");
+  HealthCheck check;
+  if (kinds != 1) {
+    checker.add(path,
+                "must set exactly one of exec, http or tcp (got " + std::to_string(kinds) + ")");
+  } else if (value->contains("exec")) {
+    std::string p = joinPath(path, "exec");
+    check.kind = HealthCheck::Kind::kExec;
+    if (checker.object((*value)["exec"], p, {"command"})) {
+      check.command = checker.stringList((*value)["exec"], p, "command");
+      if (check.command.empty()) checker.add(joinPath(p, "command"), "must not be empty");
+    }
+  } else if (value->contains("http")) {
+    std::string p = joinPath(path, "http");
+    const json& body = (*value)["http"];
+    check.kind = HealthCheck::Kind::kHttp;
+    if (checker.object(body, p, {"path", "port", "expectedStatus"})) {
+      if (auto v = checker.string(body, p, "path", false, 2048)) {
+        if (!v->starts_with('/')) {
+          checker.add(joinPath(p, "path"), "must start with '/' (got " + describeValue(*v) + ")");
+        }
+        check.path = *v;
+      }
+      check.port = checker.integer(body, p, "port", true, 1, 65535).value_or(0);
+      check.expectedStatus =
+          checker.integer(body, p, "expectedStatus", false, 100, 599).value_or(200);
+    }
+  } else {
+    std::string p = joinPath(path, "tcp");
+    check.kind = HealthCheck::Kind::kTcp;
+    if (checker.object((*value)["tcp"], p, {"port"})) {
+      check.port = checker.integer((*value)["tcp"], p, "port", true, 1, 65535).value_or(0);
+    }
+  }
+  if (auto v = checker.integer(*value, path, "intervalMs", false, Limits::kMinCheckIntervalMs,
+                               Limits::kMaxCheckDurationMs)) {
+    check.intervalMs = *v;
+  }
+  if (auto v = checker.integer(*value, path, "timeoutMs", false, 1, Limits::kMaxCheckDurationMs)) {
+    check.timeoutMs = *v;
+  } else if (!value->contains("timeoutMs")) {
+    // The default timeout never exceeds a short interval.
+    check.timeoutMs = std::min(check.timeoutMs, check.intervalMs);
+  }
+  if (auto v = checker.integer(*value, path, "failureThreshold", false, 1, Limits::kMaxThreshold)) {
+    check.failureThreshold = *v;
+  }
+  if (auto v = checker.integer(*value, path, "successThreshold", false, 1, Limits::kMaxThreshold)) {
+    check.successThreshold = *v;
+  }
+  if (auto v =
+          checker.integer(*value, path, "startPeriodMs", false, 0, Limits::kMaxCheckDurationMs)) {
+    check.startPeriodMs = *v;
+  }
+  if (check.timeoutMs > check.intervalMs && checker.errors.size() == before) {
+    checker.add(joinPath(path, "timeoutMs"), "must be at most intervalMs (got " +
+                                                 std::to_string(check.timeoutMs) + " > " +
+                                                 std::to_string(check.intervalMs) + ")");
+  }
+  if (checker.errors.size() != before) return std::nullopt;
+  return check;
+}
+
+RolloutStrategy parseRollout(Checker& checker, const json& service) {
+  RolloutStrategy rollout;
+  const std::string path = "service.rollout";
+  const json* value = checker.field(service, "service", "rollout", false);
+  if (value == nullptr) return rollout;
+  if (!checker.object(*value, path, {"maxSurge", "maxUnavailable", "minHealthyMs", "canary"})) {
+    return rollout;
+  }
+  if (auto v = parseTaskCount(checker, *value, path, "maxSurge")) rollout.maxSurge = *v;
+  if (auto v = parseTaskCount(checker, *value, path, "maxUnavailable")) {
+    rollout.maxUnavailable = *v;
+  }
+  if (rollout.maxSurge.value == 0 && rollout.maxUnavailable.value == 0) {
+    checker.add(path, "maxSurge and maxUnavailable must not both be 0: the rollout could not move");
+  }
+  if (auto v =
+          checker.integer(*value, path, "minHealthyMs", false, 0, Limits::kMaxCheckDurationMs)) {
+    rollout.minHealthyMs = *v;
+  }
+  if (const json* canary = checker.field(*value, path, "canary", false)) {
+    std::string p = joinPath(path, "canary");
+    if (checker.object(*canary, p, {"tasks"})) {
+      rollout.canaryTasks =
+          checker.integer(*canary, p, "tasks", true, 1, Limits::kMaxServiceCapacity).value_or(0);
+    }
+  }
+  return rollout;
+}
+
+std::optional<DisruptionBudget> parseDisruptionBudget(Checker& checker, const json& service) {
+  const std::string path = "service.disruptionBudget";
+  const json* value = checker.field(service, "service", "disruptionBudget", false);
+  if (value == nullptr) return std::nullopt;
+  if (!checker.object(*value, path, {"maxUnhealthy", "availabilityPercentage", "rate"})) {
+    return std::nullopt;
+  }
+  DisruptionBudget budget;
+  size_t limits = value->count("maxUnhealthy") + value->count("availabilityPercentage");
+  if (limits != 1) {
+    checker.add(path, "must set exactly one of maxUnhealthy or availabilityPercentage (got " +
+                          std::to_string(limits) + ")");
+  }
+  budget.maxUnhealthy =
+      checker.integer(*value, path, "maxUnhealthy", false, 0, Limits::kMaxServiceCapacity);
+  budget.availabilityPercentage =
+      checker.number(*value, path, "availabilityPercentage", false, 0, 100);
+  if (const json* rate = checker.field(*value, path, "rate", false)) {
+    std::string p = joinPath(path, "rate");
+    if (checker.object(*rate, p, {"tasks", "intervalMs"})) {
+      budget.rateTasks =
+          checker.integer(*rate, p, "tasks", true, 1, Limits::kMaxServiceCapacity).value_or(0);
+      budget.rateIntervalMs =
+          checker.integer(*rate, p, "intervalMs", true, 1, Limits::kMaxDelayMs).value_or(0);
+    }
+  }
+  return budget;
+}
+
+std::string parseMetric(Checker& checker, const json& body, const std::string& path) {
+  auto metric = checker.string(body, path, "metric", true, 128);
+  if (metric && !matches(kMetricPattern, *metric)) {
+    checker.add(joinPath(path, "metric"),
+                "must be \"cpu\" or a metric name of letters, digits, '.', '_' or '-', starting "
+                "with a letter (got " +
+                    describeValue(*metric) + ")");
+  }
+  return metric.value_or("");
+}
+
+std::optional<Autoscaling> parseAutoscaling(Checker& checker, const json& service) {
+  const std::string path = "service.autoscaling";
+  const json* value = checker.field(service, "service", "autoscaling", false);
+  if (value == nullptr) return std::nullopt;
+  if (!checker.object(*value, path, {"policies", "scaleOutCooldownMs", "scaleInCooldownMs"})) {
+    return std::nullopt;
+  }
+  Autoscaling autoscaling;
+  if (auto v = checker.integer(*value, path, "scaleOutCooldownMs", false, 0, Limits::kMaxDelayMs)) {
+    autoscaling.scaleOutCooldownMs = *v;
+  }
+  if (auto v = checker.integer(*value, path, "scaleInCooldownMs", false, 0, Limits::kMaxDelayMs)) {
+    autoscaling.scaleInCooldownMs = *v;
+  }
+  const json* policies = checker.field(*value, path, "policies", true);
+  if (policies == nullptr) return autoscaling;
+  std::string policiesPath = joinPath(path, "policies");
+  if (!policies->is_array() || policies->empty() ||
+      policies->size() > Limits::kMaxScalingPolicies) {
+    checker.add(policiesPath, "must be a list of 1 to " +
+                                  std::to_string(Limits::kMaxScalingPolicies) + " policies");
+    return autoscaling;
+  }
+  for (size_t i = 0; i < policies->size(); ++i) {
+    std::string p = policiesPath + "[" + std::to_string(i) + "]";
+    const json& item = (*policies)[i];
+    if (!checker.object(item, p, {"targetTracking", "stepScaling"})) continue;
+    size_t kinds = item.count("targetTracking") + item.count("stepScaling");
+    if (kinds != 1) {
+      checker.add(p, "must set exactly one of targetTracking or stepScaling (got " +
+                         std::to_string(kinds) + ")");
+      continue;
+    }
+    ScalingPolicy policy;
+    if (item.contains("targetTracking")) {
+      std::string tp = joinPath(p, "targetTracking");
+      const json& body = item["targetTracking"];
+      policy.kind = ScalingPolicy::Kind::kTargetTracking;
+      if (!checker.object(body, tp, {"metric", "target"})) continue;
+      policy.metric = parseMetric(checker, body, tp);
+      if (auto target = checker.number(body, tp, "target", true, -1e15, 1e15)) {
+        if (*target <= 0) {
+          checker.add(joinPath(tp, "target"),
+                      "must be greater than 0 (got " + formatNumber(*target) + ")");
+        }
+        policy.target = *target;
+      }
+    } else {
+      std::string sp = joinPath(p, "stepScaling");
+      const json& body = item["stepScaling"];
+      policy.kind = ScalingPolicy::Kind::kStepScaling;
+      if (!checker.object(body, sp, {"metric", "steps"})) continue;
+      policy.metric = parseMetric(checker, body, sp);
+      const json* steps = checker.field(body, sp, "steps", true);
+      std::string stepsPath = joinPath(sp, "steps");
+      if (steps == nullptr) continue;
+      if (!steps->is_array() || steps->empty() || steps->size() > Limits::kMaxScalingSteps) {
+        checker.add(stepsPath, "must be a list of 1 to " +
+                                   std::to_string(Limits::kMaxScalingSteps) + " steps");
+        continue;
+      }
+      for (size_t j = 0; j < steps->size(); ++j) {
+        std::string stepPath = stepsPath + "[" + std::to_string(j) + "]";
+        const json& stepJson = (*steps)[j];
+        if (!checker.object(stepJson, stepPath, {"lower", "upper", "change"})) continue;
+        ScalingPolicy::Step step;
+        step.lower = checker.number(stepJson, stepPath, "lower", false, -1e15, 1e15);
+        step.upper = checker.number(stepJson, stepPath, "upper", false, -1e15, 1e15);
+        step.change = checker
+                          .integer(stepJson, stepPath, "change", true, -Limits::kMaxServiceCapacity,
+                                   Limits::kMaxServiceCapacity)
+                          .value_or(0);
+        if (step.lower && step.upper && !(*step.lower < *step.upper)) {
+          checker.add(stepPath, "lower must be below upper");
+        }
+        policy.steps.push_back(step);
+      }
+      // Steps must be ordered and not overlap, so at most one applies to any value.
+      for (size_t j = 1; j < policy.steps.size(); ++j) {
+        const auto& previous = policy.steps[j - 1];
+        const auto& step = policy.steps[j];
+        if (!previous.upper || !step.lower || *step.lower < *previous.upper) {
+          checker.add(stepsPath + "[" + std::to_string(j) + "]",
+                      "must start at or above the upper bound of the step before it");
+        }
+      }
+    }
+    autoscaling.policies.push_back(std::move(policy));
+  }
+  return autoscaling;
+}
+
+json healthCheckToJson(const HealthCheck& check) {
+  json out = {{"intervalMs", check.intervalMs},
+              {"timeoutMs", check.timeoutMs},
+              {"failureThreshold", check.failureThreshold},
+              {"successThreshold", check.successThreshold},
+              {"startPeriodMs", check.startPeriodMs}};
+  switch (check.kind) {
+    case HealthCheck::Kind::kExec:
+      out["exec"] = {{"command", check.command}};
+      break;
+    case HealthCheck::Kind::kHttp:
+      out["http"] = {
+          {"path", check.path}, {"port", check.port}, {"expectedStatus", check.expectedStatus}};
+      break;
+    case HealthCheck::Kind::kTcp:
+      out["tcp"] = {{"port", check.port}};
+      break;
+  }
+  return out;
+}
+
+json taskCountToJson(const TaskCount& count) {
+  if (count.percent) return count.toString();
+  return count.value;
+}
+
+json serviceExtrasToJson(const ServiceSpec& service, json out) {
+  json rollout = {{"maxSurge", taskCountToJson(service.rollout.maxSurge)},
+                  {"maxUnavailable", taskCountToJson(service.rollout.maxUnavailable)},
+                  {"minHealthyMs", service.rollout.minHealthyMs}};
+  if (service.rollout.canaryTasks > 0) {
+    rollout["canary"] = {{"tasks", service.rollout.canaryTasks}};
+  }
+  out["rollout"] = std::move(rollout);
+  if (const auto& budget = service.disruptionBudget) {
+    json b = json::object();
+    if (budget->maxUnhealthy) b["maxUnhealthy"] = *budget->maxUnhealthy;
+    if (budget->availabilityPercentage) {
+      b["availabilityPercentage"] = *budget->availabilityPercentage;
+    }
+    if (budget->rateTasks > 0) {
+      b["rate"] = {{"tasks", budget->rateTasks}, {"intervalMs", budget->rateIntervalMs}};
+    }
+    out["disruptionBudget"] = std::move(b);
+  }
+  if (const auto& autoscaling = service.autoscaling) {
+    json policies = json::array();
+    for (const auto& policy : autoscaling->policies) {
+      if (policy.kind == ScalingPolicy::Kind::kTargetTracking) {
+        policies.push_back(
+            {{"targetTracking", {{"metric", policy.metric}, {"target", policy.target}}}});
+        continue;
+      }
+      json steps = json::array();
+      for (const auto& step : policy.steps) {
+        json s = {{"change", step.change}};
+        if (step.lower) s["lower"] = *step.lower;
+        if (step.upper) s["upper"] = *step.upper;
+        steps.push_back(std::move(s));
+      }
+      policies.push_back({{"stepScaling", {{"metric", policy.metric}, {"steps", steps}}}});
+    }
+    out["autoscaling"] = {{"policies", std::move(policies)},
+                          {"scaleOutCooldownMs", autoscaling->scaleOutCooldownMs},
+                          {"scaleInCooldownMs", autoscaling->scaleInCooldownMs}};
+  }
+  return out;
+}
+
 std::optional<ServiceSpec> parseService(Checker& checker, const json& value) {
   const std::string path = "service";
-  if (!checker.object(value, path, {"capacity", "enabled", "retryPolicy"})) return std::nullopt;
+  if (!checker.object(
+          value, path,
+          {"capacity", "enabled", "retryPolicy", "rollout", "disruptionBudget", "autoscaling"})) {
+    return std::nullopt;
+  }
   ServiceSpec service;
   if (const json* capacity = checker.field(value, path, "capacity", true)) {
     std::string capPath = "service.capacity";
@@ -562,6 +913,9 @@ std::optional<ServiceSpec> parseService(Checker& checker, const json& value) {
   }
   if (auto v = checker.boolean(value, path, "enabled")) service.enabled = *v;
   if (auto v = parseRetryPolicy(checker, value, path)) service.retryPolicy = *v;
+  service.rollout = parseRollout(checker, value);
+  service.disruptionBudget = parseDisruptionBudget(checker, value);
+  service.autoscaling = parseAutoscaling(checker, value);
   return service;
 }
 
@@ -570,7 +924,7 @@ Container parseContainer(Checker& checker, const json& value) {
   Container container;
   if (!checker.object(value, path,
                       {"image", "entryPoint", "command", "env", "resources", "securityProfile",
-                       "hardConstraints", "softConstraints"})) {
+                       "hardConstraints", "softConstraints", "ports", "liveness", "readiness"})) {
     return container;
   }
   if (auto image = parseImage(checker, value, path)) container.image = *image;
@@ -598,6 +952,30 @@ Container parseContainer(Checker& checker, const json& value) {
       checker.add("container.softConstraints." + name, "must not also be a hard constraint");
     }
   }
+  if (const json* ports = checker.field(value, path, "ports", false)) {
+    if (!ports->is_array() || ports->size() > Limits::kMaxPorts) {
+      checker.add("container.ports", "must be a list of at most " +
+                                         std::to_string(Limits::kMaxPorts) + " port numbers");
+    } else {
+      for (size_t i = 0; i < ports->size(); ++i) {
+        json holder = {{"port", (*ports)[i]}};
+        std::string itemPath = "container.ports[" + std::to_string(i) + "]";
+        size_t before = checker.errors.size();
+        auto port = checker.integer(holder, "", "port", true, 1, 65535);
+        if (checker.errors.size() != before) {
+          // Name the list item rather than the holder's key.
+          checker.errors.back().field = itemPath;
+        } else if (std::find(container.ports.begin(), container.ports.end(), *port) !=
+                   container.ports.end()) {
+          checker.add(itemPath, "repeats port " + std::to_string(*port));
+        } else {
+          container.ports.push_back(*port);
+        }
+      }
+    }
+  }
+  container.liveness = parseHealthCheck(checker, value, path, "liveness");
+  container.readiness = parseHealthCheck(checker, value, path, "readiness");
   return container;
 }
 
@@ -647,6 +1025,16 @@ int64_t RetryPolicy::delayBeforeRetryMs(int64_t retryNumber) const {
     }
   }
   return 0;
+}
+
+int64_t TaskCount::resolve(int64_t total, bool roundUp) const {
+  if (!percent) return value;
+  int64_t scaled = total * value;
+  return roundUp ? (scaled + 99) / 100 : scaled / 100;
+}
+
+std::string TaskCount::toString() const {
+  return std::to_string(value) + (percent ? "%" : "");
 }
 
 std::string_view tierName(Tier tier) {
@@ -734,7 +1122,12 @@ json toJson(const JobDescriptor& job) {
         {"iamRole", job.container.securityProfile.iamRole}}},
       {"hardConstraints", job.container.hardConstraints},
       {"softConstraints", job.container.softConstraints},
+      {"ports", job.container.ports},
   };
+  if (job.container.liveness) container["liveness"] = healthCheckToJson(*job.container.liveness);
+  if (job.container.readiness) {
+    container["readiness"] = healthCheckToJson(*job.container.readiness);
+  }
   json out = {
       {"name", job.name},
       {"applicationName", job.applicationName},
@@ -757,6 +1150,7 @@ json toJson(const JobDescriptor& job) {
                         {"max", job.service->capacity.max}}},
                       {"enabled", job.service->enabled},
                       {"retryPolicy", retryPolicyToJson(job.service->retryPolicy)}};
+    out["service"] = serviceExtrasToJson(*job.service, std::move(out["service"]));
   }
   return out;
 }

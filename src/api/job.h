@@ -51,6 +51,21 @@ struct SecurityProfile {
   std::string iamRole;
 };
 
+// A liveness or readiness check of a container. Exactly one kind is set.
+struct HealthCheck {
+  enum class Kind { kExec, kHttp, kTcp };
+  Kind kind = Kind::kTcp;
+  std::vector<std::string> command;  // kExec: run inside the container; exit 0 passes.
+  std::string path = "/";            // kHttp: GET this path.
+  int64_t port = 0;                  // kHttp, kTcp: on the task's address.
+  int64_t expectedStatus = 200;      // kHttp: the status that passes.
+  int64_t intervalMs = 10'000;
+  int64_t timeoutMs = 1'000;
+  int64_t failureThreshold = 3;  // Consecutive failures before the check fails.
+  int64_t successThreshold = 1;  // Consecutive successes before it passes.
+  int64_t startPeriodMs = 0;     // Failures in this time after the start do not count.
+};
+
 struct Container {
   Image image;
   std::vector<std::string> entryPoint;
@@ -60,6 +75,10 @@ struct Container {
   SecurityProfile securityProfile;
   std::map<std::string, std::string> hardConstraints;
   std::map<std::string, std::string> softConstraints;
+  // Ports the container serves; endpoints list them with the task's address.
+  std::vector<int64_t> ports;
+  std::optional<HealthCheck> liveness;   // Failing: the task is restarted (reason failed).
+  std::optional<HealthCheck> readiness;  // Passing: the task is ready for traffic.
 };
 
 struct RetryPolicy {
@@ -91,10 +110,63 @@ struct Capacity {
   int64_t max = 0;
 };
 
+// A count of tasks, absolute or a percentage of the desired capacity.
+struct TaskCount {
+  int64_t value = 0;
+  bool percent = false;
+
+  // The count for `total` tasks: percentages round up when `roundUp`, down otherwise.
+  int64_t resolve(int64_t total, bool roundUp) const;
+  std::string toString() const;  // "2" or "25%".
+};
+
+// How a new revision of a service replaces the tasks of the old one.
+struct RolloutStrategy {
+  TaskCount maxSurge{25, true};       // Tasks above desired while rolling (rounded up).
+  TaskCount maxUnavailable{0, true};  // Tasks below desired while rolling (rounded down).
+  int64_t minHealthyMs = 0;           // A new task counts only after being ready this long.
+  int64_t canaryTasks = 0;            // Pause after this many new tasks are healthy (0: no pause).
+};
+
+// Limits on voluntary disruptions (drains, preemption, rollouts): at most `maxUnhealthy` tasks
+// down at once, or at least `availabilityPercentage` of desired up; and at most `rateTasks`
+// disruptions per `rateIntervalMs` (when `rateTasks` > 0).
+struct DisruptionBudget {
+  std::optional<int64_t> maxUnhealthy;
+  std::optional<double> availabilityPercentage;
+  int64_t rateTasks = 0;
+  int64_t rateIntervalMs = 0;
+};
+
+// One autoscaling policy. `metric` is "cpu" (average utilization of the requested cores, in
+// percent, reported by agents) or the name of a custom metric pushed through the API (its value
+// is taken as the per-task average).
+struct ScalingPolicy {
+  struct Step {
+    std::optional<double> lower;  // Applies when lower <= value < upper; unset: unbounded.
+    std::optional<double> upper;
+    int64_t change = 0;  // Tasks to add (negative: remove).
+  };
+  enum class Kind { kTargetTracking, kStepScaling };
+  Kind kind = Kind::kTargetTracking;
+  std::string metric;
+  double target = 0;        // kTargetTracking.
+  std::vector<Step> steps;  // kStepScaling, ordered by lower bound, not overlapping.
+};
+
+struct Autoscaling {
+  std::vector<ScalingPolicy> policies;
+  int64_t scaleOutCooldownMs = 60'000;
+  int64_t scaleInCooldownMs = 300'000;
+};
+
 struct ServiceSpec {
   Capacity capacity;
   bool enabled = true;
   RetryPolicy retryPolicy{RetryPolicy::Kind::kExponentialBackOff, 1'000'000'000, 1000, 0, 60000};
+  RolloutStrategy rollout;
+  std::optional<DisruptionBudget> disruptionBudget;
+  std::optional<Autoscaling> autoscaling;
 };
 
 struct JobDescriptor {
@@ -141,6 +213,12 @@ struct Limits {
   static constexpr size_t kMaxEnvBytes = 32 * 1024;
   static constexpr size_t kMaxStringBytes = 4096;
   static constexpr size_t kMaxAttributes = 64;
+  static constexpr size_t kMaxPorts = 16;
+  static constexpr int64_t kMinCheckIntervalMs = 100;
+  static constexpr int64_t kMaxCheckDurationMs = 3'600'000;
+  static constexpr int64_t kMaxThreshold = 100;
+  static constexpr size_t kMaxScalingPolicies = 8;
+  static constexpr size_t kMaxScalingSteps = 16;
 };
 
 // Checks `document` against every rule and builds the descriptor, or returns every violation.

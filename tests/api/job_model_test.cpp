@@ -290,7 +290,7 @@ TEST(JobModelTest, CanonicalJsonSpellsOutEveryDefault) {
       "entryPoint": [], "command": [], "env": {},
       "resources": {"cpu": 1.0, "memoryMB": 512, "diskMB": 1024, "networkMbps": 128, "gpu": 0},
       "securityProfile": {"securityGroups": ["default"], "iamRole": ""},
-      "hardConstraints": {}, "softConstraints": {}},
+      "hardConstraints": {}, "softConstraints": {}, "ports": []},
     "batch": {"size": 1, "runtimeLimitSec": 432000, "retryOnRuntimeLimit": false,
               "gang": false, "retryPolicy": {"immediate": {"retries": 0}}}
   })"_json;

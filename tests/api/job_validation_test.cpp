@@ -90,10 +90,10 @@ batch: {}
     {"UnknownContainerField", R"(
 applicationName: app
 owner: {teamEmail: team@example.com}
-container: {image: busybox, ports: [80]}
+container: {image: busybox, volumes: [data]}
 batch: {}
 )",
-     {"container.ports: unknown field"}},
+     {"container.volumes: unknown field"}},
     {"UnknownImageObjectField", R"(
 applicationName: app
 owner: {teamEmail: team@example.com}

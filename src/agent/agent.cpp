@@ -28,6 +28,8 @@
 #include "agent/image/image_store.h"
 #include "agent/image/registry_client.h"
 #include "agent/log_server.h"
+#include "agent/metadata/metadata_proxy.h"
+#include "agent/metadata/task_metadata.h"
 #include "agent/network/network_manager.h"
 #include "agent/runtime/bundle.h"
 #include "agent/runtime/cgroup.h"
@@ -37,6 +39,7 @@
 #include "agent/runtime/writable_layer.h"
 #include "api/job.h"
 #include "cli/client.h"
+#include "common/clock.h"
 #include "common/http_server.h"
 #include "common/log.h"
 
@@ -79,6 +82,9 @@ struct TaskRecord : std::enable_shared_from_this<TaskRecord> {
   std::vector<json> outbox;  // Reports not yet acknowledged, in seq order.
   std::vector<int> gpus;
   bool writableLayer = false;
+  // What the metadata proxy serves the task, and the namespace it listens in (networking only).
+  json metadata;
+  std::string netnsPath;
   // In memory only.
   uint64_t stateVersion = 0;  // Bumped by every snapshot of the fields above.
   int64_t durableSeq = 0;     // Reports up to this seq are on disk and may be sent.
@@ -253,6 +259,8 @@ struct Agent::Impl {
   std::set<std::string> retiredSet;
   std::unique_ptr<image::ImageStore> images;
   std::unique_ptr<network::NetworkManager> network;  // Null when networking is off.
+  // Serves 169.254.169.254 inside each container's namespace; null when networking is off.
+  std::unique_ptr<metadata::MetadataProxy> metadataProxy;
   std::vector<int> gpuDevices;
 
   std::mutex mutex;  // Guards everything below.
@@ -313,7 +321,9 @@ struct Agent::Impl {
                 {"phase", phaseName(task.phase)},
                 {"outbox", outbox},
                 {"gpus", task.gpus},
-                {"writableLayer", task.writableLayer}};
+                {"writableLayer", task.writableLayer},
+                {"metadata", task.metadata},
+                {"netnsPath", task.netnsPath}};
     return {task.shared_from_this(), doc.dump(), ++task.stateVersion, task.seq};
   }
 
@@ -411,6 +421,8 @@ struct Agent::Impl {
       for (const json& update : doc.value("outbox", json::array())) task->outbox.push_back(update);
       task->gpus = doc.value("gpus", std::vector<int>{});
       task->writableLayer = doc.value("writableLayer", false);
+      if (doc.contains("metadata")) task->metadata = doc["metadata"];
+      task->netnsPath = doc.value("netnsPath", "");
       if (task->phase != Phase::kFinished) gpusInUse.insert(task->gpus.begin(), task->gpus.end());
       if (!task->outbox.empty()) outboxDirty = true;
       tasks[task->taskId] = task;
@@ -445,6 +457,9 @@ struct Agent::Impl {
   std::string rootfsDir(const std::string& taskId) const { return rootfsBase + "/" + taskId; }
 
   void cleanupRootfs(const TaskRecord& task) {
+    if (metadataProxy && metadataProxy->hasTask(task.taskId)) {
+      (void)metadataProxy->removeTask(task.taskId);
+    }
     if (network) network->detach(task.taskId);
     std::string dir = rootfsDir(task.taskId);
     if (auto released = images->releaseRootfs(dir); !released) {
@@ -618,6 +633,11 @@ struct Agent::Impl {
       for (const auto& file : attached->files) {
         cc.bundle.fileBinds.push_back({file.source, file.destination});
       }
+      if (auto served = serveMetadata(task, assignment, address, attached->netnsPath,
+                                      pulled->pinnedReference);
+          !served) {
+        return failStart("transientSystemError", "metadata proxy: " + served.error().message());
+      }
     }
 
     if (killRequested(task)) return failStart("killed", "killed before it started");
@@ -671,6 +691,31 @@ struct Agent::Impl {
         return;
       }
     }
+  }
+
+  // Starts serving the task's metadata inside its namespace (before its process runs) and
+  // records it, so a restarted agent serves it again.
+  Status serveMetadata(TaskRecord& task, const json& assignment, const std::string& address,
+                       const std::string& netnsPath, const std::string& pinnedImage) {
+    if (!metadataProxy) return {};
+    auto labels = options.attributes.labels;
+    auto region = labels.find("region");
+    metadata::TaskMetadata md = metadata::taskMetadataFromAssignment(
+        assignment, address, options.nodeId, options.attributes.zone,
+        region == labels.end() ? "" : region->second, options.attributes.machineType,
+        std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count());
+    md.imageId = pinnedImage;
+    StateWrite write;
+    {
+      std::lock_guard lock(mutex);
+      task.metadata = metadata::toJson(md);
+      task.netnsPath = netnsPath;
+      write = snapshotLocked(task);
+    }
+    writeState(write);
+    return metadataProxy->addTask(std::move(md), netnsPath);
   }
 
   // Keeps the exited container's directory for its logs and deletes the oldest ones beyond
@@ -1007,6 +1052,11 @@ struct Agent::Impl {
                                                          .nodeId = options.nodeId});
       if (!net) return std::unexpected(net.error().wrap("networking"));
       network = std::move(*net);
+      auto identity = std::make_shared<metadata::SkiffdIdentityProvider>(
+          options.server, options.joinToken, SystemClock::instance());
+      auto proxy = metadata::MetadataProxy::create({}, std::move(identity));
+      if (!proxy) return std::unexpected(proxy.error().wrap("metadata proxy"));
+      metadataProxy = std::move(*proxy);
     }
     gpuDevices = detectGpus();
     if (static_cast<int64_t>(gpuDevices.size()) > options.resources.gpu) {
@@ -1035,6 +1085,14 @@ struct Agent::Impl {
           report(*task, "Started");
         }
         live.insert(task->taskId);
+        if (metadataProxy && !task->metadata.is_null() && !task->netnsPath.empty()) {
+          auto served = metadataProxy->addTask(metadata::taskMetadataFromJson(task->metadata),
+                                               task->netnsPath);
+          if (!served) {
+            log::warn("metadata proxy for a re-adopted container",
+                      {{"taskId", task->taskId}, {"error", served.error().message()}});
+          }
+        }
         spawn(task, json());
       } else {
         cleanupRootfs(*task);
@@ -1110,6 +1168,8 @@ void Agent::stop() {
   std::unique_lock lock(impl.mutex);
   impl.changed.wait(lock, [&] { return impl.activeWorkers == 0; });
   lock.unlock();
+  // Listeners close; containers keep running and a restarted agent serves them again.
+  impl.metadataProxy.reset();
   if (impl.network) impl.network->stop();
   // Idle writable layers hold mounts and loop devices that no container uses.
   if (impl.layerPool) impl.layerPool->clear();

@@ -13,8 +13,10 @@
 namespace skiff::controlplane {
 
 struct AddressPlan {
-  std::string vpcCidr = "10.64.0.0/16";
-  int nodeBlockPrefix = 24;  // 254 containers per node.
+  // 1,024 nodes of 1,022 container addresses each: a node starting ~70 short tasks a second
+  // (the agent's pace here) must not run out of addresses while released ones sit in quarantine.
+  std::string vpcCidr = "10.64.0.0/12";
+  int nodeBlockPrefix = 22;
 };
 
 // Checks the plan (flags): the range parses and the block prefix is inside it and at most /30.

@@ -47,8 +47,8 @@ struct Flags {
   double killInitiatedTimeoutSec = 300;
   double systemRetryDelaySec = 1;
   double nodeTimeoutSec = 30;
-  std::string vpcCidr = "10.64.0.0/16";
-  int nodeBlockPrefix = 24;
+  std::string vpcCidr = controlplane::AddressPlan{}.vpcCidr;
+  int nodeBlockPrefix = controlplane::AddressPlan{}.nodeBlockPrefix;
 };
 
 Status ensureDirectory(const std::string& path) {

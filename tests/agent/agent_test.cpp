@@ -70,18 +70,19 @@ Status buildImage(Suite& s) {
   itest::ImageBuilder builder(s.dir->path() + "/build");
   std::string busybox = itest::busyboxPath();
   SKIFF_TRY_STATUS(builder.create("bb"), "create");
-  SKIFF_TRY_STATUS(builder.addLayer("bb",
-                                    [&](const std::string& root) -> Status {
-                                      SKIFF_TRY_STATUS(
-                                          itest::copyFileInto(busybox, root, "bin/busybox"), "bb");
-                                      for (const char* applet : {"sh", "echo", "sleep", "cat"}) {
-                                        std::error_code ec;
-                                        fs::create_symlink("busybox", root + "/bin/" + applet, ec);
-                                        if (ec) return fail(ErrorCode::kIo, ec.message());
-                                      }
-                                      return {};
-                                    }),
-                   "layer");
+  SKIFF_TRY_STATUS(
+      builder.addLayer("bb",
+                       [&](const std::string& root) -> Status {
+                         SKIFF_TRY_STATUS(itest::copyFileInto(busybox, root, "bin/busybox"), "bb");
+                         for (const char* applet :
+                              {"sh", "echo", "sleep", "cat", "nc", "tail", "head", "printf"}) {
+                           std::error_code ec;
+                           fs::create_symlink("busybox", root + "/bin/" + applet, ec);
+                           if (ec) return fail(ErrorCode::kIo, ec.message());
+                         }
+                         return {};
+                       }),
+      "layer");
   SKIFF_TRY_STATUS(builder.configure("bb", {"--config.cmd", "sh", "--config.env", "PATH=/bin"}),
                    "config");
   s.image = s.registry->host() + "/skiff/busybox:latest";
@@ -308,6 +309,24 @@ TEST_F(AgentTest, OnlyTheNewestExitedContainersAreKept) {
   for (size_t i = 2; i < taskIds.size(); ++i) {
     EXPECT_EQ(stdoutOf(taskIds[i]), "run " + std::to_string(i) + "\n");
   }
+}
+
+TEST_F(AgentTest, MetadataProxyAnswersInsideTheContainerWithIMDSv2) {
+  // IMDSv2 by hand with nc: a token from PUT, then GETs with and without it.
+  std::string script =
+      "T=$(printf 'PUT /latest/api/token HTTP/1.0\\r\\nX-aws-ec2-metadata-token-ttl-seconds: "
+      "60\\r\\n\\r\\n' | nc 169.254.169.254 80 | tail -n 1);"
+      "printf \"GET /latest/meta-data/instance-id HTTP/1.0\\r\\nX-aws-ec2-metadata-token: "
+      "$T\\r\\n\\r\\n\" | nc 169.254.169.254 80 | tail -n 1; echo;"
+      "printf 'GET /latest/meta-data/instance-id HTTP/1.0\\r\\n\\r\\n' | "
+      "nc 169.254.169.254 80 | head -n 1";
+  std::string jobId = submit(batchJob({"sh", "-c", script}));
+  ASSERT_FALSE(jobId.empty());
+  waitJob(jobId, finished);
+  std::string taskId = jobId + "-0-0";
+  std::string out = stdoutOf(taskId);
+  EXPECT_EQ(out.substr(0, out.find('\n')), taskId) << out << agentLog();
+  EXPECT_NE(out.find("401"), std::string::npos) << out;
 }
 
 TEST_F(AgentTest, FailingJobIsRetriedAndReportsTheExitCode) {

@@ -32,4 +32,8 @@ TaskMetadata taskMetadataFromAssignment(const nlohmann::json& assignment, std::s
                                         std::string region, std::string instanceType,
                                         int64_t launchTimeMs);
 
+// The agent keeps a task's metadata in its state file so a restarted agent serves it again.
+nlohmann::json toJson(const TaskMetadata& task);
+TaskMetadata taskMetadataFromJson(const nlohmann::json& value);  // Missing fields stay empty.
+
 }  // namespace skiff::agent::metadata

@@ -4,10 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
+#include <thread>
 
 #include "agent/image/fs_util.h"
 #include "agent/network/veth_driver.h"
@@ -82,7 +85,8 @@ void NetworkManager::stop() {
   }
   if (syncThread_.joinable()) syncThread_.join();
   // With no container left, nothing needs the table or the routes: leave the host as found.
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
+  firewallSynced_.wait(lock, [&] { return !firewallSyncing_; });
   if (ipam_ && ipam_->allocations().empty()) {
     (void)firewall_.remove();
     for (const api::Ipv4Cidr& block : routes_) (void)driver_->unrouteBlock(block);
@@ -137,8 +141,28 @@ FirewallState NetworkManager::desiredLocked() const {
   return state;
 }
 
-Status NetworkManager::syncFirewallLocked() {
-  return firewall_.update(desiredLocked());
+Status NetworkManager::syncFirewall(std::unique_lock<std::mutex>& lock) {
+  // Group commit: the first caller becomes the syncer and applies the state as it is then; callers
+  // that arrive meanwhile wait and are covered by the next round. Dozens of containers starting
+  // at once cost a few nft transactions instead of one each behind the lock.
+  uint64_t ticket = ++firewallRequested_;
+  while (firewallApplied_ < ticket) {
+    if (firewallSyncing_) {
+      firewallSynced_.wait(lock);
+      continue;
+    }
+    firewallSyncing_ = true;
+    uint64_t covers = firewallRequested_;
+    FirewallState desired = desiredLocked();
+    lock.unlock();
+    Status status = firewall_.update(desired);  // Only the syncer touches firewall_.
+    lock.lock();
+    firewallSyncing_ = false;
+    firewallApplied_ = covers;
+    firewallStatus_ = status;
+    firewallSynced_.notify_all();
+  }
+  return firewallStatus_;
 }
 
 Status NetworkManager::writeFiles(const std::string& taskId, const std::string& address) {
@@ -172,10 +196,28 @@ Result<Attachment> NetworkManager::attach(const std::string& taskId,
   {
     std::lock_guard lock(mutex_);
     if (!ipam_) return fail(ErrorCode::kUnavailable, "the node has no address block yet");
+  }
+  // When every free address is in quarantine, wait for the first to come out (a burst of short
+  // tasks can get there) rather than fail the task; give up after `addressWaitMs`.
+  int64_t giveUpAt = options_.clock->nowMs() + options_.addressWaitMs;
+  while (true) {
+    std::unique_lock lock(mutex_);
     auto allocated = ipam_->allocate(taskId);
-    if (!allocated) return std::unexpected(allocated.error());
-    address = *allocated;
-    localGroups_[taskId] = groups;
+    if (allocated) {
+      address = *allocated;
+      localGroups_[taskId] = groups;
+      break;
+    }
+    int64_t now = options_.clock->nowMs();
+    int64_t freeAt = std::numeric_limits<int64_t>::max();
+    for (const auto& [quarantined, until] : ipam_->quarantined()) freeAt = std::min(freeAt, until);
+    if (allocated.error().code() != ErrorCode::kUnavailable || freeAt > giveUpAt ||
+        now >= giveUpAt) {
+      return std::unexpected(allocated.error());
+    }
+    lock.unlock();
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::clamp<int64_t>(freeAt - now, 1, 100)));
   }
   auto undo = [&](const Error& error) -> Result<Attachment> {
     detach(taskId);
@@ -188,8 +230,8 @@ Result<Attachment> NetworkManager::attach(const std::string& taskId,
   std::string text = api::formatIpv4(address);
   if (auto written = writeFiles(taskId, text); !written) return undo(written.error());
   {
-    std::lock_guard lock(mutex_);
-    if (auto synced = syncFirewallLocked(); !synced) return undo(synced.error());
+    std::unique_lock lock(mutex_);
+    if (auto synced = syncFirewall(lock); !synced) return undo(synced.error());
   }
   std::string dir = options_.stateDir + "/network/files/" + taskId;
   return Attachment{text,
@@ -198,21 +240,26 @@ Result<Attachment> NetworkManager::attach(const std::string& taskId,
 }
 
 void NetworkManager::detach(const std::string& taskId) {
-  std::lock_guard lock(mutex_);
   api::Ipv4 address = 0;
-  if (ipam_) address = ipam_->addressOf(taskId).value_or(0);
+  {
+    std::lock_guard lock(mutex_);
+    if (ipam_) address = ipam_->addressOf(taskId).value_or(0);
+  }
+  // Outside the lock: deleting a link and a namespace takes milliseconds, and other containers'
+  // starts must not queue behind it. The address stays allocated until the link is gone.
   if (auto detached = driver_->detach(taskId, address); !detached) {
     log::warn("network detach", {{"taskId", taskId}, {"error", detached.error().message()}});
   }
   std::error_code ec;
   std::filesystem::remove_all(options_.stateDir + "/network/files/" + taskId, ec);
+  std::unique_lock lock(mutex_);
   localGroups_.erase(taskId);
   if (ipam_) {
     if (auto released = ipam_->release(taskId); !released) {
       log::warn("address release", {{"taskId", taskId}, {"error", released.error().message()}});
     }
   }
-  if (auto synced = syncFirewallLocked(); !synced) {
+  if (auto synced = syncFirewall(lock); !synced) {
     log::warn("firewall update", {{"error", synced.error().message()}});
   }
 }
@@ -297,11 +344,11 @@ Status NetworkManager::applyView(const json& view) {
       if (auto ip = api::parseIpv4(address.get<std::string>())) set.insert(*ip);
     }
   }
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   groups_ = std::move(groups);
   members_ = std::move(members);
   syncRoutesLocked(nodes);
-  return syncFirewallLocked();
+  return syncFirewall(lock);
 }
 
 void NetworkManager::syncLoop() {

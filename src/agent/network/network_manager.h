@@ -44,7 +44,11 @@ struct NetworkManagerOptions {
   std::string server;    // skiffd, for the sync long poll.
   std::string token;
   std::string nodeId;
-  int64_t quarantineMs = 60'000;
+  // Released addresses wait this long before reuse (ipam.h). Long enough for every cache of the
+  // old holder that Skiff feeds (security-group sets, endpoint lists: both under 1 s) to forget it.
+  int64_t quarantineMs = 15'000;
+  // How long attach waits for an address to leave quarantine when none is free.
+  int64_t addressWaitMs = 5'000;
   std::chrono::milliseconds pollWait{5000};
   const Clock* clock = &SystemClock::instance();
 };
@@ -88,7 +92,8 @@ class NetworkManager {
   NetworkManager(NetworkManagerOptions options, std::unique_ptr<NetworkDriver> driver,
                  std::unique_ptr<RulesetApplier> applier);
   FirewallState desiredLocked() const;
-  Status syncFirewallLocked();
+  // Caller holds `lock` on mutex_; it is released while nft runs and held again on return.
+  Status syncFirewall(std::unique_lock<std::mutex>& lock);
   void syncRoutesLocked(const nlohmann::json& nodes);
   void syncLoop();
   Status writeFiles(const std::string& taskId, const std::string& address);
@@ -98,7 +103,13 @@ class NetworkManager {
   std::unique_ptr<RulesetApplier> applier_;
   Firewall firewall_;
 
-  mutable std::mutex mutex_;  // Guards everything below; held while the firewall is updated.
+  mutable std::mutex mutex_;  // Guards everything below except firewall_.
+  // Firewall updates (syncFirewall): firewall_ is used by one syncer at a time, without mutex_.
+  std::condition_variable firewallSynced_;
+  bool firewallSyncing_ = false;
+  uint64_t firewallRequested_ = 0;
+  uint64_t firewallApplied_ = 0;
+  Status firewallStatus_;
   std::condition_variable changed_;
   std::unique_ptr<Ipam> ipam_;
   std::string block_;

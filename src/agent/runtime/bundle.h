@@ -108,7 +108,8 @@ std::vector<std::string> resolveArgs(const std::vector<std::string>& imageEntryp
 // Checks the spec (kInvalidArgument with the offending field named) and builds config.json.
 Result<nlohmann::json> buildOciConfig(const BundleSpec& spec);
 
-// Writes `bundleDir`/config.json (created 0600, renamed into place). `bundleDir` must exist.
+// Writes `bundleDir`/config.json (created 0600, renamed into place, not fsynced). `bundleDir`
+// must exist.
 Status writeBundle(const std::string& bundleDir, const BundleSpec& spec);
 
 }  // namespace skiff::agent::runtime

@@ -21,6 +21,7 @@
 #include "api/constraint.h"
 #include "api/network.h"
 #include "controlplane/capacity_groups.h"
+#include "controlplane/endpoint_routes.h"
 
 namespace skiff::controlplane {
 namespace {
@@ -445,6 +446,13 @@ asio::awaitable<Response> taskStatus(ApiContext& api, RequestContext& context) {
     if (item.contains("message") && item["message"].is_string()) {
       update.message = item["message"].get<std::string>().substr(0, 4096);
     }
+    if (item.contains("ready")) {
+      if (!item["ready"].is_boolean()) {
+        co_return errorResponse(
+            Error(ErrorCode::kInvalidArgument, path + ".ready: must be true or false"));
+      }
+      update.ready = item["ready"].get<bool>();
+    }
     updates.push_back(std::move(update));
   }
   auto applied = co_await api.manager.applyTaskStatus(context.params[0], std::move(updates));
@@ -808,6 +816,7 @@ void registerRoutes(http::Router& router, ApiContext& api) {
              [ctx](RequestContext& c) { return taskStatus(*ctx, c); });
 
   registerNetworkRoutes(router, ctx);
+  registerEndpointRoutes(router, api);
 
   router.addStream(
       Verb::get, "/v1/tasks/{id}/logs", Access::kAdmin,

@@ -12,6 +12,8 @@ constexpr int64_t kMaxSystemRetryDelayMs = 30'000;
 
 void setState(TaskRecord& task, TaskState state, int64_t nowMs) {
   task.state = state;
+  // Only a Started task serves traffic; a kill takes it out of the endpoints at once.
+  if (state != TaskState::kStarted) task.ready = false;
   task.stateTimesMs[static_cast<size_t>(state)] = nowMs;
 }
 
@@ -30,6 +32,11 @@ void beginKill(TaskRecord& task, TaskReason reason, int64_t nowMs) {
   }
   if (task.state != TaskState::kKillInitiated) setState(task, TaskState::kKillInitiated, nowMs);
   if (task.killReason == TaskReason::kNone) task.killReason = reason;
+}
+
+void setReady(TaskRecord& task, bool ready, int64_t nowMs) {
+  if (ready && !task.ready) task.readySinceMs = nowMs;
+  task.ready = ready;
 }
 
 // The reason that decides about a retry: a deliberate kill wins over how the task ended.
@@ -247,7 +254,10 @@ bool applyStatus(JobEdit& edit, const TaskStatusUpdate& update, int64_t nowMs) {
   task.lastSeq = update.seq;
   if (!update.image.empty()) task.image = update.image;
   if (!update.ip.empty()) task.ip = update.ip;
-  if (update.state == task.state) return true;
+  if (update.state == task.state) {
+    if (update.ready && task.state == TaskState::kStarted) setReady(task, *update.ready, nowMs);
+    return true;
+  }
   if (update.state == TaskState::kFinished) {
     TaskReason reason = update.reason;
     if (reason == TaskReason::kNone) {
@@ -269,6 +279,10 @@ bool applyStatus(JobEdit& edit, const TaskStatusUpdate& update, int64_t nowMs) {
   }
   setState(task, update.state, nowMs);
   if (!update.message.empty()) task.message = update.message;
+  if (update.state == TaskState::kStarted) {
+    bool checked = edit.job().descriptor.container.readiness.has_value();
+    setReady(task, update.ready.value_or(!checked), nowMs);
+  }
   return true;
 }
 
@@ -370,6 +384,32 @@ void finishTasksOnNode(JobEdit& edit, const std::string& nodeId, TaskReason reas
       finish(edit.mutableTask(i), reason, message, nowMs);
     }
   }
+}
+
+std::optional<Endpoint> endpointOf(const JobRecord& job, const TaskRecord& task) {
+  if (!task.ready || task.state != TaskState::kStarted || task.killReason != TaskReason::kNone ||
+      job.state != api::JobState::kAccepted) {
+    return std::nullopt;
+  }
+  return Endpoint{task.id, task.ip, task.nodeId, job.descriptor.container.ports, task.readySinceMs};
+}
+
+std::vector<Endpoint> endpointsOf(const JobView& view) {
+  std::vector<Endpoint> out;
+  for (const TaskRecord& task : view.tasks) {
+    if (auto endpoint = endpointOf(view.job, task)) out.push_back(std::move(*endpoint));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Endpoint& a, const Endpoint& b) { return a.taskId < b.taskId; });
+  return out;
+}
+
+nlohmann::json toWire(const Endpoint& endpoint) {
+  return {{"taskId", endpoint.taskId},
+          {"ip", endpoint.ip},
+          {"nodeId", endpoint.nodeId},
+          {"ports", endpoint.ports},
+          {"readySinceMs", endpoint.readySinceMs}};
 }
 
 bool wantsPlacement(const TaskRecord& task, int64_t nowMs) {

@@ -83,6 +83,8 @@ struct TaskStatusUpdate {
   std::string message;
   std::string image;  // The pinned image reference, when the agent resolved it.
   std::string ip;     // The container's address, when the agent gave it one.
+  // The readiness check's verdict, when the agent reports one (only meaningful while Started).
+  std::optional<bool> ready;
 };
 
 // Builds the view of a newly accepted job: its record and, for batch jobs, `size` Accepted tasks
@@ -90,8 +92,11 @@ struct TaskStatusUpdate {
 JobView newJob(std::string id, api::JobDescriptor descriptor, std::string idempotencyKey,
                int64_t nowMs);
 
-// Applies an agent's report. Stale (`seq` not above the last applied) and impossible transitions
-// are ignored and reported as false; a report of Finished during a kill keeps the kill's reason.
+// Applies an agent's report. A task is ready while Started and not being killed: from the
+// report that says `ready: true` (or from Started itself when the job has no readiness check)
+// until one says `ready: false` or the task leaves Started. Stale (`seq` not above the last
+// applied) and impossible transitions are ignored and reported as false; a report of Finished
+// during a kill keeps the kill's reason.
 bool applyStatus(JobEdit& edit, const TaskStatusUpdate& update, int64_t nowMs);
 
 // Starts killing the whole job. Fails when it is already Finished.
@@ -121,6 +126,21 @@ void finishTasksOnNode(JobEdit& edit, const std::string& nodeId, api::TaskReason
 // One pass of the reconcile loop: timeouts, runtime limit, retries, service capacity and job
 // completion. Returns the time of the next deadline (0 when there is none).
 int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config);
+
+// One address a job's traffic may go to: a ready task.
+struct Endpoint {
+  std::string taskId;
+  std::string ip;
+  std::string nodeId;
+  std::vector<int64_t> ports;
+  int64_t readySinceMs = 0;
+};
+
+// The endpoint of `task` when it is ready (and the job not being killed), else nullopt.
+std::optional<Endpoint> endpointOf(const JobRecord& job, const TaskRecord& task);
+// The job's ready tasks, ordered by task id.
+std::vector<Endpoint> endpointsOf(const JobView& view);
+nlohmann::json toWire(const Endpoint& endpoint);
 
 // True when the task wants a node: Accepted and past its retry delay.
 bool wantsPlacement(const TaskRecord& task, int64_t nowMs);

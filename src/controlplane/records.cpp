@@ -121,6 +121,8 @@ json taskToJson(const TaskRecord& task, std::string_view jobId) {
   if (task.hasExitCode) out["exitCode"] = task.exitCode;
   if (!task.image.empty()) out["image"] = task.image;
   if (!task.ip.empty()) out["ip"] = task.ip;
+  out["ready"] = task.ready;
+  if (task.readySinceMs != 0) out["readySinceMs"] = task.readySinceMs;
   if (task.killReason != api::TaskReason::kNone) {
     out["killReason"] = api::taskReasonName(task.killReason);
   }
@@ -225,6 +227,8 @@ Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRev
     task.message = j.value("message", "");
     task.image = j.value("image", "");
     task.ip = j.value("ip", "");
+    task.ready = j.value("ready", false);
+    task.readySinceMs = j.value("readySinceMs", int64_t{0});
     task.nodeId = j.value("nodeId", "");
     task.resubmitNumber = j.value("resubmitNumber", int64_t{0});
     task.systemResubmitNumber = j.value("systemResubmitNumber", int64_t{0});

@@ -59,6 +59,10 @@ struct TaskRecord {
   std::string image;
   // The container's address, reported by the agent once it is known; empty before.
   std::string ip;
+  // Ready for traffic: Started, not being killed, and passing its readiness check (or Started,
+  // when the job has none). `readySinceMs` is when it last became ready.
+  bool ready = false;
+  int64_t readySinceMs = 0;
   int64_t resubmitNumber = 0;
   int64_t systemResubmitNumber = 0;
   int64_t evictionResubmitNumber = 0;

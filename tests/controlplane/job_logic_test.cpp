@@ -1220,3 +1220,112 @@ TEST_F(JobEditTest, EditIsInvisibleUntilApplied) {
 
 }  // namespace
 }  // namespace skiff::controlplane
+
+// ======================= Readiness and endpoints =======================
+
+namespace skiff::controlplane {
+namespace {
+
+class ReadinessTest : public JobLogicTest {
+ protected:
+  std::string servedYaml(bool withReadiness) {
+    std::string yaml = container() + "  ports: [8080]\n";
+    if (withReadiness) yaml += "  readiness: {http: {port: 8080}, intervalMs: 200}\n";
+    return yaml + "service:\n  capacity: {desired: 2, max: 4}\n";
+  }
+
+  bool reportReady(JobView& view, size_t position, bool ready) {
+    TaskStatusUpdate update;
+    update.taskId = view.tasks.at(position).id;
+    update.seq = ++seqs[update.taskId];
+    update.state = TaskState::kStarted;
+    update.ready = ready;
+    update.ip = "10.64.0." + std::to_string(position + 2);
+    return applyOnly(view, update);
+  }
+};
+
+TEST_F(ReadinessTest, WithoutReadinessCheckAStartedTaskIsReady) {
+  JobView view = makeJob(servedYaml(false));
+  run(view, 0);
+  EXPECT_TRUE(view.tasks[0].ready);
+  EXPECT_EQ(view.tasks[0].readySinceMs, now());
+  EXPECT_FALSE(view.tasks[1].ready);
+  auto endpoints = endpointsOf(view);
+  ASSERT_EQ(endpoints.size(), 1u);
+  EXPECT_EQ(endpoints[0].taskId, view.tasks[0].id);
+  EXPECT_EQ(endpoints[0].ports, std::vector<int64_t>{8080});
+  EXPECT_EQ(endpoints[0].nodeId, "node-1");
+}
+
+TEST_F(ReadinessTest, WithReadinessCheckATaskIsReadyOnlyAfterTheAgentSaysSo) {
+  JobView view = makeJob(servedYaml(true));
+  run(view, 0);
+  EXPECT_FALSE(view.tasks[0].ready);
+  EXPECT_TRUE(endpointsOf(view).empty());
+  clock.advanceMs(500);
+  ASSERT_TRUE(reportReady(view, 0, true));
+  EXPECT_TRUE(view.tasks[0].ready);
+  EXPECT_EQ(view.tasks[0].readySinceMs, now());
+  ASSERT_EQ(endpointsOf(view).size(), 1u);
+  EXPECT_EQ(endpointsOf(view)[0].ip, "10.64.0.2");
+  // Still ready: the time it became ready stays.
+  clock.advanceMs(500);
+  ASSERT_TRUE(reportReady(view, 0, true));
+  EXPECT_EQ(view.tasks[0].readySinceMs, now() - 500);
+  ASSERT_TRUE(reportReady(view, 0, false));
+  EXPECT_FALSE(view.tasks[0].ready);
+  EXPECT_TRUE(endpointsOf(view).empty());
+}
+
+TEST_F(ReadinessTest, AStaleReadinessReportIsIgnored) {
+  JobView view = makeJob(servedYaml(true));
+  run(view, 0);
+  ASSERT_TRUE(reportReady(view, 0, true));
+  TaskStatusUpdate stale;
+  stale.taskId = view.tasks[0].id;
+  stale.seq = seqs[stale.taskId] - 1;
+  stale.state = TaskState::kStarted;
+  stale.ready = false;
+  EXPECT_FALSE(applyOnly(view, stale));
+  EXPECT_TRUE(view.tasks[0].ready);
+}
+
+TEST_F(ReadinessTest, AKillTakesTheTaskOutOfTheEndpointsAtOnce) {
+  JobView view = makeJob(servedYaml(false));
+  run(view, 0);
+  run(view, 1);
+  ASSERT_EQ(endpointsOf(view).size(), 2u);
+  ASSERT_TRUE(
+      change(view, [&](JobEdit& edit) { return killTask(edit, view.tasks[0].id, false, now()); }));
+  EXPECT_FALSE(view.tasks[0].ready);
+  ASSERT_EQ(endpointsOf(view).size(), 1u);
+  EXPECT_EQ(endpointsOf(view)[0].taskId, view.tasks[1].id);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return killJob(edit, now()); }));
+  EXPECT_TRUE(endpointsOf(view).empty());
+}
+
+TEST_F(ReadinessTest, AReadyReportCannotMakeANotStartedTaskReady) {
+  JobView view = makeJob(servedYaml(true));
+  launch(view, 0);
+  TaskStatusUpdate update;
+  update.taskId = view.tasks[0].id;
+  update.seq = ++seqs[update.taskId];
+  update.state = TaskState::kLaunched;
+  update.ready = true;
+  applyOnly(view, update);
+  EXPECT_FALSE(view.tasks[0].ready);
+}
+
+TEST_F(ReadinessTest, ReadyIsKeptInTheStoredAndWireForms) {
+  JobView view = makeJob(servedYaml(false));
+  run(view, 0);
+  auto stored = taskFromStored(toStored(view.tasks[0]), 1);
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_TRUE(stored->ready);
+  EXPECT_EQ(stored->readySinceMs, view.tasks[0].readySinceMs);
+  EXPECT_EQ(toWire(view.tasks[0], view.job.id)["ready"], true);
+}
+
+}  // namespace
+}  // namespace skiff::controlplane

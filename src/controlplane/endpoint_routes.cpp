@@ -1,0 +1,204 @@
+#include "controlplane/endpoint_routes.h"
+
+#include <deque>
+#include <map>
+#include <mutex>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "controlplane/job_logic.h"
+#include "controlplane/records.h"
+
+namespace skiff::controlplane {
+namespace {
+
+using http::RequestContext;
+using http::Response;
+using nlohmann::json;
+
+// The job and its unfinished tasks as the store holds them, folded from a scan and a watch.
+class EndpointState {
+ public:
+  // Applies one stored record; corrupt records are skipped.
+  void apply(const store::KeyValue& kv) {
+    if (kv.key.find("/t/") != std::string::npos) {
+      auto task = taskFromStored(kv.value, kv.modRevision);
+      if (!task) return;
+      if (task->finished()) {
+        tasks_.erase(task->id);
+      } else {
+        tasks_[task->id] = std::move(*task);
+      }
+    } else if (auto job = jobFromStored(kv.value, kv.modRevision)) {
+      job_ = std::move(*job);
+    }
+  }
+
+  bool hasJob() const { return job_.has_value(); }
+
+  std::map<std::string, Endpoint> endpoints() const {
+    std::map<std::string, Endpoint> out;
+    if (!job_) return out;
+    for (const auto& [id, task] : tasks_) {
+      if (auto endpoint = endpointOf(*job_, task)) out.emplace(id, std::move(*endpoint));
+    }
+    return out;
+  }
+
+ private:
+  std::optional<JobRecord> job_;
+  std::map<std::string, TaskRecord> tasks_;
+};
+
+// Records from the store's watch thread, waiting for the connection's coroutine.
+struct RecordQueue {
+  std::mutex mutex;
+  std::deque<store::KeyValue> records;
+  size_t bytes = 0;
+  bool overflowed = false;
+  std::function<void()> notify;
+
+  static constexpr size_t kMaxBytes = 16 << 20;
+
+  void push(const store::KeyValue& kv) {
+    {
+      std::lock_guard lock(mutex);
+      if (overflowed) return;
+      bytes += kv.value.size();
+      if (bytes > kMaxBytes) {
+        overflowed = true;
+        records.clear();
+      } else {
+        records.push_back(kv);
+      }
+    }
+    notify();
+  }
+};
+
+json endpointList(const std::map<std::string, Endpoint>& endpoints) {
+  json items = json::array();
+  for (const auto& [id, endpoint] : endpoints) items.push_back(toWire(endpoint));
+  return items;
+}
+
+asio::awaitable<std::optional<Response>> endpoints(ApiContext& api, RequestContext& context,
+                                                   http::ResponseStream& out) {
+  const std::string& jobId = context.params[0];
+  if (jobId.empty() || jobId.find('/') != std::string::npos) {
+    co_return Response::error(Error(ErrorCode::kNotFound, "job " + jobId + " not found"));
+  }
+  auto watchParam = context.queryValue("watch");
+  bool watch = watchParam && (*watchParam == "true" || *watchParam == "1");
+  if (watchParam && !watch && *watchParam != "false" && *watchParam != "0") {
+    co_return Response::error(Error(ErrorCode::kInvalidArgument, "watch: must be true or false"));
+  }
+
+  EndpointState state;
+  std::string prefix = jobPrefix(jobId);
+  auto revision = api.store.scanPrefix(prefix, [&](const store::KeyValue& kv) { state.apply(kv); });
+  if (!revision) co_return Response::error(revision.error());
+  if (!state.hasJob()) {
+    co_return Response::error(Error(ErrorCode::kNotFound, "job " + jobId + " not found"));
+  }
+  auto current = state.endpoints();
+  if (!watch) {
+    co_return Response::json(
+        200, {{"jobId", jobId}, {"revision", *revision}, {"items", endpointList(current)}});
+  }
+
+  auto executor = co_await asio::this_coro::executor;
+  auto timer = std::make_shared<asio::steady_timer>(executor);
+  auto queue = std::make_shared<RecordQueue>();
+  std::weak_ptr<asio::steady_timer> weakTimer = timer;
+  queue->notify = [executor, weakTimer] {
+    asio::post(executor, [weakTimer] {
+      if (auto t = weakTimer.lock()) t->cancel();
+    });
+  };
+  auto handle =
+      api.store.watch(prefix, *revision + 1, [queue](const std::vector<store::Event>& events) {
+        for (const store::Event& event : events) {
+          if (event.kind == store::Event::Kind::kPut) queue->push(event.kv);
+        }
+      });
+  if (!handle) co_return Response::error(handle.error());
+
+  json snapshot = {{"type", "snapshot"},
+                   {"jobId", jobId},
+                   {"revision", *revision},
+                   {"items", endpointList(current)}};
+  bool sent = co_await out.write(snapshot.dump() + "\n");
+  if (!sent) co_return std::nullopt;
+
+  for (;;) {
+    std::deque<store::KeyValue> records;
+    bool overflowed = false;
+    {
+      std::lock_guard lock(queue->mutex);
+      overflowed = queue->overflowed;
+      records.swap(queue->records);
+      queue->bytes = 0;
+    }
+    if (overflowed) co_return std::nullopt;  // The client lists again and watches anew.
+    if (!records.empty()) {
+      std::string lines;
+      for (const store::KeyValue& kv : records) {
+        state.apply(kv);
+        auto next = state.endpoints();
+        // Removals first, so a client never sees more endpoints than there are.
+        for (const auto& [id, endpoint] : current) {
+          if (!next.contains(id)) {
+            lines +=
+                json{{"type", "removed"}, {"taskId", id}, {"revision", kv.modRevision}}.dump() +
+                "\n";
+          }
+        }
+        for (const auto& [id, endpoint] : next) {
+          if (!current.contains(id)) {
+            lines +=
+                json{
+                    {"type", "added"}, {"endpoint", toWire(endpoint)}, {"revision", kv.modRevision}}
+                    .dump() +
+                "\n";
+          }
+        }
+        current = std::move(next);
+      }
+      if (!lines.empty()) {
+        bool written = co_await out.write(std::move(lines));
+        if (!written) co_return std::nullopt;
+      }
+      continue;
+    }
+    timer->expires_after(std::chrono::seconds(10));
+    boost::system::error_code ec;
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      bool empty = false;
+      {
+        std::lock_guard lock(queue->mutex);
+        empty = queue->records.empty();
+      }
+      if (empty) {
+        bool written = co_await out.write("{\"type\":\"keepalive\"}\n");
+        if (!written) co_return std::nullopt;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void registerEndpointRoutes(http::Router& router, ApiContext& api) {
+  ApiContext* ctx = &api;
+  router.addStream(
+      http::Verb::get, "/v1/jobs/{id}/endpoints", http::Access::kAdmin,
+      [ctx](RequestContext& c, http::ResponseStream& out) { return endpoints(*ctx, c, out); });
+}
+
+}  // namespace skiff::controlplane

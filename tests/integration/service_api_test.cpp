@@ -1,0 +1,156 @@
+// Services against the real skiffd on loopback: readiness reports, the endpoints list and its
+// watch. The test acts as the node agent.
+
+#include <chrono>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "skiffd_process.h"
+
+namespace skiff::testing {
+namespace {
+
+using nlohmann::json;
+
+json servedJob(int desired) {
+  return {{"applicationName", "web"},
+          {"owner", {{"teamEmail", "team@example.com"}}},
+          {"container",
+           {{"image", "busybox:1.36"},
+            {"command", {"httpd", "-f", "-p", "8080"}},
+            {"ports", {8080}},
+            {"readiness", {{"http", {{"port", 8080}, {"path", "/"}}}, {"intervalMs", 200}}},
+            {"resources", {{"cpu", 0.5}, {"memoryMB", 64}}}}},
+          {"service", {{"capacity", {{"desired", desired}, {"max", desired + 2}}}}}};
+}
+
+class ServiceApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(skiffd_.start()) << skiffd_.error();
+    api_ = skiffd_.client();
+    agent_ = skiffd_.client(skiffd_.joinToken());
+    json node = {
+        {"id", "node-a"},
+        {"resources", {{"cpu", 8}, {"memoryMB", 8192}, {"diskMB", 100000}, {"networkMbps", 1000}}},
+        {"attributes", {{"zone", "z1"}}}};
+    auto response = agent_->call("POST", "/v1/nodes", &node);
+    ASSERT_TRUE(response && response->status == 201) << (response ? response->body.dump() : "");
+  }
+
+  json call(std::string_view method, std::string_view target, const json* body = nullptr,
+            long expectStatus = 200) {
+    auto response = api_->call(method, target, body);
+    EXPECT_TRUE(response.has_value()) << (response ? "" : response.error().message());
+    if (!response) return nullptr;
+    EXPECT_EQ(response->status, expectStatus) << method << " " << target << ": " << response->body;
+    return response->body;
+  }
+
+  // The agent reports Started for `taskId`, with a readiness verdict when given.
+  void report(const std::string& taskId, std::optional<bool> ready, const std::string& ip) {
+    json update = {{"taskId", taskId}, {"seq", ++seqs_[taskId]}, {"state", "Started"}, {"ip", ip}};
+    if (ready) update["ready"] = *ready;
+    json body = {{"updates", json::array({update})}};
+    auto response = agent_->call("POST", "/v1/nodes/node-a/taskStatus", &body);
+    ASSERT_TRUE(response && response->status == 200) << (response ? response->body.dump() : "");
+    EXPECT_EQ(response->body["applied"], 1);
+  }
+
+  // The job's task ids once all `count` are placed.
+  std::vector<std::string> placedTasks(const std::string& jobId, size_t count) {
+    for (int i = 0; i < 500; ++i) {
+      json tasks = call("GET", "/v1/tasks?jobId=" + jobId)["items"];
+      std::vector<std::string> ids;
+      for (const json& task : tasks) {
+        if (task["state"] == "Launched") ids.push_back(task["id"]);
+      }
+      if (ids.size() == count) return ids;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "tasks were never placed";
+    return {};
+  }
+
+  SkiffdProcess skiffd_;
+  std::unique_ptr<cli::ApiClient> api_;
+  std::unique_ptr<cli::ApiClient> agent_;
+  std::map<std::string, int64_t> seqs_;
+};
+
+TEST_F(ServiceApiTest, EndpointsListOnlyTasksThatReportedReady) {
+  json job = servedJob(2);
+  std::string id = call("POST", "/v1/jobs", &job, 201)["id"];
+  auto tasks = placedTasks(id, 2);
+  ASSERT_EQ(tasks.size(), 2u);
+  report(tasks[0], std::nullopt, "10.64.0.2");
+  report(tasks[1], false, "10.64.0.3");
+  EXPECT_EQ(call("GET", "/v1/jobs/" + id + "/endpoints")["items"], json::array());
+  EXPECT_EQ(call("GET", "/v1/tasks/" + tasks[0])["ready"], false);
+
+  report(tasks[1], true, "10.64.0.3");
+  json endpoints = call("GET", "/v1/jobs/" + id + "/endpoints");
+  ASSERT_EQ(endpoints["items"].size(), 1u);
+  EXPECT_EQ(endpoints["items"][0]["taskId"], tasks[1]);
+  EXPECT_EQ(endpoints["items"][0]["ip"], "10.64.0.3");
+  EXPECT_EQ(endpoints["items"][0]["ports"], json::array({8080}));
+  EXPECT_EQ(endpoints["items"][0]["nodeId"], "node-a");
+  EXPECT_EQ(call("GET", "/v1/tasks/" + tasks[1])["ready"], true);
+}
+
+TEST_F(ServiceApiTest, EndpointsOfAnUnknownJobAre404AndBadWatchIs400) {
+  call("GET", "/v1/jobs/job-000000000000-00000000/endpoints", nullptr, 404);
+  json job = servedJob(1);
+  std::string id = call("POST", "/v1/jobs", &job, 201)["id"];
+  call("GET", "/v1/jobs/" + id + "/endpoints?watch=maybe", nullptr, 400);
+}
+
+TEST_F(ServiceApiTest, BadReadyValueIsRefused) {
+  json job = servedJob(1);
+  std::string id = call("POST", "/v1/jobs", &job, 201)["id"];
+  auto tasks = placedTasks(id, 1);
+  ASSERT_EQ(tasks.size(), 1u);
+  json body = {
+      {"updates", {{{"taskId", tasks[0]}, {"seq", 1}, {"state", "Started"}, {"ready", "yes"}}}}};
+  auto response = agent_->call("POST", "/v1/nodes/node-a/taskStatus", &body);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 400);
+}
+
+TEST_F(ServiceApiTest, WatchStreamsAdditionsAndRemovalsAfterTheSnapshot) {
+  json job = servedJob(2);
+  std::string id = call("POST", "/v1/jobs", &job, 201)["id"];
+  auto tasks = placedTasks(id, 2);
+  ASSERT_EQ(tasks.size(), 2u);
+  report(tasks[0], true, "10.64.0.2");
+
+  std::vector<json> lines;
+  std::thread driver([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    report(tasks[1], true, "10.64.0.3");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto other = skiffd_.client();
+    other->call("POST", "/v1/tasks/" + tasks[0] + "/kill", nullptr);
+  });
+  auto streamed = api_->stream("/v1/jobs/" + id + "/endpoints?watch=true", [&](std::string_view l) {
+    lines.push_back(json::parse(l));
+    return lines.back()["type"] != "removed";
+  });
+  driver.join();
+  ASSERT_TRUE(streamed) << streamed.error().message();
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0]["type"], "snapshot");
+  ASSERT_EQ(lines[0]["items"].size(), 1u);
+  EXPECT_EQ(lines[0]["items"][0]["taskId"], tasks[0]);
+  EXPECT_EQ(lines[1]["type"], "added");
+  EXPECT_EQ(lines[1]["endpoint"]["taskId"], tasks[1]);
+  EXPECT_EQ(lines[1]["endpoint"]["ip"], "10.64.0.3");
+  EXPECT_EQ(lines[2]["type"], "removed");
+  EXPECT_EQ(lines[2]["taskId"], tasks[0]);
+  EXPECT_GT(lines[2]["revision"].get<int64_t>(), lines[1]["revision"].get<int64_t>());
+}
+
+}  // namespace
+}  // namespace skiff::testing

@@ -572,6 +572,65 @@ int runJobDisable(Session& s) {
   return setEnabled(s, false);
 }
 
+// One row of `job endpoints`: TASK IP PORTS NODE.
+std::vector<std::string> endpointRow(const json& endpoint) {
+  std::string ports;
+  for (const json& port : endpoint.value("ports", json::array())) {
+    if (!ports.empty()) ports += ",";
+    ports += port.dump();
+  }
+  return {endpoint.value("taskId", ""), endpoint.value("ip", ""), ports,
+          endpoint.value("nodeId", "")};
+}
+
+int runJobEndpoints(Session& s) {
+  std::string target = "/v1/jobs/" + urlEncode(s.inv.id) + "/endpoints";
+  if (!s.inv.watch) {
+    auto listing = fetchObject(s, "GET", target);
+    if (!listing) return listing.error();
+    if (s.format() != OutputFormat::kTable) return printObject(s, *listing, "");
+    Table table({"TASK", "IP", "PORTS", "NODE"});
+    for (const json& endpoint : listing->value("items", json::array())) {
+      table.addRow(endpointRow(endpoint));
+    }
+    s.print(table.render());
+    return kExitOk;
+  }
+  auto api = s.api();
+  if (!api) return s.error(api.error());
+  // Table mode prints the snapshot's endpoints, then one line per change: "+ TASK IP PORTS NODE"
+  // or "- TASK"; json and yaml print the stream's objects as they come.
+  auto response = (*api)->stream(target + "?watch=true", [&](std::string_view line) {
+    json event = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (event.is_discarded() || !event.is_object()) return true;
+    std::string type = event.value("type", "");
+    if (type == "keepalive") return true;
+    if (s.format() != OutputFormat::kTable) {
+      s.print(s.format() == OutputFormat::kJson ? event.dump() + "\n"
+                                                : renderValue(event, s.format()) + "---\n");
+      return true;
+    }
+    auto joined = [](const std::vector<std::string>& cells) {
+      std::string text;
+      for (const auto& cell : cells) text += (text.empty() ? "" : " ") + sanitize(cell);
+      return text;
+    };
+    if (type == "snapshot") {
+      for (const json& endpoint : event.value("items", json::array())) {
+        s.print("  " + joined(endpointRow(endpoint)) + "\n");
+      }
+    } else if (type == "added") {
+      s.print("+ " + joined(endpointRow(event.value("endpoint", json::object()))) + "\n");
+    } else if (type == "removed") {
+      s.print("- " + sanitize(event.value("taskId", "")) + "\n");
+    }
+    return true;
+  });
+  if (!response) return s.error(response.error());
+  if (!response->ok()) return s.serverError(*response);
+  return kExitOk;
+}
+
 int runTaskList(Session& s) {
   auto listing =
       fetchList(s, "/v1/tasks",
@@ -983,6 +1042,13 @@ const std::vector<Verb>& verbs() {
        "Stop a service job from replacing or adding tasks",
        [](Declarer& d) { d.id("Job id"); },
        runJobDisable},
+      {{"job", "endpoints"},
+       "List a service's ready tasks (address and ports); --watch streams changes",
+       [](Declarer& d) {
+         d.id("Job id");
+         d.app.add_flag("--watch", d.inv.watch, "Keep printing additions (+) and removals (-)");
+       },
+       runJobEndpoints},
       {{"task", "ls"},
        "List tasks",
        [](Declarer& d) {

@@ -80,7 +80,7 @@ TEST_F(BashCompletionTest, TopLevelCommands) {
 TEST_F(BashCompletionTest, GroupCommandsAfterGlobalOptions) {
   EXPECT_THAT(complete({"skiff", "--addr", "h:1", "-o", "json", "job", ""}),
               UnorderedElementsAre("run", "validate", "ls", "get", "wait", "kill", "scale",
-                                   "enable", "disable"));
+                                   "enable", "disable", "endpoints"));
   EXPECT_THAT(complete({"skiff", "node", ""}), UnorderedElementsAre("ls", "get", "label", "drain"));
 }
 

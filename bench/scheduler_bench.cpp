@@ -9,12 +9,15 @@
 //
 // The workload is handed to `Scheduler::schedule` in iterations of at most `--batch` tasks (as
 // the job manager does) until everything is placed or an iteration places nothing. Reports
-// placements per second (time inside `schedule` only), nodes used, and the packing lower bound
-// max(ceil(sum cpu / node cpu), ceil(sum memory / node memory)).
+// placements per second (time inside `schedule` only), nodes used, and a packing lower bound: the
+// most of ceil(total demand / node capacity) over cpu, memory, disk and network, and of what the
+// constraints force (the largest uniqueHost job; the demand pinned to a zone, machine type or
+// rack range over those nodes' capacity, and summed over the disjoint zones).
 //
 // Output: one JSON object on stdout.
 //
 // Usage: scheduler_bench [--nodes 10000] [--fill 0.85] [--batch 20000] [--services 0] [--seed 1]
+//                        [--complement 1] [--largest-first 0] [--scored 8] [--constraints 1]
 
 #include <chrono>
 #include <cmath>
@@ -22,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -65,6 +69,8 @@ Options parse(int argc, char** argv) {
       options.config.goodEnoughFitness = std::stod(value);
     else if (flag == "--largest-first")
       options.config.largestFirst = value == "1";
+    else if (flag == "--complement")
+      options.config.complementOrder = value == "1";
     else if (flag == "--imbalance")
       options.config.imbalanceWeight = std::stod(value);
     else if (flag == "--constraints")
@@ -108,6 +114,11 @@ int main(int argc, char** argv) {
   double cpuWanted = options.fill * nodeCapacity.cpu * options.nodes;
   double cpuTotal = 0;
   double memoryTotal = 0;
+  Resources total{0, 0, 0, 0, 0};
+  // Demand only some nodes may take, for the lower bound: per zone (availabilityZone), per
+  // machine type, and racks below 30; and the most tasks of one uniqueHost job.
+  std::map<std::string, Resources> pinned;
+  int64_t uniqueHostTasks = 0;
   int64_t tasks = 0;
   std::uniform_real_distribution<double> unit(0, 1);
   while (cpuTotal < cpuWanted) {
@@ -135,12 +146,24 @@ int main(int argc, char** argv) {
       job->service = true;
     }
     std::vector<std::string> ids;
+    std::string pin;
+    if (auto it = job->hardConstraints.find("availabilityZone"); it != job->hardConstraints.end())
+      pin = "zone " + it->second;
+    if (auto it = job->hardConstraints.find("machineType"); it != job->hardConstraints.end())
+      pin = "machineType " + it->second;
+    if (job->hardConstraints.contains("attribute.rack")) pin = "rack<30";
     for (int t = 0; t < size && cpuTotal < cpuWanted; ++t) {
       ids.push_back(job->id + "-" + std::to_string(t) + "-0");
       cpuTotal += job->resources.cpu;
       memoryTotal += static_cast<double>(job->resources.memoryMB);
+      addResources(total, job->resources);
+      if (!pin.empty())
+        addResources(pinned.try_emplace(pin, Resources{0, 0, 0, 0, 0}).first->second,
+                     job->resources);
       ++tasks;
     }
+    if (job->hardConstraints.contains("uniqueHost"))
+      uniqueHostTasks = std::max<int64_t>(uniqueHostTasks, static_cast<int64_t>(ids.size()));
     jobs.push_back(std::move(job));
     taskIds.push_back(std::move(ids));
   }
@@ -168,6 +191,16 @@ int main(int argc, char** argv) {
       pending.push_back(std::move(p));
     }
     if (pending.empty()) break;
+    if (std::getenv("SCHED_BENCH_DUMP")) {
+      double c = 0, m = 0;
+      for (const PendingJob& p : pending) {
+        c += p.job->resources.cpu / nodeCapacity.cpu * static_cast<double>(p.taskIds.size());
+        m += static_cast<double>(p.job->resources.memoryMB) /
+             static_cast<double>(nodeCapacity.memoryMB) * static_cast<double>(p.taskIds.size());
+      }
+      std::fprintf(stderr, "iteration %lld: %zu jobs, %.1f node-cpus, %.1f node-memories\n",
+                   static_cast<long long>(iterations), pending.size(), c, m);
+    }
     auto start = std::chrono::steady_clock::now();
     IterationResult result = scheduler->schedule(pending);
     double elapsed =
@@ -209,9 +242,30 @@ int main(int argc, char** argv) {
     cpuShare += used->cpu / nodeCapacity.cpu;
     memoryShare += static_cast<double>(used->memoryMB) / static_cast<double>(nodeCapacity.memoryMB);
   }
-  int64_t lowerBound = static_cast<int64_t>(
-      std::max(std::ceil(cpuTotal / nodeCapacity.cpu),
-               std::ceil(memoryTotal / static_cast<double>(nodeCapacity.memoryMB))));
+  // A lower bound on the nodes any placement needs (see docs/benchmarks.md, "Scheduler"): the
+  // most of (a) per dimension, ceil(demand / node capacity); (b) the largest uniqueHost job
+  // (one node per task); (c) per node subset a constraint pins jobs to, the nodes the pinned
+  // demand needs there; (d) the sum of (c) over the three zones (disjoint node sets).
+  auto nodesFor = [&](const Resources& demand) {
+    auto need = [](double amount, double capacity) {
+      return capacity > 0 ? static_cast<int64_t>(std::ceil(amount / capacity - 1e-9)) : 0;
+    };
+    return std::max(
+        {need(demand.cpu, nodeCapacity.cpu),
+         need(static_cast<double>(demand.memoryMB), static_cast<double>(nodeCapacity.memoryMB)),
+         need(static_cast<double>(demand.diskMB), static_cast<double>(nodeCapacity.diskMB)),
+         need(static_cast<double>(demand.networkMbps),
+              static_cast<double>(nodeCapacity.networkMbps))});
+  };
+  int64_t resourceBound = nodesFor(total);
+  int64_t constraintBound = uniqueHostTasks;
+  int64_t zonesBound = 0;
+  for (const auto& [subset, demand] : pinned) {
+    constraintBound = std::max(constraintBound, nodesFor(demand));
+    if (subset.starts_with("zone ")) zonesBound += nodesFor(demand);
+  }
+  constraintBound = std::max(constraintBound, zonesBound);
+  int64_t lowerBound = std::max(resourceBound, constraintBound);
   std::sort(iterationMs.begin(), iterationMs.end());
   nlohmann::json out = {
       {"nodes", options.nodes},
@@ -227,6 +281,8 @@ int main(int argc, char** argv) {
       {"iterationMsMax", iterationMs.empty() ? 0 : iterationMs.back()},
       {"nodesUsed", nodesUsed},
       {"lowerBound", lowerBound},
+      {"resourceBound", resourceBound},
+      {"constraintBound", constraintBound},
       {"packingRatio",
        lowerBound > 0 ? static_cast<double>(nodesUsed) / static_cast<double>(lowerBound) : 0},
       {"usedNodeCpuShare", nodesUsed > 0 ? cpuShare / static_cast<double>(nodesUsed) : 0},

@@ -35,6 +35,19 @@ class BinPackingFitness final : public FitnessPolicy {
   double imbalanceWeight_;
 };
 
+// How well a task's shape complements the room left on a node: the cosine between the task's
+// (cpu, memory) vector and the node's free (cpu, memory) vector, both as shares of the node's
+// capacity (nominated room counts as taken). A node whose cores are nearly gone but whose memory
+// is free scores memory-heavy tasks high and cpu-heavy tasks low, so that the node fills evenly
+// in both (the alignment rule of vector bin packing, as in Tetris, Grandl et al. SIGCOMM 2014).
+// 0 when the task does not fit the node's free cpu or memory.
+class ComplementFitness final : public FitnessPolicy {
+ public:
+  std::string_view name() const override { return "complement"; }
+  double score(const JobState& job, uint32_t node, const NodeState& state,
+               const ClusterView& cluster) const override;
+};
+
 // For critical-tier services: half the free share of cpu and memory, half how few of the job's
 // tasks are already on the node, so one node's loss takes few replicas.
 class SpreadingFitness final : public FitnessPolicy {

@@ -276,34 +276,8 @@ class SchedulerImpl final : public Scheduler {
       std::stable_sort(order.begin() + static_cast<ptrdiff_t>(criticalCount), order.end(), larger);
     }
 
-    for (const PendingJob* pendingJob : order) {
-      JobState& job = jobOf(*pendingJob->job);
-      job.cursor = 0;
-      job.classCursor = &classCursors_[job.classKey];
-      touched_.push_back(&job);
-      if (job.shape.gang) {
-        placeGang(job, pendingJob->taskIds, result);
-        continue;
-      }
-      bool exhausted = false;  // No node fits this job's tasks this iteration.
-      bool noVictims = false;  // Preemption found no node either.
-      for (const std::string& taskId : pendingJob->taskIds) {
-        if (taskIndex_.contains(taskId)) continue;
-        int64_t node = exhausted && !nominations_.contains(taskId)
-                           ? -1
-                           : findNode(job, taskId, result.nodesEvaluated);
-        if (node >= 0) {
-          record(job, static_cast<uint32_t>(node), taskId);
-          result.assignments.push_back({job.shape.id, taskId, nodes_[node].spec.id});
-          continue;
-        }
-        exhausted = true;
-        result.unplaced++;
-        if (!noVictims && withinReservationOf(job)) {
-          noVictims = !preempt(job, taskId, result);
-        }
-      }
-    }
+    placeTier(order.begin(), order.begin() + static_cast<ptrdiff_t>(criticalCount), result);
+    placeTier(order.begin() + static_cast<ptrdiff_t>(criticalCount), order.end(), result);
     return result;
   }
 
@@ -633,6 +607,165 @@ class SchedulerImpl final : public Scheduler {
     return reasons;
   }
 
+  using OrderIt = std::vector<const PendingJob*>::const_iterator;
+
+  // One tier of an iteration: gang jobs and spreading services job by job, then the other jobs
+  // interleaved by shape (`SchedulerConfig::complementOrder`) or job by job.
+  void placeTier(OrderIt begin, OrderIt end, IterationResult& result) {
+    std::vector<std::pair<JobState*, const std::vector<std::string>*>> interleaved;
+    for (OrderIt it = begin; it != end; ++it) {
+      const PendingJob* pendingJob = *it;
+      JobState& job = jobOf(*pendingJob->job);
+      job.cursor = 0;
+      job.classCursor = &classCursors_[job.classKey];
+      touched_.push_back(&job);
+      if (job.shape.gang) {
+        placeGang(job, pendingJob->taskIds, result);
+      } else if (job.spreading || !config_.complementOrder) {
+        placeTasks(job, pendingJob->taskIds, 0, result);
+      } else {
+        interleaved.emplace_back(&job, &pendingJob->taskIds);
+      }
+    }
+    if (!interleaved.empty()) placeInterleaved(interleaved, result);
+  }
+
+  // Places `taskIds[from..]` of `job` in order. After the first task that finds no node, the
+  // rest only try their nominated nodes, and preemption is tried until it finds no victims.
+  void placeTasks(JobState& job, const std::vector<std::string>& taskIds, size_t from,
+                  IterationResult& result) {
+    bool exhausted = false;  // No node fits this job's tasks this iteration.
+    bool noVictims = false;  // Preemption found no node either.
+    for (size_t i = from; i < taskIds.size(); ++i) {
+      const std::string& taskId = taskIds[i];
+      if (taskIndex_.contains(taskId)) continue;
+      int64_t node = exhausted && !nominations_.contains(taskId)
+                         ? -1
+                         : findNode(job, taskId, result.nodesEvaluated);
+      if (node >= 0) {
+        record(job, static_cast<uint32_t>(node), taskId);
+        result.assignments.push_back({job.shape.id, taskId, nodes_[node].spec.id});
+        continue;
+      }
+      exhausted = true;
+      result.unplaced++;
+      if (!noVictims && withinReservationOf(job)) {
+        noVictims = !preempt(job, taskId, result);
+      }
+    }
+  }
+
+  // The jobs' tasks, interleaved: jobs with the same request form a shape; each step takes the
+  // next task of a job of the shape that best complements the node that took the previous task
+  // (the first job in queue order, among the first few, whose constraints accept that node). A
+  // job whose task finds no node leaves the rotation and its other tasks go through
+  // `placeTasks` (nominations, preemption).
+  void placeInterleaved(
+      const std::vector<std::pair<JobState*, const std::vector<std::string>*>>& jobs,
+      IterationResult& result) {
+    struct Member {
+      JobState* job;
+      const std::vector<std::string>* taskIds;
+      size_t next = 0;
+      bool done = false;
+    };
+    struct Shape {
+      Resources request;
+      std::vector<Member> members;
+      size_t head = 0;  // Members before `head` are done.
+    };
+    constexpr size_t kMembersTried = 8;
+    std::vector<Shape> shapes;
+    std::unordered_map<std::string, size_t> shapeIndex;
+    for (const auto& [job, taskIds] : jobs) {
+      auto [it, inserted] =
+          shapeIndex.try_emplace(resourceKey(job->shape.resources), shapes.size());
+      if (inserted) shapes.push_back({job->shape.resources, {}, 0});
+      shapes[it->second].members.push_back({job, taskIds, 0, false});
+    }
+    int64_t last = -1;  // The node that took the previous task.
+    // The largest shape first when the last node has no room for any (first-fit decreasing),
+    // measured in shares of the last node (or the first node).
+    auto size = [&](const Resources& r) {
+      if (nodes_.empty()) return 0.0;
+      const Resources& capacity = nodes_[last >= 0 ? static_cast<size_t>(last) : 0].spec.capacity;
+      return (capacity.cpu > 0 ? r.cpu / capacity.cpu : 0) +
+             (capacity.memoryMB > 0
+                  ? static_cast<double>(r.memoryMB) / static_cast<double>(capacity.memoryMB)
+                  : 0);
+    };
+    // Shapes with tasks left, in order of first appearance; each step looks at the first
+    // `kShapesTried` of them so that a batch of many distinct shapes stays linear.
+    constexpr size_t kShapesTried = 32;
+    std::vector<size_t> live(shapes.size());
+    std::iota(live.begin(), live.end(), size_t{0});
+    while (!live.empty()) {
+      Shape* chosen = nullptr;
+      Member* chosenMember = nullptr;
+      double best = -1;
+      for (size_t l = 0; l < live.size() && l < kShapesTried; ++l) {
+        Shape& shape = shapes[live[l]];
+        Member* member = &shape.members[shape.head];
+        double score = 0;
+        if (last >= 0) {
+          const auto node = static_cast<uint32_t>(last);
+          // Shapes that fit the last node, with a job whose constraints accept it, come first.
+          if (resourceReason(nodes_[node], shape.request, nullptr) == Reason::kOk) {
+            Member* accepting = nullptr;
+            for (size_t i = shape.head, tried = 0;
+                 i < shape.members.size() && tried < kMembersTried; ++i) {
+              Member& candidate = shape.members[i];
+              if (candidate.done) continue;
+              ++tried;
+              if (check(*candidate.job, node, view_, nullptr).ok()) {
+                accepting = &candidate;
+                break;
+              }
+            }
+            if (accepting != nullptr) {
+              member = accepting;
+              score = complement_.score(*member->job, node, nodes_[node], view_);
+            }
+          }
+        }
+        // Among shapes that do not fit the last node, the largest.
+        score = score > 0 ? 2 + score : 1 / (1 + 1 / std::max(size(shape.request), 1e-9));
+        if (score > best) {
+          best = score;
+          chosen = &shape;
+          chosenMember = member;
+        }
+      }
+      Member& member = *chosenMember;
+      const std::vector<std::string>& ids = *member.taskIds;
+      while (member.next < ids.size() && taskIndex_.contains(ids[member.next])) ++member.next;
+      bool done = member.next >= ids.size();
+      if (!done) {
+        const std::string& taskId = ids[member.next];
+        int64_t node = findNode(*member.job, taskId, result.nodesEvaluated);
+        if (node >= 0) {
+          record(*member.job, static_cast<uint32_t>(node), taskId);
+          result.assignments.push_back({member.job->shape.id, taskId, nodes_[node].spec.id});
+          last = node;
+          done = ++member.next >= ids.size();
+        } else {
+          placeTasks(*member.job, ids, member.next, result);
+          done = true;
+        }
+      }
+      if (done) {
+        member.done = true;
+        while (chosen->head < chosen->members.size() && chosen->members[chosen->head].done) {
+          ++chosen->head;
+        }
+        if (chosen->head >= chosen->members.size()) {
+          auto index = static_cast<size_t>(chosen - shapes.data());
+          live.erase(std::find(live.begin(), live.end(), index));
+        }
+      }
+    }
+  }
+
   // The best node for one task of `job`, or -1. Starts after the nodes that earlier tasks of the
   // same class or job already ruled out in this iteration.
   int64_t findNode(JobState& job, const std::string& taskId, int64_t& evaluated) {
@@ -808,6 +941,7 @@ class SchedulerImpl final : public Scheduler {
   SchedulerConfig config_;
   WeightedFitness packing_;
   WeightedFitness spreading_;
+  ComplementFitness complement_;
   std::vector<NodeState> nodes_;
   std::unordered_map<std::string, uint32_t> nodeIndex_;
   std::unordered_map<std::string, int> zones_;

@@ -112,6 +112,14 @@ struct SchedulerConfig {
   // Within a tier, an iteration tries jobs with larger tasks first (first-fit decreasing);
   // off: queue order.
   bool largestFirst = false;
+  // Within a tier, an iteration interleaves the tasks of non-gang packing jobs: the next task
+  // comes from the job whose task shape best complements the room left on the node that took the
+  // last task (`ComplementFitness`), or, when no shape fits there, from the job with the largest
+  // tasks; the node is still chosen by the usual search. Cpu-heavy and memory-heavy tasks then
+  // share nodes instead of one exhausting a node's cores and the other its memory. Off: job by
+  // job in queue order (gang jobs and spreading services always go job by job, before the
+  // interleaved ones of their tier).
+  bool complementOrder = true;
   // A preemptor's claim on the room its evictions free lapses after this long.
   int64_t nominationTimeoutMs = 120'000;
 };

@@ -64,6 +64,36 @@ TEST_F(SchedulerTest, BinPackingFillsOneNodeBeforeTheNext) {
   EXPECT_EQ(counts["n2"], 2);
 }
 
+// Queue order: 4 cpu-heavy tasks, 4 memory-heavy tasks, then one balanced task, on two nodes
+// that hold exactly (8 cores, 8 GiB) of which the work asks for (6.5 cores, 6.5 GiB).
+IterationResult runCpuMemoryMix(Scheduler& scheduler, const JobShape& cpu, const JobShape& memory,
+                                const JobShape& balanced) {
+  for (const char* id : {"n1", "n2"})
+    scheduler.upsertNode(node(id, {}, {4, 4096, 100000, 1000, 0}));
+  return scheduler.schedule(
+      {{&cpu, taskIds("cpu", 4)}, {&memory, taskIds("mem", 4)}, {&balanced, taskIds("bal", 1)}});
+}
+
+TEST_F(SchedulerTest, CpuHeavyAndMemoryHeavyTasksShareNodes) {
+  JobShape cpu = job("cpu", {1, 256, 16, 1, 0});
+  JobShape memory = job("mem", {0.25, 1024, 16, 1, 0});
+  JobShape balanced = job("bal", {1.5, 1536, 16, 1, 0});
+  auto result = runCpuMemoryMix(*scheduler_, cpu, memory, balanced);
+  EXPECT_EQ(result.assignments.size(), 9u);
+  EXPECT_EQ(result.unplaced, 0);
+  auto counts = perNode(result);
+  EXPECT_EQ(counts.size(), 2u);
+
+  // Job by job, the cpu-heavy tasks take all of n1's cores and the memory-heavy ones all of n2's
+  // memory: the balanced task finds no node although a third of the room is free.
+  SchedulerConfig config;
+  config.complementOrder = false;
+  auto jobByJob = makeScheduler(clock_, config);
+  result = runCpuMemoryMix(*jobByJob, cpu, memory, balanced);
+  EXPECT_EQ(result.assignments.size(), 8u);
+  EXPECT_EQ(result.unplaced, 1);
+}
+
 TEST_F(SchedulerTest, CriticalServicesSpreadOverNodes) {
   for (const char* id : {"n1", "n2", "n3"}) scheduler_->upsertNode(node(id));
   JobShape shape = job("svc");

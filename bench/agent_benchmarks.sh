@@ -32,6 +32,7 @@ HOLD_JOBS=${HOLD_JOBS:-100}
 PODMAN=${PODMAN:-1}
 SLURM=${SLURM:-1}
 NODISK=${NODISK:-1}   # also measure start latency with --no-disk-limits
+NETWORK=${NETWORK:-1} # 0: skiff-agent --no-network (loopback-only containers)
 RUNTIME=${RUNTIME:-}  # --runtime of skiff-agent; empty: the agent's own choice (crun when usable)
 SKIP_BUILD=${SKIP_BUILD:-0}
 # CPU/memory requests. The CPU quota already applies while runc sets the container up (runc init
@@ -207,7 +208,7 @@ TOKEN=$WORK/skiffd/admin.token
 start_agent() {  # extra agent flags...
   "$AGENT" --server "$URL" --join-token-file "$WORK/skiffd/join.token" --node-id agentbench \
     --state-dir "$WORK/agent" --cpu 64 --memory-mb 65536 --disk-mb 4000000 --network-mbps 1000000 \
-    ${RUNTIME:+--runtime "$RUNTIME"} --monitor "$MONITOR" --init "$INIT" --cgroup-parent "$CGROUP_PARENT" \
+    ${RUNTIME:+--runtime "$RUNTIME"} $([[ $NETWORK == 0 ]] && echo --no-network) --monitor "$MONITOR" --init "$INIT" --cgroup-parent "$CGROUP_PARENT" \
     --insecure-registry "$REGISTRY" "$@" 2>>"$WORK/agent.log" &
   AGENT_PID=$!
   for _ in $(seq 1 100); do

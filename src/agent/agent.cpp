@@ -620,6 +620,7 @@ struct Agent::Impl {
     }
 
     std::string address;
+    lap("specMs");
     if (network) {
       auto attached = network->attach(task.taskId, container.securityProfile.securityGroups,
                                       container.resources.networkMbps);
@@ -633,6 +634,7 @@ struct Agent::Impl {
       for (const auto& file : attached->files) {
         cc.bundle.fileBinds.push_back({file.source, file.destination});
       }
+      lap("networkMs");
       if (auto served = serveMetadata(task, assignment, address, attached->netnsPath,
                                       pulled->pinnedReference);
           !served) {
@@ -641,8 +643,8 @@ struct Agent::Impl {
     }
 
     if (killRequested(task)) return failStart("killed", "killed before it started");
+    lap("metadataMs");
     setPhase(task, Phase::kLaunching);
-    lap("specMs");
     if (auto started = supervisor->start(cc); !started) {
       log::warn("container start failed",
                 {{"taskId", task.taskId}, {"error", started.error().message()}});

@@ -68,6 +68,10 @@ int main(int argc, char** argv) {
   app.add_option("--poll-wait-ms", pollWaitMs, "waitMs of the assignments long poll");
   app.add_option("--stop-grace-sec", stopGraceSec, "Seconds between SIGTERM and SIGKILL");
   app.add_flag("--no-disk-limits", noDiskLimits, "Do not give containers a size-limited layer");
+  bool noNetwork = false;
+  app.add_flag("--no-network", noNetwork,
+               "Containers get a network namespace with loopback only: no address, security "
+               "groups, shaping or metadata proxy");
   bool keepHybridCgroups = false;
   app.add_flag("--keep-hybrid-cgroups", keepHybridCgroups,
                "On a hybrid cgroup host, do not mount hugetlb as a v1 hierarchy (crun then "
@@ -84,6 +88,7 @@ int main(int argc, char** argv) {
   skiff::log::init("agent", skiff::log::parseLevel(logLevel, skiff::log::Level::kInfo));
   options.imageDiskBudgetBytes = imageBudgetMb << 20;
   options.mountHugetlbForCrun = !keepHybridCgroups;
+  options.networking = !noNetwork;
 
   if (cpuOpt->count() > 0) overrides.cpu = cpu;
   if (memOpt->count() > 0) overrides.memoryMB = memoryMB;

@@ -14,6 +14,8 @@ packages=(
   docker-registry skopeo umoci busybox-static zstd
   # Node agent containers: OCI runtimes and the container init.
   runc crun tini e2fsprogs libseccomp-dev
+  # Container networking: netlink (links, routes, tc), nftables (security groups), namespaces.
+  libnl-3-dev libnl-route-3-dev libmnl-dev libnftables-dev nftables iproute2 util-linux iperf3
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev procps clang-format jq
 )

@@ -21,7 +21,7 @@
 #include "api/constraint.h"
 #include "api/network.h"
 #include "controlplane/capacity_groups.h"
-#include "controlplane/endpoint_routes.h"
+#include "controlplane/service_routes.h"
 
 namespace skiff::controlplane {
 namespace {
@@ -816,7 +816,7 @@ void registerRoutes(http::Router& router, ApiContext& api) {
              [ctx](RequestContext& c) { return taskStatus(*ctx, c); });
 
   registerNetworkRoutes(router, ctx);
-  registerEndpointRoutes(router, api);
+  registerServiceRoutes(router, api);
 
   router.addStream(
       Verb::get, "/v1/tasks/{id}/logs", Access::kAdmin,

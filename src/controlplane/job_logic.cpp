@@ -2,7 +2,12 @@
 
 #include <algorithm>
 
+#include "controlplane/service_logic.h"
+
 namespace skiff::controlplane {
+
+using nlohmann::json;
+
 namespace {
 
 using api::TaskReason;
@@ -75,6 +80,7 @@ TaskRecord nextAttempt(const JobRecord& job, const TaskRecord& previous, int64_t
   } else {
     delayMs = retryPolicyOf(job).delayBeforeRetryMs(previous.userRetries() + 1);
   }
+  next.specRevision = job.specRevision;
   next.id = taskId(job.id, next.index, next.resubmitNumber);
   next.resubmitOf = previous.id;
   setState(next, TaskState::kAccepted, nowMs);
@@ -91,6 +97,131 @@ bool batchSlotWantsRetry(const JobRecord& job, const TaskRecord& task) {
   if (!api::isRetryable(reason, batch.retryOnRuntimeLimit)) return false;
   if (api::isSystemError(reason) || reason == TaskReason::kEvicted) return true;
   return task.userRetries() < batch.retryPolicy.retries;
+}
+
+void noteDeadline(int64_t& next, int64_t deadline);
+
+SpecRevision* mutableRevision(JobEdit& edit, int64_t number) {
+  for (SpecRevision& revision : edit.mutableJob().revisions) {
+    if (revision.number == number) return &revision;
+  }
+  return nullptr;
+}
+
+// Each revision keeps the pinned image its tasks ran, from the first task that reported one.
+void recordPinnedImages(JobEdit& edit) {
+  for (size_t i = 0; i < edit.taskCount(); ++i) {
+    const TaskRecord& task = edit.task(i);
+    if (task.image.empty()) continue;
+    const SpecRevision* revision = edit.job().findRevision(task.specRevision);
+    if (revision != nullptr && revision->image.empty()) {
+      mutableRevision(edit, task.specRevision)->image = task.image;
+    }
+  }
+}
+
+// Points the job at revision `number`: new tasks run its container.
+void retarget(JobEdit& edit, int64_t number) {
+  JobRecord& job = edit.mutableJob();
+  job.specRevision = number;
+  job.descriptor.container = job.findRevision(number)->container;
+}
+
+// A task of the rollout's target that ended before it was healthy (ready for minHealthyMs):
+// failed, exited or failed its liveness check, not stopped by Skiff or lost to the platform.
+bool failedBeforeHealthy(const TaskRecord& task, int64_t minHealthyMs) {
+  TaskReason reason = decidingReason(task);
+  if (reason == TaskReason::kKilled || reason == TaskReason::kScaledDown ||
+      reason == TaskReason::kEvicted || api::isSystemError(reason)) {
+    return false;
+  }
+  int64_t finishedAt = task.stateTimeMs(TaskState::kFinished);
+  return task.readySinceMs == 0 || finishedAt - task.readySinceMs < minHealthyMs;
+}
+
+// One rollout step. Returns true when the rollout changed target (a rollback) and should be
+// looked at again at once.
+bool rolloutPass(JobEdit& edit, int64_t nowMs, int64_t& nextDeadline) {
+  const JobRecord& job = edit.job();
+  const api::RolloutStrategy& strategy = job.descriptor.service->rollout;
+  RolloutInput input;
+  input.desired = job.capacity.desired;
+  input.targetRevision = job.specRevision;
+  input.strategy = strategy;
+  input.promoted = job.rollout.promoted;
+  std::string failure;
+  for (size_t i = 0; i < edit.taskCount(); ++i) {
+    const TaskRecord& task = edit.task(i);
+    if (!task.finished()) {
+      input.tasks.push_back(
+          {task.id, task.specRevision, task.ready, task.readySinceMs,
+           task.state == TaskState::kKillInitiated || task.killReason != TaskReason::kNone});
+    } else if (task.specRevision == input.targetRevision && !job.rollout.rollingBack &&
+               task.stateTimeMs(TaskState::kAccepted) >= job.rollout.startedAtMs &&
+               failedBeforeHealthy(task, strategy.minHealthyMs)) {
+      input.newTaskFailed = true;
+      failure = "task " + task.id + " ended before it was healthy (" +
+                std::string(api::taskReasonName(task.reason)) + ": " + task.message + ")";
+    }
+  }
+  RolloutStep step = nextRolloutStep(input, nowMs);
+  int64_t target = input.targetRevision;
+  switch (step.outcome) {
+    case RolloutStep::Outcome::kRollBack: {
+      int64_t from = job.rollout.fromRevision;
+      if (job.findRevision(from) == nullptr) return false;
+      SpecRevision* failed = mutableRevision(edit, target);
+      failed->outcome = "rolledBack";
+      failed->message = failure;
+      mutableRevision(edit, from)->outcome = "rolling";
+      retarget(edit, from);
+      RolloutState& rollout = edit.mutableJob().rollout;
+      rollout.fromRevision = target;
+      rollout.rollingBack = true;
+      rollout.promoted = true;
+      rollout.startedAtMs = nowMs;
+      rollout.message = "rolling back to revision " + std::to_string(from) + ": " + failure;
+      return true;
+    }
+    case RolloutStep::Outcome::kDone: {
+      JobRecord& mutableJob = edit.mutableJob();
+      for (SpecRevision& revision : mutableJob.revisions) {
+        if (revision.number == target) {
+          revision.outcome = "current";
+        } else if (revision.outcome == "current" || revision.outcome == "rolling" ||
+                   revision.outcome == "paused") {
+          revision.outcome = "superseded";
+        }
+      }
+      mutableJob.rollout = RolloutState{};
+      return false;
+    }
+    case RolloutStep::Outcome::kPaused:
+      if (job.findRevision(target)->outcome != "paused" || job.rollout.message != step.reason) {
+        mutableRevision(edit, target)->outcome = "paused";
+        edit.mutableJob().rollout.message = step.reason;
+      }
+      return false;
+    case RolloutStep::Outcome::kProgressing:
+      break;
+  }
+  if (job.rollout.message != step.reason) edit.mutableJob().rollout.message = step.reason;
+  for (const std::string& id : step.stopOld) {
+    if (auto position = edit.findTaskId(id)) {
+      beginKill(edit.mutableTask(*position), TaskReason::kScaledDown, nowMs);
+    }
+  }
+  for (int64_t k = 0; k < step.startNew; ++k) {
+    TaskRecord task;
+    task.specRevision = target;
+    task.index = edit.job().nextIndex;
+    task.id = taskId(edit.job().id, task.index, 0);
+    setState(task, TaskState::kAccepted, nowMs);
+    edit.mutableJob().nextIndex++;
+    edit.appendTask(std::move(task));
+  }
+  if (step.nextCheckMs != 0) noteDeadline(nextDeadline, step.nextCheckMs);
+  return false;
 }
 
 void noteDeadline(int64_t& next, int64_t deadline) {
@@ -226,6 +357,7 @@ JobView newJob(std::string id, api::JobDescriptor descriptor, std::string idempo
   } else {
     view.job.capacity = descriptor.service->capacity;
     view.job.enabled = descriptor.service->enabled;
+    view.job.revisions.push_back({1, descriptor.container, nowMs, "current", "", ""});
     count = view.job.capacity.desired;
   }
   view.job.descriptor = std::move(descriptor);
@@ -367,6 +499,119 @@ Status setEnabled(JobEdit& edit, bool enabled) {
   }
   if (edit.job().enabled != enabled) edit.mutableJob().enabled = enabled;
   return {};
+}
+
+Status updateContainer(JobEdit& edit, const api::Container& container, int64_t nowMs) {
+  const JobRecord& job = edit.job();
+  if (job.descriptor.isBatch()) {
+    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " is a batch job");
+  }
+  if (job.state != api::JobState::kAccepted) {
+    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " is being killed or finished");
+  }
+  api::JobDescriptor current;
+  current.container = job.descriptor.container;
+  api::JobDescriptor next;
+  next.container = container;
+  json currentJson = api::toJson(current)["container"];
+  json nextJson = api::toJson(next)["container"];
+  for (const char* fixed : {"resources", "securityProfile", "hardConstraints", "softConstraints"}) {
+    if (currentJson[fixed] != nextJson[fixed]) {
+      return fail(ErrorCode::kFailedPrecondition,
+                  std::string("container.") + fixed +
+                      " cannot change in an update (placement is per job): submit a new job");
+    }
+  }
+  if (currentJson == nextJson) return {};
+  int64_t number = 0;
+  for (const SpecRevision& revision : job.revisions) number = std::max(number, revision.number);
+  ++number;
+  JobRecord& mutableJob = edit.mutableJob();
+  int64_t from = mutableJob.rollout.active ? mutableJob.rollout.fromRevision : job.specRevision;
+  if (mutableJob.rollout.active) {
+    mutableRevision(edit, job.specRevision)->outcome = "abandoned";
+  }
+  mutableJob.revisions.push_back({number, container, nowMs, "rolling", "", ""});
+  retarget(edit, number);
+  mutableJob.rollout = RolloutState{true, from, false, false, nowMs, "started"};
+  return {};
+}
+
+Status promoteRollout(JobEdit& edit) {
+  const JobRecord& job = edit.job();
+  if (!job.rollout.active || job.rollout.promoted ||
+      job.descriptor.service->rollout.canaryTasks == 0) {
+    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " has no canary to promote");
+  }
+  edit.mutableJob().rollout.promoted = true;
+  if (SpecRevision* revision = mutableRevision(edit, job.specRevision)) {
+    revision->outcome = "rolling";
+  }
+  return {};
+}
+
+Status rollbackTo(JobEdit& edit, std::optional<int64_t> revision, int64_t nowMs) {
+  const JobRecord& job = edit.job();
+  if (job.descriptor.isBatch()) {
+    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " is a batch job");
+  }
+  if (job.state != api::JobState::kAccepted) {
+    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " is being killed or finished");
+  }
+  int64_t target = 0;
+  if (revision) {
+    target = *revision;
+  } else if (job.rollout.active) {
+    target = job.rollout.fromRevision;
+  } else {
+    for (const SpecRevision& r : job.revisions) {
+      if (r.number != job.specRevision && r.outcome != "rolledBack" && r.number > target) {
+        target = r.number;
+      }
+    }
+  }
+  if (job.findRevision(target) == nullptr) {
+    return fail(ErrorCode::kNotFound,
+                target == 0 ? "job " + job.id + " has no earlier revision"
+                            : "job " + job.id + " has no revision " + std::to_string(target));
+  }
+  if (target == job.specRevision) {
+    return fail(ErrorCode::kFailedPrecondition,
+                "revision " + std::to_string(target) + " is already the job's revision");
+  }
+  int64_t from = job.specRevision;
+  SpecRevision* leaving = mutableRevision(edit, from);
+  leaving->outcome = edit.job().rollout.active ? "abandoned" : "superseded";
+  mutableRevision(edit, target)->outcome = "rolling";
+  retarget(edit, target);
+  edit.mutableJob().rollout =
+      RolloutState{true, from, true, true, nowMs, "rollback to revision " + std::to_string(target)};
+  return {};
+}
+
+json historyOf(const JobView& view) {
+  json items = json::array();
+  for (auto it = view.job.revisions.rbegin(); it != view.job.revisions.rend(); ++it) {
+    int64_t tasks = 0;
+    for (const TaskRecord& task : view.tasks) {
+      if (!task.finished() && task.specRevision == it->number) ++tasks;
+    }
+    items.push_back({{"revision", it->number},
+                     {"image", it->container.image.reference()},
+                     {"pinnedImage", it->image},
+                     {"createdAtMs", it->createdAtMs},
+                     {"outcome", it->outcome},
+                     {"message", it->message},
+                     {"tasks", tasks}});
+  }
+  json out = {{"jobId", view.job.id}, {"specRevision", view.job.specRevision}, {"items", items}};
+  if (view.job.rollout.active) {
+    out["rollout"] = {{"fromRevision", view.job.rollout.fromRevision},
+                      {"promoted", view.job.rollout.promoted},
+                      {"rollingBack", view.job.rollout.rollingBack},
+                      {"message", view.job.rollout.message}};
+  }
+  return out;
 }
 
 void launchTask(JobEdit& edit, size_t position, const std::string& nodeId, int64_t nowMs) {
@@ -512,6 +757,15 @@ int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config) {
     return nextDeadline;
   }
 
+  // During a rollout, the rollout decides which tasks start and stop.
+  recordPinnedImages(edit);
+  if (edit.job().rollout.active) {
+    for (int pass = 0; pass < 2 && edit.job().rollout.active; ++pass) {
+      if (!rolloutPass(edit, nowMs, nextDeadline)) break;
+    }
+    if (edit.job().rollout.active) return nextDeadline;
+  }
+
   // Service jobs keep `desired` tasks that are neither finished nor being killed.
   int64_t active = 0;
   std::vector<size_t> alive;
@@ -545,6 +799,7 @@ int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config) {
   }
   while (active < desired) {
     TaskRecord task;
+    task.specRevision = edit.job().specRevision;
     task.index = edit.job().nextIndex;
     task.id = taskId(edit.job().id, task.index, 0);
     setState(task, TaskState::kAccepted, nowMs);

@@ -116,6 +116,19 @@ Status updateCapacity(JobEdit& edit, std::optional<int64_t> min, std::optional<i
                       std::optional<int64_t> max);
 Status setEnabled(JobEdit& edit, bool enabled);
 
+// Starts rolling a service to a new container spec (`container`, already validated): a new
+// revision, rolled with the job's rollout strategy by `reconcile`. An identical spec changes
+// nothing. Fails for batch jobs, finished or killed jobs, and specs that change resources,
+// constraints or the security profile (placement is per job).
+Status updateContainer(JobEdit& edit, const api::Container& container, int64_t nowMs);
+// Lifts the canary pause of the rollout in progress.
+Status promoteRollout(JobEdit& edit);
+// Rolls back to `revision`, or to the revision before the current one (during a rollout: the one
+// it started from).
+Status rollbackTo(JobEdit& edit, std::optional<int64_t> revision, int64_t nowMs);
+// The revisions of a service, newest first: number, image, pinned image, outcome, message.
+nlohmann::json historyOf(const JobView& view);
+
 // Moves an Accepted task to Launched on `nodeId`.
 void launchTask(JobEdit& edit, size_t position, const std::string& nodeId, int64_t nowMs);
 
@@ -123,8 +136,9 @@ void launchTask(JobEdit& edit, size_t position, const std::string& nodeId, int64
 void finishTasksOnNode(JobEdit& edit, const std::string& nodeId, api::TaskReason reason,
                        const std::string& message, int64_t nowMs);
 
-// One pass of the reconcile loop: timeouts, runtime limit, retries, service capacity and job
-// completion. Returns the time of the next deadline (0 when there is none).
+// One pass of the reconcile loop: timeouts, runtime limit, retries, service capacity (or, during
+// a rollout, the rollout's next step: see service_logic.h) and job completion. Returns the time of
+// the next deadline (0 when there is none).
 int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config);
 
 // One address a job's traffic may go to: a ready task.

@@ -857,6 +857,40 @@ asio::awaitable<Result<json>> JobManager::setEnabled(std::string jobId, bool ena
   co_return co_await impl_->jobCommand(std::move(jobId), std::move(apply));
 }
 
+asio::awaitable<Result<json>> JobManager::updateContainer(std::string jobId,
+                                                          api::Container container) {
+  auto apply = [container = std::move(container)](JobEdit& edit, int64_t now) {
+    return controlplane::updateContainer(edit, container, now);
+  };
+  co_return co_await impl_->jobCommand(std::move(jobId), std::move(apply));
+}
+
+asio::awaitable<Result<json>> JobManager::promote(std::string jobId) {
+  auto apply = [](JobEdit& edit, int64_t) { return controlplane::promoteRollout(edit); };
+  co_return co_await impl_->jobCommand(std::move(jobId), std::move(apply));
+}
+
+asio::awaitable<Result<json>> JobManager::rollback(std::string jobId,
+                                                   std::optional<int64_t> revision) {
+  auto apply = [revision](JobEdit& edit, int64_t now) {
+    return controlplane::rollbackTo(edit, revision, now);
+  };
+  co_return co_await impl_->jobCommand(std::move(jobId), std::move(apply));
+}
+
+asio::awaitable<Result<json>> JobManager::history(std::string jobId) {
+  auto impl = impl_;
+  auto body = [impl, jobId]() -> asio::awaitable<Result<json>> {
+    JobActor* actor = impl->findJob(jobId);
+    if (actor == nullptr) co_return fail(ErrorCode::kNotFound, "job " + jobId + " not found");
+    if (actor->view.job.descriptor.isBatch()) {
+      co_return fail(ErrorCode::kFailedPrecondition, "job " + jobId + " is a batch job");
+    }
+    co_return historyOf(actor->view);
+  };
+  co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
 asio::awaitable<Result<json>> JobManager::getTask(std::string taskId) {
   auto impl = impl_;
   auto body = [impl, taskId]() -> asio::awaitable<Result<json>> {

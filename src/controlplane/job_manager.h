@@ -109,6 +109,13 @@ class JobManager {
                                                          std::optional<int64_t> desired,
                                                          std::optional<int64_t> max);
   asio::awaitable<Result<nlohmann::json>> setEnabled(std::string jobId, bool enabled);
+  // Rolling updates of services (job_logic.h: updateContainer, promoteRollout, rollbackTo).
+  asio::awaitable<Result<nlohmann::json>> updateContainer(std::string jobId,
+                                                          api::Container container);
+  asio::awaitable<Result<nlohmann::json>> promote(std::string jobId);
+  asio::awaitable<Result<nlohmann::json>> rollback(std::string jobId,
+                                                   std::optional<int64_t> revision);
+  asio::awaitable<Result<nlohmann::json>> history(std::string jobId);
 
   asio::awaitable<Result<nlohmann::json>> getTask(std::string taskId);
   asio::awaitable<Result<Page>> listTasks(std::string jobId, std::optional<api::TaskState> state,

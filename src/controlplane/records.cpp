@@ -92,6 +92,26 @@ json jobToJson(const JobRecord& job) {
     out["capacity"] = {
         {"min", job.capacity.min}, {"desired", job.capacity.desired}, {"max", job.capacity.max}};
     out["enabled"] = job.enabled;
+    out["specRevision"] = job.specRevision;
+    json revisions = json::array();
+    for (const SpecRevision& revision : job.revisions) {
+      api::JobDescriptor holder;
+      holder.container = revision.container;
+      revisions.push_back({{"number", revision.number},
+                           {"container", api::toJson(holder)["container"]},
+                           {"createdAtMs", revision.createdAtMs},
+                           {"outcome", revision.outcome},
+                           {"image", revision.image},
+                           {"message", revision.message}});
+    }
+    out["revisions"] = std::move(revisions);
+    if (job.rollout.active) {
+      out["rollout"] = {{"fromRevision", job.rollout.fromRevision},
+                        {"promoted", job.rollout.promoted},
+                        {"rollingBack", job.rollout.rollingBack},
+                        {"startedAtMs", job.rollout.startedAtMs},
+                        {"message", job.rollout.message}};
+    }
   }
   return out;
 }
@@ -121,6 +141,7 @@ json taskToJson(const TaskRecord& task, std::string_view jobId) {
   if (task.hasExitCode) out["exitCode"] = task.exitCode;
   if (!task.image.empty()) out["image"] = task.image;
   if (!task.ip.empty()) out["ip"] = task.ip;
+  if (task.specRevision != 1) out["specRevision"] = task.specRevision;
   out["ready"] = task.ready;
   if (task.readySinceMs != 0) out["readySinceMs"] = task.readySinceMs;
   if (task.killReason != api::TaskReason::kNone) {
@@ -164,6 +185,20 @@ json toWire(const TaskRecord& task, std::string_view jobId) {
   return out;
 }
 
+const SpecRevision* JobRecord::findRevision(int64_t number) const {
+  for (const SpecRevision& revision : revisions) {
+    if (revision.number == number) return &revision;
+  }
+  return nullptr;
+}
+
+std::expected<api::JobDescriptor, api::FieldErrors> descriptorWithContainer(
+    const api::JobDescriptor& base, const json& container) {
+  json document = api::toJson(base);
+  document["container"] = container;
+  return api::validateJobDescriptor(document);
+}
+
 Result<JobRecord> jobFromStored(std::string_view value, store::Revision modRevision) {
   auto parsed = parseStored(value, "job");
   if (!parsed) return std::unexpected(parsed.error());
@@ -195,6 +230,25 @@ Result<JobRecord> jobFromStored(std::string_view value, store::Revision modRevis
       job.capacity = job.descriptor.service->capacity;
     }
     job.enabled = j.value("enabled", true);
+    job.specRevision = j.value("specRevision", int64_t{1});
+    for (const json& r : j.value("revisions", json::array())) {
+      auto descriptor = descriptorWithContainer(job.descriptor, r.at("container"));
+      if (!descriptor) {
+        return fail(ErrorCode::kInternal, "stored job " + job.id + " has a bad revision: " +
+                                              descriptor.error()[0].toString());
+      }
+      job.revisions.push_back({r.at("number").get<int64_t>(), std::move(descriptor->container),
+                               r.value("createdAtMs", int64_t{0}), r.value("outcome", ""),
+                               r.value("image", ""), r.value("message", "")});
+    }
+    if (auto it = j.find("rollout"); it != j.end()) {
+      job.rollout.active = true;
+      job.rollout.fromRevision = it->value("fromRevision", int64_t{0});
+      job.rollout.promoted = it->value("promoted", false);
+      job.rollout.rollingBack = it->value("rollingBack", false);
+      job.rollout.startedAtMs = it->value("startedAtMs", int64_t{0});
+      job.rollout.message = it->value("message", "");
+    }
     job.modRevision = modRevision;
     return job;
   } catch (const json::exception& e) {
@@ -227,6 +281,7 @@ Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRev
     task.message = j.value("message", "");
     task.image = j.value("image", "");
     task.ip = j.value("ip", "");
+    task.specRevision = j.value("specRevision", int64_t{1});
     task.ready = j.value("ready", false);
     task.readySinceMs = j.value("readySinceMs", int64_t{0});
     task.nodeId = j.value("nodeId", "");

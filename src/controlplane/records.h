@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -25,6 +26,29 @@
 #include "controlplane/store/store.h"
 
 namespace skiff::controlplane {
+
+// One version of a service's container spec. Revision numbers start at 1 and only grow; a
+// rollback to an earlier spec reuses that revision's number.
+struct SpecRevision {
+  int64_t number = 1;
+  api::Container container;
+  int64_t createdAtMs = 0;
+  // "current", "rolling", "paused", "superseded", "rolledBack" (its tasks failed before they
+  // were healthy), "abandoned" (replaced by another update before it finished).
+  std::string outcome = "current";
+  std::string image;  // The pinned reference ("repo@sha256:...") its tasks ran, once known.
+  std::string message;
+};
+
+// A rollout in progress: from `fromRevision` to the job's `specRevision`.
+struct RolloutState {
+  bool active = false;
+  int64_t fromRevision = 0;
+  bool promoted = false;     // The canary pause was lifted.
+  bool rollingBack = false;  // This rollout undoes a failed one: it never rolls back itself.
+  int64_t startedAtMs = 0;
+  std::string message;  // The last step's reason.
+};
 
 struct JobRecord {
   std::string id;
@@ -42,6 +66,14 @@ struct JobRecord {
   // Batch jobs: the next index to hand out (== size once all slots exist). Service jobs: the
   // next never-used index.
   int64_t nextIndex = 0;
+  // Service jobs: the container spec new tasks run (`descriptor.container` is that revision's),
+  // every revision so far, and the rollout in progress.
+  int64_t specRevision = 1;
+  std::vector<SpecRevision> revisions;
+  RolloutState rollout;
+
+  // The revision numbered `number`, or null.
+  const SpecRevision* findRevision(int64_t number) const;
 };
 
 struct TaskRecord {
@@ -59,6 +91,8 @@ struct TaskRecord {
   std::string image;
   // The container's address, reported by the agent once it is known; empty before.
   std::string ip;
+  // The job spec revision the task runs (service jobs; 1 for batch jobs).
+  int64_t specRevision = 1;
   // Ready for traffic: Started, not being killed, and passing its readiness check (or Started,
   // when the job has none). `readySinceMs` is when it last became ready.
   bool ready = false;
@@ -121,6 +155,11 @@ std::string toStored(const NodeRecord& node);
 Result<JobRecord> jobFromStored(std::string_view value, store::Revision modRevision);
 Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRevision);
 Result<NodeRecord> nodeFromStored(std::string_view value, store::Revision modRevision);
+
+// `base` with its container replaced by `container` (JSON, as in a job file), validated as a
+// whole; errors name paths under "container.".
+std::expected<api::JobDescriptor, api::FieldErrors> descriptorWithContainer(
+    const api::JobDescriptor& base, const nlohmann::json& container);
 
 // Wire forms (see docs/api.md).
 nlohmann::json toWire(const JobRecord& job);

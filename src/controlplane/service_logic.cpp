@@ -129,7 +129,7 @@ RolloutStep nextRolloutStep(const RolloutInput& input, int64_t nowMs) {
     --canStopReady;
   }
   if (canaryHolds && step.healthyNew >= input.strategy.canaryTasks && oldTasks > 0 &&
-      step.startNew == 0) {
+      step.startNew == 0 && step.stopOld.empty()) {
     step.outcome = RolloutStep::Outcome::kPaused;
     step.reason =
         "canary: " + std::to_string(step.healthyNew) + " new tasks healthy, waiting for promote";

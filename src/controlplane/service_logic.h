@@ -76,7 +76,8 @@ std::pair<int64_t, int64_t> rolloutLimits(const api::RolloutStrategy& strategy, 
 // The next step of a rollout: never more than desired + maxSurge unfinished tasks (those being
 // killed included), never fewer than desired - maxUnavailable available ones (new tasks count once
 // healthy, old ones while ready). A failed new task means roll back; the canary pauses the
-// rollout once `canaryTasks` new tasks are healthy until promoted.
+// rollout once `canaryTasks` new tasks are healthy (and the old tasks they replace are stopped)
+// until promoted.
 RolloutStep nextRolloutStep(const RolloutInput& input, int64_t nowMs);
 
 // ---- Autoscaling ----

@@ -1,4 +1,4 @@
-#include "controlplane/endpoint_routes.h"
+#include "controlplane/service_routes.h"
 
 #include <deque>
 #include <map>
@@ -192,13 +192,75 @@ asio::awaitable<std::optional<Response>> endpoints(ApiContext& api, RequestConte
   }
 }
 
+Response okOr(const Result<json>& result) {
+  if (!result) return Response::error(result.error());
+  return Response::json(200, *result);
+}
+
+asio::awaitable<Response> updateContainer(ApiContext& api, RequestContext& context) {
+  auto body = api::parseJobFileText(context.request.body());
+  if (!body) co_return Response::error(body.error());
+  auto job = co_await api.manager.getJob(context.params[0]);
+  if (!job) co_return Response::error(job.error());
+  auto currentDescriptor = api::validateJobDescriptor((*job)["descriptor"]);
+  if (!currentDescriptor) {
+    co_return Response::error(Error(ErrorCode::kInternal, "the job's descriptor is invalid"));
+  }
+  auto descriptor = descriptorWithContainer(*currentDescriptor, *body);
+  if (!descriptor) {
+    json details = json::array();
+    for (const auto& error : descriptor.error()) {
+      details.push_back({{"field", error.field}, {"message", error.message}});
+    }
+    const auto& errors = descriptor.error();
+    std::string message = errors.size() == 1
+                              ? errors[0].toString()
+                              : std::to_string(errors.size()) +
+                                    " problems in the container, first: " + errors[0].toString();
+    co_return Response::error(Error(ErrorCode::kInvalidArgument, message), details);
+  }
+  co_return okOr(
+      co_await api.manager.updateContainer(context.params[0], std::move(descriptor->container)));
+}
+
+asio::awaitable<Response> rollback(ApiContext& api, RequestContext& context) {
+  std::optional<int64_t> revision;
+  if (!context.request.body().empty()) {
+    auto body = api::parseJson(context.request.body());
+    if (!body) co_return Response::error(body.error());
+    if (!body->is_object()) {
+      co_return Response::error(Error(ErrorCode::kInvalidArgument, "body: must be an object"));
+    }
+    if (auto it = body->find("revision"); it != body->end() && !it->is_null()) {
+      if (!it->is_number_integer() || it->get<int64_t>() < 1) {
+        co_return Response::error(
+            Error(ErrorCode::kInvalidArgument, "revision: must be an integer of at least 1"));
+      }
+      revision = it->get<int64_t>();
+    }
+  }
+  co_return okOr(co_await api.manager.rollback(context.params[0], revision));
+}
+
 }  // namespace
 
-void registerEndpointRoutes(http::Router& router, ApiContext& api) {
+void registerServiceRoutes(http::Router& router, ApiContext& api) {
   ApiContext* ctx = &api;
   router.addStream(
       http::Verb::get, "/v1/jobs/{id}/endpoints", http::Access::kAdmin,
       [ctx](RequestContext& c, http::ResponseStream& out) { return endpoints(*ctx, c, out); });
+  router.add(http::Verb::put, "/v1/jobs/{id}/container", http::Access::kAdmin,
+             [ctx](RequestContext& c) { return updateContainer(*ctx, c); });
+  router.add(http::Verb::post, "/v1/jobs/{id}/promote", http::Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.promote(c.params[0]));
+             });
+  router.add(http::Verb::post, "/v1/jobs/{id}/rollback", http::Access::kAdmin,
+             [ctx](RequestContext& c) { return rollback(*ctx, c); });
+  router.add(http::Verb::get, "/v1/jobs/{id}/history", http::Access::kAdmin,
+             [ctx](RequestContext& c) -> asio::awaitable<Response> {
+               co_return okOr(co_await ctx->manager.history(c.params[0]));
+             });
 }
 
 }  // namespace skiff::controlplane

@@ -1329,3 +1329,203 @@ TEST_F(ReadinessTest, ReadyIsKeptInTheStoredAndWireForms) {
 
 }  // namespace
 }  // namespace skiff::controlplane
+
+// ======================= Rolling updates =======================
+
+namespace skiff::controlplane {
+namespace {
+
+class RolloutTest : public JobLogicTest {
+ protected:
+  std::string serviceWithRollout(int64_t desired, const std::string& rollout) {
+    return container() +
+           "  ports: [8080]\nservice:\n  capacity: {desired: " + std::to_string(desired) +
+           ", max: 10}\n  rollout: " + rollout + "\n";
+  }
+
+  api::Container withImage(const JobView& view, const std::string& tag) {
+    api::Container next = view.job.descriptor.container;
+    next.image.tag = tag;
+    return next;
+  }
+
+  // Plays the agent until nothing moves: places and starts Accepted tasks (or fails them when
+  // their revision is `failingRevision`), stops tasks being killed. Returns the largest number of
+  // unfinished tasks and the smallest number of ready ones seen.
+  std::pair<int64_t, int64_t> settle(JobView& view, int64_t failingRevision = 0) {
+    int64_t maxUnfinished = 0;
+    int64_t minReady = INT64_MAX;
+    for (int round = 0; round < 100; ++round) {
+      reconcileNow(view);
+      bool moved = false;
+      for (size_t i = 0; i < view.tasks.size(); ++i) {
+        const TaskRecord& task = view.tasks[i];
+        if (task.state == TaskState::kAccepted) {
+          bool fails = task.specRevision == failingRevision;
+          launch(view, i);
+          report(view, i, TaskState::kStartInitiated);
+          if (fails) {
+            report(view, i, TaskState::kFinished, TaskReason::kNone, 1);
+          } else {
+            report(view, i, TaskState::kStarted);
+          }
+          moved = true;
+          break;
+        }
+        if (task.state == TaskState::kKillInitiated) {
+          report(view, i, TaskState::kFinished, TaskReason::kNone, 0);
+          moved = true;
+          break;
+        }
+      }
+      int64_t unfinished = 0;
+      int64_t ready = 0;
+      for (const auto& task : view.tasks) {
+        unfinished += task.finished() ? 0 : 1;
+        ready += task.ready ? 1 : 0;
+      }
+      maxUnfinished = std::max(maxUnfinished, unfinished);
+      minReady = std::min(minReady, ready);
+      clock.advanceMs(100);
+      if (!moved && !view.job.rollout.active) break;
+      if (!moved && view.job.descriptor.service->rollout.canaryTasks > 0 &&
+          !view.job.rollout.promoted &&
+          view.job.findRevision(view.job.specRevision)->outcome == "paused") {
+        break;
+      }
+    }
+    return {maxUnfinished, minReady};
+  }
+
+  std::vector<int64_t> liveRevisions(const JobView& view) {
+    std::vector<int64_t> out;
+    for (const auto& task : view.tasks) {
+      if (!task.finished()) out.push_back(task.specRevision);
+    }
+    return out;
+  }
+};
+
+TEST_F(RolloutTest, UpdateRollsEveryTaskWithinSurgeWithoutLosingAvailability) {
+  JobView view = makeJob(serviceWithRollout(3, "{maxSurge: 1, maxUnavailable: 0}"));
+  settle(view);
+  ASSERT_EQ(liveRevisions(view), (std::vector<int64_t>{1, 1, 1}));
+  ASSERT_TRUE(change(
+      view, [&](JobEdit& edit) { return updateContainer(edit, withImage(view, "1.37"), now()); }));
+  EXPECT_EQ(view.job.specRevision, 2);
+  EXPECT_TRUE(view.job.rollout.active);
+  EXPECT_EQ(view.job.descriptor.container.image.tag, "1.37");
+  auto [maxUnfinished, minReady] = settle(view);
+  EXPECT_FALSE(view.job.rollout.active);
+  EXPECT_EQ(liveRevisions(view), (std::vector<int64_t>{2, 2, 2}));
+  EXPECT_LE(maxUnfinished, 4);
+  EXPECT_GE(minReady, 3);
+  nlohmann::json history = historyOf(view);
+  ASSERT_EQ(history["items"].size(), 2u);
+  EXPECT_EQ(history["items"][0]["revision"], 2);
+  EXPECT_EQ(history["items"][0]["outcome"], "current");
+  EXPECT_EQ(history["items"][0]["image"], "busybox:1.37");
+  EXPECT_EQ(history["items"][0]["tasks"], 3);
+  EXPECT_EQ(history["items"][1]["outcome"], "superseded");
+}
+
+TEST_F(RolloutTest, ANewTaskFailingBeforeItIsHealthyRollsBackOnItsOwn) {
+  JobView view = makeJob(serviceWithRollout(3, "{maxSurge: 1, maxUnavailable: 0}"));
+  settle(view);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) {
+    return updateContainer(edit, withImage(view, "broken"), now());
+  }));
+  auto [maxUnfinished, minReady] = settle(view, /*failingRevision=*/2);
+  EXPECT_FALSE(view.job.rollout.active);
+  EXPECT_EQ(view.job.specRevision, 1);
+  EXPECT_EQ(view.job.descriptor.container.image.tag, "1.36");
+  EXPECT_EQ(liveRevisions(view), (std::vector<int64_t>{1, 1, 1}));
+  EXPECT_GE(minReady, 3);
+  const SpecRevision* failed = view.job.findRevision(2);
+  ASSERT_NE(failed, nullptr);
+  EXPECT_EQ(failed->outcome, "rolledBack");
+  EXPECT_NE(failed->message.find("ended before it was healthy"), std::string::npos)
+      << failed->message;
+  EXPECT_EQ(view.job.findRevision(1)->outcome, "current");
+}
+
+TEST_F(RolloutTest, CanaryPausesUntilPromoted) {
+  JobView view = makeJob(serviceWithRollout(3, "{maxSurge: 1, canary: {tasks: 1}}"));
+  settle(view);
+  ASSERT_TRUE(change(
+      view, [&](JobEdit& edit) { return updateContainer(edit, withImage(view, "1.37"), now()); }));
+  settle(view);
+  ASSERT_TRUE(view.job.rollout.active);
+  EXPECT_EQ(view.job.findRevision(2)->outcome, "paused");
+  auto revisions = liveRevisions(view);
+  EXPECT_EQ(std::count(revisions.begin(), revisions.end(), 2), 1);
+  EXPECT_EQ(revisions.size(), 3u);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return promoteRollout(edit); }));
+  EXPECT_FALSE(change(view, [&](JobEdit& edit) { return promoteRollout(edit); }));
+  settle(view);
+  EXPECT_FALSE(view.job.rollout.active);
+  EXPECT_EQ(liveRevisions(view), (std::vector<int64_t>{2, 2, 2}));
+}
+
+TEST_F(RolloutTest, RollbackAfterARolloutReturnsToThePreviousRevision) {
+  JobView view = makeJob(serviceWithRollout(2, "{maxSurge: 1}"));
+  settle(view);
+  ASSERT_TRUE(change(
+      view, [&](JobEdit& edit) { return updateContainer(edit, withImage(view, "1.37"), now()); }));
+  settle(view);
+  ASSERT_EQ(view.job.specRevision, 2);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) { return rollbackTo(edit, std::nullopt, now()); }));
+  settle(view);
+  EXPECT_EQ(view.job.specRevision, 1);
+  EXPECT_EQ(liveRevisions(view), (std::vector<int64_t>{1, 1}));
+  EXPECT_EQ(view.job.findRevision(1)->outcome, "current");
+  EXPECT_EQ(view.job.findRevision(2)->outcome, "superseded");
+  auto missing = change(view, [&](JobEdit& edit) { return rollbackTo(edit, 9, now()); });
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(RolloutTest, UpdatesThatChangePlacementOrNothingOrABatchJobAreRefusedOrIgnored) {
+  JobView view = makeJob(serviceWithRollout(2, "{maxSurge: 1}"));
+  settle(view);
+  api::Container bigger = view.job.descriptor.container;
+  bigger.resources.cpu = 4;
+  auto refused = change(view, [&](JobEdit& edit) { return updateContainer(edit, bigger, now()); });
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_NE(refused.error().message().find("container.resources"), std::string::npos);
+  ASSERT_TRUE(change(view, [&](JobEdit& edit) {
+    return updateContainer(edit, view.job.descriptor.container, now());
+  }));
+  EXPECT_FALSE(view.job.rollout.active);
+  EXPECT_EQ(view.job.revisions.size(), 1u);
+
+  JobView batch = makeJob(batchYaml(1, immediate(0)));
+  auto batchRefused = change(
+      batch, [&](JobEdit& edit) { return updateContainer(edit, withImage(batch, "x"), now()); });
+  EXPECT_FALSE(batchRefused);
+}
+
+TEST_F(RolloutTest, RevisionsAndTheRolloutSurviveTheStoredForm) {
+  JobView view = makeJob(serviceWithRollout(2, "{maxSurge: 1}"));
+  settle(view);
+  ASSERT_TRUE(change(
+      view, [&](JobEdit& edit) { return updateContainer(edit, withImage(view, "1.37"), now()); }));
+  reconcileNow(view);
+  auto stored = jobFromStored(toStored(view.job), 5);
+  ASSERT_TRUE(stored.has_value()) << stored.error().message();
+  EXPECT_EQ(stored->specRevision, 2);
+  ASSERT_EQ(stored->revisions.size(), 2u);
+  EXPECT_EQ(stored->revisions[1].container.image.tag, "1.37");
+  EXPECT_EQ(stored->revisions[0].container.image.tag, "1.36");
+  EXPECT_TRUE(stored->rollout.active);
+  EXPECT_EQ(stored->rollout.fromRevision, 1);
+  const TaskRecord& newest = view.tasks.back();
+  EXPECT_EQ(newest.specRevision, 2);
+  auto task = taskFromStored(toStored(newest), 6);
+  ASSERT_TRUE(task.has_value());
+  EXPECT_EQ(task->specRevision, 2);
+}
+
+}  // namespace
+}  // namespace skiff::controlplane

@@ -631,6 +631,55 @@ int runJobEndpoints(Session& s) {
   return kExitOk;
 }
 
+// `job update JOB FILE`: the container of a job file (validated locally first) becomes the
+// service's next revision.
+int runJobUpdate(Session& s) {
+  std::optional<api::JobDescriptor> descriptor = loadJobFile(s, s.inv.files.front());
+  if (!descriptor) return kExitFailed;
+  json body = api::toJson(*descriptor)["container"];
+  auto job = fetchObject(s, "PUT", "/v1/jobs/" + urlEncode(s.inv.id) + "/container", &body);
+  if (!job) return job.error();
+  std::string summary = s.inv.id + ": revision " + job->value("specRevision", json(1)).dump();
+  if (job->contains("rollout")) summary += ", rolling out";
+  return printObject(s, *job, summary);
+}
+
+int runJobHistory(Session& s) {
+  auto history = fetchObject(s, "GET", "/v1/jobs/" + urlEncode(s.inv.id) + "/history");
+  if (!history) return history.error();
+  if (s.format() != OutputFormat::kTable) return printObject(s, *history, "");
+  Table table({"REVISION", "OUTCOME", "TASKS", "IMAGE", "PINNED", "AGE", "MESSAGE"});
+  for (const json& item : history->value("items", json::array())) {
+    table.addRow({item.value("revision", json(0)).dump(), item.value("outcome", ""),
+                  item.value("tasks", json(0)).dump(), item.value("image", ""),
+                  item.value("pinnedImage", ""),
+                  formatAge(s.ctx.nowMs() - item.value("createdAtMs", int64_t{0})),
+                  item.value("message", "")});
+  }
+  std::string text = table.render();
+  if (history->contains("rollout")) {
+    text += "rollout: " + (*history)["rollout"].value("message", "") + "\n";
+  }
+  s.print(text);
+  return kExitOk;
+}
+
+int runJobRollback(Session& s) {
+  json body = json::object();
+  if (s.inv.revision) body["revision"] = *s.inv.revision;
+  auto job = fetchObject(s, "POST", "/v1/jobs/" + urlEncode(s.inv.id) + "/rollback", &body);
+  if (!job) return job.error();
+  return printObject(
+      s, *job,
+      s.inv.id + ": rolling back to revision " + job->value("specRevision", json(1)).dump());
+}
+
+int runJobPromote(Session& s) {
+  auto job = fetchObject(s, "POST", "/v1/jobs/" + urlEncode(s.inv.id) + "/promote");
+  if (!job) return job.error();
+  return printObject(s, *job, s.inv.id + ": promoted");
+}
+
 int runTaskList(Session& s) {
   auto listing =
       fetchList(s, "/v1/tasks",
@@ -1049,6 +1098,30 @@ const std::vector<Verb>& verbs() {
          d.app.add_flag("--watch", d.inv.watch, "Keep printing additions (+) and removals (-)");
        },
        runJobEndpoints},
+      {{"job", "update"},
+       "Roll a service to the container of a job file (a new revision)",
+       [](Declarer& d) {
+         d.id("Job id");
+         d.file(d.app.add_option("FILE", d.inv.files, "Job file whose container to roll out")
+                    ->required()
+                    ->expected(1));
+       },
+       runJobUpdate},
+      {{"job", "history"},
+       "List a service's revisions: images, pinned digests and outcomes",
+       [](Declarer& d) { d.id("Job id"); },
+       runJobHistory},
+      {{"job", "rollback"},
+       "Roll a service back to revision REV (default: the previous one)",
+       [](Declarer& d) {
+         d.id("Job id");
+         d.app.add_option("REV", d.inv.revision, "Revision number")->check(CLI::PositiveNumber);
+       },
+       runJobRollback},
+      {{"job", "promote"},
+       "Let a rollout paused after its canary tasks go on",
+       [](Declarer& d) { d.id("Job id"); },
+       runJobPromote},
       {{"task", "ls"},
        "List tasks",
        [](Declarer& d) {

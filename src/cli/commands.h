@@ -76,7 +76,8 @@ struct Invocation {
   std::optional<int64_t> desired;
   std::optional<int64_t> max;
   bool shrink = false;
-  bool watch = false;  // job endpoints --watch.
+  bool watch = false;               // job endpoints --watch.
+  std::optional<int64_t> revision;  // job rollback [REV].
   std::optional<int64_t> fromRevision;
   bool follow = false;          // logs -f.
   std::optional<int64_t> tail;  // logs --tail.

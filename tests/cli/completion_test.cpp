@@ -78,9 +78,10 @@ TEST_F(BashCompletionTest, TopLevelCommands) {
 }
 
 TEST_F(BashCompletionTest, GroupCommandsAfterGlobalOptions) {
-  EXPECT_THAT(complete({"skiff", "--addr", "h:1", "-o", "json", "job", ""}),
-              UnorderedElementsAre("run", "validate", "ls", "get", "wait", "kill", "scale",
-                                   "enable", "disable", "endpoints"));
+  EXPECT_THAT(
+      complete({"skiff", "--addr", "h:1", "-o", "json", "job", ""}),
+      UnorderedElementsAre("run", "validate", "ls", "get", "wait", "kill", "scale", "enable",
+                           "disable", "endpoints", "update", "history", "rollback", "promote"));
   EXPECT_THAT(complete({"skiff", "node", ""}), UnorderedElementsAre("ls", "get", "label", "drain"));
 }
 

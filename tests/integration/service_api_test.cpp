@@ -1,6 +1,7 @@
 // Services against the real skiffd on loopback: readiness reports, the endpoints list and its
 // watch. The test acts as the node agent.
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -150,6 +151,144 @@ TEST_F(ServiceApiTest, WatchStreamsAdditionsAndRemovalsAfterTheSnapshot) {
   EXPECT_EQ(lines[2]["type"], "removed");
   EXPECT_EQ(lines[2]["taskId"], tasks[0]);
   EXPECT_GT(lines[2]["revision"].get<int64_t>(), lines[1]["revision"].get<int64_t>());
+}
+
+// A simulated agent on its own thread: starts every Launched task (reporting it ready and a pinned
+// image) unless its revision is `failing`, where it exits 1 instead; stops every task being killed.
+class FakeAgent {
+ public:
+  FakeAgent(SkiffdProcess& skiffd, std::string jobId, int64_t failing = 0)
+      : admin_(skiffd.client()),
+        agent_(skiffd.client(skiffd.joinToken())),
+        jobId_(std::move(jobId)),
+        failing_(failing),
+        thread_([this] { run(); }) {}
+  ~FakeAgent() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  void run() {
+    while (!stop_) {
+      auto tasks = admin_->call("GET", "/v1/tasks?jobId=" + jobId_, nullptr);
+      if (tasks && tasks->status == 200) {
+        json updates = json::array();
+        for (const json& task : tasks->body["items"]) {
+          std::string id = task["id"];
+          int64_t revision = task.value("specRevision", int64_t{1});
+          if (task["state"] == "Launched") {
+            if (revision == failing_) {
+              updates.push_back({{"taskId", id},
+                                 {"seq", ++seqs_[id]},
+                                 {"state", "Finished"},
+                                 {"exitCode", 1},
+                                 {"message", "exit code 1"}});
+            } else {
+              updates.push_back(
+                  {{"taskId", id},
+                   {"seq", ++seqs_[id]},
+                   {"state", "Started"},
+                   {"ready", true},
+                   {"ip", "10.64.0." + std::to_string(++ips_ % 250)},
+                   {"image", "busybox@sha256:" + std::string(64, revision == 1 ? 'a' : 'b')}});
+            }
+          } else if (task["state"] == "KillInitiated") {
+            updates.push_back(
+                {{"taskId", id}, {"seq", ++seqs_[id]}, {"state", "Finished"}, {"exitCode", 0}});
+          }
+        }
+        if (!updates.empty()) {
+          json body = {{"updates", updates}};
+          agent_->call("POST", "/v1/nodes/node-a/taskStatus", &body);
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  std::unique_ptr<cli::ApiClient> admin_;
+  std::unique_ptr<cli::ApiClient> agent_;
+  std::string jobId_;
+  int64_t failing_;
+  std::map<std::string, int64_t> seqs_;
+  int ips_ = 1;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+json rolledJob(int desired) {
+  json job = servedJob(desired);
+  job["container"].erase("readiness");
+  job["service"]["rollout"] = {{"maxSurge", 1}, {"maxUnavailable", 0}};
+  return job;
+}
+
+TEST_F(ServiceApiTest, RollingUpdateKeepsEveryEndpointAndRecordsTheHistory) {
+  json job = rolledJob(3);
+  std::string id = call("POST", "/v1/jobs", &job, 201)["id"];
+  FakeAgent agent(skiffd_, id);
+  auto endpointCount = [&] { return call("GET", "/v1/jobs/" + id + "/endpoints")["items"].size(); };
+  for (int i = 0; i < 500 && endpointCount() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(endpointCount(), 3u);
+  json container = job["container"];
+  container["image"] = "busybox:1.37";
+  json updated = call("PUT", "/v1/jobs/" + id + "/container", &container);
+  EXPECT_EQ(updated["specRevision"], 2);
+  size_t fewest = 3;
+  json history;
+  for (int i = 0; i < 1000; ++i) {
+    fewest = std::min(fewest, endpointCount());
+    history = call("GET", "/v1/jobs/" + id + "/history");
+    if (history["items"][0]["outcome"] == "current" && !history.contains("rollout")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(fewest, 3u);
+  ASSERT_EQ(history["items"].size(), 2u) << history.dump();
+  EXPECT_EQ(history["items"][0]["revision"], 2);
+  EXPECT_EQ(history["items"][0]["outcome"], "current");
+  EXPECT_EQ(history["items"][0]["image"], "busybox:1.37");
+  EXPECT_EQ(history["items"][0]["pinnedImage"], "busybox@sha256:" + std::string(64, 'b'));
+  EXPECT_EQ(history["items"][0]["tasks"], 3);
+  EXPECT_EQ(history["items"][1]["outcome"], "superseded");
+  // An identical container changes nothing; a resource change is refused.
+  EXPECT_EQ(call("PUT", "/v1/jobs/" + id + "/container", &container)["specRevision"], 2);
+  container["resources"]["cpu"] = 2;
+  call("PUT", "/v1/jobs/" + id + "/container", &container, 412);
+  container["image"] = "Not An Image";
+  json invalid = call("PUT", "/v1/jobs/" + id + "/container", &container, 400);
+  EXPECT_EQ(invalid["error"]["details"][0]["field"], "container.image");
+}
+
+TEST_F(ServiceApiTest, RolloutToAFailingRevisionRollsBackOnItsOwn) {
+  json job = rolledJob(2);
+  std::string id = call("POST", "/v1/jobs", &job, 201)["id"];
+  FakeAgent agent(skiffd_, id, /*failing=*/2);
+  for (int i = 0; i < 500; ++i) {
+    if (call("GET", "/v1/jobs/" + id + "/endpoints")["items"].size() == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  json container = job["container"];
+  container["image"] = "busybox:broken";
+  call("PUT", "/v1/jobs/" + id + "/container", &container);
+  json history;
+  for (int i = 0; i < 500; ++i) {
+    history = call("GET", "/v1/jobs/" + id + "/history");
+    if (history["items"].size() == 2 && history["items"][0]["outcome"] == "rolledBack" &&
+        !history.contains("rollout")) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(history["items"].size(), 2u) << history.dump();
+  EXPECT_EQ(history["items"][0]["outcome"], "rolledBack") << history.dump();
+  EXPECT_THAT(history["items"][0]["message"].get<std::string>(),
+              ::testing::HasSubstr("ended before it was healthy"));
+  EXPECT_EQ(history["items"][1]["outcome"], "current");
+  EXPECT_EQ(history["specRevision"], 1);
+  EXPECT_EQ(call("GET", "/v1/jobs/" + id + "/endpoints")["items"].size(), 2u);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <iostream>
 #include <map>
 #include <random>
@@ -83,6 +84,12 @@ Options parse(int argc, char** argv) {
     }
   }
   return options;
+}
+
+double threadCpuSeconds() {
+  timespec now{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
 }
 
 }  // namespace
@@ -174,6 +181,7 @@ int main(int argc, char** argv) {
   int64_t evaluated = 0;
   int64_t iterations = 0;
   double seconds = 0;
+  double cpuSeconds = 0;  // CPU time of this thread inside `schedule` (robust on a busy machine).
   std::vector<double> iterationMs;
   size_t firstPending = 0;
   while (true) {
@@ -202,10 +210,12 @@ int main(int argc, char** argv) {
                    static_cast<long long>(iterations), pending.size(), c, m);
     }
     auto start = std::chrono::steady_clock::now();
+    double cpuStart = threadCpuSeconds();
     IterationResult result = scheduler->schedule(pending);
     double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     seconds += elapsed;
+    cpuSeconds += threadCpuSeconds() - cpuStart;
     iterationMs.push_back(elapsed * 1000);
     ++iterations;
     placed += static_cast<int64_t>(result.assignments.size());
@@ -275,6 +285,8 @@ int main(int argc, char** argv) {
       {"iterations", iterations},
       {"seconds", seconds},
       {"placementsPerSec", seconds > 0 ? static_cast<double>(placed) / seconds : 0},
+      {"cpuSeconds", cpuSeconds},
+      {"placementsPerCpuSec", cpuSeconds > 0 ? static_cast<double>(placed) / cpuSeconds : 0},
       {"nodesEvaluatedPerPlacement",
        placed > 0 ? static_cast<double>(evaluated) / static_cast<double>(placed) : 0},
       {"iterationMsMedian", iterationMs.empty() ? 0 : iterationMs[iterationMs.size() / 2]},

@@ -389,10 +389,16 @@ asio::awaitable<Response> nodeAssignments(ApiContext& api, RequestContext& conte
   if (!after) co_return errorResponse(after.error());
   auto wait = parseInteger(context.queryValue("waitMs"), "waitMs", 30000, 0, 300000);
   if (!wait) co_return errorResponse(wait.error());
-  auto result = co_await api.manager.assignments(context.params[0], *after, *wait);
+  auto result =
+      co_await api.manager.assignments(context.params[0], *after, *wait, AssignmentsForm::kText);
   if (!result) co_return errorResponse(result.error());
-  co_return Response::json(
-      200, {{"revision", result->revision}, {"assignments", std::move(result->assignments)}});
+  // The list comes as JSON text: every long poll answers with all of the node's tasks.
+  Response response;
+  response.status = 200;
+  response.body = R"({"revision":)" + std::to_string(result->revision) + R"(,"assignments":)";
+  response.body += result->assignmentsText;
+  response.body += "}\n";
+  co_return response;
 }
 
 asio::awaitable<Response> taskStatus(ApiContext& api, RequestContext& context) {

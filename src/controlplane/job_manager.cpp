@@ -49,6 +49,9 @@ struct JobActor {
   int64_t deadlineMs = 0;
   bool wake = false;
   bool loopRunning = false;
+  // The descriptor as JSON text for assignment answers, and the job revision it was made at.
+  std::string descriptorText;
+  int64_t descriptorRevision = -1;
 };
 
 struct NodeState {
@@ -118,6 +121,11 @@ scheduler::NodeSpec nodeSpec(const NodeState& node) {
   for (const auto& [key, value] : node.record.labels) spec.attributes[key] = value;
   spec.schedulable = !node.lost && !node.record.draining;
   return spec;
+}
+
+// JSON text as the API writes it (invalid UTF-8 from agents is replaced, not thrown on).
+std::string dumpText(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 Error unavailable() {
@@ -629,8 +637,11 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  asio::awaitable<Result<json>> assignmentsFor(const NodeState& node) {
-    json list = json::array();
+  // The node's assignments as a JSON array in text. Long polls answer with every unfinished
+  // task of the node each time, so this is built without a JSON document per task and with
+  // each job's descriptor serialized once per job revision.
+  std::string assignmentsFor(const NodeState& node) {
+    std::string list = "[";
     for (const std::string& taskId : node.tasks) {
       auto jobId = jobIdOfTask(taskId);
       if (!jobId) continue;
@@ -640,13 +651,23 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       auto position = lookup.findTaskId(taskId);
       if (!position) continue;
       const TaskRecord& task = actor->view.tasks[*position];
-      list.push_back(
-          {{"task", toWire(task, *jobId)},
-           {"job",
-            {{"id", actor->view.job.id}, {"descriptor", api::toJson(actor->view.job.descriptor)}}},
-           {"desiredState", task.state == api::TaskState::kKillInitiated ? "Killed" : "Running"}});
+      if (actor->descriptorRevision != actor->view.job.modRevision ||
+          actor->descriptorText.empty()) {
+        actor->descriptorText = dumpText(api::toJson(actor->view.job.descriptor));
+        actor->descriptorRevision = actor->view.job.modRevision;
+      }
+      if (list.size() > 1) list += ',';
+      list += R"({"task":)";
+      list += dumpText(toWire(task, *jobId));
+      list += R"(,"job":{"id":)";
+      list += dumpText(json(actor->view.job.id));
+      list += R"(,"descriptor":)";
+      list += actor->descriptorText;
+      list += R"(},"desiredState":)";
+      list += task.state == api::TaskState::kKillInitiated ? R"("Killed"})" : R"("Running"})";
     }
-    co_return list;
+    list += ']';
+    return list;
   }
 };
 
@@ -1246,10 +1267,11 @@ asio::awaitable<Result<json>> JobManager::deleteCapacityGroup(std::string name) 
 }
 
 asio::awaitable<Result<Assignments>> JobManager::assignments(std::string nodeId,
-                                                             int64_t afterRevision,
-                                                             int64_t waitMs) {
+                                                             int64_t afterRevision, int64_t waitMs,
+                                                             AssignmentsForm form) {
   auto impl = impl_;
-  auto body = [impl, nodeId, afterRevision, waitMs]() -> asio::awaitable<Result<Assignments>> {
+  auto body = [impl, nodeId, afterRevision, waitMs,
+               form]() -> asio::awaitable<Result<Assignments>> {
     auto it = impl->nodes.find(nodeId);
     if (it == impl->nodes.end()) {
       co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is not registered");
@@ -1268,9 +1290,11 @@ asio::awaitable<Result<Assignments>> JobManager::assignments(std::string nodeId,
     }
     Assignments out;
     out.revision = it->second.revision;
-    auto list = co_await impl->assignmentsFor(it->second);
-    if (!list) co_return std::unexpected(list.error());
-    out.assignments = std::move(*list);
+    out.assignmentsText = impl->assignmentsFor(it->second);
+    if (form == AssignmentsForm::kJson) {
+      out.assignments = json::parse(out.assignmentsText);
+      out.assignmentsText.clear();
+    }
     co_return out;
   };
   co_return co_await impl->onStrand<Result<Assignments>>(std::move(body));

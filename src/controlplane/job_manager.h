@@ -80,7 +80,13 @@ struct NodeRegistration {
 struct Assignments {
   int64_t revision = 0;
   nlohmann::json assignments = nlohmann::json::array();
+  // With `AssignmentsForm::kText`: the same list as JSON text (and `assignments` left empty).
+  std::string assignmentsText;
 };
+
+// How `JobManager::assignments` hands out the list: a JSON value, or JSON text for the API's
+// answer (built without a JSON document per task; each job's descriptor is serialized once).
+enum class AssignmentsForm { kJson, kText };
 
 class JobManager {
  public:
@@ -145,7 +151,8 @@ class JobManager {
   // Long poll: answers when the node's assignments changed after `afterRevision`, or after
   // `waitMs`.
   asio::awaitable<Result<Assignments>> assignments(std::string nodeId, int64_t afterRevision,
-                                                   int64_t waitMs);
+                                                   int64_t waitMs,
+                                                   AssignmentsForm form = AssignmentsForm::kJson);
   // Applies agent reports for tasks on `nodeId`; returns how many changed something.
   asio::awaitable<Result<int64_t>> applyTaskStatus(std::string nodeId,
                                                    std::vector<TaskStatusUpdate> updates);

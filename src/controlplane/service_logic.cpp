@@ -69,8 +69,10 @@ RolloutStep nextRolloutStep(const RolloutInput& input, int64_t nowMs) {
   std::vector<const RolloutTask*> oldNotReady;
   std::vector<const RolloutTask*> oldReady;
   for (const RolloutTask& task : input.tasks) {
-    ++unfinished;
+    // As in Kubernetes, tasks being killed do not count against the surge: the next wave starts
+    // while the old tasks stop.
     if (task.killing) continue;
+    ++unfinished;
     if (task.revision == input.targetRevision) {
       ++newTasks;
       if (!task.ready) continue;
@@ -128,6 +130,11 @@ RolloutStep nextRolloutStep(const RolloutInput& input, int64_t nowMs) {
     --stopBudget;
     --canStopReady;
   }
+  // The old tasks stopped now no longer count against the surge: their replacements start in the
+  // same step rather than after the kills are through.
+  int64_t roomAfterStops = room + static_cast<int64_t>(step.stopOld.size());
+  step.startNew =
+      std::clamp<int64_t>(std::min(roomAfterStops, newCap - newTasks), 0, input.desired);
   if (canaryHolds && step.healthyNew >= input.strategy.canaryTasks && oldTasks > 0 &&
       step.startNew == 0 && step.stopOld.empty()) {
     step.outcome = RolloutStep::Outcome::kPaused;

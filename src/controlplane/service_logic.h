@@ -73,11 +73,10 @@ struct RolloutStep {
 // unavailability down; when both come to 0 the surge is 1 so the rollout can move.
 std::pair<int64_t, int64_t> rolloutLimits(const api::RolloutStrategy& strategy, int64_t desired);
 
-// The next step of a rollout: never more than desired + maxSurge unfinished tasks (those being
-// killed included), never fewer than desired - maxUnavailable available ones (new tasks count once
-// healthy, old ones while ready). A failed new task means roll back; the canary pauses the
-// rollout once `canaryTasks` new tasks are healthy (and the old tasks they replace are stopped)
-// until promoted.
+// The next step of a rollout: never more than desired + maxSurge tasks that are not being killed,
+// never fewer than desired - maxUnavailable available ones (new tasks count once healthy, old ones
+// while ready). A failed new task means roll back; the canary pauses the rollout once `canaryTasks`
+// new tasks are healthy (and the old tasks they replace are stopped) until promoted.
 RolloutStep nextRolloutStep(const RolloutInput& input, int64_t nowMs);
 
 // ---- Autoscaling ----

@@ -1351,7 +1351,7 @@ class RolloutTest : public JobLogicTest {
 
   // Plays the agent until nothing moves: places and starts Accepted tasks (or fails them when
   // their revision is `failingRevision`), stops tasks being killed. Returns the largest number of
-  // unfinished tasks and the smallest number of ready ones seen.
+  // tasks neither finished nor being killed and the smallest number of ready ones seen.
   std::pair<int64_t, int64_t> settle(JobView& view, int64_t failingRevision = 0) {
     int64_t maxUnfinished = 0;
     int64_t minReady = INT64_MAX;
@@ -1381,7 +1381,8 @@ class RolloutTest : public JobLogicTest {
       int64_t unfinished = 0;
       int64_t ready = 0;
       for (const auto& task : view.tasks) {
-        unfinished += task.finished() ? 0 : 1;
+        // Tasks being killed do not count against the surge (as in Kubernetes).
+        unfinished += task.finished() || task.state == TaskState::kKillInitiated ? 0 : 1;
         ready += task.ready ? 1 : 0;
       }
       maxUnfinished = std::max(maxUnfinished, unfinished);

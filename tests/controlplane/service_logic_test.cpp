@@ -120,7 +120,8 @@ struct RolloutSim {
       }
     }
     for (int64_t i = 0; i < step.startNew; ++i) add(target, false);
-    int64_t unfinished = static_cast<int64_t>(tasks.size());
+    int64_t unfinished =
+        std::count_if(tasks.begin(), tasks.end(), [](const SimTask& t) { return !t.task.killing; });
     int64_t available = 0;
     for (const auto& t : tasks) {
       if (!t.task.ready) continue;

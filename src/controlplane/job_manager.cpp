@@ -662,7 +662,15 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       list += R"(,"job":{"id":)";
       list += dumpText(json(actor->view.job.id));
       list += R"(,"descriptor":)";
-      list += actor->descriptorText;
+      // A service task runs the container of its own spec revision, whatever the job rolls to.
+      const SpecRevision* revision = actor->view.job.findRevision(task.specRevision);
+      if (revision != nullptr && task.specRevision != actor->view.job.specRevision) {
+        api::JobDescriptor ofRevision = actor->view.job.descriptor;
+        ofRevision.container = revision->container;
+        list += dumpText(api::toJson(ofRevision));
+      } else {
+        list += actor->descriptorText;
+      }
       list += R"(},"desiredState":)";
       list += task.state == api::TaskState::kKillInitiated ? R"("Killed"})" : R"("Running"})";
     }

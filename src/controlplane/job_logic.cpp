@@ -589,6 +589,38 @@ Status rollbackTo(JobEdit& edit, std::optional<int64_t> revision, int64_t nowMs)
   return {};
 }
 
+Status applyMetrics(JobEdit& edit, const std::map<std::string, double>& metrics, int64_t nowMs) {
+  const JobRecord& job = edit.job();
+  if (job.descriptor.isBatch() || !job.descriptor.service->autoscaling) {
+    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " has no autoscaling policies");
+  }
+  if (job.state != api::JobState::kAccepted) {
+    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " is being killed or finished");
+  }
+  JobRecord& mutableJob = edit.mutableJob();
+  for (const auto& [name, value] : metrics) mutableJob.autoscale.metrics[name] = value;
+  mutableJob.autoscale.metricsAtMs = nowMs;
+  AutoscaleInput input;
+  input.capacity = mutableJob.capacity;
+  for (size_t i = 0; i < edit.taskCount(); ++i) input.readyTasks += edit.task(i).ready ? 1 : 0;
+  input.metrics = mutableJob.autoscale.metrics;
+  input.lastScaleOutMs = mutableJob.autoscale.lastScaleOutMs;
+  input.lastScaleInMs = mutableJob.autoscale.lastScaleInMs;
+  AutoscaleDecision decision =
+      decideAutoscale(*mutableJob.descriptor.service->autoscaling, input, nowMs);
+  decision.detail["atMs"] = nowMs;
+  if (decision.changed) {
+    mutableJob.capacity.desired = decision.desired;
+    (decision.scaleOut ? mutableJob.autoscale.lastScaleOutMs : mutableJob.autoscale.lastScaleInMs) =
+        nowMs;
+    mutableJob.autoscale.lastDecision = std::move(decision.detail);
+  } else if (decision.blockedUntilMs != 0) {
+    decision.detail["blockedUntilMs"] = decision.blockedUntilMs;
+    mutableJob.autoscale.lastDecision = std::move(decision.detail);
+  }
+  return {};
+}
+
 json historyOf(const JobView& view) {
   json items = json::array();
   for (auto it = view.job.revisions.rbegin(); it != view.job.revisions.rend(); ++it) {

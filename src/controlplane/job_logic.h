@@ -129,6 +129,12 @@ Status rollbackTo(JobEdit& edit, std::optional<int64_t> revision, int64_t nowMs)
 // The revisions of a service, newest first: number, image, pinned image, outcome, message.
 nlohmann::json historyOf(const JobView& view);
 
+// Takes pushed metric values (merged over earlier ones) and lets the job's autoscaling policies
+// decide (service_logic.h, decideAutoscale): a change sets the desired capacity, and every change
+// or cooldown hold is recorded in the job's `autoscale.lastDecision` with the values behind it.
+// Fails for jobs without autoscaling policies and for jobs being killed.
+Status applyMetrics(JobEdit& edit, const std::map<std::string, double>& metrics, int64_t nowMs);
+
 // Moves an Accepted task to Launched on `nodeId`.
 void launchTask(JobEdit& edit, size_t position, const std::string& nodeId, int64_t nowMs);
 

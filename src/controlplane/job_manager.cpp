@@ -907,6 +907,14 @@ asio::awaitable<Result<json>> JobManager::rollback(std::string jobId,
   co_return co_await impl_->jobCommand(std::move(jobId), std::move(apply));
 }
 
+asio::awaitable<Result<json>> JobManager::pushMetrics(std::string jobId,
+                                                      std::map<std::string, double> metrics) {
+  auto apply = [metrics = std::move(metrics)](JobEdit& edit, int64_t now) {
+    return controlplane::applyMetrics(edit, metrics, now);
+  };
+  co_return co_await impl_->jobCommand(std::move(jobId), std::move(apply));
+}
+
 asio::awaitable<Result<json>> JobManager::history(std::string jobId) {
   auto impl = impl_;
   auto body = [impl, jobId]() -> asio::awaitable<Result<json>> {

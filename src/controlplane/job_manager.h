@@ -122,6 +122,9 @@ class JobManager {
   asio::awaitable<Result<nlohmann::json>> rollback(std::string jobId,
                                                    std::optional<int64_t> revision);
   asio::awaitable<Result<nlohmann::json>> history(std::string jobId);
+  // Autoscaling metric values pushed for a service (job_logic.h, applyMetrics).
+  asio::awaitable<Result<nlohmann::json>> pushMetrics(std::string jobId,
+                                                      std::map<std::string, double> metrics);
 
   asio::awaitable<Result<nlohmann::json>> getTask(std::string taskId);
   asio::awaitable<Result<Page>> listTasks(std::string jobId, std::optional<api::TaskState> state,

@@ -105,6 +105,13 @@ json jobToJson(const JobRecord& job) {
                            {"message", revision.message}});
     }
     out["revisions"] = std::move(revisions);
+    if (job.descriptor.service->autoscaling) {
+      out["autoscaling"] = {{"metrics", job.autoscale.metrics},
+                            {"metricsAtMs", job.autoscale.metricsAtMs},
+                            {"lastScaleOutMs", job.autoscale.lastScaleOutMs},
+                            {"lastScaleInMs", job.autoscale.lastScaleInMs},
+                            {"lastDecision", job.autoscale.lastDecision}};
+    }
     if (job.rollout.active) {
       out["rollout"] = {{"fromRevision", job.rollout.fromRevision},
                         {"promoted", job.rollout.promoted},
@@ -240,6 +247,13 @@ Result<JobRecord> jobFromStored(std::string_view value, store::Revision modRevis
       job.revisions.push_back({r.at("number").get<int64_t>(), std::move(descriptor->container),
                                r.value("createdAtMs", int64_t{0}), r.value("outcome", ""),
                                r.value("image", ""), r.value("message", "")});
+    }
+    if (auto it = j.find("autoscaling"); it != j.end()) {
+      job.autoscale.metrics = it->value("metrics", std::map<std::string, double>{});
+      job.autoscale.metricsAtMs = it->value("metricsAtMs", int64_t{0});
+      job.autoscale.lastScaleOutMs = it->value("lastScaleOutMs", int64_t{0});
+      job.autoscale.lastScaleInMs = it->value("lastScaleInMs", int64_t{0});
+      job.autoscale.lastDecision = it->value("lastDecision", json(nullptr));
     }
     if (auto it = j.find("rollout"); it != j.end()) {
       job.rollout.active = true;

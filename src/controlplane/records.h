@@ -50,6 +50,17 @@ struct RolloutState {
   std::string message;  // The last step's reason.
 };
 
+// Autoscaling of a service: the latest pushed metric values and the last decisions.
+struct AutoscaleState {
+  std::map<std::string, double> metrics;
+  int64_t metricsAtMs = 0;
+  int64_t lastScaleOutMs = 0;
+  int64_t lastScaleInMs = 0;
+  // The last decision that changed the capacity or was held back, with the values behind it
+  // (see service_logic.h, AutoscaleDecision::detail, plus "atMs").
+  nlohmann::json lastDecision;
+};
+
 struct JobRecord {
   std::string id;
   api::JobDescriptor descriptor;
@@ -71,6 +82,7 @@ struct JobRecord {
   int64_t specRevision = 1;
   std::vector<SpecRevision> revisions;
   RolloutState rollout;
+  AutoscaleState autoscale;
 
   // The revision numbered `number`, or null.
   const SpecRevision* findRevision(int64_t number) const;

@@ -1,8 +1,10 @@
 #include "controlplane/service_routes.h"
 
+#include <cmath>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <regex>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -242,6 +244,33 @@ asio::awaitable<Response> rollback(ApiContext& api, RequestContext& context) {
   co_return okOr(co_await api.manager.rollback(context.params[0], revision));
 }
 
+// POST /v1/jobs/{id}/metrics: {"metrics": {"cpu": 73.5, "queueDepth": 120}}.
+asio::awaitable<Response> pushMetrics(ApiContext& api, RequestContext& context) {
+  static const std::regex kMetricName("[A-Za-z][A-Za-z0-9._-]{0,127}");
+  auto body = api::parseJson(context.request.body());
+  if (!body) co_return Response::error(body.error());
+  if (!body->is_object() || !body->contains("metrics") || !(*body)["metrics"].is_object() ||
+      (*body)["metrics"].empty() || (*body)["metrics"].size() > 32) {
+    co_return Response::error(
+        Error(ErrorCode::kInvalidArgument, "metrics: must be an object of 1 to 32 metric values"));
+  }
+  std::map<std::string, double> metrics;
+  for (const auto& [name, value] : (*body)["metrics"].items()) {
+    if (!std::regex_match(name, kMetricName)) {
+      co_return Response::error(Error(ErrorCode::kInvalidArgument,
+                                      "metrics." + name.substr(0, 128) +
+                                          ": must be a name of letters, digits, '.', '_' or '-', "
+                                          "starting with a letter"));
+    }
+    if (!value.is_number() || !std::isfinite(value.get<double>())) {
+      co_return Response::error(
+          Error(ErrorCode::kInvalidArgument, "metrics." + name + ": must be a finite number"));
+    }
+    metrics[name] = value.get<double>();
+  }
+  co_return okOr(co_await api.manager.pushMetrics(context.params[0], std::move(metrics)));
+}
+
 }  // namespace
 
 void registerServiceRoutes(http::Router& router, ApiContext& api) {
@@ -257,6 +286,8 @@ void registerServiceRoutes(http::Router& router, ApiContext& api) {
              });
   router.add(http::Verb::post, "/v1/jobs/{id}/rollback", http::Access::kAdmin,
              [ctx](RequestContext& c) { return rollback(*ctx, c); });
+  router.add(http::Verb::post, "/v1/jobs/{id}/metrics", http::Access::kAgent,
+             [ctx](RequestContext& c) { return pushMetrics(*ctx, c); });
   router.add(http::Verb::get, "/v1/jobs/{id}/history", http::Access::kAdmin,
              [ctx](RequestContext& c) -> asio::awaitable<Response> {
                co_return okOr(co_await ctx->manager.history(c.params[0]));

@@ -1530,3 +1530,67 @@ TEST_F(RolloutTest, RevisionsAndTheRolloutSurviveTheStoredForm) {
 
 }  // namespace
 }  // namespace skiff::controlplane
+
+// ======================= Autoscaling =======================
+
+namespace skiff::controlplane {
+namespace {
+
+class AutoscaleTest : public JobLogicTest {
+ protected:
+  JobView autoscaled() {
+    JobView view = makeJob(container() +
+                           "service:\n  capacity: {min: 1, desired: 2, max: 6}\n"
+                           "  autoscaling:\n    scaleOutCooldownMs: 10000\n"
+                           "    scaleInCooldownMs: 30000\n"
+                           "    policies: [{targetTracking: {metric: cpu, target: 50}}]\n");
+    run(view, 0);
+    run(view, 1);
+    return view;
+  }
+  Status push(JobView& view, double cpu) {
+    return change(view, [&](JobEdit& edit) { return applyMetrics(edit, {{"cpu", cpu}}, now()); });
+  }
+};
+
+TEST_F(AutoscaleTest, CpuAboveTargetScalesOutAndRecordsTheDecisionWithItsValues) {
+  JobView view = autoscaled();
+  ASSERT_TRUE(push(view, 100));
+  EXPECT_EQ(view.job.capacity.desired, 4);
+  EXPECT_EQ(view.job.autoscale.lastScaleOutMs, now());
+  const auto& decision = view.job.autoscale.lastDecision;
+  EXPECT_EQ(decision["decision"], "scale out");
+  EXPECT_EQ(decision["proposals"][0]["value"], 100.0);
+  EXPECT_EQ(decision["from"], 2);
+  EXPECT_EQ(decision["to"], 4);
+  reconcileNow(view);
+  EXPECT_EQ(view.tasks.size(), 4u);
+}
+
+TEST_F(AutoscaleTest, CooldownsHoldFurtherChangesAndTheHoldIsRecorded) {
+  JobView view = autoscaled();
+  ASSERT_TRUE(push(view, 100));
+  clock.advanceMs(1000);
+  ASSERT_TRUE(push(view, 200));
+  EXPECT_EQ(view.job.capacity.desired, 4);
+  EXPECT_EQ(view.job.autoscale.lastDecision["decision"], "scale-out cooldown");
+  clock.advanceMs(30'000);
+  ASSERT_TRUE(push(view, 5));  // Two ready tasks at 5% of a 50% target: down to min.
+  EXPECT_EQ(view.job.capacity.desired, 1);
+  EXPECT_EQ(view.job.autoscale.lastDecision["decision"], "scale in");
+}
+
+TEST_F(AutoscaleTest, MetricsNeedAutoscalingPoliciesAndSurviveTheStoredForm) {
+  JobView plain = makeJob(serviceYaml(0, 1, 2));
+  EXPECT_FALSE(push(plain, 90));
+  JobView view = autoscaled();
+  ASSERT_TRUE(push(view, 100));
+  auto stored = jobFromStored(toStored(view.job), 3);
+  ASSERT_TRUE(stored.has_value()) << stored.error().message();
+  EXPECT_EQ(stored->autoscale.metrics.at("cpu"), 100.0);
+  EXPECT_EQ(stored->autoscale.lastScaleOutMs, view.job.autoscale.lastScaleOutMs);
+  EXPECT_EQ(stored->autoscale.lastDecision, view.job.autoscale.lastDecision);
+}
+
+}  // namespace
+}  // namespace skiff::controlplane

@@ -291,5 +291,36 @@ TEST_F(ServiceApiTest, RolloutToAFailingRevisionRollsBackOnItsOwn) {
   EXPECT_EQ(call("GET", "/v1/jobs/" + id + "/endpoints")["items"].size(), 2u);
 }
 
+TEST_F(ServiceApiTest, PushedCpuMetricScalesTheServiceAndTheDecisionIsInTheJob) {
+  json job = servedJob(2);
+  job["container"].erase("readiness");
+  job["service"]["capacity"] = {{"min", 1}, {"desired", 2}, {"max", 6}};
+  job["service"]["autoscaling"] = {
+      {"policies", {{{"targetTracking", {{"metric", "cpu"}, {"target", 50}}}}}}};
+  std::string id = call("POST", "/v1/jobs", &job, 201)["id"];
+  FakeAgent agent(skiffd_, id);
+  for (int i = 0; i < 500; ++i) {
+    if (call("GET", "/v1/jobs/" + id + "/endpoints")["items"].size() == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // Agents (join token) and collectors may push; the values are validated.
+  json metrics = {{"metrics", {{"cpu", 100}}}};
+  auto pushed = agent_->call("POST", "/v1/jobs/" + id + "/metrics", &metrics);
+  ASSERT_TRUE(pushed && pushed->status == 200) << (pushed ? pushed->body.dump() : "");
+  EXPECT_EQ(pushed->body["capacity"]["desired"], 4);
+  EXPECT_EQ(pushed->body["autoscaling"]["lastDecision"]["decision"], "scale out");
+  EXPECT_EQ(pushed->body["autoscaling"]["lastDecision"]["proposals"][0]["value"], 100.0);
+  for (int i = 0; i < 500; ++i) {
+    if (call("GET", "/v1/jobs/" + id + "/endpoints")["items"].size() == 4) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(call("GET", "/v1/jobs/" + id + "/endpoints")["items"].size(), 4u);
+  json bad = {{"metrics", {{"cpu%", 1}}}};
+  call("POST", "/v1/jobs/" + id + "/metrics", &bad, 400);
+  json plain = servedJob(1);
+  std::string plainId = call("POST", "/v1/jobs", &plain, 201)["id"];
+  call("POST", "/v1/jobs/" + plainId + "/metrics", &metrics, 412);
+}
+
 }  // namespace
 }  // namespace skiff::testing

@@ -139,6 +139,52 @@ bool failedBeforeHealthy(const TaskRecord& task, int64_t minHealthyMs) {
   return task.readySinceMs == 0 || finishedAt - task.readySinceMs < minHealthyMs;
 }
 
+// Stops tasks moving off draining nodes as the disruption budget allows: those not ready at once,
+// ready ones while the ready tasks left stay within the budget (maxUnhealthy 0 without one, so a
+// replacement must be ready first) and the rate allows.
+void stopDrainedTasks(JobEdit& edit, int64_t nowMs, int64_t& nextDeadline) {
+  std::vector<size_t> readyDraining;
+  int64_t ready = 0;
+  for (size_t i = 0; i < edit.taskCount(); ++i) {
+    const TaskRecord& task = edit.task(i);
+    if (task.finished() || task.state == TaskState::kKillInitiated) continue;
+    if (task.ready) ++ready;
+    if (!task.draining) continue;
+    if (task.ready) {
+      readyDraining.push_back(i);
+    } else {
+      beginKill(edit.mutableTask(i), TaskReason::kScaledDown, nowMs);
+      edit.mutableTask(i).message = "moved off a draining node";
+    }
+  }
+  if (readyDraining.empty()) return;
+  std::optional<api::DisruptionBudget> budget = edit.job().descriptor.service->disruptionBudget;
+  if (!budget) {
+    budget = api::DisruptionBudget{};
+    budget->maxUnhealthy = 0;
+  }
+  std::vector<int64_t> recent;
+  for (int64_t at : edit.job().disruptionsMs) {
+    if (budget->rateTasks == 0 || at > nowMs - budget->rateIntervalMs) recent.push_back(at);
+  }
+  DisruptionAllowance allowance =
+      disruptionAllowance(budget, edit.job().capacity.desired, ready, recent, nowMs);
+  if (allowance.retryAtMs != 0) noteDeadline(nextDeadline, allowance.retryAtMs);
+  int64_t stopped = 0;
+  for (size_t i : readyDraining) {
+    if (stopped >= allowance.tasks) break;
+    beginKill(edit.mutableTask(i), TaskReason::kScaledDown, nowMs);
+    edit.mutableTask(i).message = "moved off a draining node";
+    recent.push_back(nowMs);
+    ++stopped;
+  }
+  if (stopped > 0 || recent.size() != edit.job().disruptionsMs.size()) {
+    // Keep only what the rate still needs.
+    if (budget->rateTasks == 0) recent.clear();
+    edit.mutableJob().disruptionsMs = recent;
+  }
+}
+
 // One rollout step. Returns true when the rollout changed target (a rollback) and should be
 // looked at again at once.
 bool rolloutPass(JobEdit& edit, int64_t nowMs, int64_t& nextDeadline) {
@@ -621,6 +667,21 @@ Status applyMetrics(JobEdit& edit, const std::map<std::string, double>& metrics,
   return {};
 }
 
+int64_t drainTasksOnNode(JobEdit& edit, const std::string& nodeId) {
+  if (edit.job().descriptor.isBatch() || edit.job().state != api::JobState::kAccepted) return 0;
+  int64_t marked = 0;
+  for (size_t i = 0; i < edit.taskCount(); ++i) {
+    const TaskRecord& task = edit.task(i);
+    if (task.nodeId != nodeId || task.finished() || task.draining ||
+        task.state == TaskState::kKillInitiated || task.killReason != TaskReason::kNone) {
+      continue;
+    }
+    edit.mutableTask(i).draining = true;
+    ++marked;
+  }
+  return marked;
+}
+
 json historyOf(const JobView& view) {
   json items = json::array();
   for (auto it = view.job.revisions.rbegin(); it != view.job.revisions.rend(); ++it) {
@@ -798,12 +859,13 @@ int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config) {
     if (edit.job().rollout.active) return nextDeadline;
   }
 
-  // Service jobs keep `desired` tasks that are neither finished nor being killed.
+  // Service jobs keep `desired` tasks that are neither finished nor being killed; tasks moving
+  // off a draining node do not count, so their replacements start at once.
   int64_t active = 0;
   std::vector<size_t> alive;
   for (size_t i = 0; i < edit.taskCount(); ++i) {
     const TaskRecord& task = edit.task(i);
-    if (!task.finished() && task.state != TaskState::kKillInitiated) {
+    if (!task.finished() && task.state != TaskState::kKillInitiated && !task.draining) {
       ++active;
       alive.push_back(i);
     }
@@ -839,6 +901,7 @@ int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config) {
     edit.appendTask(std::move(task));
     ++active;
   }
+  stopDrainedTasks(edit, nowMs, nextDeadline);
   return nextDeadline;
 }
 

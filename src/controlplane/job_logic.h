@@ -135,6 +135,12 @@ nlohmann::json historyOf(const JobView& view);
 // Fails for jobs without autoscaling policies and for jobs being killed.
 Status applyMetrics(JobEdit& edit, const std::map<std::string, double>& metrics, int64_t nowMs);
 
+// Marks the service tasks on `nodeId` (a draining node) for moving: `reconcile` starts a
+// replacement for each elsewhere and stops the old task once the replacement is ready and the job's
+// disruption budget allows (without a budget: maxUnhealthy 0). Batch tasks are left to finish.
+// Returns how many tasks were marked.
+int64_t drainTasksOnNode(JobEdit& edit, const std::string& nodeId);
+
 // Moves an Accepted task to Launched on `nodeId`.
 void launchTask(JobEdit& edit, size_t position, const std::string& nodeId, int64_t nowMs);
 

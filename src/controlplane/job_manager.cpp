@@ -1111,6 +1111,20 @@ asio::awaitable<Result<json>> JobManager::drainNode(std::string nodeId) {
     log::info("node draining", {{"nodeId", nodeId}});
     impl->scheduler->setSchedulable(nodeId, false);
     impl->bumpNode(nodeId);
+    // Service tasks move off the node within their jobs' disruption budgets (drainTasksOnNode).
+    std::set<std::string> jobIds;
+    for (const std::string& taskId : again->second.tasks) {
+      if (auto jobId = jobIdOfTask(taskId)) jobIds.insert(*jobId);
+    }
+    for (const std::string& jobId : jobIds) {
+      if (JobActor* actor = impl->findJob(jobId)) {
+        impl->post(actor, {[nodeId](JobEdit& edit, int64_t) -> Status {
+                             drainTasksOnNode(edit, nodeId);
+                             return {};
+                           },
+                           nullptr});
+      }
+    }
     co_return impl->wire(again->second);
   };
   co_return co_await impl->onStrand<Result<json>>(std::move(body));

@@ -112,6 +112,7 @@ json jobToJson(const JobRecord& job) {
                             {"lastScaleInMs", job.autoscale.lastScaleInMs},
                             {"lastDecision", job.autoscale.lastDecision}};
     }
+    if (!job.disruptionsMs.empty()) out["disruptionsMs"] = job.disruptionsMs;
     if (job.rollout.active) {
       out["rollout"] = {{"fromRevision", job.rollout.fromRevision},
                         {"promoted", job.rollout.promoted},
@@ -149,6 +150,7 @@ json taskToJson(const TaskRecord& task, std::string_view jobId) {
   if (!task.image.empty()) out["image"] = task.image;
   if (!task.ip.empty()) out["ip"] = task.ip;
   if (task.specRevision != 1) out["specRevision"] = task.specRevision;
+  if (task.draining) out["draining"] = true;
   out["ready"] = task.ready;
   if (task.readySinceMs != 0) out["readySinceMs"] = task.readySinceMs;
   if (task.killReason != api::TaskReason::kNone) {
@@ -248,6 +250,7 @@ Result<JobRecord> jobFromStored(std::string_view value, store::Revision modRevis
                                r.value("createdAtMs", int64_t{0}), r.value("outcome", ""),
                                r.value("image", ""), r.value("message", "")});
     }
+    job.disruptionsMs = j.value("disruptionsMs", std::vector<int64_t>{});
     if (auto it = j.find("autoscaling"); it != j.end()) {
       job.autoscale.metrics = it->value("metrics", std::map<std::string, double>{});
       job.autoscale.metricsAtMs = it->value("metricsAtMs", int64_t{0});
@@ -296,6 +299,7 @@ Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRev
     task.image = j.value("image", "");
     task.ip = j.value("ip", "");
     task.specRevision = j.value("specRevision", int64_t{1});
+    task.draining = j.value("draining", false);
     task.ready = j.value("ready", false);
     task.readySinceMs = j.value("readySinceMs", int64_t{0});
     task.nodeId = j.value("nodeId", "");

@@ -83,6 +83,8 @@ struct JobRecord {
   std::vector<SpecRevision> revisions;
   RolloutState rollout;
   AutoscaleState autoscale;
+  // Times of recent voluntary disruptions (drain moves), for the disruption budget's rate.
+  std::vector<int64_t> disruptionsMs;
 
   // The revision numbered `number`, or null.
   const SpecRevision* findRevision(int64_t number) const;
@@ -103,6 +105,9 @@ struct TaskRecord {
   std::string image;
   // The container's address, reported by the agent once it is known; empty before.
   std::string ip;
+  // Its node is being drained: a replacement is started elsewhere and this task is stopped once
+  // the job's disruption budget allows (service jobs).
+  bool draining = false;
   // The job spec revision the task runs (service jobs; 1 for batch jobs).
   int64_t specRevision = 1;
   // Ready for traffic: Started, not being killed, and passing its readiness check (or Started,

@@ -17,11 +17,12 @@ DisruptionAllowance disruptionAllowance(const std::optional<api::DisruptionBudge
     out.reason = "no disruption budget";
     return out;
   }
-  int64_t unhealthy = std::max<int64_t>(0, desired - ready);
+  // Ready tasks above desired (replacements already up) may go without anyone being unhealthy.
+  int64_t unhealthy = desired - ready;
   if (budget->maxUnhealthy) {
     out.tasks = std::max<int64_t>(0, *budget->maxUnhealthy - unhealthy);
     out.reason = "maxUnhealthy " + std::to_string(*budget->maxUnhealthy) + ", " +
-                 std::to_string(unhealthy) + " unhealthy";
+                 std::to_string(std::max<int64_t>(0, unhealthy)) + " unhealthy";
   } else {
     double percentage = budget->availabilityPercentage.value_or(100);
     // The ready tasks that must remain: rounded up, so the percentage is never undercut.

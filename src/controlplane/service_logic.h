@@ -30,8 +30,9 @@ struct DisruptionAllowance {
 };
 
 // `desired` is the service's desired capacity, `ready` its tasks that are ready and not being
-// killed, `recentDisruptionsMs` the times of earlier disruptions (any order; older ones than the
-// rate interval are ignored). Without a budget the allowance is unlimited (`desired`).
+// killed (ready tasks above desired may all go under maxUnhealthy 0), `recentDisruptionsMs` the
+// times of earlier disruptions (any order; older ones than the rate interval are ignored). Without
+// a budget the allowance is unlimited (`desired`).
 DisruptionAllowance disruptionAllowance(const std::optional<api::DisruptionBudget>& budget,
                                         int64_t desired, int64_t ready,
                                         const std::vector<int64_t>& recentDisruptionsMs,

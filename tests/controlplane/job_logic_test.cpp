@@ -1594,3 +1594,103 @@ TEST_F(AutoscaleTest, MetricsNeedAutoscalingPoliciesAndSurviveTheStoredForm) {
 
 }  // namespace
 }  // namespace skiff::controlplane
+
+// ======================= Drain under a disruption budget =======================
+
+namespace skiff::controlplane {
+namespace {
+
+class DrainTest : public JobLogicTest {
+ protected:
+  JobView service(const std::string& budget) {
+    std::string yaml = container() + "service:\n  capacity: {desired: 3, max: 6}\n";
+    if (!budget.empty()) yaml += "  disruptionBudget: " + budget + "\n";
+    JobView view = makeJob(yaml);
+    for (size_t i = 0; i < 3; ++i) run(view, i);  // All on node-1.
+    return view;
+  }
+
+  // Places and starts every Accepted task on node-2; returns how many.
+  int startReplacements(JobView& view) {
+    int started = 0;
+    for (size_t i = 0; i < view.tasks.size(); ++i) {
+      if (view.tasks[i].state != TaskState::kAccepted) continue;
+      launch(view, i, "node-2");
+      report(view, i, TaskState::kStarted);
+      ++started;
+    }
+    return started;
+  }
+
+  int64_t countOn(const JobView& view, const std::string& node, bool killing) {
+    int64_t n = 0;
+    for (const auto& task : view.tasks) {
+      if (task.nodeId == node && !task.finished() &&
+          (task.state == TaskState::kKillInitiated) == killing) {
+        ++n;
+      }
+    }
+    return n;
+  }
+
+  int64_t readyCount(const JobView& view) {
+    int64_t n = 0;
+    for (const auto& task : view.tasks) n += task.ready ? 1 : 0;
+    return n;
+  }
+};
+
+TEST_F(DrainTest, ReplacementsStartFirstAndOldTasksStopOnlyOnceTheyAreReady) {
+  JobView view = service("");
+  EXPECT_EQ(change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1"); }), 3);
+  reconcileNow(view);
+  // Three replacements wait for a node; nothing was stopped.
+  EXPECT_EQ(view.tasks.size(), 6u);
+  EXPECT_EQ(countOn(view, "node-1", /*killing=*/true), 0);
+  EXPECT_EQ(startReplacements(view), 3);
+  reconcileNow(view);
+  EXPECT_EQ(countOn(view, "node-1", true), 3);
+  EXPECT_EQ(countOn(view, "node-2", false), 3);
+}
+
+TEST_F(DrainTest, BudgetOfOneUnhealthyStopsOneReadyTaskAtATimeAndTheRateSpacesThem) {
+  JobView view = service("{maxUnhealthy: 1, rate: {tasks: 1, intervalMs: 10000}}");
+  change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1"); });
+  reconcileNow(view);
+  // Before any replacement is ready, the budget allows one task down.
+  EXPECT_EQ(countOn(view, "node-1", true), 1);
+  EXPECT_GE(readyCount(view), 2);
+  startReplacements(view);
+  int64_t deadline = reconcileNow(view);
+  // The rate allows one disruption per 10 s.
+  EXPECT_EQ(countOn(view, "node-1", true), 1);
+  EXPECT_EQ(deadline, now() + 10'000);
+  clock.advanceMs(10'000);
+  reconcileNow(view);
+  EXPECT_EQ(countOn(view, "node-1", true), 2);
+  clock.advanceMs(10'000);
+  reconcileNow(view);
+  EXPECT_EQ(countOn(view, "node-1", true), 3);
+  EXPECT_EQ(readyCount(view), 3);
+}
+
+TEST_F(DrainTest, AvailabilityPercentageKeepsEnoughTasksReady) {
+  JobView view = service("{availabilityPercentage: 100}");
+  change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1"); });
+  reconcileNow(view);
+  EXPECT_EQ(countOn(view, "node-1", true), 0);
+  EXPECT_TRUE(change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1"); }) == 0);
+  startReplacements(view);
+  reconcileNow(view);
+  EXPECT_EQ(countOn(view, "node-1", true), 3);
+  EXPECT_EQ(readyCount(view), 3);
+}
+
+TEST_F(DrainTest, BatchTasksAreLeftToFinish) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  run(view, 0);
+  EXPECT_EQ(change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1"); }), 0);
+}
+
+}  // namespace
+}  // namespace skiff::controlplane

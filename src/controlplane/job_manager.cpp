@@ -151,6 +151,10 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   // Keys whose first request is being written; later requests with the key wait for it.
   std::unordered_map<std::string, std::vector<std::shared_ptr<asio::steady_timer>>> inflightKeys;
   std::map<std::string, NodeState> nodes;
+  // Address blocks chosen by registrations whose node record is still being committed: the
+  // strand runs another registration while one awaits its commit, and both must not take the
+  // same lowest free block.
+  std::set<std::string> blocksBeingSaved;
   // Jobs that may have tasks wanting a node, in id (= submission) order.
   std::set<std::string> pendingJobs;
   // Tasks the scheduler placed whose launch is not yet durable.
@@ -1025,9 +1029,13 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
         takenBlocks.insert(other.record.addressBlock);
       }
     }
+    for (const std::string& pending : impl->blocksBeingSaved) {
+      if (pending != record.addressBlock) takenBlocks.insert(pending);
+    }
     auto block = chooseAddressBlock(impl->config.addressPlan, record.addressBlock, takenBlocks);
     if (!block) co_return std::unexpected(block.error());
     record.addressBlock = *block;
+    bool reserved = impl->blocksBeingSaved.insert(*block).second;
     // How many task addresses the node has (the scheduler's address cap): the block less its
     // network and broadcast addresses.
     record.attributes[std::string(scheduler::kAddressesAttribute)] =
@@ -1035,6 +1043,7 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
     store::Txn txn;
     txn.onSuccess.push_back(store::Op::put(nodeKey(record.id), toStored(record)));
     auto result = co_await impl->commit(std::move(txn));
+    if (reserved) impl->blocksBeingSaved.erase(record.addressBlock);
     if (!result) co_return std::unexpected(result.error().wrap("saving node"));
     record.modRevision = result->revision;
     NodeState& node = impl->nodes[record.id];

@@ -201,11 +201,13 @@ void unmountAll(const std::string& dir) {
   }
 }
 
-Result<std::unique_ptr<LocalRegistry>> LocalRegistry::start(const std::string& workDir) {
+Result<std::unique_ptr<LocalRegistry>> LocalRegistry::start(const std::string& workDir,
+                                                            const std::string& listenAddress) {
   std::string lastError = "no attempt";
   for (int attempt = 0; attempt < 3; ++attempt) {
     std::unique_ptr<LocalRegistry> registry(new LocalRegistry());
     registry->port_ = freeLoopbackPort();
+    registry->address_ = listenAddress;
     registry->storageDir_ = workDir + "/registry-storage";
     registry->logPath_ = workDir + "/registry.log";
     SKIFF_TRY_STATUS(fs::makeDirs(registry->storageDir_), "registry storage");
@@ -216,7 +218,7 @@ Result<std::unique_ptr<LocalRegistry>> LocalRegistry::start(const std::string& w
              << "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
              << "storage:\n  filesystem:\n    rootdirectory: " << registry->storageDir_ << "\n"
              << "  delete:\n    enabled: true\n"
-             << "http:\n  addr: 127.0.0.1:" << registry->port_ << "\n";
+             << "http:\n  addr: " << listenAddress << ":" << registry->port_ << "\n";
     }
     int logFd = ::open(registry->logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     registry->pid_ = spawn({"docker-registry", "serve", configPath}, logFd);

@@ -56,13 +56,15 @@ void unmountAll(const std::string& dir);
 
 class LocalRegistry {
  public:
-  // Starts docker-registry with its config and storage under `workDir`. Retries on another port
-  // if the chosen one is taken meanwhile.
-  static Result<std::unique_ptr<LocalRegistry>> start(const std::string& workDir);
+  // Starts docker-registry with its config and storage under `workDir`, listening on
+  // `listenAddress` (an IPv4 address of the calling thread's network namespace; multi-node tests
+  // use a test fabric's address). Retries on another port if the chosen one is taken meanwhile.
+  static Result<std::unique_ptr<LocalRegistry>> start(
+      const std::string& workDir, const std::string& listenAddress = "127.0.0.1");
   ~LocalRegistry();
 
-  // "127.0.0.1:PORT".
-  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
+  // "ADDRESS:PORT" ("127.0.0.1:PORT" by default).
+  std::string host() const { return address_ + ":" + std::to_string(port_); }
   int port() const { return port_; }
   const std::string& storageDir() const { return storageDir_; }
   // The file the registry serves blob `digest` from.
@@ -74,6 +76,7 @@ class LocalRegistry {
   LocalRegistry() = default;
   pid_t pid_ = -1;
   int port_ = 0;
+  std::string address_ = "127.0.0.1";
   std::string storageDir_;
   std::string logPath_;
 };

@@ -173,8 +173,11 @@ class FakeAgent {
     while (!stop_) {
       auto tasks = admin_->call("GET", "/v1/tasks?jobId=" + jobId_, nullptr);
       if (tasks && tasks->status == 200) {
-        json updates = json::array();
+        // Each node reports its own tasks.
+        std::map<std::string, json> byNode;
         for (const json& task : tasks->body["items"]) {
+          json& updates = byNode[task.value("nodeId", "")];
+          if (updates.is_null()) updates = json::array();
           std::string id = task["id"];
           int64_t revision = task.value("specRevision", int64_t{1});
           if (task["state"] == "Launched") {
@@ -198,9 +201,10 @@ class FakeAgent {
                 {{"taskId", id}, {"seq", ++seqs_[id]}, {"state", "Finished"}, {"exitCode", 0}});
           }
         }
-        if (!updates.empty()) {
+        for (const auto& [node, updates] : byNode) {
+          if (node.empty() || updates.empty()) continue;
           json body = {{"updates", updates}};
-          agent_->call("POST", "/v1/nodes/node-a/taskStatus", &body);
+          agent_->call("POST", "/v1/nodes/" + node + "/taskStatus", &body);
         }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -320,6 +324,47 @@ TEST_F(ServiceApiTest, PushedCpuMetricScalesTheServiceAndTheDecisionIsInTheJob) 
   json plain = servedJob(1);
   std::string plainId = call("POST", "/v1/jobs", &plain, 201)["id"];
   call("POST", "/v1/jobs/" + plainId + "/metrics", &metrics, 412);
+}
+
+TEST_F(ServiceApiTest, DrainMovesTasksWithinABudgetOfOneUnhealthyTask) {
+  json job = rolledJob(3);
+  job["service"]["disruptionBudget"] = {{"maxUnhealthy", 1}};
+  std::string id = call("POST", "/v1/jobs", &job, 201)["id"];
+  FakeAgent agent(skiffd_, id);
+  auto endpointCount = [&] { return call("GET", "/v1/jobs/" + id + "/endpoints")["items"].size(); };
+  for (int i = 0; i < 500 && endpointCount() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(endpointCount(), 3u);
+  json nodeB = {
+      {"id", "node-b"},
+      {"resources", {{"cpu", 8}, {"memoryMB", 8192}, {"diskMB", 100000}, {"networkMbps", 1000}}},
+      {"attributes", {{"zone", "z1"}}}};
+  auto registered = agent_->call("POST", "/v1/nodes", &nodeB);
+  ASSERT_TRUE(registered && registered->status == 201);
+  call("POST", "/v1/nodes/node-a/drain");
+  size_t fewest = 3;
+  bool moved = false;
+  for (int i = 0; i < 1000 && !moved; ++i) {
+    fewest = std::min(fewest, endpointCount());
+    json tasks = call("GET", "/v1/tasks?jobId=" + id)["items"];
+    int onB = 0;
+    int liveOnA = 0;
+    for (const json& task : tasks) {
+      if (task["state"] == "Finished") continue;
+      (task["nodeId"] == "node-b" ? onB : liveOnA)++;
+    }
+    moved = onB == 3 && liveOnA == 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(moved);
+  EXPECT_GE(fewest, 2u);
+  for (int i = 0; i < 500 && endpointCount() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  json endpoints = call("GET", "/v1/jobs/" + id + "/endpoints")["items"];
+  ASSERT_EQ(endpoints.size(), 3u);
+  for (const json& endpoint : endpoints) EXPECT_EQ(endpoint["nodeId"], "node-b");
 }
 
 }  // namespace

@@ -421,6 +421,26 @@ TEST_F(JobManagerTest, ListJobsFiltersAndPagesWithACursor) {
 
 // ============================== Nodes and placement ==============================
 
+TEST_F(JobManagerTest, ConcurrentRegistrationsGetDistinctAddressBlocks) {
+  // Agents of a fresh cluster register at the same moment; each registration awaits its store
+  // commit, and none may take a block another one is still saving.
+  start();
+  std::vector<std::future<Result<json>>> futures;
+  for (int i = 0; i < 4; ++i) {
+    futures.push_back(
+        asio::co_spawn(*io_, manager_->registerNode(node("node-" + std::to_string(i)), nullptr),
+                       asio::use_future));
+  }
+  std::set<std::string> blocks;
+  for (auto& future : futures) {
+    ASSERT_EQ(future.wait_for(10s), std::future_status::ready);
+    auto result = future.get();
+    ASSERT_TRUE(result.has_value()) << result.error().message();
+    blocks.insert((*result)["network"]["block"].get<std::string>());
+  }
+  EXPECT_EQ(blocks.size(), 4u);
+}
+
 TEST_F(JobManagerTest, RegisteredNodeGetsTasksLaunched) {
   start();
   std::string id = create({.size = 2});

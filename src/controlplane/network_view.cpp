@@ -103,7 +103,9 @@ bool NetworkView::applyLocked(const std::string& key, const std::string* value) 
   std::string jobId(path.substr(0, slash));
   std::string taskId(path.substr(slash + 3));
   std::string ip;
-  if (value != nullptr) {
+  // Stored tasks carry "ip" only once they have one: most task writes (placement, status
+  // reports) need no parse here.
+  if (value != nullptr && value->find(R"("ip")") != std::string::npos) {
     auto task = taskFromStored(*value, 0);
     if (task && !task->finished()) ip = task->ip;
   }

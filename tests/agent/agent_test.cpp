@@ -134,10 +134,13 @@ class AgentTest : public ::testing::Test {
     std::string containers = agentDir_ + "/containers";
     if (fs::exists(containers, ec)) {
       for (const auto& entry : fs::directory_iterator(containers, ec)) {
-        for (const char* runtime : {kRunc, kCrun}) {
-          if (access(runtime, X_OK) != 0) continue;
-          itest::runCommand({runtime, "--root", agentDir_ + "/runtime", "delete", "--force",
-                             entry.path().filename().string()});
+        // The runtime that made the container: runc keeps state.json, crun status. (runc
+        // `delete --force` removes a state directory without state.json, crun's included.)
+        std::string id = entry.path().filename().string();
+        std::string state = agentDir_ + "/runtime" + "/" + id;
+        const char* runtime = fs::exists(state + "/state.json", ec) ? kRunc : kCrun;
+        if (fs::exists(state, ec) && access(runtime, X_OK) == 0) {
+          itest::runCommand({runtime, "--root", agentDir_ + "/runtime", "delete", "--force", id});
         }
         // The monitor records the exit and exits once its container is gone.
         for (int i = 0; i < 100 && !fs::exists(entry.path() / "exit"); ++i) {

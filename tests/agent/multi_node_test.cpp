@@ -689,7 +689,7 @@ TEST_F(MultiNodeTest, FlexWorkIsPreemptedByCriticalWork) {
   EXPECT_EQ(evicted, 2) << logs();
 }
 
-TEST_F(MultiNodeTest, LostNodeTasksAreReplacedElsewhereWithin15Seconds) {
+TEST_F(MultiNodeTest, LostNodeTasksAreReplacedElsewhereWithin15SecondsAndStaleOnesStopLater) {
   ASSERT_NO_FATAL_FAILURE(startCluster(fourHostsInThreeZones(), {"--node-timeout", "3"}));
   json body = job("survivor", 2, {"sleep", "600"});
   body["container"]["hardConstraints"] = {{"uniqueHost", "true"}};
@@ -721,6 +721,25 @@ TEST_F(MultiNodeTest, LostNodeTasksAreReplacedElsewhereWithin15Seconds) {
   auto node = client_->call("GET", "/v1/nodes/" + lostNode, nullptr);
   ASSERT_TRUE(node && node->ok());
   EXPECT_EQ(node->body.value("state", ""), "Lost");
+
+  // The link comes back: the node is Ready again and its agent stops the stale container (its
+  // task is no longer among the node's assignments).
+  auto restored = skiff::testing::run({"ip", "-n", ns, "link", "set", "eth0", "up"});
+  ASSERT_EQ(restored.exitCode, 0) << restored.output;
+  std::string container = agentDir(hostOf(lostNode)) + "/containers/" + lostTask;
+  ASSERT_TRUE(fs::exists(container) && !fs::exists(container + "/exit"))
+      << "the container of " << lostTask << " should still run while its host is cut off";
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  bool ready = false;
+  bool stopped = false;
+  while (std::chrono::steady_clock::now() < deadline && !(ready && stopped)) {
+    node = client_->call("GET", "/v1/nodes/" + lostNode, nullptr);
+    ready = node && node->ok() && node->body.value("state", "") == "Ready";
+    stopped = fs::exists(container + "/exit") || !fs::exists(container);
+    if (!(ready && stopped)) std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_TRUE(ready) << (node ? node->body.dump() : "") << logs();
+  EXPECT_TRUE(stopped) << "the stale container " << lostTask << " still runs" << logs();
 }
 
 }  // namespace

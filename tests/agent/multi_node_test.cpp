@@ -209,9 +209,10 @@ class MultiNodeTest : public ::testing::Test {
     }
     for (const std::string& root : roots) {
       if (!fs::is_directory(root, ec)) continue;
-      for (const auto& entry : fs::recursive_directory_iterator(root, ec)) {
-        if (entry.path().filename() != "cgroup.procs") continue;
-        std::ifstream procs(entry.path());
+      // Cgroups come and go meanwhile: iterate without exceptions.
+      for (fs::recursive_directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+        if (it->path().filename() != "cgroup.procs") continue;
+        std::ifstream procs(it->path());
         for (pid_t pid = 0; procs >> pid;) ::kill(pid, SIGKILL);
       }
     }

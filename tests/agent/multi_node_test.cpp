@@ -527,8 +527,14 @@ TEST_F(MultiNodeTest, SecurityGroupMatrixWithRealContainersBeforeAndAfterARuleCh
   }
   ASSERT_EQ(members.size(), 6u);
   std::set<std::string> nodes;
-  for (const Member& m : members) nodes.insert(m.task.nodeId);
+  std::set<std::string> ips;
+  for (const Member& m : members) {
+    nodes.insert(m.task.nodeId);
+    ips.insert(m.task.ip);
+  }
   EXPECT_EQ(nodes.size(), 2u);
+  // Distinct addresses: the nodes' blocks do not overlap (they did when agents registered at once).
+  ASSERT_EQ(ips.size(), 6u);
 
   // Each server answers its own node (traffic from the node is not filtered) before probing.
   for (const Member& m : members) {

@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/health/prober.h"
 #include "agent/image/fs_util.h"
 #include "agent/image/image_store.h"
 #include "agent/image/registry_client.h"
@@ -359,6 +360,7 @@ struct Agent::Impl {
     task.writtenVersion = std::numeric_limits<uint64_t>::max();
     std::error_code ec;
     stdfs::remove(recordPath(task.taskId), ec);
+    stdfs::remove(checksPath(task.taskId), ec);
   }
 
   void setPhase(TaskRecord& task, Phase phase) {
@@ -374,7 +376,8 @@ struct Agent::Impl {
   // Queues a status report with the task's next seq; durable before it is sent.
   void report(TaskRecord& task, std::string_view state, const std::string& reason = "",
               const std::string& message = "", std::optional<int> exitCode = std::nullopt,
-              const std::string& pinnedImage = "", const std::string& ip = "") {
+              const std::string& pinnedImage = "", const std::string& ip = "",
+              std::optional<bool> ready = std::nullopt) {
     std::unique_lock lock(mutex);
     json update = {{"taskId", task.taskId}, {"seq", ++task.seq}, {"state", state}};
     if (!reason.empty()) update["reason"] = reason;
@@ -382,6 +385,7 @@ struct Agent::Impl {
     if (exitCode) update["exitCode"] = *exitCode;
     if (!pinnedImage.empty()) update["image"] = pinnedImage;
     if (!ip.empty()) update["ip"] = ip;
+    if (ready) update["ready"] = *ready;
     task.outbox.push_back(std::move(update));
     if (state == "Finished") {
       task.phase = Phase::kFinished;
@@ -658,13 +662,78 @@ struct Agent::Impl {
            pulled->pinnedReference, address);
     lap("reportMs");
     log::info("start timings", {{"taskId", task.taskId}, {"timings", timings}});
+    if (container.liveness || container.readiness) {
+      // Kept beside the task's state so a restarted agent probes the container again.
+      json checks = {{"descriptor", assignment["job"].value("descriptor", json())},
+                     {"ip", address}};
+      if (auto saved = image::fs::writeFileAtomic(checksPath(task.taskId), checks.dump(),
+                                                  image::fs::Durability::kProcessCrash);
+          !saved) {
+        log::warn("cannot keep health checks",
+                  {{"taskId", task.taskId}, {"error", saved.error().message()}});
+      }
+    }
     watch(task);
+  }
+
+  std::string checksPath(const std::string& taskId) const {
+    return tasksDir + "/" + taskId + ".checks";
+  }
+
+  struct Probes {
+    std::optional<health::Prober> liveness;
+    std::optional<health::Prober> readiness;
+  };
+
+  // The task's liveness and readiness probers, from what runTask kept; none when it has no checks.
+  Probes loadProbes(const TaskRecord& task) {
+    Probes probes;
+    auto text = image::fs::readFile(checksPath(task.taskId));
+    if (!text) return probes;
+    auto doc = json::parse(*text, nullptr, false);
+    if (!doc.is_object()) return probes;
+    auto descriptor = api::validateJobDescriptor(doc.value("descriptor", json()));
+    if (!descriptor) return probes;
+    health::Target target{doc.value("ip", ""), task.taskId};
+    auto checker = std::make_shared<health::NetworkChecker>(
+        [this](const std::string& id, const std::vector<std::string>& command, int64_t timeoutMs) {
+          return execCheck(id, command, timeoutMs);
+        });
+    int64_t now = SystemClock::instance().nowMs();
+    const api::Container& container = descriptor->container;
+    if (container.liveness)
+      probes.liveness.emplace(*container.liveness, target, checker, now, true);
+    if (container.readiness) {
+      probes.readiness.emplace(*container.readiness, target, checker, now, false);
+    }
+    return probes;
+  }
+
+  // An exec check: the command inside the container through the OCI runtime's `exec`.
+  health::Attempt execCheck(const std::string& containerId, const std::vector<std::string>& command,
+                            int64_t timeoutMs) {
+    runtime::ProcessSpec spec;
+    spec.argv = ociRuntime->commandPrefix();
+    spec.argv.push_back("exec");
+    spec.argv.push_back(containerId);
+    spec.argv.insert(spec.argv.end(), command.begin(), command.end());
+    spec.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+    spec.timeout = std::chrono::milliseconds(timeoutMs);
+    auto ran = runner.run(spec);
+    if (!ran) return {false, ran.error().message()};
+    std::string output = ran->out + ran->err;
+    if (ran->timedOut) output = "timed out after " + std::to_string(timeoutMs) + " ms";
+    if (output.size() > 1024) output.resize(1024);
+    if (!ran->ok() && output.empty()) output = "exit code " + std::to_string(ran->exitCode);
+    return {ran->ok(), output};
   }
 
   // Waits for the container's exit (stopping it when asked) and reports it. Returns early, leaving
   // the container running, when the agent stops.
   void watch(TaskRecord& task) {
     bool stopSent = false;
+    Probes probes = loadProbes(task);
+    std::string livenessFailure;  // Set when a failed liveness check stopped the container.
     while (true) {
       {
         std::lock_guard lock(mutex);
@@ -676,7 +745,23 @@ struct Agent::Impl {
           log::warn("stop failed", {{"taskId", task.taskId}, {"error", stopped.error().message()}});
         }
       }
-      auto exit = supervisor->wait(task.taskId, 300ms);
+      auto waitFor = std::chrono::milliseconds(300);
+      int64_t now = SystemClock::instance().nowMs();
+      for (const auto* prober : {&probes.liveness, &probes.readiness}) {
+        if (*prober && !stopSent) {
+          waitFor = std::min(waitFor, std::chrono::milliseconds(std::max<int64_t>(
+                                          1, (*prober)->state().nextAttemptMs() - now)));
+        }
+      }
+      auto exit = supervisor->wait(task.taskId, waitFor);
+      if (exit && !livenessFailure.empty()) {
+        // The container was stopped because its liveness check failed: a failure of the task.
+        cleanupRootfs(task);
+        finish(task, "failed", "liveness check failed: " + livenessFailure,
+               exit->exitCode >= 0 ? std::optional<int>(exit->exitCode) : std::nullopt);
+        retire(task.taskId);
+        return;
+      }
       if (exit) {
         Outcome outcome = outcomeOf(*exit);
         cleanupRootfs(task);
@@ -691,6 +776,28 @@ struct Agent::Impl {
         finish(task, "lost", exit.error().message());
         retire(task.taskId);
         return;
+      }
+      if (stopSent) continue;
+      now = SystemClock::instance().nowMs();
+      if (probes.readiness) {
+        if (auto ready = probes.readiness->tick(now)) {
+          report(task, "Started", "",
+                 *ready ? "ready" : "not ready: " + probes.readiness->state().lastFailure(),
+                 std::nullopt, "", "", *ready);
+        }
+      }
+      if (probes.liveness) {
+        if (auto alive = probes.liveness->tick(now); alive && !*alive) {
+          livenessFailure = probes.liveness->state().lastFailure();
+          if (livenessFailure.empty()) livenessFailure = "no detail";
+          log::info("liveness check failed; stopping the container",
+                    {{"taskId", task.taskId}, {"output", livenessFailure}});
+          stopSent = true;
+          if (auto stopped = supervisor->stop(task.taskId); !stopped) {
+            log::warn("stop failed",
+                      {{"taskId", task.taskId}, {"error", stopped.error().message()}});
+          }
+        }
       }
     }
   }

@@ -2,6 +2,7 @@
 // them as containers (see agent.h and docs/agent.md). This file only parses flags and waits for
 // SIGINT/SIGTERM; containers keep running when the agent exits.
 
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -23,6 +24,9 @@
 #include "common/log.h"
 
 int main(int argc, char** argv) {
+  // One thread per task: glibc would give each its own malloc arena (up to 8 per core), and the
+  // arenas' touched pages made the agent's RSS with 100 containers 57 MB instead of 33 MB.
+  mallopt(M_ARENA_MAX, 2);
   std::string server = "http://127.0.0.1:7070";
   std::string joinTokenFile = "/var/lib/skiff/join.token";
   std::string runtimeName = "auto";

@@ -74,8 +74,8 @@ Status buildImage(Suite& s) {
       builder.addLayer("bb",
                        [&](const std::string& root) -> Status {
                          SKIFF_TRY_STATUS(itest::copyFileInto(busybox, root, "bin/busybox"), "bb");
-                         for (const char* applet :
-                              {"sh", "echo", "sleep", "cat", "nc", "tail", "head", "printf"}) {
+                         for (const char* applet : {"sh", "echo", "sleep", "cat", "nc", "tail",
+                                                    "head", "printf", "touch", "rm"}) {
                            std::error_code ec;
                            fs::create_symlink("busybox", root + "/bin/" + applet, ec);
                            if (ec) return fail(ErrorCode::kIo, ec.message());
@@ -330,6 +330,42 @@ TEST_F(AgentTest, MetadataProxyAnswersInsideTheContainerWithIMDSv2) {
   std::string out = stdoutOf(taskId);
   EXPECT_EQ(out.substr(0, out.find('\n')), taskId) << out << agentLog();
   EXPECT_NE(out.find("401"), std::string::npos) << out;
+}
+
+TEST_F(AgentTest, ReadinessCheckMarksTheTaskReadyOnceItPasses) {
+  json job = batchJob({"sh", "-c", "sleep 2; touch /ready; sleep 60"});
+  job["container"]["readiness"] = {
+      {"exec", {{"command", {"cat", "/ready"}}}}, {"intervalMs", 200}, {"timeoutMs", 200}};
+  std::string jobId = submit(job);
+  ASSERT_FALSE(jobId.empty());
+  std::string taskId = jobId + "-0-0";
+  waitJob(jobId, [&](const json& j) { return j["taskCounts"].value("Started", 0) == 1; });
+  EXPECT_FALSE(task(taskId).value("ready", true)) << task(taskId).dump();
+  waitJob(
+      jobId, [&](const json&) { return task(taskId).value("ready", false); }, 20s);
+  auto killed = client_->call("POST", "/v1/jobs/" + jobId + "/kill", nullptr);
+  ASSERT_TRUE(killed && killed->ok());
+  waitJob(jobId, finished, 30s);
+}
+
+TEST_F(AgentTest, LivenessFailureEndsTheTaskAsFailedWithTheChecksOutput) {
+  json job = batchJob({"sh", "-c", "touch /alive; sleep 2; rm /alive; sleep 60"});
+  job["container"]["liveness"] = {{"exec", {{"command", {"cat", "/alive"}}}},
+                                  {"intervalMs", 200},
+                                  {"timeoutMs", 200},
+                                  {"failureThreshold", 2}};
+  std::string jobId = submit(job);
+  ASSERT_FALSE(jobId.empty());
+  waitJob(jobId, finished, 40s);
+  json first = task(jobId + "-0-0");
+  EXPECT_EQ(first["reason"], "failed") << first.dump() << agentLog();
+  EXPECT_NE(first.value("message", "").find("liveness check failed"), std::string::npos)
+      << first.dump();
+  EXPECT_NE(first.value("message", "").find("/alive"), std::string::npos) << first.dump();
+  // It passed while /alive existed: the task ran for about 2 s before the check failed it.
+  int64_t ranMs = first["stateTimesMs"].value("Finished", int64_t{0}) -
+                  first["stateTimesMs"].value("Started", int64_t{0});
+  EXPECT_GE(ranMs, 1500) << first.dump();
 }
 
 TEST_F(AgentTest, FailingJobIsRetriedAndReportsTheExitCode) {

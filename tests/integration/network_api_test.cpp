@@ -86,7 +86,14 @@ TEST_F(NetworkApiTest, SecurityGroupCrudWithFieldErrors) {
 
 TEST_F(NetworkApiTest, NetworkViewLongPollAnswersAsSoonAsAGroupChanges) {
   registerNode("n1");
-  json now = call(*agent_, "GET", "/v1/network?afterRevision=0&waitMs=0", nullptr, 200);
+  // The view follows the store's watch, so the registration shows up a moment after its answer.
+  json now;
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  do {
+    now = call(*agent_, "GET", "/v1/network?afterRevision=0&waitMs=0", nullptr, 200);
+    if (now["nodes"].size() == 1u) break;
+    std::this_thread::sleep_for(20ms);
+  } while (std::chrono::steady_clock::now() < deadline);
   int64_t revision = now["revision"].get<int64_t>();
   ASSERT_EQ(now["nodes"].size(), 1u);
   EXPECT_EQ(now["nodes"][0]["block"], "10.70.0.0/26");

@@ -3,12 +3,16 @@
 // Root only; skipped with the reason when something is missing. Every process, mount, cgroup
 // and directory is cleaned up by the fixture, also when a test fails.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -70,23 +74,29 @@ Status buildImage(Suite& s) {
   itest::ImageBuilder builder(s.dir->path() + "/build");
   std::string busybox = itest::busyboxPath();
   SKIFF_TRY_STATUS(builder.create("bb"), "create");
-  SKIFF_TRY_STATUS(
-      builder.addLayer("bb",
-                       [&](const std::string& root) -> Status {
-                         SKIFF_TRY_STATUS(itest::copyFileInto(busybox, root, "bin/busybox"), "bb");
-                         for (const char* applet : {"sh", "echo", "sleep", "cat", "nc", "tail",
-                                                    "head", "printf", "touch", "rm"}) {
-                           std::error_code ec;
-                           fs::create_symlink("busybox", root + "/bin/" + applet, ec);
-                           if (ec) return fail(ErrorCode::kIo, ec.message());
-                         }
-                         return {};
-                       }),
-      "layer");
+  SKIFF_TRY_STATUS(builder.addLayer("bb",
+                                    [&](const std::string& root) -> Status {
+                                      SKIFF_TRY_STATUS(
+                                          itest::copyFileInto(busybox, root, "bin/busybox"), "bb");
+                                      for (const char* applet :
+                                           {"sh", "echo", "sleep", "cat", "nc", "tail", "head",
+                                            "printf", "touch", "rm", "mkdir", "httpd", "kill"}) {
+                                        std::error_code ec;
+                                        fs::create_symlink("busybox", root + "/bin/" + applet, ec);
+                                        if (ec) return fail(ErrorCode::kIo, ec.message());
+                                      }
+                                      return {};
+                                    }),
+                   "layer");
   SKIFF_TRY_STATUS(builder.configure("bb", {"--config.cmd", "sh", "--config.env", "PATH=/bin"}),
                    "config");
   s.image = s.registry->host() + "/skiff/busybox:latest";
-  return builder.copy("bb", "docker://" + s.image);
+  SKIFF_TRY_STATUS(builder.copy("bb", "docker://" + s.image), "push");
+  // A broken release of the same program: its default command fails at once.
+  SKIFF_TRY_STATUS(builder.configure("bb", {"--clear=config.cmd", "--config.cmd", "sh",
+                                            "--config.cmd", "-c", "--config.cmd", "exit 3"}),
+                   "broken config");
+  return builder.copy("bb", "docker://" + s.registry->host() + "/skiff/broken:latest");
 }
 
 class AgentTest : public ::testing::Test {
@@ -366,6 +376,148 @@ TEST_F(AgentTest, LivenessFailureEndsTheTaskAsFailedWithTheChecksOutput) {
   int64_t ranMs = first["stateTimesMs"].value("Finished", int64_t{0}) -
                   first["stateTimesMs"].value("Started", int64_t{0});
   EXPECT_GE(ranMs, 1500) << first.dump();
+}
+
+// Whether a TCP connection to ip:port opens within a second.
+bool connects(const std::string& ip, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  timeval timeout{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = inet_pton(AF_INET, ip.c_str(), &address.sin_addr) == 1 &&
+            connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  close(fd);
+  return ok;
+}
+
+TEST_F(AgentTest, RollingUpdateOfARealServiceKeepsEveryEndpointServing) {
+  // busybox httpd serving $VERSION; on SIGTERM it keeps serving for a second (connection draining,
+  // as a real service's preStop would) so a client holding a just-fetched list is not refused.
+  json job = batchJob({"sh", "-c",
+                       "mkdir -p /www && echo $VERSION > /www/index.html && "
+                       "httpd -f -p 8080 -h /www & pid=$!; "
+                       "trap 'sleep 1; kill $pid; exit 0' TERM; wait $pid"});
+  job.erase("batch");
+  job["container"]["env"] = {{"VERSION", "1"}};
+  job["container"]["ports"] = {8080};
+  job["container"]["resources"] = {
+      {"cpu", 0.25}, {"memoryMB", 32}, {"diskMB", 16}, {"networkMbps", 10}};
+  job["container"]["readiness"] = {
+      {"http", {{"port", 8080}, {"path", "/"}}}, {"intervalMs", 200}, {"timeoutMs", 200}};
+  job["service"] = {{"capacity", {{"desired", 6}, {"max", 8}}},
+                    {"rollout", {{"maxSurge", 1}, {"maxUnavailable", 0}}}};
+  std::string jobId = submit(job);
+  ASSERT_FALSE(jobId.empty());
+  auto endpoints = [&] {
+    auto response = client_->call("GET", "/v1/jobs/" + jobId + "/endpoints", nullptr);
+    return response && response->ok() ? response->body.value("items", json::array())
+                                      : json::array();
+  };
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (endpoints().size() < 6 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(endpoints().size(), 6u) << tasks(jobId).dump() << agentLog();
+
+  // The poller: every 100 ms the list, and a connection to every endpoint on it.
+  std::atomic<bool> polling{true};
+  size_t fewest = 6;
+  int polls = 0;
+  std::vector<std::string> refused;
+  std::thread poller([&] {
+    auto client = skiffd_->client();
+    while (polling) {
+      auto response = client->call("GET", "/v1/jobs/" + jobId + "/endpoints", nullptr);
+      if (response && response->ok()) {
+        json items = response->body.value("items", json::array());
+        fewest = std::min(fewest, items.size());
+        ++polls;
+        for (const json& endpoint : items) {
+          if (!connects(endpoint.value("ip", ""), 8080)) refused.push_back(endpoint.dump());
+        }
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  json container = job["container"];
+  container["env"] = {{"VERSION", "2"}};
+  auto updated = client_->call("PUT", "/v1/jobs/" + jobId + "/container", &container);
+  json history;
+  deadline = std::chrono::steady_clock::now() + 120s;
+  while (updated && updated->ok() && std::chrono::steady_clock::now() < deadline) {
+    auto response = client_->call("GET", "/v1/jobs/" + jobId + "/history", nullptr);
+    if (response && response->ok()) history = response->body;
+    if (history.value("items", json::array()).size() == 2 &&
+        history["items"][0].value("outcome", "") == "current" && !history.contains("rollout")) {
+      break;
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  polling = false;
+  poller.join();
+  ASSERT_TRUE(updated && updated->ok()) << (updated ? updated->body.dump() : "");
+  ASSERT_EQ(history["items"][0].value("outcome", ""), "current") << history.dump() << agentLog();
+  EXPECT_GT(polls, 5);
+  EXPECT_EQ(fewest, 6u) << "the budget allows no unavailable task";
+  EXPECT_TRUE(refused.empty()) << refused.size()
+                               << " refused, first: " << (refused.empty() ? "" : refused.front());
+  // Every endpoint now runs the new revision.
+  json last = endpoints();
+  ASSERT_EQ(last.size(), 6u);
+  for (const json& endpoint : last) {
+    std::string taskId = endpoint.value("taskId", "");
+    EXPECT_EQ(task(taskId).value("specRevision", 0), 2) << task(taskId).dump();
+  }
+  auto killed = client_->call("POST", "/v1/jobs/" + jobId + "/kill", nullptr);
+  ASSERT_TRUE(killed && killed->ok());
+  waitJob(jobId, finished, 60s);
+}
+
+TEST_F(AgentTest, RolloutToABrokenImageRollsBackOnItsOwn) {
+  json job = batchJob({"sleep", "600"});
+  job.erase("batch");
+  job["container"]["resources"] = {
+      {"cpu", 0.25}, {"memoryMB", 32}, {"diskMB", 16}, {"networkMbps", 10}};
+  // Healthy means running for 3 s (no readiness check): the broken release exits at once.
+  job["service"] = {{"capacity", {{"desired", 2}, {"max", 4}}},
+                    {"rollout", {{"maxSurge", 1}, {"maxUnavailable", 0}, {"minHealthyMs", 3000}}}};
+  std::string jobId = submit(job);
+  ASSERT_FALSE(jobId.empty());
+  auto endpointCount = [&] {
+    auto response = client_->call("GET", "/v1/jobs/" + jobId + "/endpoints", nullptr);
+    return response && response->ok() ? response->body.value("items", json::array()).size() : 0u;
+  };
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (endpointCount() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(endpointCount(), 2u) << agentLog();
+  json container = job["container"];
+  container["image"] = suite->registry->host() + "/skiff/broken:latest";
+  container.erase("command");
+  auto updated = client_->call("PUT", "/v1/jobs/" + jobId + "/container", &container);
+  ASSERT_TRUE(updated && updated->ok()) << (updated ? updated->body.dump() : "");
+  json history;
+  deadline = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto response = client_->call("GET", "/v1/jobs/" + jobId + "/history", nullptr);
+    if (response && response->ok()) history = response->body;
+    if (history.value("items", json::array()).size() == 2 &&
+        history["items"][0].value("outcome", "") == "rolledBack" && !history.contains("rollout")) {
+      break;
+    }
+    std::this_thread::sleep_for(200ms);
+  }
+  ASSERT_EQ(history["items"][0].value("outcome", ""), "rolledBack") << history.dump() << agentLog();
+  EXPECT_EQ(history["items"][1].value("outcome", ""), "current") << history.dump();
+  EXPECT_EQ(history.value("specRevision", 0), 1) << history.dump();
+  EXPECT_EQ(endpointCount(), 2u);
+  auto killed = client_->call("POST", "/v1/jobs/" + jobId + "/kill", nullptr);
+  ASSERT_TRUE(killed && killed->ok());
+  waitJob(jobId, finished, 60s);
 }
 
 TEST_F(AgentTest, FailingJobIsRetriedAndReportsTheExitCode) {

@@ -797,6 +797,51 @@ int runNodeLabel(Session& s) {
                      s.inv.id + ": labels " + (labels.empty() ? std::string("-") : labels));
 }
 
+// The verbs of a named resource kept under `collection` ("/v1/capacity-groups"): capacity
+// groups and security groups share them and differ only in their table.
+using Renderer = std::string (*)(const std::vector<json>&);
+
+int listNamed(Session& s, const std::string& collection, Renderer render) {
+  auto listing = fetchObject(s, "GET", collection);
+  if (!listing) return listing.error();
+  if (s.format() != OutputFormat::kTable) return printObject(s, *listing, "");
+  std::vector<json> items;
+  if (auto list = listing->find("items"); list != listing->end() && list->is_array()) {
+    items.assign(list->begin(), list->end());
+  }
+  s.print(render(items));
+  return kExitOk;
+}
+
+int getNamed(Session& s, const std::string& collection, Renderer render) {
+  auto item = fetchObject(s, "GET", collection + "/" + urlEncode(s.inv.id));
+  if (!item) return item.error();
+  if (s.format() != OutputFormat::kTable) return printObject(s, *item, "");
+  s.print(render({*item}));
+  return kExitOk;
+}
+
+// Creates or replaces the resource named in a YAML/JSON file.
+int applyNamed(Session& s, const std::string& collection) {
+  const std::string& file = s.inv.files.front();
+  Result<std::string> text =
+      file == "-" ? Result<std::string>(readStream(s.ctx.in)) : readFile(file);
+  if (!text) return s.error(text.error());
+  auto document = api::parseJobFileText(*text);
+  if (!document) return s.error(document.error());
+  std::string name = document->is_object() ? jsonString(*document, "name") : "";
+  if (name.empty()) return s.usage("the file needs a name");
+  auto saved = fetchObject(s, "PUT", collection + "/" + urlEncode(name), &*document);
+  if (!saved) return saved.error();
+  return printObject(s, *saved, name + ": saved");
+}
+
+int deleteNamed(Session& s, const std::string& collection) {
+  auto deleted = fetchObject(s, "DELETE", collection + "/" + urlEncode(s.inv.id));
+  if (!deleted) return deleted.error();
+  return printObject(s, *deleted, s.inv.id + ": deleted");
+}
+
 std::string renderCapacity(const std::vector<json>& groups) {
   Table table({"GROUP", "TIER", "RESERVED", "USED", "BORROWED", "TASKS"});
   for (const json& group : groups) {
@@ -818,46 +863,19 @@ std::string renderCapacity(const std::vector<json>& groups) {
   return table.render();
 }
 
+constexpr const char* kCapacityGroups = "/v1/capacity-groups";
 int runCapacityList(Session& s) {
-  auto listing = fetchObject(s, "GET", "/v1/capacity-groups");
-  if (!listing) return listing.error();
-  if (s.format() != OutputFormat::kTable) return printObject(s, *listing, "");
-  std::vector<json> items;
-  if (auto list = listing->find("items"); list != listing->end() && list->is_array()) {
-    items.assign(list->begin(), list->end());
-  }
-  s.print(renderCapacity(items));
-  return kExitOk;
+  return listNamed(s, kCapacityGroups, renderCapacity);
 }
-
 int runCapacityGet(Session& s) {
-  auto group = fetchObject(s, "GET", "/v1/capacity-groups/" + urlEncode(s.inv.id));
-  if (!group) return group.error();
-  if (s.format() != OutputFormat::kTable) return printObject(s, *group, "");
-  s.print(renderCapacity({*group}));
-  return kExitOk;
+  return getNamed(s, kCapacityGroups, renderCapacity);
 }
-
-// Creates or replaces a group from a YAML/JSON file: {name, applicationName, critical: {shape,
-// count}, flex: {shape, count}}.
+// The file: {name, applicationName, critical: {shape, count}, flex: {shape, count}}.
 int runCapacityApply(Session& s) {
-  const std::string& file = s.inv.files.front();
-  Result<std::string> text =
-      file == "-" ? Result<std::string>(readStream(s.ctx.in)) : readFile(file);
-  if (!text) return s.error(text.error());
-  auto document = api::parseJobFileText(*text);
-  if (!document) return s.error(document.error());
-  std::string name = document->is_object() ? jsonString(*document, "name") : "";
-  if (name.empty()) return s.usage("the file needs a name");
-  auto group = fetchObject(s, "PUT", "/v1/capacity-groups/" + urlEncode(name), &*document);
-  if (!group) return group.error();
-  return printObject(s, *group, name + ": saved");
+  return applyNamed(s, kCapacityGroups);
 }
-
 int runCapacityDelete(Session& s) {
-  auto deleted = fetchObject(s, "DELETE", "/v1/capacity-groups/" + urlEncode(s.inv.id));
-  if (!deleted) return deleted.error();
-  return printObject(s, *deleted, s.inv.id + ": deleted");
+  return deleteNamed(s, kCapacityGroups);
 }
 
 // Security groups: one row per group, its rules as "proto ports<-source" items.
@@ -886,45 +904,19 @@ std::string renderSecurityGroups(const std::vector<json>& groups) {
   return table.render();
 }
 
+constexpr const char* kSecurityGroups = "/v1/security-groups";
 int runSecurityGroupList(Session& s) {
-  auto listing = fetchObject(s, "GET", "/v1/security-groups");
-  if (!listing) return listing.error();
-  if (s.format() != OutputFormat::kTable) return printObject(s, *listing, "");
-  std::vector<json> items;
-  if (auto list = listing->find("items"); list != listing->end() && list->is_array()) {
-    items.assign(list->begin(), list->end());
-  }
-  s.print(renderSecurityGroups(items));
-  return kExitOk;
+  return listNamed(s, kSecurityGroups, renderSecurityGroups);
 }
-
 int runSecurityGroupGet(Session& s) {
-  auto group = fetchObject(s, "GET", "/v1/security-groups/" + urlEncode(s.inv.id));
-  if (!group) return group.error();
-  if (s.format() != OutputFormat::kTable) return printObject(s, *group, "");
-  s.print(renderSecurityGroups({*group}));
-  return kExitOk;
+  return getNamed(s, kSecurityGroups, renderSecurityGroups);
 }
-
-// Creates or replaces a group from a YAML/JSON file (see docs/networking.md).
+// The file: see docs/networking.md.
 int runSecurityGroupApply(Session& s) {
-  const std::string& file = s.inv.files.front();
-  Result<std::string> text =
-      file == "-" ? Result<std::string>(readStream(s.ctx.in)) : readFile(file);
-  if (!text) return s.error(text.error());
-  auto document = api::parseJobFileText(*text);
-  if (!document) return s.error(document.error());
-  std::string name = document->is_object() ? jsonString(*document, "name") : "";
-  if (name.empty()) return s.usage("the file needs a name");
-  auto group = fetchObject(s, "PUT", "/v1/security-groups/" + urlEncode(name), &*document);
-  if (!group) return group.error();
-  return printObject(s, *group, name + ": saved");
+  return applyNamed(s, kSecurityGroups);
 }
-
 int runSecurityGroupDelete(Session& s) {
-  auto deleted = fetchObject(s, "DELETE", "/v1/security-groups/" + urlEncode(s.inv.id));
-  if (!deleted) return deleted.error();
-  return printObject(s, *deleted, s.inv.id + ": deleted");
+  return deleteNamed(s, kSecurityGroups);
 }
 
 // Prints a task's log as it arrives. With --follow, a stream that breaks is resumed (from the

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <functional>
+#include <limits>
 #include <numeric>
 
 #include "controlplane/scheduler/constraints.h"
@@ -74,6 +75,14 @@ struct Nomination {
   Resources resources;
   int64_t sinceMs = 0;
 };
+
+// The node where evicting `victims` (task slots) makes room for one task.
+struct PreemptionPlan {
+  uint32_t node = 0;
+  std::vector<uint32_t> victims;
+};
+
+constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
 
 // True when `used` stays within `limit` in every dimension.
 bool within(const Resources& used, const Resources& limit) {
@@ -245,8 +254,13 @@ class SchedulerImpl final : public Scheduler {
 
   // ---- Scheduling ----
 
-  IterationResult schedule(const std::vector<PendingJob>& pending) override {
+  using Scheduler::schedule;
+
+  IterationResult schedule(const std::vector<PendingJob>& pending,
+                           DisruptionAllowances* allowances) override {
     IterationResult result;
+    allowances_ = allowances;
+    allowanceLeft_.clear();
     refreshView();
     expireNominations();
     for (auto& [key, cursor] : classCursors_) cursor = 0;
@@ -278,6 +292,7 @@ class SchedulerImpl final : public Scheduler {
 
     placeTier(order.begin(), order.begin() + static_cast<ptrdiff_t>(criticalCount), result);
     placeTier(order.begin() + static_cast<ptrdiff_t>(criticalCount), order.end(), result);
+    allowances_ = nullptr;
     return result;
   }
 
@@ -815,35 +830,86 @@ class SchedulerImpl final : public Scheduler {
     for (JobState* job : touched_) job->cursor = 0;
   }
 
+  // Places a gang whole, or none of it. When some of its tasks find no node and the whole gang
+  // is within its group's reservation, it preempts: every such task needs victims (or waits for
+  // those an earlier iteration chose), else nothing is evicted. A gang waiting for victims holds
+  // nominations for all its tasks, also those that fit now, so it starts whole later.
   void placeGang(JobState& job, const std::vector<std::string>& taskIds, IterationResult& result) {
-    std::vector<std::string> placed;
-    std::vector<Assignment> assignments;
-    bool complete = true;
+    struct Placed {
+      std::string taskId;
+      uint32_t node = 0;
+      std::optional<Nomination> nomination;  // The claim it had before it was placed.
+    };
+    int64_t remaining = 0;
+    for (const std::string& taskId : taskIds) remaining += taskIndex_.contains(taskId) ? 0 : 1;
+    const bool mayPreempt = remaining > 0 && withinReservationOf(job, remaining);
+    std::vector<Placed> placed;
+    std::vector<std::string> missing;
     for (const std::string& taskId : taskIds) {
       if (taskIndex_.contains(taskId)) continue;
       int64_t node = findNode(job, taskId, result.nodesEvaluated);
       if (node < 0) {
-        complete = false;
-        break;
+        missing.push_back(taskId);
+        // Without preemption the gang cannot be whole: the other tasks need not look.
+        if (!mayPreempt) break;
+        continue;
+      }
+      Placed entry{taskId, static_cast<uint32_t>(node), std::nullopt};
+      if (auto it = nominations_.find(taskId); it != nominations_.end()) {
+        entry.nomination = it->second;
       }
       record(job, static_cast<uint32_t>(node), taskId);
-      placed.push_back(taskId);
-      assignments.push_back({job.shape.id, taskId, nodes_[node].spec.id});
+      placed.push_back(std::move(entry));
     }
-    if (complete) {
-      for (Assignment& assignment : assignments)
-        result.assignments.push_back(std::move(assignment));
+    if (missing.empty()) {
+      for (const Placed& entry : placed) {
+        result.assignments.push_back({job.shape.id, entry.taskId, nodes_[entry.node].spec.id});
+      }
       return;
     }
-    // All or nothing: give back what the partial gang took. Resources grew again, so the
+    bool waiting = false;
+    if (mayPreempt) {
+      std::vector<Eviction> evictions;
+      std::vector<std::pair<std::string, PreemptionPlan>> applied;
+      waiting = true;
+      for (const std::string& taskId : missing) {
+        if (nominations_.contains(taskId)) continue;  // Its victims are still stopping.
+        std::optional<PreemptionPlan> plan = planPreemption(job);
+        if (!plan) {
+          waiting = false;
+          break;
+        }
+        applyPreemption(job, taskId, *plan, evictions);
+        applied.emplace_back(taskId, std::move(*plan));
+      }
+      if (waiting) {
+        for (Eviction& eviction : evictions) result.evictions.push_back(std::move(eviction));
+      } else {
+        for (auto it = applied.rbegin(); it != applied.rend(); ++it) {
+          undoPreemption(it->first, it->second);
+        }
+      }
+    }
+    // Not whole this iteration: give back what the partial gang took. A waiting gang keeps the
+    // room as nominations; otherwise earlier claims are restored. Resources grew again, so the
     // cursors no longer hold.
-    for (const std::string& taskId : placed) removeTask(taskId);
+    for (const Placed& entry : placed) {
+      removeTask(entry.taskId);
+      if (waiting) {
+        nominate(entry.taskId, entry.node, job.index, job.shape.resources,
+                 entry.nomination ? entry.nomination->sinceMs : clock_.nowMs());
+      } else if (entry.nomination) {
+        nominate(entry.taskId, entry.nomination->node, entry.nomination->job,
+                 entry.nomination->resources, entry.nomination->sinceMs);
+      }
+    }
     resetCursors();
     for (const std::string& taskId : taskIds)
       result.unplaced += taskIndex_.contains(taskId) ? 0 : 1;
   }
 
-  bool withinReservationOf(const JobState& job) const {
+  // True when `tasks` more tasks of `job` stay within its group's reservation for its tier.
+  bool withinReservationOf(const JobState& job, int64_t tasks = 1) const {
     // A job the scheduler has not seen yet (`explain`) finds its group by name.
     int index = job.group;
     if (index < 0) {
@@ -856,7 +922,7 @@ class SchedulerImpl final : public Scheduler {
     if (!group.defined) return false;
     size_t tier = tierIndex(job.shape.tier);
     Resources after = group.used[tier];
-    addResources(after, job.shape.resources);
+    for (int64_t i = 0; i < tasks; ++i) addResources(after, job.shape.resources);
     return group.reservation(tier).count > 0 && !exceeds(after, group.reservation(tier));
   }
 
@@ -868,15 +934,25 @@ class SchedulerImpl final : public Scheduler {
     return exceeds(used, group.defined ? group.spec.flex : Reservation{});
   }
 
-  // Finds the node where evicting the fewest borrowing flex tasks makes room for `taskId`,
-  // marks them evicting and nominates the node. False when no node would do.
-  bool preempt(JobState& job, const std::string& taskId, IterationResult& result) {
-    if (nominations_.contains(taskId)) return true;  // Already waiting for evictions.
+  // How many more tasks of job `index` may be evicted in this iteration.
+  int64_t allowanceLeft(int64_t index) {
+    if (allowances_ == nullptr) return kNoLimit;
+    auto [it, inserted] = allowanceLeft_.try_emplace(index, kNoLimit);
+    if (inserted) {
+      std::optional<int64_t> allowance = allowances_->allowance(jobs_.at(index)->shape.id);
+      if (allowance) it->second = std::max<int64_t>(0, *allowance);
+    }
+    return it->second;
+  }
+
+  // Finds the node where evicting the fewest borrowing flex tasks makes room for one task of
+  // `job`, taking no more tasks of a job than its disruption allowance has left. Changes nothing.
+  std::optional<PreemptionPlan> planPreemption(const JobState& job) {
     const Resources& request = job.shape.resources;
-    int64_t bestNode = -1;
-    std::vector<uint32_t> bestVictims;
+    std::optional<PreemptionPlan> best;
     std::vector<uint32_t> victims;
     std::unordered_map<int, Resources> groupEvictions;
+    std::unordered_map<int64_t, int64_t> jobEvictions;
     for (uint32_t i = 0; i < nodes_.size(); ++i) {
       const NodeState& node = nodes_[i];
       if (!check(job, i, view_, nullptr, /*resources=*/false).ok()) continue;
@@ -900,6 +976,7 @@ class SchedulerImpl final : public Scheduler {
       }
       victims.clear();
       groupEvictions.clear();
+      jobEvictions.clear();
       auto roomy = [&] {
         Resources after = used;
         addResources(after, request);
@@ -908,32 +985,73 @@ class SchedulerImpl final : public Scheduler {
       };
       for (uint32_t slot : candidates) {
         if (roomy()) break;
-        if (bestNode >= 0 && victims.size() + 1 >= bestVictims.size()) break;
+        if (best && victims.size() + 1 >= best->victims.size()) break;
         const TaskEntry& entry = tasks_[slot];
         Resources& pending = groupEvictions.try_emplace(entry.group, zero()).first->second;
         if (!borrowing(groups_[static_cast<size_t>(entry.group)], pending)) continue;
+        // A job whose budget allows no more disruptions is skipped; others may still do.
+        int64_t& taken = jobEvictions[entry.job];
+        if (taken >= allowanceLeft(entry.job)) continue;
+        ++taken;
         addResources(pending, entry.resources);
         subtractResources(used, entry.resources);
         --taskCount;
         victims.push_back(slot);
       }
       if (victims.empty() || !roomy()) continue;
-      if (bestNode < 0 || victims.size() < bestVictims.size()) {
-        bestNode = i;
-        bestVictims = victims;
-      }
+      if (!best || victims.size() < best->victims.size()) best = PreemptionPlan{i, victims};
     }
-    if (bestNode < 0) return false;
-    NodeState& node = nodes_[static_cast<size_t>(bestNode)];
-    for (uint32_t slot : bestVictims) {
+    return best;
+  }
+
+  // Marks the plan's victims evicting (into `evictions`), counts them against their jobs'
+  // allowances and nominates the node for `taskId`.
+  void applyPreemption(const JobState& job, const std::string& taskId, const PreemptionPlan& plan,
+                       std::vector<Eviction>& evictions) {
+    const NodeState& node = nodes_[plan.node];
+    for (uint32_t slot : plan.victims) {
       TaskEntry& entry = tasks_[slot];
       entry.evicting = true;
       addResources(groups_[static_cast<size_t>(entry.group)].evicting[entry.tier], entry.resources);
+      if (auto left = allowanceLeft_.find(entry.job);
+          left != allowanceLeft_.end() && left->second != kNoLimit) {
+        --left->second;
+      }
       const JobState& victimJob = *jobs_.at(entry.job);
-      result.evictions.push_back({victimJob.shape.id, entry.id, node.spec.id, taskId});
+      evictions.push_back({victimJob.shape.id, entry.id, node.spec.id, taskId});
     }
-    nominations_[taskId] = {static_cast<uint32_t>(bestNode), job.index, request, clock_.nowMs()};
-    addResources(node.nominated, request);
+    nominate(taskId, plan.node, job.index, job.shape.resources, clock_.nowMs());
+  }
+
+  // Takes back an applied plan that was not used (a gang that cannot be whole).
+  void undoPreemption(const std::string& taskId, const PreemptionPlan& plan) {
+    for (uint32_t slot : plan.victims) {
+      TaskEntry& entry = tasks_[slot];
+      entry.evicting = false;
+      subtractResources(groups_[static_cast<size_t>(entry.group)].evicting[entry.tier],
+                        entry.resources);
+      if (auto left = allowanceLeft_.find(entry.job);
+          left != allowanceLeft_.end() && left->second != kNoLimit) {
+        ++left->second;
+      }
+    }
+    dropNomination(taskId);
+  }
+
+  void nominate(const std::string& taskId, uint32_t node, int64_t job, const Resources& resources,
+                int64_t sinceMs) {
+    dropNomination(taskId);
+    nominations_[taskId] = {node, job, resources, sinceMs};
+    addResources(nodes_[node].nominated, resources);
+  }
+
+  // Finds victims for `taskId` and marks them evicting, or (true) it already waits for some.
+  // False when no node would do.
+  bool preempt(JobState& job, const std::string& taskId, IterationResult& result) {
+    if (nominations_.contains(taskId)) return true;  // Already waiting for evictions.
+    std::optional<PreemptionPlan> plan = planPreemption(job);
+    if (!plan) return false;
+    applyPreemption(job, taskId, *plan, result.evictions);
     return true;
   }
 
@@ -960,6 +1078,9 @@ class SchedulerImpl final : public Scheduler {
   ClusterView view_;
   bool viewDirty_ = true;
   int64_t seq_ = 0;
+  // The current iteration's disruption allowances, and what is left of them per job index.
+  DisruptionAllowances* allowances_ = nullptr;
+  std::unordered_map<int64_t, int64_t> allowanceLeft_;
 };
 
 }  // namespace

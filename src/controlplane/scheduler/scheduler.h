@@ -10,7 +10,9 @@
 // task stops at the first node whose fitness is good enough or after a bounded number of
 // feasible nodes. Tiers order the queue (critical before flex); capacity groups reserve a task
 // shape x count per tier; flex work that borrows beyond its group's reservation is evicted when
-// reserved work needs the room. Gang jobs are placed whole in one iteration or not at all.
+// reserved work needs the room, never more tasks of a job than its disruption budget allows
+// (`DisruptionAllowances`). Gang jobs are placed whole in one iteration or not at all; a gang of
+// reserved work preempts only when evictions make room for all of its tasks.
 //
 // Threading: not thread-safe; the job manager calls it from its strand.
 
@@ -19,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -98,6 +101,35 @@ struct IterationResult {
   int64_t nodesEvaluated = 0;  // (task, node) pairs looked at.
 };
 
+// How many more tasks of a job may be evicted now: its disruption budget (service jobs). The job
+// manager answers from its jobs' state; the scheduler stays free of jobs and the store. During an
+// iteration the scheduler asks at most once per job, only for jobs it considers taking victims
+// from, and counts the answer down as it picks them. An answer must already count the evictions
+// the scheduler returned earlier (as disruptions, and their tasks as no longer healthy), even when
+// they are not applied yet.
+class DisruptionAllowances {
+ public:
+  virtual ~DisruptionAllowances() = default;
+  // Tasks of `jobId` that may be evicted now; std::nullopt: no limit.
+  virtual std::optional<int64_t> allowance(const std::string& jobId) = 0;
+};
+
+// Fixed allowances by job id (tests, tools); jobs not listed have no limit.
+class FixedDisruptionAllowances final : public DisruptionAllowances {
+ public:
+  explicit FixedDisruptionAllowances(std::map<std::string, int64_t> allowances = {})
+      : allowances_(std::move(allowances)) {}
+  std::optional<int64_t> allowance(const std::string& jobId) override {
+    auto it = allowances_.find(jobId);
+    if (it == allowances_.end()) return std::nullopt;
+    return it->second;
+  }
+  void set(const std::string& jobId, int64_t tasks) { allowances_[jobId] = tasks; }
+
+ private:
+  std::map<std::string, int64_t> allowances_;
+};
+
 struct SchedulerConfig {
   // The search for one task stops at a node with at least this fitness...
   double goodEnoughFitness = 0.9;
@@ -156,8 +188,14 @@ class Scheduler {
 
   // ---- Scheduling ----
   // One iteration over `pending` (in queue order; critical jobs go before flex jobs, otherwise
-  // the order is kept). Placed tasks are recorded as holding their resources at once.
-  virtual IterationResult schedule(const std::vector<PendingJob>& pending) = 0;
+  // the order is kept). Placed tasks are recorded as holding their resources at once. Victims of
+  // preemption stay within `allowances` (null: no limits); a reserved task that finds no
+  // victims within them stays pending and tries again in a later iteration.
+  virtual IterationResult schedule(const std::vector<PendingJob>& pending,
+                                   DisruptionAllowances* allowances) = 0;
+  IterationResult schedule(const std::vector<PendingJob>& pending) {
+    return schedule(pending, nullptr);
+  }
 
   // ---- Reading ----
   // Why `taskId` of `job` has no node: per node group, how many nodes each resource or

@@ -2,7 +2,9 @@
 
 #include "controlplane/scheduler/scheduler.h"
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -347,6 +349,218 @@ TEST_F(SchedulerTest, RemovedTasksGiveTheirResourcesBack) {
   scheduler_->removeTask("j-0");
   EXPECT_EQ(scheduler_->allocated("n1")->cpu, 0);
   EXPECT_EQ(run(shape, 1, 1).assignments.size(), 1u);
+}
+
+// ---- Preemption within disruption budgets ----
+
+// A service's disruption budget as the job manager applies it: at most `maxUnhealthy` tasks
+// evicted and not yet replaced, and at most `rate` evictions per `intervalMs`. An eviction counts
+// from the iteration that returns it.
+class BudgetedAllowances final : public DisruptionAllowances {
+ public:
+  struct Budget {
+    int64_t maxUnhealthy = 0;
+    int64_t rate = 0;
+    int64_t intervalMs = 0;
+  };
+
+  explicit BudgetedAllowances(const Clock& clock) : clock_(clock) {}
+
+  void set(const std::string& jobId, Budget budget) { budgets_[jobId] = budget; }
+
+  std::optional<int64_t> allowance(const std::string& jobId) override {
+    auto it = budgets_.find(jobId);
+    if (it == budgets_.end()) return std::nullopt;
+    const Budget& budget = it->second;
+    int64_t inWindow = 0;
+    for (int64_t at : evictedAtMs_[jobId]) inWindow += at > clock_.nowMs() - budget.intervalMs;
+    auto unhealthy = static_cast<int64_t>(unhealthy_[jobId].size());
+    return std::max<int64_t>(0, std::min(budget.maxUnhealthy - unhealthy, budget.rate - inWindow));
+  }
+
+  // Counts the iteration's evictions; fails the test when one took more of a job than allowed.
+  void apply(const IterationResult& result) {
+    std::map<std::string, int64_t> perJob;
+    for (const Eviction& eviction : result.evictions) perJob[eviction.jobId]++;
+    for (const auto& [jobId, count] : perJob) {
+      if (std::optional<int64_t> allowed = allowance(jobId)) {
+        EXPECT_LE(count, *allowed) << "job " << jobId;
+      }
+    }
+    for (const Eviction& eviction : result.evictions) {
+      unhealthy_[eviction.jobId].insert(eviction.taskId);
+      evictedAtMs_[eviction.jobId].push_back(clock_.nowMs());
+    }
+  }
+
+  // The victim stopped and its replacement is healthy elsewhere.
+  void replaced(const std::string& jobId, const std::string& taskId) {
+    unhealthy_[jobId].erase(taskId);
+  }
+
+ private:
+  const Clock& clock_;
+  std::map<std::string, Budget> budgets_;
+  std::map<std::string, std::set<std::string>> unhealthy_;
+  std::map<std::string, std::vector<int64_t>> evictedAtMs_;
+};
+
+class Preemption : public SchedulerTest {
+ protected:
+  // One node `n1` with `cpus` cores and the group `payments` reserving `reserved` one-core tasks
+  // of critical work.
+  void cluster(double cpus, int64_t reserved) {
+    scheduler_->upsertNode(node("n1", {}, {cpus, 65536, 100000, 1000, 0}));
+    CapacityGroupSpec group;
+    group.name = "payments";
+    group.critical = {{1, 1024, 0, 0, 0}, reserved};
+    scheduler_->upsertCapacityGroup(group);
+  }
+  static JobShape critical(std::string id, bool gang = false) {
+    JobShape shape = job(std::move(id));
+    shape.tier = api::Tier::kCritical;
+    shape.capacityGroup = "payments";
+    shape.gang = gang;
+    return shape;
+  }
+  static JobShape service(std::string id) {
+    JobShape shape = job(std::move(id));
+    shape.service = true;
+    return shape;
+  }
+  IterationResult run(const JobShape& shape, int count, DisruptionAllowances& allowances) {
+    return scheduler_->schedule({{&shape, taskIds(shape.id, count)}}, &allowances);
+  }
+  static std::set<std::string> victims(const IterationResult& result) {
+    std::set<std::string> out;
+    for (const Eviction& e : result.evictions) out.insert(e.taskId);
+    return out;
+  }
+};
+
+TEST_F(Preemption, NeverEvictsMoreServiceTasksThanTheirDisruptionBudgetAllows) {
+  cluster(8, 4);
+  JobShape svc = service("svc");
+  ASSERT_EQ(SchedulerTest::run(svc, 8).assignments.size(), 8u);
+  BudgetedAllowances budgets(clock_);
+  budgets.set("svc", {.maxUnhealthy = 2, .rate = 3, .intervalMs = 60'000});
+  JobShape crit = critical("crit");
+
+  // maxUnhealthy 2: two victims although four reserved tasks wait.
+  IterationResult result = run(crit, 4, budgets);
+  budgets.apply(result);
+  EXPECT_TRUE(result.assignments.empty());
+  ASSERT_EQ(result.evictions.size(), 2u);
+  EXPECT_EQ(result.unplaced, 4);
+  std::set<std::string> first = victims(result);
+
+  // While they are stopping, successive iterations take no more.
+  for (int i = 0; i < 3; ++i) {
+    clock_.advanceMs(1'000);
+    result = run(crit, 4, budgets);
+    budgets.apply(result);
+    EXPECT_TRUE(result.evictions.empty()) << "iteration " << i;
+  }
+
+  // They stop and are replaced: two reserved tasks start, and the rate (3 per minute, 2 used)
+  // allows one more victim.
+  for (const std::string& id : first) {
+    scheduler_->removeTask(id);
+    budgets.replaced("svc", id);
+  }
+  result = run(crit, 4, budgets);
+  budgets.apply(result);
+  EXPECT_EQ(result.assignments.size(), 2u);
+  ASSERT_EQ(result.evictions.size(), 1u);
+  std::string third = result.evictions[0].taskId;
+  EXPECT_FALSE(first.contains(third));
+  scheduler_->removeTask(third);
+  budgets.replaced("svc", third);
+  result = run(crit, 4, budgets);
+  budgets.apply(result);
+  EXPECT_EQ(result.assignments.size(), 1u);
+  EXPECT_TRUE(result.evictions.empty()) << "3 per minute are used up";
+  EXPECT_EQ(result.unplaced, 1);
+
+  // A minute after the first evictions the rate allows more; the last reserved task gets its
+  // victim.
+  clock_.advanceMs(57'000);
+  result = run(crit, 4, budgets);
+  budgets.apply(result);
+  ASSERT_EQ(result.evictions.size(), 1u);
+  EXPECT_EQ(result.evictions[0].jobId, "svc");
+}
+
+TEST_F(Preemption, SkipsJobsWithNoAllowanceAndEvictsOthers) {
+  cluster(4, 3);
+  JobShape batch = job("batch");
+  ASSERT_EQ(SchedulerTest::run(batch, 2).assignments.size(), 2u);
+  JobShape svc = service("svc");  // Newer, so it would be evicted first.
+  ASSERT_EQ(SchedulerTest::run(svc, 2).assignments.size(), 2u);
+  FixedDisruptionAllowances allowances({{"svc", 0}});
+  JobShape crit = critical("crit");
+
+  IterationResult result = run(crit, 3, allowances);
+  EXPECT_EQ(victims(result), (std::set<std::string>{"batch-0", "batch-1"}))
+      << "the service has no allowance; the batch job's tasks go instead";
+  EXPECT_EQ(result.unplaced, 3);
+  EXPECT_FALSE(scheduler_->explain(crit, "crit-2").contains("nomination"))
+      << "no victims are left within the budgets: the third task waits";
+
+  // Later iterations look again; once the service may lose one task, it does.
+  result = run(crit, 3, allowances);
+  EXPECT_TRUE(result.evictions.empty());
+  allowances.set("svc", 1);
+  result = run(crit, 3, allowances);
+  ASSERT_EQ(result.evictions.size(), 1u);
+  EXPECT_EQ(result.evictions[0].jobId, "svc");
+  EXPECT_EQ(result.evictions[0].forTaskId, "crit-2");
+}
+
+TEST_F(Preemption, GangOfReservedWorkPreemptsOnlyWhenTheWholeGangFits) {
+  cluster(4, 3);
+  JobShape flex = job("flex");
+  ASSERT_EQ(SchedulerTest::run(flex, 3).assignments.size(), 3u);  // One core stays free.
+  JobShape gang = critical("gang", /*gang=*/true);
+
+  // Two victims are needed; the budget allows one: nothing is evicted, nothing is held.
+  FixedDisruptionAllowances allowances({{"flex", 1}});
+  IterationResult result = run(gang, 3, allowances);
+  EXPECT_TRUE(result.evictions.empty());
+  EXPECT_TRUE(result.assignments.empty());
+  EXPECT_EQ(result.unplaced, 3);
+  EXPECT_EQ(scheduler_->allocated("n1")->cpu, 3);
+  for (const std::string& id : taskIds("gang", 3)) {
+    EXPECT_FALSE(scheduler_->explain(gang, id).contains("nomination")) << id;
+  }
+
+  // A gang beyond its group's reservation does not preempt at all.
+  allowances.set("flex", 3);
+  JobShape big = critical("big", /*gang=*/true);
+  EXPECT_TRUE(run(big, 4, allowances).evictions.empty());
+
+  // With room for two victims, the whole gang claims the node: two evictions, and the free core
+  // is held for the gang too.
+  result = run(gang, 3, allowances);
+  EXPECT_TRUE(result.assignments.empty());
+  ASSERT_EQ(result.evictions.size(), 2u);
+  std::set<std::string> chosen = victims(result);
+  for (const std::string& id : taskIds("gang", 3)) {
+    EXPECT_EQ(scheduler_->explain(gang, id)["nomination"]["nodeId"], "n1") << id;
+  }
+  JobShape other = job("other");
+  EXPECT_TRUE(SchedulerTest::run(other, 1).assignments.empty()) << "the free core is the gang's";
+
+  // The gang starts whole once both victims stopped, not before.
+  scheduler_->removeTask(*chosen.begin());
+  result = run(gang, 3, allowances);
+  EXPECT_TRUE(result.assignments.empty());
+  EXPECT_TRUE(result.evictions.empty());
+  scheduler_->removeTask(*chosen.rbegin());
+  result = run(gang, 3, allowances);
+  EXPECT_EQ(result.assignments.size(), 3u);
+  EXPECT_TRUE(result.evictions.empty());
+  EXPECT_EQ(scheduler_->allocated("n1")->cpu, 4);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -851,12 +852,50 @@ struct Agent::Impl {
 
   // ---- Control plane threads ----
 
+  struct CpuSample {
+    uint64_t usageNs = 0;
+    std::chrono::steady_clock::time_point at;
+  };
+
+  // The CPU each running container used since the previous heartbeat, in cores, from its
+  // cgroup's CPU time: {"TASK": {"cpuCores": 0.48}}. A container's first sample only sets its
+  // baseline; samples of containers no longer running are dropped.
+  json sampleUsage(std::map<std::string, CpuSample>& previous) {
+    std::vector<std::string> running;
+    if (!supervisor) return json::object();
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& [id, task] : tasks) {
+        if (task->phase == Phase::kRunning && !task->killRequested) running.push_back(id);
+      }
+    }
+    std::map<std::string, CpuSample> current;
+    json usage = json::object();
+    for (const std::string& id : running) {
+      auto nanos = supervisor->cpuUsageNs(id);
+      if (!nanos) continue;
+      CpuSample sample{*nanos, std::chrono::steady_clock::now()};
+      if (auto it = previous.find(id);
+          it != previous.end() && sample.usageNs >= it->second.usageNs) {
+        double seconds = std::chrono::duration<double>(sample.at - it->second.at).count();
+        if (seconds > 0.05) {
+          double cores = static_cast<double>(sample.usageNs - it->second.usageNs) / 1e9 / seconds;
+          usage[id] = {{"cpuCores", std::round(cores * 1000) / 1000}};
+        }
+      }
+      current.emplace(id, sample);
+    }
+    previous = std::move(current);
+    return usage;
+  }
+
   void heartbeatLoop() {
     auto client = makeClient(10'000);
     std::string path = "/v1/nodes/" + options.nodeId;
     json body = registrationBody(options.nodeId, options.resources, options.attributes);
     if (!logAddress.empty()) body["attributes"]["logAddress"] = logAddress;
     bool warned = false;
+    std::map<std::string, CpuSample> cpuSamples;
     while (true) {
       bool isRegistered;
       {
@@ -888,7 +927,10 @@ struct Agent::Impl {
         if (!sleepFor(1s)) return;
         continue;
       }
-      auto response = client->call("POST", path + "/heartbeat", nullptr);
+      json usage = sampleUsage(cpuSamples);
+      json heartbeatBody = json::object();
+      if (!usage.empty()) heartbeatBody["usage"] = std::move(usage);
+      auto response = client->call("POST", path + "/heartbeat", &heartbeatBody);
       if (response && response->status == 404) {
         log::warn("skiffd does not know this node; registering again");
         std::lock_guard lock(mutex);

@@ -1,6 +1,7 @@
 #include "controlplane/api_routes.h"
 
 #include <charconv>
+#include <cmath>
 #include <deque>
 #include <mutex>
 #include <regex>
@@ -228,6 +229,43 @@ asio::awaitable<Response> labelNode(ApiContext& api, RequestContext& context) {
   }
   if (!errors.empty()) co_return fieldErrors(errors, "labels");
   co_return okOr(co_await api.manager.labelNode(context.params[0], std::move(changes)));
+}
+
+// POST /v1/nodes/{id}/heartbeat, optionally with {"usage": {"TASK": {"cpuCores": 0.48}}}: the CPU
+// each running container used since the previous heartbeat.
+asio::awaitable<Response> heartbeat(ApiContext& api, RequestContext& context) {
+  std::map<std::string, TaskUsage> usage;
+  if (!context.request.body().empty()) {
+    auto body = api::parseJson(context.request.body());
+    if (!body) co_return errorResponse(body.error());
+    api::FieldErrors errors;
+    if (!body->is_object()) {
+      errors.push_back({"", "must be an object"});
+    } else {
+      for (const auto& [key, value] : body->items()) {
+        if (key != "usage") errors.push_back({key, "unknown field"});
+      }
+      if (auto found = body->find("usage"); found != body->end() && !found->is_null()) {
+        if (!found->is_object() || found->size() > 10'000) {
+          errors.push_back({"usage", "must be an object of at most 10000 tasks"});
+        } else {
+          for (const auto& [taskId, sample] : found->items()) {
+            std::string path = "usage." + taskId.substr(0, 128);
+            const json* cores =
+                sample.is_object() && sample.contains("cpuCores") ? &sample["cpuCores"] : nullptr;
+            if (cores == nullptr || !cores->is_number() || !std::isfinite(cores->get<double>()) ||
+                cores->get<double>() < 0) {
+              errors.push_back({path + ".cpuCores", "must be a finite number >= 0"});
+              continue;
+            }
+            usage[taskId] = TaskUsage{cores->get<double>()};
+          }
+        }
+      }
+    }
+    if (!errors.empty()) co_return fieldErrors(errors, "heartbeat");
+  }
+  co_return okOr(co_await api.manager.heartbeat(context.params[0], std::move(usage)));
 }
 
 asio::awaitable<Response> listTasks(ApiContext& api, RequestContext& context) {
@@ -807,9 +845,7 @@ void registerRoutes(http::Router& router, ApiContext& api) {
                co_return okOr(co_await ctx->manager.getNode(c.params[0]));
              });
   router.add(Verb::post, "/v1/nodes/{id}/heartbeat", Access::kAgent,
-             [ctx](RequestContext& c) -> asio::awaitable<Response> {
-               co_return okOr(co_await ctx->manager.heartbeat(c.params[0]));
-             });
+             [ctx](RequestContext& c) { return heartbeat(*ctx, c); });
   router.add(Verb::post, "/v1/nodes/{id}/drain", Access::kAdmin,
              [ctx](RequestContext& c) -> asio::awaitable<Response> {
                co_return okOr(co_await ctx->manager.drainNode(c.params[0]));

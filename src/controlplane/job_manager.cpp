@@ -1,6 +1,7 @@
 #include "controlplane/job_manager.h"
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <unordered_set>
 
@@ -52,7 +53,46 @@ struct JobActor {
   // The descriptor as JSON text for assignment answers, and the job revision it was made at.
   std::string descriptorText;
   int64_t descriptorRevision = -1;
+  // The latest CPU use its agents reported per running task (cores, when), for `cpu` autoscaling.
+  struct CpuReport {
+    double cores = 0;
+    int64_t atMs = 0;
+  };
+  std::unordered_map<std::string, CpuReport> cpuReports;
+  int64_t cpuMetricAtMs = 0;  // When the `cpu` metric was last handed to the autoscaler.
 };
+
+bool autoscalesOnCpu(const api::JobDescriptor& descriptor) {
+  if (!descriptor.service || !descriptor.service->autoscaling) return false;
+  for (const api::ScalingPolicy& policy : descriptor.service->autoscaling->policies) {
+    if (policy.metric == "cpu") return true;
+  }
+  return false;
+}
+
+// The average CPU use of the job's running tasks with a fresh report, in percent of the cores
+// each task asked for; nullopt when no task has one. Reports of finished tasks are dropped.
+std::optional<double> averageCpuPercent(JobActor& actor, int64_t nowMs, int64_t freshMs) {
+  double requested = actor.view.job.descriptor.container.resources.cpu;
+  if (requested <= 0) return std::nullopt;
+  std::unordered_map<std::string, JobActor::CpuReport> kept;
+  double sum = 0;
+  int64_t count = 0;
+  for (const TaskRecord& task : actor.view.tasks) {
+    auto it = actor.cpuReports.find(task.id);
+    if (it == actor.cpuReports.end() || task.finished()) continue;
+    kept.insert(*it);
+    if (task.state != api::TaskState::kStarted || task.killReason != api::TaskReason::kNone ||
+        nowMs - it->second.atMs > freshMs) {
+      continue;
+    }
+    sum += it->second.cores / requested * 100.0;
+    ++count;
+  }
+  actor.cpuReports = std::move(kept);
+  if (count == 0) return std::nullopt;
+  return sum / static_cast<double>(count);
+}
 
 struct NodeState {
   NodeRecord record;
@@ -271,6 +311,35 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     }
     notePending(actor, clock.nowMs());
     if (actor->view.job.state == api::JobState::kFinished) scheduler->forgetJob(actor->view.job.id);
+  }
+
+  // Records the CPU use a node reported for its tasks and hands each service that autoscales on
+  // `cpu` its tasks' average, at most once per cpuMetricIntervalMs. The metric goes through the
+  // job's loop like a pushed one, so the decision is recorded the same way.
+  void takeUsage(const NodeState& node, const std::map<std::string, TaskUsage>& usage) {
+    int64_t now = clock.nowMs();
+    std::set<JobActor*> touched;
+    for (const auto& [taskId, sample] : usage) {
+      if (!node.tasks.contains(taskId)) continue;
+      auto jobId = jobIdOfTask(taskId);
+      JobActor* actor = jobId ? findJob(*jobId) : nullptr;
+      if (actor == nullptr || !autoscalesOnCpu(actor->view.job.descriptor)) continue;
+      actor->cpuReports[taskId] = {sample.cpuCores, now};
+      touched.insert(actor);
+    }
+    for (JobActor* actor : touched) {
+      if (actor->cpuMetricAtMs != 0 && now - actor->cpuMetricAtMs < config.cpuMetricIntervalMs) {
+        continue;
+      }
+      auto average = averageCpuPercent(*actor, now, config.usageFreshMs);
+      if (!average) continue;
+      actor->cpuMetricAtMs = now;
+      std::map<std::string, double> metrics{{"cpu", std::round(*average * 10) / 10}};
+      post(actor, Command{[metrics](JobEdit& edit, int64_t at) {
+                            return controlplane::applyMetrics(edit, metrics, at);
+                          },
+                          [](const Status&, const JobView&) {}});
+    }
   }
 
   // Queues the job for the scheduler when some task wants a node now.
@@ -1060,13 +1129,15 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
   co_return co_await impl->onStrand<Result<json>>(std::move(body));
 }
 
-asio::awaitable<Result<json>> JobManager::heartbeat(std::string nodeId) {
+asio::awaitable<Result<json>> JobManager::heartbeat(std::string nodeId,
+                                                    std::map<std::string, TaskUsage> usage) {
   auto impl = impl_;
-  auto body = [impl, nodeId]() -> asio::awaitable<Result<json>> {
+  auto body = [impl, nodeId, usage = std::move(usage)]() -> asio::awaitable<Result<json>> {
     auto it = impl->nodes.find(nodeId);
     if (it == impl->nodes.end())
       co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is not registered");
     it->second.lastHeartbeatMs = impl->clock.nowMs();
+    impl->takeUsage(it->second, usage);
     if (it->second.lost) {
       it->second.lost = false;
       log::info("node back", {{"nodeId", nodeId}});

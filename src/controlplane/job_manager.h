@@ -51,6 +51,15 @@ struct ManagerConfig {
   int64_t schedulerRetryMs = 1'000;
   // Container address blocks handed to nodes at registration (address_blocks.h).
   AddressPlan addressPlan;
+  // A service that autoscales on `cpu` is given its tasks' average reported CPU use at most this
+  // often; a task's report older than `usageFreshMs` no longer counts.
+  int64_t cpuMetricIntervalMs = 5'000;
+  int64_t usageFreshMs = 30'000;
+};
+
+// What an agent's heartbeat says of one running task.
+struct TaskUsage {
+  double cpuCores = 0;  // CPU used since the previous heartbeat, in cores.
 };
 
 struct CreateJobResult {
@@ -144,7 +153,11 @@ class JobManager {
   // Registers or re-registers a node. `created` is set when it is new.
   asio::awaitable<Result<nlohmann::json>> registerNode(NodeRegistration registration,
                                                        bool* created);
-  asio::awaitable<Result<nlohmann::json>> heartbeat(std::string nodeId);
+  // Marks the node alive and takes its tasks' usage. Usage of tasks not placed on the node is
+  // ignored; services autoscaling on `cpu` get the average use of their tasks in percent of the
+  // cores each asked for (see ManagerConfig::cpuMetricIntervalMs).
+  asio::awaitable<Result<nlohmann::json>> heartbeat(std::string nodeId,
+                                                    std::map<std::string, TaskUsage> usage = {});
   asio::awaitable<Result<nlohmann::json>> listNodes();
   asio::awaitable<Result<nlohmann::json>> getNode(std::string nodeId);
   asio::awaitable<Result<nlohmann::json>> drainNode(std::string nodeId);

@@ -47,6 +47,7 @@ struct Flags {
   double killInitiatedTimeoutSec = 300;
   double systemRetryDelaySec = 1;
   double nodeTimeoutSec = 30;
+  double cpuMetricIntervalSec = 5;
   std::string vpcCidr = controlplane::AddressPlan{}.vpcCidr;
   int nodeBlockPrefix = controlplane::AddressPlan{}.nodeBlockPrefix;
 };
@@ -89,6 +90,7 @@ int run(const Flags& flags) {
       static_cast<int64_t>(flags.killInitiatedTimeoutSec * 1000);
   config.lifecycle.systemRetryDelayMs = static_cast<int64_t>(flags.systemRetryDelaySec * 1000);
   config.nodeHeartbeatTimeoutMs = static_cast<int64_t>(flags.nodeTimeoutSec * 1000);
+  config.cpuMetricIntervalMs = static_cast<int64_t>(flags.cpuMetricIntervalSec * 1000);
   config.addressPlan = {flags.vpcCidr, flags.nodeBlockPrefix};
   if (auto plan = controlplane::validateAddressPlan(config.addressPlan); !plan) {
     log::error("bad address plan", {{"error", plan.error().message()}});
@@ -231,6 +233,9 @@ int main(int argc, char** argv) {
                  "Seconds before retrying a task after a system error");
   app.add_option("--node-timeout", flags.nodeTimeoutSec,
                  "Seconds without a heartbeat before a node is lost");
+  app.add_option("--cpu-metric-interval", flags.cpuMetricIntervalSec,
+                 "Seconds between the cpu metrics handed to a service's autoscaler")
+      ->capture_default_str();
   app.add_option("--vpc-cidr", flags.vpcCidr, "The cluster's container address range")
       ->capture_default_str();
   app.add_option("--node-block-prefix", flags.nodeBlockPrefix,

@@ -74,20 +74,20 @@ Status buildImage(Suite& s) {
   itest::ImageBuilder builder(s.dir->path() + "/build");
   std::string busybox = itest::busyboxPath();
   SKIFF_TRY_STATUS(builder.create("bb"), "create");
-  SKIFF_TRY_STATUS(builder.addLayer("bb",
-                                    [&](const std::string& root) -> Status {
-                                      SKIFF_TRY_STATUS(
-                                          itest::copyFileInto(busybox, root, "bin/busybox"), "bb");
-                                      for (const char* applet :
-                                           {"sh", "echo", "sleep", "cat", "nc", "tail", "head",
-                                            "printf", "touch", "rm", "mkdir", "httpd", "kill"}) {
-                                        std::error_code ec;
-                                        fs::create_symlink("busybox", root + "/bin/" + applet, ec);
-                                        if (ec) return fail(ErrorCode::kIo, ec.message());
-                                      }
-                                      return {};
-                                    }),
-                   "layer");
+  SKIFF_TRY_STATUS(
+      builder.addLayer("bb",
+                       [&](const std::string& root) -> Status {
+                         SKIFF_TRY_STATUS(itest::copyFileInto(busybox, root, "bin/busybox"), "bb");
+                         for (const char* applet :
+                              {"sh", "echo", "sleep", "cat", "nc", "tail", "head", "printf",
+                               "touch", "rm", "mkdir", "httpd", "kill", "date"}) {
+                           std::error_code ec;
+                           fs::create_symlink("busybox", root + "/bin/" + applet, ec);
+                           if (ec) return fail(ErrorCode::kIo, ec.message());
+                         }
+                         return {};
+                       }),
+      "layer");
   SKIFF_TRY_STATUS(builder.configure("bb", {"--config.cmd", "sh", "--config.env", "PATH=/bin"}),
                    "config");
   s.image = s.registry->host() + "/skiff/busybox:latest";
@@ -130,7 +130,7 @@ class AgentTest : public ::testing::Test {
     agentDir_ = dir_->path() + "/agent";
     cgroupParent_ = "/skiff-agent-test-" + std::to_string(getpid());
     skiffd_ = std::make_unique<testing::SkiffdProcess>(
-        std::vector<std::string>{"--system-retry-delay", "60"});
+        std::vector<std::string>{"--system-retry-delay", "60", "--cpu-metric-interval", "1"});
     ASSERT_TRUE(skiffd_->start()) << skiffd_->error();
     client_ = skiffd_->client();
     startAgent();
@@ -515,6 +515,53 @@ TEST_F(AgentTest, RolloutToABrokenImageRollsBackOnItsOwn) {
   EXPECT_EQ(history["items"][1].value("outcome", ""), "current") << history.dump();
   EXPECT_EQ(history.value("specRevision", 0), 1) << history.dump();
   EXPECT_EQ(endpointCount(), 2u);
+  auto killed = client_->call("POST", "/v1/jobs/" + jobId + "/kill", nullptr);
+  ASSERT_TRUE(killed && killed->ok());
+  waitJob(jobId, finished, 60s);
+}
+
+TEST_F(AgentTest, CpuBurnerScalesTheServiceOutAndBackInOnceItStops) {
+  // Every task burns its quarter core until BURN_UNTIL (an absolute time, so tasks added by the
+  // scale-out burn too), then idles.
+  int64_t burnUntil = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count() +
+                      15;
+  json job =
+      batchJob({"sh", "-c", "while [ $(date +%s) -lt $BURN_UNTIL ]; do :; done; exec sleep 600"});
+  job.erase("batch");
+  job["container"]["env"] = {{"BURN_UNTIL", std::to_string(burnUntil)}};
+  job["container"]["resources"] = {
+      {"cpu", 0.25}, {"memoryMB", 32}, {"diskMB", 16}, {"networkMbps", 10}};
+  job["service"] = {{"capacity", {{"min", 1}, {"desired", 1}, {"max", 3}}},
+                    {"autoscaling",
+                     {{"scaleOutCooldownMs", 1000},
+                      {"scaleInCooldownMs", 2000},
+                      {"policies", {{{"targetTracking", {{"metric", "cpu"}, {"target", 50}}}}}}}}};
+  std::string jobId = submit(job);
+  ASSERT_FALSE(jobId.empty());
+  auto desired = [](const json& j) { return j["capacity"].value("desired", 0); };
+  // Out: the agent's cgroup readings put the one task near 100 % of its quarter core.
+  json scaledOut = waitJob(
+      jobId, [&](const json& j) { return desired(j) >= 2; }, 30s);
+  ASSERT_GE(desired(scaledOut), 2) << scaledOut.dump();
+  json decision = scaledOut["autoscaling"]["lastDecision"];
+  EXPECT_EQ(decision.value("decision", ""), "scale out") << decision.dump();
+  ASSERT_FALSE(decision["proposals"].empty()) << decision.dump();
+  EXPECT_EQ(decision["proposals"][0].value("metric", ""), "cpu") << decision.dump();
+  EXPECT_GT(decision["proposals"][0].value("value", 0.0), 60.0) << decision.dump();
+  // In: once the burners stop, the service returns to its minimum and the extra tasks stop.
+  json scaledIn = waitJob(
+      jobId,
+      [&](const json& j) {
+        return desired(j) == 1 && j["taskCounts"].value("Started", 0) == 1 &&
+               j["taskCounts"].value("KillInitiated", 0) == 0;
+      },
+      60s);
+  EXPECT_EQ(desired(scaledIn), 1) << scaledIn.dump();
+  decision = scaledIn["autoscaling"]["lastDecision"];
+  EXPECT_EQ(decision.value("decision", ""), "scale in") << decision.dump();
+  EXPECT_LT(decision["proposals"][0].value("value", 100.0), 20.0) << decision.dump();
   auto killed = client_->call("POST", "/v1/jobs/" + jobId + "/kill", nullptr);
   ASSERT_TRUE(killed && killed->ok());
   waitJob(jobId, finished, 60s);

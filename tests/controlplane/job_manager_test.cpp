@@ -703,6 +703,38 @@ TEST_F(JobManagerTest, KillTaskWithShrinkLowersServiceCapacity) {
   EXPECT_EQ(invalid.error().code(), ErrorCode::kInvalidArgument);
 }
 
+// ============================== Usage and autoscaling ==============================
+
+TEST_F(JobManagerTest, HeartbeatCpuUsageDrivesCpuAutoscalingAndForeignReportsAreIgnored) {
+  ManagerConfig config;
+  config.cpuMetricIntervalMs = 0;
+  start(config);
+  registerNode("node-a");
+  api::JobDescriptor service = descriptor({.desired = 2});
+  service.service->capacity = {1, 2, 6};
+  service.service->autoscaling =
+      api::Autoscaling{{api::ScalingPolicy{.metric = "cpu", .target = 50}}, 0, 0};
+  auto created = await(manager_->createJob(service, ""));
+  ASSERT_TRUE(created.has_value()) << created.error().message();
+  std::string id = created->job["id"];
+  ASSERT_TRUE(waitLaunched(id, "node-a"));
+  std::string t0 = taskId(id, 0, 0), t1 = taskId(id, 1, 0);
+  report("node-a", {update(t0, 1, TaskState::kStarted), update(t1, 1, TaskState::kStarted)});
+  registerNode("node-b");
+
+  // node-b does not run these tasks: its word about them counts for nothing.
+  ASSERT_TRUE(await(manager_->heartbeat("node-b", {{t0, {5.0}}, {t1, {5.0}}})).has_value());
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(job(id)["autoscaling"]["metrics"].contains("cpu")) << job(id).dump();
+
+  // 0.9 and 0.7 of the one core each asked for: 80 % on average, target 50 → ceil(2 × 80 / 50).
+  ASSERT_TRUE(await(manager_->heartbeat("node-a", {{t0, {0.9}}, {t1, {0.7}}})).has_value());
+  ASSERT_TRUE(waitUntil([&] { return job(id)["capacity"]["desired"] == 4; })) << job(id).dump();
+  json scaled = job(id);
+  EXPECT_DOUBLE_EQ(scaled["autoscaling"]["metrics"]["cpu"].get<double>(), 80.0);
+  EXPECT_EQ(scaled["autoscaling"]["lastDecision"]["proposals"][0]["metric"], "cpu");
+}
+
 // ============================== Draining and lost nodes ==============================
 
 TEST_F(JobManagerTest, DrainedNodeGetsNoNewTasks) {

@@ -326,6 +326,24 @@ TEST_F(ServiceApiTest, PushedCpuMetricScalesTheServiceAndTheDecisionIsInTheJob) 
   call("POST", "/v1/jobs/" + plainId + "/metrics", &metrics, 412);
 }
 
+TEST_F(ServiceApiTest, HeartbeatUsageIsValidatedWithItsFieldPath) {
+  json good = {{"usage", {{"job-000000000000-00000000-0-0", {{"cpuCores", 0.5}}}}}};
+  auto accepted = agent_->call("POST", "/v1/nodes/node-a/heartbeat", &good);
+  ASSERT_TRUE(accepted);
+  EXPECT_EQ(accepted->status, 200) << accepted->body.dump();
+  json negative = {{"usage", {{"t1", {{"cpuCores", -1}}}}}};
+  auto refused = agent_->call("POST", "/v1/nodes/node-a/heartbeat", &negative);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_NE(refused->body.dump().find("usage.t1.cpuCores"), std::string::npos)
+      << refused->body.dump();
+  json unknown = {{"usages", json::object()}};
+  auto unknownField = agent_->call("POST", "/v1/nodes/node-a/heartbeat", &unknown);
+  ASSERT_TRUE(unknownField);
+  EXPECT_EQ(unknownField->status, 400);
+  EXPECT_NE(unknownField->body.dump().find("usages"), std::string::npos);
+}
+
 TEST_F(ServiceApiTest, DrainMovesTasksWithinABudgetOfOneUnhealthyTask) {
   json job = rolledJob(3);
   job["service"]["disruptionBudget"] = {{"maxUnhealthy", 1}};

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -173,19 +174,48 @@ Result<std::string> oomCounterFile(const CgroupLayout& layout, std::string_view 
 }
 
 std::optional<uint64_t> parseOomKillCount(std::string_view text) {
+  return parseKeyedCounter(text, "oom_kill");
+}
+
+std::optional<uint64_t> parseKeyedCounter(std::string_view text, std::string_view key) {
   for (std::string_view line : split(text, '\n')) {
-    constexpr std::string_view kKey = "oom_kill ";
-    if (!line.starts_with(kKey)) continue;
+    if (line.size() <= key.size() || !line.starts_with(key) || line[key.size()] != ' ') continue;
+    std::string_view digits = line.substr(key.size() + 1);
     uint64_t value = 0;
-    std::string_view digits = line.substr(kKey.size());
-    if (digits.empty()) return std::nullopt;
-    for (char c : digits) {
-      if (c < '0' || c > '9') return std::nullopt;
-      value = value * 10 + static_cast<uint64_t>(c - '0');
-    }
+    auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (error != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
     return value;
   }
   return std::nullopt;
+}
+
+Result<uint64_t> readCpuUsageNs(const CgroupLayout& layout, std::string_view relPath) {
+  std::string path;
+  if (auto it = layout.v1Mounts.find("cpuacct"); it != layout.v1Mounts.end()) {
+    path = joinPath(joinPath(it->second, relPath), "cpuacct.usage");
+  } else if (!layout.v2Mount.empty()) {
+    path = joinPath(joinPath(layout.v2Mount, relPath), "cpu.stat");
+  } else {
+    return fail(ErrorCode::kFailedPrecondition, "the host has no cpuacct hierarchy");
+  }
+  std::ifstream in(path);
+  if (!in) {
+    return fail(errno == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+                "cannot read " + path + ": " + std::strerror(errno));
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (path.ends_with("cpu.stat")) {
+    auto usec = parseKeyedCounter(text, "usage_usec");
+    if (!usec) return fail(ErrorCode::kIo, path + " has no usage_usec line");
+    return *usec * 1000;
+  }
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  uint64_t nanos = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), nanos);
+  if (error != std::errc() || end != text.data() + text.size()) {
+    return fail(ErrorCode::kIo, path + " does not hold a number");
+  }
+  return nanos;
 }
 
 std::vector<std::string> cgroupDirs(const CgroupLayout& layout, std::string_view relPath) {

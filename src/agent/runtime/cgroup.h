@@ -66,6 +66,15 @@ Result<std::string> oomCounterFile(const CgroupLayout& layout, std::string_view 
 // Parses the `oom_kill N` line of memory.oom_control / memory.events text; nullopt if absent.
 std::optional<uint64_t> parseOomKillCount(std::string_view text);
 
+// The value of the first `KEY N` line of a flat-keyed cgroup file (memory.events, cpu.stat);
+// nullopt when absent or not a number.
+std::optional<uint64_t> parseKeyedCounter(std::string_view text, std::string_view key);
+
+// The CPU time the cgroup `relPath` has used, in nanoseconds: v1 `cpuacct.usage` of the cpuacct
+// hierarchy (hybrid hosts too), v2 `usage_usec` of `cpu.stat`. kNotFound when the cgroup is gone,
+// kFailedPrecondition when the host has no CPU accounting.
+Result<uint64_t> readCpuUsageNs(const CgroupLayout& layout, std::string_view relPath);
+
 // Every directory the cgroup `relPath` may occupy on this host (one per v1 hierarchy, or the v2
 // one). Used for cleanup.
 std::vector<std::string> cgroupDirs(const CgroupLayout& layout, std::string_view relPath);

@@ -227,6 +227,10 @@ std::string ContainerSupervisor::stderrPath(const std::string& id) const {
   return containerDir(id) + "/" + files::kStderr;
 }
 
+Result<uint64_t> ContainerSupervisor::cpuUsageNs(const std::string& id) const {
+  return readCpuUsageNs(layout_, options_.cgroupParent + "/" + id);
+}
+
 int ContainerSupervisor::monitorPid(const std::string& id) const {
   auto text = readSmallFile(containerDir(id) + "/" + files::kMonitorPid);
   return text ? std::atoi(text->c_str()) : 0;

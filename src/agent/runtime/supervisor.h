@@ -108,6 +108,8 @@ class ContainerSupervisor {
   std::string stderrPath(const std::string& id) const;
   // The monitor's pid, 0 when unknown.
   int monitorPid(const std::string& id) const;
+  // The CPU time the container's cgroup has used so far (kNotFound once the cgroup is gone).
+  Result<uint64_t> cpuUsageNs(const std::string& id) const;
 
  private:
   struct Entry {

@@ -1,5 +1,7 @@
 #include "agent/runtime/cgroup.h"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 namespace skiff::agent::runtime {
@@ -105,6 +107,30 @@ TEST(OomCounter, ParsesV1AndV2) {
   EXPECT_EQ(parseOomKillCount("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\noom_group_kill 0\n"), 1u);
   EXPECT_EQ(parseOomKillCount("oom_kill_disable 0\nunder_oom 0\n"), std::nullopt);
   EXPECT_EQ(parseOomKillCount("oom_kill x\n"), std::nullopt);
+}
+
+TEST(CpuUsage, ParsesTheUsageLineOfCpuStat) {
+  constexpr std::string_view kCpuStat =
+      "usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\nnr_periods 0\n";
+  EXPECT_EQ(parseKeyedCounter(kCpuStat, "usage_usec"), 123456u);
+  EXPECT_EQ(parseKeyedCounter(kCpuStat, "system_usec"), 23456u);
+  EXPECT_EQ(parseKeyedCounter(kCpuStat, "usage"), std::nullopt) << "whole keys only";
+  EXPECT_EQ(parseKeyedCounter("usage_usec -1\n", "usage_usec"), std::nullopt);
+}
+
+TEST(CpuUsage, ReadsTheCpuTimeOfARealCgroup) {
+  auto layout = detectHostCgroupLayout();
+  if (!layout) GTEST_SKIP() << "no cgroups: " << layout.error().message();
+  // The agent's own cgroup has used CPU time; an absent one is kNotFound.
+  auto missing = readCpuUsageNs(*layout, "/skiff-no-such-cgroup-" + std::to_string(getpid()));
+  ASSERT_FALSE(missing);
+  if (missing.error().code() == ErrorCode::kFailedPrecondition) {
+    GTEST_SKIP() << missing.error().message();
+  }
+  EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound) << missing.error().message();
+  auto root = readCpuUsageNs(*layout, "/");
+  ASSERT_TRUE(root) << root.error().message();
+  EXPECT_GT(*root, 0u);
 }
 
 }  // namespace

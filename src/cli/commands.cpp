@@ -1,6 +1,9 @@
 #include "cli/commands.h"
 
 #include <algorithm>
+#include <charconv>
+#include <limits>
+#include <map>
 #include <random>
 #include <set>
 
@@ -723,8 +726,32 @@ int runNodeGet(Session& s) {
   return printObject(s, *node, "");
 }
 
+// "90s", "30m", "1h", "500ms" or plain seconds, as milliseconds; nullopt when malformed.
+std::optional<int64_t> parseDurationMs(std::string_view text) {
+  int64_t value = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || value < 0 || end == text.data()) return std::nullopt;
+  std::string_view unit(end, static_cast<size_t>(text.data() + text.size() - end));
+  static const std::map<std::string_view, int64_t> kUnits = {
+      {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}};
+  auto it = kUnits.find(unit);
+  if (it == kUnits.end() || value > std::numeric_limits<int64_t>::max() / it->second) {
+    return std::nullopt;
+  }
+  return value * it->second;
+}
+
 int runNodeDrain(Session& s) {
-  auto node = fetchObject(s, "POST", "/v1/nodes/" + urlEncode(s.inv.id) + "/drain");
+  json body = json::object();
+  if (s.inv.deadline) {
+    auto deadlineMs = parseDurationMs(*s.inv.deadline);
+    if (!deadlineMs) {
+      return s.error(Error(ErrorCode::kInvalidArgument,
+                           "--deadline: must be a duration such as 90s, 30m or 1h"));
+    }
+    body["deadlineMs"] = *deadlineMs;
+  }
+  auto node = fetchObject(s, "POST", "/v1/nodes/" + urlEncode(s.inv.id) + "/drain", &body);
   if (!node) return node.error();
   return printObject(s, *node, s.inv.id + ": " + stateOf(*node));
 }
@@ -1186,8 +1213,13 @@ const std::vector<Verb>& verbs() {
        [](Declarer& d) { d.id("Security group name"); },
        runSecurityGroupDelete},
       {{"node", "drain"},
-       "Stop placing new tasks on a node",
-       [](Declarer& d) { d.id("Node id"); },
+       "Stop placing new tasks on a node and move its tasks off (services within their "
+       "disruption budgets, batch tasks at the deadline)",
+       [](Declarer& d) {
+         d.id("Node id");
+         d.app.add_option("--deadline", d.inv.deadline,
+                          "How long batch tasks may still run there (90s, 30m, 1h; default 1h)");
+       },
        runNodeDrain},
       {{"events"},
        "Stream cluster events (Ctrl-C to stop)",

@@ -83,7 +83,8 @@ struct Invocation {
   std::optional<int64_t> tail;  // logs --tail.
   bool stderrStream = false;    // logs --stderr.
   std::string shell;
-  std::vector<std::string> labels;  // node label: KEY=VALUE to set, KEY- to remove.
+  std::vector<std::string> labels;      // node label: KEY=VALUE to set, KEY- to remove.
+  std::optional<std::string> deadline;  // node drain --deadline: "90s", "30m", "1h".
 
   OutputFormat format() const;  // `output`, already checked by the parser.
 };

@@ -231,6 +231,35 @@ asio::awaitable<Response> labelNode(ApiContext& api, RequestContext& context) {
   co_return okOr(co_await api.manager.labelNode(context.params[0], std::move(changes)));
 }
 
+// POST /v1/nodes/{id}/drain, optionally with {"deadlineMs": N}: how long batch tasks on the node
+// may still run before they are moved (default one hour, at most a week).
+asio::awaitable<Response> drainNode(ApiContext& api, RequestContext& context) {
+  constexpr int64_t kMaxDeadlineMs = 7 * 24 * 3'600'000LL;
+  int64_t deadlineMs = kDefaultDrainDeadlineMs;
+  if (!context.request.body().empty()) {
+    auto body = api::parseJson(context.request.body());
+    if (!body) co_return errorResponse(body.error());
+    api::FieldErrors errors;
+    if (!body->is_object()) {
+      errors.push_back({"", "must be an object"});
+    } else {
+      for (const auto& [key, value] : body->items()) {
+        if (key != "deadlineMs") errors.push_back({key, "unknown field"});
+      }
+      if (auto found = body->find("deadlineMs"); found != body->end() && !found->is_null()) {
+        if (!found->is_number_integer() || found->get<int64_t>() < 0 ||
+            found->get<int64_t>() > kMaxDeadlineMs) {
+          errors.push_back({"deadlineMs", "must be an integer from 0 to 604800000"});
+        } else {
+          deadlineMs = found->get<int64_t>();
+        }
+      }
+    }
+    if (!errors.empty()) co_return fieldErrors(errors, "drain");
+  }
+  co_return okOr(co_await api.manager.drainNode(context.params[0], deadlineMs));
+}
+
 // POST /v1/nodes/{id}/heartbeat, optionally with {"usage": {"TASK": {"cpuCores": 0.48}}}: the CPU
 // each running container used since the previous heartbeat.
 asio::awaitable<Response> heartbeat(ApiContext& api, RequestContext& context) {
@@ -847,9 +876,7 @@ void registerRoutes(http::Router& router, ApiContext& api) {
   router.add(Verb::post, "/v1/nodes/{id}/heartbeat", Access::kAgent,
              [ctx](RequestContext& c) { return heartbeat(*ctx, c); });
   router.add(Verb::post, "/v1/nodes/{id}/drain", Access::kAdmin,
-             [ctx](RequestContext& c) -> asio::awaitable<Response> {
-               co_return okOr(co_await ctx->manager.drainNode(c.params[0]));
-             });
+             [ctx](RequestContext& c) { return drainNode(*ctx, c); });
   router.add(Verb::post, "/v1/nodes/{id}/labels", Access::kAdmin,
              [ctx](RequestContext& c) { return labelNode(*ctx, c); });
   router.add(Verb::get, "/v1/nodes/{id}/assignments", Access::kAgent,

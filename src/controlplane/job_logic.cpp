@@ -139,25 +139,55 @@ bool failedBeforeHealthy(const TaskRecord& task, int64_t minHealthyMs) {
   return task.readySinceMs == 0 || finishedAt - task.readySinceMs < minHealthyMs;
 }
 
-// Stops tasks moving off draining nodes as the disruption budget allows: those not ready at once,
-// ready ones while the ready tasks left stay within the budget (maxUnhealthy 0 without one, so a
-// replacement must be ready first) and the rate allows.
-void stopDrainedTasks(JobEdit& edit, int64_t nowMs, int64_t& nextDeadline) {
+// Which tasks of a service are moving off draining nodes now, by position: those already being
+// stopped, then the first others in task order up to `drainParallelism`. The rest keep serving
+// (and keep their slot) until a move finishes.
+std::vector<bool> drainMoves(const JobEdit& edit) {
+  std::vector<bool> moving(edit.taskCount(), false);
+  int64_t slots = drainParallelism(edit.job().descriptor.service->disruptionBudget,
+                                   edit.job().capacity.desired);
+  for (size_t i = 0; i < edit.taskCount(); ++i) {
+    const TaskRecord& task = edit.task(i);
+    if (task.draining && !task.finished() && task.state == TaskState::kKillInitiated) {
+      moving[i] = true;
+      --slots;
+    }
+  }
+  for (size_t i = 0; i < edit.taskCount() && slots > 0; ++i) {
+    const TaskRecord& task = edit.task(i);
+    if (task.draining && !task.finished() && task.state != TaskState::kKillInitiated) {
+      moving[i] = true;
+      --slots;
+    }
+  }
+  return moving;
+}
+
+// Stops tasks moving off draining nodes: those not ready at once (they serve nothing); a ready
+// moving task once a replacement is ready (no task of the job outside the moves is unready) and
+// the disruption budget (maxUnhealthy 0 without one) and its rate allow.
+void stopDrainedTasks(JobEdit& edit, const std::vector<bool>& moving, int64_t nowMs,
+                      int64_t& nextDeadline) {
   std::vector<size_t> readyDraining;
   int64_t ready = 0;
+  int64_t unreadyStaying = 0;  // Replacements (or others) not ready yet.
   for (size_t i = 0; i < edit.taskCount(); ++i) {
     const TaskRecord& task = edit.task(i);
     if (task.finished() || task.state == TaskState::kKillInitiated) continue;
     if (task.ready) ++ready;
-    if (!task.draining) continue;
-    if (task.ready) {
-      readyDraining.push_back(i);
-    } else {
+    if (!task.draining) {
+      if (!task.ready) ++unreadyStaying;
+      continue;
+    }
+    if (!task.ready) {
       beginKill(edit.mutableTask(i), TaskReason::kScaledDown, nowMs);
       edit.mutableTask(i).message = "moved off a draining node";
+    } else if (i < moving.size() && moving[i]) {
+      readyDraining.push_back(i);
     }
   }
-  if (readyDraining.empty()) return;
+  if (static_cast<int64_t>(readyDraining.size()) <= unreadyStaying) return;
+  readyDraining.resize(readyDraining.size() - static_cast<size_t>(unreadyStaying));
   std::optional<api::DisruptionBudget> budget = edit.job().descriptor.service->disruptionBudget;
   if (!budget) {
     budget = api::DisruptionBudget{};
@@ -512,7 +542,40 @@ bool evictTask(JobEdit& edit, const std::string& taskId, int64_t nowMs) {
   const TaskRecord& task = edit.task(*position);
   if (task.finished() || task.state == TaskState::kKillInitiated) return false;
   beginKill(edit.mutableTask(*position), TaskReason::kEvicted, nowMs);
+  // Preemption is a voluntary disruption: it counts against the budget's rate like a drain move.
+  const JobRecord& job = edit.job();
+  if (job.descriptor.service && job.descriptor.service->disruptionBudget &&
+      job.descriptor.service->disruptionBudget->rateTasks > 0) {
+    int64_t intervalMs = job.descriptor.service->disruptionBudget->rateIntervalMs;
+    std::vector<int64_t> recent;
+    for (int64_t at : job.disruptionsMs) {
+      if (at > nowMs - intervalMs) recent.push_back(at);  // Keep only what the rate still needs.
+    }
+    recent.push_back(nowMs);
+    edit.mutableJob().disruptionsMs = std::move(recent);
+  }
   return true;
+}
+
+std::optional<int64_t> evictionAllowance(const JobView& view, const std::set<std::string>& evicting,
+                                         int64_t nowMs) {
+  const JobRecord& job = view.job;
+  if (!job.descriptor.service || !job.descriptor.service->disruptionBudget) return std::nullopt;
+  const api::DisruptionBudget& budget = *job.descriptor.service->disruptionBudget;
+  int64_t ready = 0;
+  std::vector<int64_t> recent;
+  for (int64_t at : job.disruptionsMs) {
+    if (budget.rateTasks == 0 || at > nowMs - budget.rateIntervalMs) recent.push_back(at);
+  }
+  for (const TaskRecord& task : view.tasks) {
+    if (task.finished() || task.state == TaskState::kKillInitiated) continue;
+    if (evicting.contains(task.id)) {
+      recent.push_back(nowMs);
+    } else if (task.ready) {
+      ++ready;
+    }
+  }
+  return disruptionAllowance(budget, job.capacity.desired, ready, recent, nowMs).tasks;
 }
 
 Status updateCapacity(JobEdit& edit, std::optional<int64_t> min, std::optional<int64_t> desired,
@@ -667,16 +730,24 @@ Status applyMetrics(JobEdit& edit, const std::map<std::string, double>& metrics,
   return {};
 }
 
-int64_t drainTasksOnNode(JobEdit& edit, const std::string& nodeId) {
-  if (edit.job().descriptor.isBatch() || edit.job().state != api::JobState::kAccepted) return 0;
+int64_t drainTasksOnNode(JobEdit& edit, const std::string& nodeId, int64_t deadlineAtMs) {
+  if (edit.job().state != api::JobState::kAccepted) return 0;
+  const bool batch = edit.job().descriptor.isBatch();
   int64_t marked = 0;
   for (size_t i = 0; i < edit.taskCount(); ++i) {
     const TaskRecord& task = edit.task(i);
-    if (task.nodeId != nodeId || task.finished() || task.draining ||
-        task.state == TaskState::kKillInitiated || task.killReason != TaskReason::kNone) {
+    if (task.nodeId != nodeId || task.finished() || task.state == TaskState::kKillInitiated ||
+        task.killReason != TaskReason::kNone) {
       continue;
     }
-    edit.mutableTask(i).draining = true;
+    if (batch) {
+      if (task.draining && task.drainDeadlineMs == deadlineAtMs) continue;
+      edit.mutableTask(i).draining = true;
+      edit.mutableTask(i).drainDeadlineMs = deadlineAtMs;
+    } else {
+      if (task.draining) continue;
+      edit.mutableTask(i).draining = true;
+    }
     ++marked;
   }
   return marked;
@@ -782,6 +853,15 @@ int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config) {
       }
       case TaskState::kStarted: {
         if (!batch) break;
+        if (task.draining && task.killReason == TaskReason::kNone) {
+          if (nowMs >= task.drainDeadlineMs) {
+            beginKill(edit.mutableTask(i), TaskReason::kEvicted, nowMs);
+            edit.mutableTask(i).message = "moved off a draining node at its drain deadline";
+            noteDeadline(nextDeadline, nowMs + config.killInitiatedTimeoutMs);
+            break;
+          }
+          noteDeadline(nextDeadline, task.drainDeadlineMs);
+        }
         int64_t deadline =
             since(TaskState::kStarted) + edit.job().descriptor.batch->runtimeLimitSec * 1000;
         if (nowMs >= deadline) {
@@ -860,12 +940,14 @@ int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config) {
   }
 
   // Service jobs keep `desired` tasks that are neither finished nor being killed; tasks moving
-  // off a draining node do not count, so their replacements start at once.
+  // off a draining node do not count, so their replacements start (drainMoves bounds how many
+  // move at once).
+  std::vector<bool> moving = drainMoves(edit);
   int64_t active = 0;
   std::vector<size_t> alive;
   for (size_t i = 0; i < edit.taskCount(); ++i) {
     const TaskRecord& task = edit.task(i);
-    if (!task.finished() && task.state != TaskState::kKillInitiated && !task.draining) {
+    if (!task.finished() && task.state != TaskState::kKillInitiated && !moving[i]) {
       ++active;
       alive.push_back(i);
     }
@@ -901,7 +983,7 @@ int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config) {
     edit.appendTask(std::move(task));
     ++active;
   }
-  stopDrainedTasks(edit, nowMs, nextDeadline);
+  stopDrainedTasks(edit, moving, nowMs, nextDeadline);
   return nextDeadline;
 }
 

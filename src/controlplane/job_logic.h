@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -107,9 +108,18 @@ Status killJob(JobEdit& edit, int64_t nowMs);
 Status killTask(JobEdit& edit, const std::string& taskId, bool shrink, int64_t nowMs);
 
 // Evicts one task to make room for reserved work: it is killed with reason `evicted`, which does
-// not count against the job's retries. False when the task is unknown, finished, or already
-// being killed.
+// not count against the job's retries, and leaves the service's endpoints at once. For a service
+// whose disruption budget has a rate, the eviction is recorded in `disruptionsMs`. False when the
+// task is unknown, finished, or already being killed.
 bool evictTask(JobEdit& edit, const std::string& taskId, int64_t nowMs);
+
+// How many more tasks of the job preemption may evict now: for a service with a disruption
+// budget, the budget's allowance (service_logic.h, disruptionAllowance) over its ready tasks and
+// recent disruptions. `evicting` names tasks whose eviction was decided but is not applied yet:
+// they count as disrupted now and as not ready. std::nullopt: no limit (batch jobs, services
+// without a budget).
+std::optional<int64_t> evictionAllowance(const JobView& view, const std::set<std::string>& evicting,
+                                         int64_t nowMs);
 
 // Changes a service job's capacity; unset fields keep their value.
 Status updateCapacity(JobEdit& edit, std::optional<int64_t> min, std::optional<int64_t> desired,
@@ -135,11 +145,13 @@ nlohmann::json historyOf(const JobView& view);
 // Fails for jobs without autoscaling policies and for jobs being killed.
 Status applyMetrics(JobEdit& edit, const std::map<std::string, double>& metrics, int64_t nowMs);
 
-// Marks the service tasks on `nodeId` (a draining node) for moving: `reconcile` starts a
+// Marks the tasks on `nodeId` (a draining node) for moving. Service tasks: `reconcile` starts a
 // replacement for each elsewhere and stops the old task once the replacement is ready and the job's
-// disruption budget allows (without a budget: maxUnhealthy 0). Batch tasks are left to finish.
+// disruption budget allows (without a budget: maxUnhealthy 0). Batch tasks may finish until
+// `deadlineAtMs` (a later drain of the node moves it); then `reconcile` evicts them (reason
+// `evicted`, not charged against retries) and they are placed again elsewhere.
 // Returns how many tasks were marked.
-int64_t drainTasksOnNode(JobEdit& edit, const std::string& nodeId);
+int64_t drainTasksOnNode(JobEdit& edit, const std::string& nodeId, int64_t deadlineAtMs);
 
 // Moves an Accepted task to Launched on `nodeId`.
 void launchTask(JobEdit& edit, size_t position, const std::string& nodeId, int64_t nowMs);

@@ -109,17 +109,19 @@ std::string nodeStateName(const NodeState& node) {
 }
 
 json nodeToWire(const NodeState& node, const api::Resources& allocated) {
-  return {{"id", node.record.id},
-          {"resources", resourcesToJson(node.record.resources)},
-          {"allocated", resourcesToJson(allocated)},
-          {"attributes", node.record.attributes},
-          {"labels", node.record.labels},
-          {"network", {{"block", node.record.addressBlock}}},
-          {"state", nodeStateName(node)},
-          {"lastHeartbeatMs", node.lastHeartbeatMs},
-          {"registeredAtMs", node.record.registeredAtMs},
-          {"taskCount", node.tasks.size()},
-          {"revision", node.record.modRevision}};
+  json out = {{"id", node.record.id},
+              {"resources", resourcesToJson(node.record.resources)},
+              {"allocated", resourcesToJson(allocated)},
+              {"attributes", node.record.attributes},
+              {"labels", node.record.labels},
+              {"network", {{"block", node.record.addressBlock}}},
+              {"state", nodeStateName(node)},
+              {"lastHeartbeatMs", node.lastHeartbeatMs},
+              {"registeredAtMs", node.record.registeredAtMs},
+              {"taskCount", node.tasks.size()},
+              {"revision", node.record.modRevision}};
+  if (node.record.draining) out["drainDeadlineMs"] = node.record.drainDeadlineMs;
+  return out;
 }
 
 json jobToWire(const JobView& view) {
@@ -199,6 +201,8 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   std::set<std::string> pendingJobs;
   // Tasks the scheduler placed whose launch is not yet durable.
   std::unordered_set<std::string> launching;
+  // Per job, tasks the scheduler chose to evict whose eviction is not yet durable.
+  std::map<std::string, std::set<std::string>> evictionsInFlight;
   std::map<std::string, CapacityGroupRecord> capacityGroups;
   std::unique_ptr<asio::steady_timer> schedulerTimer;
   bool schedulerWake = false;
@@ -273,8 +277,9 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       co_await self->step(actor);
     }
     actor->loopRunning = false;
-    for (auto& command : actor->mailbox)
-      command.done(Status(std::unexpected(unavailable())), actor->view);
+    for (auto& command : actor->mailbox) {
+      if (command.done) command.done(Status(std::unexpected(unavailable())), actor->view);
+    }
     actor->mailbox.clear();
   }
 
@@ -388,6 +393,22 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  // The scheduler's question during an iteration: how many more tasks of a job preemption may
+  // evict, by its disruption budget, counting evictions not yet durable (evictionAllowance).
+  struct EvictionAllowances final : scheduler::DisruptionAllowances {
+    EvictionAllowances(Impl& impl, int64_t nowMs) : impl(impl), nowMs(nowMs) {}
+    std::optional<int64_t> allowance(const std::string& jobId) override {
+      JobActor* actor = impl.findJob(jobId);
+      if (actor == nullptr) return std::nullopt;
+      static const std::set<std::string> kNone;
+      auto inFlight = impl.evictionsInFlight.find(jobId);
+      return evictionAllowance(
+          actor->view, inFlight == impl.evictionsInFlight.end() ? kNone : inFlight->second, nowMs);
+    }
+    Impl& impl;
+    int64_t nowMs;
+  };
+
   // One scheduling iteration: critical jobs first, then flex jobs from where the last
   // truncated iteration stopped. Returns true when another iteration should follow at once.
   bool iterate() {
@@ -438,7 +459,8 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     for (const std::string& jobId : idle) pendingJobs.erase(jobId);
     if (batch.empty()) return false;
 
-    scheduler::IterationResult result = scheduler->schedule(batch);
+    EvictionAllowances allowances(*this, now);
+    scheduler::IterationResult result = scheduler->schedule(batch, &allowances);
     std::map<std::string, std::vector<std::pair<std::string, std::string>>> placements;
     for (scheduler::Assignment& assignment : result.assignments) {
       launching.insert(assignment.taskId);
@@ -505,14 +527,23 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     post(actor, {std::move(apply), std::move(done)});
   }
 
+  // Hands evictions to the job's loop; until they are durable (or failed) they stay in
+  // `evictionsInFlight`, so the job's disruption allowance already counts them.
   void postEvictions(const std::string& jobId, std::vector<std::string> taskIds) {
     JobActor* actor = findJob(jobId);
     if (actor == nullptr) return;
-    auto apply = [taskIds = std::move(taskIds)](JobEdit& edit, int64_t now) -> Status {
+    evictionsInFlight[jobId].insert(taskIds.begin(), taskIds.end());
+    auto apply = [taskIds](JobEdit& edit, int64_t now) -> Status {
       for (const std::string& taskId : taskIds) evictTask(edit, taskId, now);
       return Status{};
     };
-    post(actor, {std::move(apply), nullptr});
+    auto done = [self = shared_from_this(), jobId, taskIds](const Status&, const JobView&) {
+      auto inFlight = self->evictionsInFlight.find(jobId);
+      if (inFlight == self->evictionsInFlight.end()) return;
+      for (const std::string& taskId : taskIds) inFlight->second.erase(taskId);
+      if (inFlight->second.empty()) self->evictionsInFlight.erase(inFlight);
+    };
+    post(actor, {std::move(apply), std::move(done)});
   }
 
   store::Txn buildTxn(const JobEdit& edit) {
@@ -1170,14 +1201,16 @@ asio::awaitable<Result<json>> JobManager::getNode(std::string nodeId) {
   co_return co_await impl->onStrand<Result<json>>(std::move(body));
 }
 
-asio::awaitable<Result<json>> JobManager::drainNode(std::string nodeId) {
+asio::awaitable<Result<json>> JobManager::drainNode(std::string nodeId, int64_t deadlineMs) {
   auto impl = impl_;
-  auto body = [impl, nodeId]() -> asio::awaitable<Result<json>> {
+  auto body = [impl, nodeId, deadlineMs]() -> asio::awaitable<Result<json>> {
     auto it = impl->nodes.find(nodeId);
     if (it == impl->nodes.end())
       co_return fail(ErrorCode::kNotFound, "node " + nodeId + " not found");
     NodeRecord record = it->second.record;
     record.draining = true;
+    record.drainDeadlineMs = impl->clock.nowMs() + deadlineMs;
+    int64_t deadlineAtMs = record.drainDeadlineMs;
     store::Txn txn;
     txn.onSuccess.push_back(store::Op::put(nodeKey(nodeId), toStored(record)));
     auto result = co_await impl->commit(std::move(txn));
@@ -1191,18 +1224,19 @@ asio::awaitable<Result<json>> JobManager::drainNode(std::string nodeId) {
     log::info("node draining", {{"nodeId", nodeId}});
     impl->scheduler->setSchedulable(nodeId, false);
     impl->bumpNode(nodeId);
-    // Service tasks move off the node within their jobs' disruption budgets (drainTasksOnNode).
+    // Service tasks move off the node within their jobs' disruption budgets, batch tasks at the
+    // deadline (drainTasksOnNode).
     std::set<std::string> jobIds;
     for (const std::string& taskId : again->second.tasks) {
       if (auto jobId = jobIdOfTask(taskId)) jobIds.insert(*jobId);
     }
     for (const std::string& jobId : jobIds) {
       if (JobActor* actor = impl->findJob(jobId)) {
-        impl->post(actor, {[nodeId](JobEdit& edit, int64_t) -> Status {
-                             drainTasksOnNode(edit, nodeId);
+        impl->post(actor, {[nodeId, deadlineAtMs](JobEdit& edit, int64_t) -> Status {
+                             drainTasksOnNode(edit, nodeId, deadlineAtMs);
                              return {};
                            },
-                           nullptr});
+                           [](const Status&, const JobView&) {}});
       }
     }
     co_return impl->wire(again->second);

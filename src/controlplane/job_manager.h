@@ -57,6 +57,9 @@ struct ManagerConfig {
   int64_t usageFreshMs = 30'000;
 };
 
+// How long batch tasks on a draining node may run before they are moved (Nomad's default).
+inline constexpr int64_t kDefaultDrainDeadlineMs = 3'600'000;
+
 // What an agent's heartbeat says of one running task.
 struct TaskUsage {
   double cpuCores = 0;  // CPU used since the previous heartbeat, in cores.
@@ -160,7 +163,11 @@ class JobManager {
                                                     std::map<std::string, TaskUsage> usage = {});
   asio::awaitable<Result<nlohmann::json>> listNodes();
   asio::awaitable<Result<nlohmann::json>> getNode(std::string nodeId);
-  asio::awaitable<Result<nlohmann::json>> drainNode(std::string nodeId);
+  // Stops new placements on the node and moves its tasks off: service tasks within their
+  // disruption budgets, batch tasks once `deadlineMs` from now has passed (drainTasksOnNode).
+  // Draining again sets a new deadline.
+  asio::awaitable<Result<nlohmann::json>> drainNode(std::string nodeId,
+                                                    int64_t deadlineMs = kDefaultDrainDeadlineMs);
   // Sets (value) and removes (nullopt) operator labels on a node.
   asio::awaitable<Result<nlohmann::json>> labelNode(
       std::string nodeId, std::map<std::string, std::optional<std::string>> changes);

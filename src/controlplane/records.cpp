@@ -151,6 +151,7 @@ json taskToJson(const TaskRecord& task, std::string_view jobId) {
   if (!task.ip.empty()) out["ip"] = task.ip;
   if (task.specRevision != 1) out["specRevision"] = task.specRevision;
   if (task.draining) out["draining"] = true;
+  if (task.drainDeadlineMs != 0) out["drainDeadlineMs"] = task.drainDeadlineMs;
   out["ready"] = task.ready;
   if (task.readySinceMs != 0) out["readySinceMs"] = task.readySinceMs;
   if (task.killReason != api::TaskReason::kNone) {
@@ -177,6 +178,7 @@ std::string toStored(const NodeRecord& node) {
                {"labels", node.labels},
                {"addressBlock", node.addressBlock},
                {"draining", node.draining},
+               {"drainDeadlineMs", node.drainDeadlineMs},
                {"registeredAtMs", node.registeredAtMs}})
       .dump();
 }
@@ -300,6 +302,7 @@ Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRev
     task.ip = j.value("ip", "");
     task.specRevision = j.value("specRevision", int64_t{1});
     task.draining = j.value("draining", false);
+    task.drainDeadlineMs = j.value("drainDeadlineMs", int64_t{0});
     task.ready = j.value("ready", false);
     task.readySinceMs = j.value("readySinceMs", int64_t{0});
     task.nodeId = j.value("nodeId", "");
@@ -338,6 +341,7 @@ Result<NodeRecord> nodeFromStored(std::string_view value, store::Revision modRev
     node.labels = j.value("labels", std::map<std::string, std::string>{});
     node.addressBlock = j.value("addressBlock", "");
     node.draining = j.value("draining", false);
+    node.drainDeadlineMs = j.value("drainDeadlineMs", int64_t{0});
     node.registeredAtMs = j.value("registeredAtMs", int64_t{0});
     node.modRevision = modRevision;
     return node;

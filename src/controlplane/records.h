@@ -108,6 +108,9 @@ struct TaskRecord {
   // Its node is being drained: a replacement is started elsewhere and this task is stopped once
   // the job's disruption budget allows (service jobs).
   bool draining = false;
+  // A batch task on a draining node may run until this time; then it is evicted and placed again
+  // elsewhere (0: no deadline).
+  int64_t drainDeadlineMs = 0;
   // The job spec revision the task runs (service jobs; 1 for batch jobs).
   int64_t specRevision = 1;
   // Ready for traffic: Started, not being killed, and passing its readiness check (or Started,
@@ -144,6 +147,8 @@ struct NodeRecord {
   // registration and kept across re-registrations.
   std::string addressBlock;
   bool draining = false;
+  // While draining: when its batch tasks are moved if they have not finished.
+  int64_t drainDeadlineMs = 0;
   int64_t registeredAtMs = 0;
   store::Revision modRevision = 0;
 };

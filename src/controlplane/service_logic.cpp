@@ -54,6 +54,15 @@ DisruptionAllowance disruptionAllowance(const std::optional<api::DisruptionBudge
   return out;
 }
 
+int64_t drainParallelism(const std::optional<api::DisruptionBudget>& budget, int64_t desired) {
+  if (!budget) return 1;
+  if (budget->maxUnhealthy) return std::max<int64_t>(1, *budget->maxUnhealthy);
+  double percentage = budget->availabilityPercentage.value_or(100);
+  auto mustRemain =
+      static_cast<int64_t>(std::ceil(static_cast<double>(desired) * percentage / 100.0 - 1e-9));
+  return std::max<int64_t>(1, desired - mustRemain);
+}
+
 std::pair<int64_t, int64_t> rolloutLimits(const api::RolloutStrategy& strategy, int64_t desired) {
   int64_t surge = strategy.maxSurge.resolve(desired, true);
   int64_t unavailable = strategy.maxUnavailable.resolve(desired, false);

@@ -38,6 +38,11 @@ DisruptionAllowance disruptionAllowance(const std::optional<api::DisruptionBudge
                                         const std::vector<int64_t>& recentDisruptionsMs,
                                         int64_t nowMs);
 
+// How many tasks of a service a drain moves at once: maxUnhealthy (at least 1), or the tasks the
+// availability percentage lets go of `desired` (at least 1); 1 without a budget. Each move starts a
+// replacement and stops the old task once the replacement is ready.
+int64_t drainParallelism(const std::optional<api::DisruptionBudget>& budget, int64_t desired);
+
 // ---- Rollouts ----
 
 // One unfinished task of a service during a rollout.

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -694,6 +695,98 @@ TEST_F(MultiNodeTest, FlexWorkIsPreemptedByCriticalWork) {
   int evicted = 0;
   for (const Placed& t : list) evicted += t.evictions;
   EXPECT_EQ(evicted, 2) << logs();
+}
+
+TEST_F(MultiNodeTest, DrainMovesAServiceOneTaskAtATimeWithinItsBudget) {
+  ASSERT_NO_FATAL_FAILURE(startCluster({HostSpec{}, HostSpec{}}));
+  // Three httpd tasks, ready once they answer HTTP; at most one may be unhealthy.
+  json body = job("web", 1, {"httpd", "-f", "-p", "8080", "-h", "/www"});
+  body.erase("batch");
+  body["container"]["ports"] = {8080};
+  body["container"]["readiness"] = {
+      {"http", {{"port", 8080}, {"path", "/"}}}, {"intervalMs", 300}, {"timeoutMs", 300}};
+  body["service"] = {{"capacity", {{"desired", 3}, {"max", 5}}},
+                     {"disruptionBudget", {{"maxUnhealthy", 1}}}};
+  std::string jobId = submit(body);
+  ASSERT_FALSE(jobId.empty());
+  auto endpoints = [&] {
+    auto response = client_->call("GET", "/v1/jobs/" + jobId + "/endpoints", nullptr);
+    return response && response->ok() ? response->body.value("items", json::array())
+                                      : json::array();
+  };
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (endpoints().size() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_EQ(endpoints().size(), 3u) << logs();
+  // Drain the host holding most of them (bin packing puts all three on one).
+  std::map<std::string, int> perNode;
+  for (const Placed& t : tasks(jobId)) {
+    if (t.state == "Started") perNode[t.nodeId]++;
+  }
+  std::string drained = perNode.begin()->first;
+  for (const auto& [node, n] : perNode) {
+    if (n > perNode[drained]) drained = node;
+  }
+  int onDrained = perNode[drained];
+
+  // The poller: every 100 ms the endpoints and how many tasks of the drained host are stopping.
+  std::atomic<bool> polling{true};
+  size_t fewest = 3;
+  int mostStopping = 0;
+  int mostLive = 0;  // Unfinished tasks: 3 plus the moves in flight.
+  int polls = 0;
+  std::thread poller([&] {
+    auto client = skiffd_->client();
+    while (polling) {
+      auto listed = client->call("GET", "/v1/jobs/" + jobId + "/endpoints", nullptr);
+      auto all = client->call("GET", "/v1/tasks?jobId=" + jobId, nullptr);
+      if (listed && listed->ok() && all && all->ok()) {
+        fewest = std::min(fewest, listed->body.value("items", json::array()).size());
+        int stopping = 0;
+        int live = 0;
+        for (const json& t : all->body.value("items", json::array())) {
+          if (t.value("nodeId", "") == drained && t.value("state", "") == "KillInitiated") {
+            ++stopping;
+          }
+          live += t.value("state", "") != "Finished" ? 1 : 0;
+        }
+        mostStopping = std::max(mostStopping, stopping);
+        mostLive = std::max(mostLive, live);
+        ++polls;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  auto begin = std::chrono::steady_clock::now();
+  auto response = client_->call("POST", "/v1/nodes/" + drained + "/drain", nullptr);
+  bool moved = false;
+  deadline = std::chrono::steady_clock::now() + 90s;
+  while (response && response->ok() && !moved && std::chrono::steady_clock::now() < deadline) {
+    int live = 0;
+    int liveOnDrained = 0;
+    for (const Placed& t : tasks(jobId)) {
+      if (t.state == "Finished") continue;
+      ++live;
+      liveOnDrained += t.nodeId == drained ? 1 : 0;
+    }
+    moved = live == 3 && liveOnDrained == 0 && endpoints().size() == 3;
+    if (!moved) std::this_thread::sleep_for(100ms);
+  }
+  polling = false;
+  poller.join();
+  ASSERT_TRUE(response && response->ok()) << (response ? response->body.dump() : "");
+  ASSERT_TRUE(moved) << logs();
+  std::cout << onDrained << " tasks moved off " << drained << " in "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - begin)
+                   .count()
+            << " ms; fewest endpoints " << fewest << ", " << polls << " polls\n";
+  EXPECT_GT(polls, 5);
+  EXPECT_GE(fewest, 2u) << "maxUnhealthy 1 allows one task down at a time";
+  EXPECT_LE(mostStopping, 1) << "one task at a time";
+  EXPECT_LE(mostLive, 4) << "one move in flight at a time";
+  for (const json& endpoint : endpoints()) EXPECT_NE(endpoint.value("nodeId", ""), drained);
 }
 
 TEST_F(MultiNodeTest, LostNodeTasksAreReplacedElsewhereWithin15SecondsAndStaleOnesStopLater) {

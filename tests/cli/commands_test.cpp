@@ -606,6 +606,17 @@ TEST_F(CommandsTest, KillScaleEnableDisableDrain) {
   EXPECT_EQ(drain.run({"node", "drain", "node-a"}), 0);
   EXPECT_EQ(drain.api.requests.back().target, "/v1/nodes/node-a/drain");
   EXPECT_EQ(drain.out.str(), "node-a: Draining\n");
+  EXPECT_EQ(drain.api.requests.back().body, json::object()) << "the server's default deadline";
+
+  Harness deadline;
+  deadline.api.responses.push_back(reply(200, {{"id", "node-a"}, {"state", "Draining"}}));
+  EXPECT_EQ(deadline.run({"node", "drain", "node-a", "--deadline", "30m"}), 0);
+  EXPECT_EQ(deadline.api.requests.back().body, json({{"deadlineMs", 1'800'000}}));
+
+  Harness bad;
+  EXPECT_EQ(bad.run({"node", "drain", "node-a", "--deadline", "soon"}), 2);
+  EXPECT_TRUE(bad.api.requests.empty());
+  EXPECT_NE(bad.err.str().find("--deadline"), std::string::npos) << bad.err.str();
 }
 
 TEST_F(CommandsTest, ScaleNeedsAFlag) {

@@ -623,6 +623,48 @@ TEST_F(SystemRetryTest, UserRetriesAfterSystemErrorsStillHaveTheFullBudget) {
   EXPECT_EQ(view.job.reason, "failed");
 }
 
+// ============================== Draining nodes ==============================
+
+TEST_F(SystemRetryTest, BatchTaskOnADrainingNodeRunsUntilTheDeadlineThenMovesWithoutUsingRetries) {
+  JobView view = makeJob(batchYaml(2, immediate(0), /*runtimeLimitSec=*/3600));
+  run(view, 0);
+  launch(view, 1, "node-2");
+  ASSERT_TRUE(report(view, 1, TaskState::kStarted));
+  int64_t deadline = now() + 30'000;
+  EXPECT_EQ(change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1", deadline); }),
+            1);
+  EXPECT_TRUE(view.tasks[0].draining);
+  EXPECT_FALSE(view.tasks[1].draining) << "node-2 is not draining";
+  EXPECT_EQ(reconcileNow(view), deadline);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kStarted) << "it may still finish on its own";
+
+  clock.setMs(deadline);
+  reconcileNow(view);
+  ASSERT_EQ(view.tasks[0].state, TaskState::kKillInitiated);
+  EXPECT_EQ(view.tasks[0].killReason, TaskReason::kEvicted);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kNone, 137));
+  // Placed again (elsewhere: the scheduler skips draining nodes), with the user's retries intact.
+  EXPECT_EQ(view.tasks[0].state, TaskState::kAccepted);
+  EXPECT_EQ(view.tasks[0].evictionResubmitNumber, 1);
+  EXPECT_EQ(view.tasks[0].userRetries(), 0);
+  EXPECT_FALSE(view.tasks[0].draining);
+  EXPECT_EQ(view.job.state, JobState::kAccepted);
+}
+
+TEST_F(SystemRetryTest, BatchTaskThatFinishesBeforeTheDrainDeadlineIsNotMoved) {
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  run(view, 0);
+  change(view, [&](JobEdit& edit) { drainTasksOnNode(edit, "node-1", now() + 30'000); });
+  clock.advanceMs(10'000);
+  finishWith(view, 0, 0);
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kNormal);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  // Draining again with an earlier deadline moves the date up; a finished task is left alone.
+  EXPECT_EQ(change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1", now()); }),
+            0);
+}
+
 // ============================== The runtime limit ==============================
 
 TEST_F(RuntimeLimitTest, RuntimeLimitKillsStartedTaskAndIsNotRetriedByDefault) {
@@ -1638,58 +1680,157 @@ class DrainTest : public JobLogicTest {
     for (const auto& task : view.tasks) n += task.ready ? 1 : 0;
     return n;
   }
+
+  // The agent reports every task being killed as stopped (the loop then reconciles).
+  void stopKilled(JobView& view) {
+    for (size_t i = 0; i < view.tasks.size(); ++i) {
+      if (view.tasks[i].state == TaskState::kKillInitiated) {
+        report(view, i, TaskState::kFinished, TaskReason::kNone, 143);
+      }
+    }
+  }
 };
 
-TEST_F(DrainTest, ReplacementsStartFirstAndOldTasksStopOnlyOnceTheyAreReady) {
+TEST_F(DrainTest, WithoutABudgetOneTaskMovesAtATimeAndItsReplacementIsReadyFirst) {
   JobView view = service("");
-  EXPECT_EQ(change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1"); }), 3);
+  EXPECT_EQ(
+      change(view,
+             [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1", now() + 3'600'000); }),
+      3);
+  for (int moved = 0; moved < 3; ++moved) {
+    reconcileNow(view);
+    // One replacement waits for a node; nothing was stopped, the others keep serving.
+    EXPECT_EQ(countOn(view, "node-1", /*killing=*/true), 0);
+    EXPECT_EQ(countOn(view, "node-1", false), 3 - moved);
+    EXPECT_EQ(startReplacements(view), 1) << "move " << moved;
+    reconcileNow(view);
+    EXPECT_EQ(countOn(view, "node-1", true), 1);
+    EXPECT_EQ(readyCount(view), 3) << "maxUnhealthy 0: the replacement was ready first";
+    stopKilled(view);
+  }
   reconcileNow(view);
-  // Three replacements wait for a node; nothing was stopped.
-  EXPECT_EQ(view.tasks.size(), 6u);
-  EXPECT_EQ(countOn(view, "node-1", /*killing=*/true), 0);
-  EXPECT_EQ(startReplacements(view), 3);
-  reconcileNow(view);
-  EXPECT_EQ(countOn(view, "node-1", true), 3);
+  EXPECT_EQ(countOn(view, "node-1", false), 0);
   EXPECT_EQ(countOn(view, "node-2", false), 3);
+  EXPECT_EQ(startReplacements(view), 0);
 }
 
-TEST_F(DrainTest, BudgetOfOneUnhealthyStopsOneReadyTaskAtATimeAndTheRateSpacesThem) {
+TEST_F(DrainTest, BudgetOfOneUnhealthyMovesOneTaskAtATimeAndTheRateSpacesThem) {
   JobView view = service("{maxUnhealthy: 1, rate: {tasks: 1, intervalMs: 10000}}");
-  change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1"); });
+  change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1", now() + 3'600'000); });
   reconcileNow(view);
-  // Before any replacement is ready, the budget allows one task down.
+  // Replacement first: no task is stopped before one is ready.
+  EXPECT_EQ(countOn(view, "node-1", true), 0);
+  EXPECT_EQ(startReplacements(view), 1);
+  reconcileNow(view);
   EXPECT_EQ(countOn(view, "node-1", true), 1);
-  EXPECT_GE(readyCount(view), 2);
-  startReplacements(view);
-  int64_t deadline = reconcileNow(view);
+  stopKilled(view);
+  EXPECT_EQ(startReplacements(view), 1);
   // The rate allows one disruption per 10 s.
-  EXPECT_EQ(countOn(view, "node-1", true), 1);
+  int64_t deadline = reconcileNow(view);
+  EXPECT_EQ(countOn(view, "node-1", true), 0);
   EXPECT_EQ(deadline, now() + 10'000);
   clock.advanceMs(10'000);
   reconcileNow(view);
-  EXPECT_EQ(countOn(view, "node-1", true), 2);
+  EXPECT_EQ(countOn(view, "node-1", true), 1);
+  stopKilled(view);
+  EXPECT_EQ(startReplacements(view), 1);
   clock.advanceMs(10'000);
   reconcileNow(view);
-  EXPECT_EQ(countOn(view, "node-1", true), 3);
+  EXPECT_EQ(countOn(view, "node-1", true), 1);
+  stopKilled(view);
+  EXPECT_EQ(countOn(view, "node-2", false), 3);
   EXPECT_EQ(readyCount(view), 3);
+}
+
+TEST_F(DrainTest, BudgetOfTwoUnhealthyMovesTwoTasksAtATime) {
+  JobView view = service("{maxUnhealthy: 2}");
+  change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1", now() + 3'600'000); });
+  reconcileNow(view);
+  EXPECT_EQ(startReplacements(view), 2);
+  reconcileNow(view);
+  EXPECT_EQ(countOn(view, "node-1", true), 2);
+  stopKilled(view);
+  EXPECT_EQ(startReplacements(view), 1);
 }
 
 TEST_F(DrainTest, AvailabilityPercentageKeepsEnoughTasksReady) {
   JobView view = service("{availabilityPercentage: 100}");
-  change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1"); });
+  change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1", now() + 3'600'000); });
   reconcileNow(view);
   EXPECT_EQ(countOn(view, "node-1", true), 0);
-  EXPECT_TRUE(change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1"); }) == 0);
-  startReplacements(view);
-  reconcileNow(view);
-  EXPECT_EQ(countOn(view, "node-1", true), 3);
-  EXPECT_EQ(readyCount(view), 3);
+  EXPECT_EQ(
+      change(view,
+             [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1", now() + 3'600'000); }),
+      0)
+      << "already draining";
+  for (int moved = 0; moved < 3; ++moved) {
+    EXPECT_EQ(startReplacements(view), 1);
+    reconcileNow(view);
+    EXPECT_EQ(countOn(view, "node-1", true), 1);
+    EXPECT_EQ(readyCount(view), 3);
+    stopKilled(view);
+  }
+  EXPECT_EQ(countOn(view, "node-2", false), 3);
 }
 
-TEST_F(DrainTest, BatchTasksAreLeftToFinish) {
-  JobView view = makeJob(batchYaml(1, immediate(0)));
-  run(view, 0);
-  EXPECT_EQ(change(view, [&](JobEdit& edit) { return drainTasksOnNode(edit, "node-1"); }), 0);
+}  // namespace
+}  // namespace skiff::controlplane
+
+// ======================= Evictions under a disruption budget =======================
+
+namespace skiff::controlplane {
+namespace {
+
+class EvictionBudgetTest : public DrainTest {
+ protected:
+  bool evict(JobView& view, size_t position) {
+    std::string id = view.tasks.at(position).id;
+    return change(view, [&](JobEdit& edit) { return evictTask(edit, id, now()); });
+  }
+};
+
+TEST_F(EvictionBudgetTest, EvictionsCountAgainstTheBudgetAndLeaveTheEndpointsAtOnce) {
+  JobView view = service("{maxUnhealthy: 1, rate: {tasks: 2, intervalMs: 10000}}");
+  EXPECT_EQ(evictionAllowance(view, {}, now()), 1);
+  EXPECT_EQ(evictionAllowance(view, {view.tasks[0].id}, now()), 0)
+      << "an eviction decided but not yet applied counts";
+
+  ASSERT_TRUE(evict(view, 0));
+  EXPECT_EQ(view.tasks[0].killReason, TaskReason::kEvicted);
+  EXPECT_FALSE(view.tasks[0].ready);
+  EXPECT_EQ(endpointsOf(view).size(), 2u);
+  EXPECT_EQ(view.job.disruptionsMs, std::vector<int64_t>{now()});
+  EXPECT_EQ(evictionAllowance(view, {}, now()), 0) << "one task is unhealthy";
+
+  // The victim stops and its replacement is ready: the rate (2 per 10 s) allows one more.
+  clock.advanceMs(1'000);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kNone, 137));
+  EXPECT_EQ(startReplacements(view), 1);
+  EXPECT_EQ(evictionAllowance(view, {}, now()), 1);
+  ASSERT_TRUE(evict(view, 1));
+  EXPECT_EQ(view.job.disruptionsMs.size(), 2u);
+  clock.advanceMs(1'000);
+  ASSERT_TRUE(report(view, 1, TaskState::kFinished, TaskReason::kNone, 137));
+  EXPECT_EQ(startReplacements(view), 1);
+  EXPECT_EQ(readyCount(view), 3);
+  EXPECT_EQ(evictionAllowance(view, {}, now()), 0) << "2 disruptions within 10 s";
+
+  // Once the first disruption is 10 s old, one more may go; the record keeps what the rate needs.
+  clock.advanceMs(8'000);
+  EXPECT_EQ(evictionAllowance(view, {}, now()), 1);
+  int64_t second = view.job.disruptionsMs[1];
+  ASSERT_TRUE(evict(view, 2));
+  EXPECT_EQ(view.job.disruptionsMs, (std::vector<int64_t>{second, now()}));
+}
+
+TEST_F(EvictionBudgetTest, BatchJobsAndServicesWithoutABudgetHaveNoLimit) {
+  JobView batch = makeJob(batchYaml(2, immediate(0)));
+  EXPECT_EQ(evictionAllowance(batch, {}, now()), std::nullopt);
+  JobView view = service("");
+  EXPECT_EQ(evictionAllowance(view, {}, now()), std::nullopt);
+  ASSERT_TRUE(evict(view, 0));
+  EXPECT_TRUE(view.job.disruptionsMs.empty()) << "no rate to count against";
+  EXPECT_FALSE(evict(view, 0)) << "already being killed";
 }
 
 }  // namespace

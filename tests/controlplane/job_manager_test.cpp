@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -142,9 +143,8 @@ class JobManagerTest : public ::testing::Test {
   void start(ManagerConfig config = {}) {
     io_ = std::make_unique<asio::io_context>();
     work_.emplace(asio::make_work_guard(*io_));
-    manager_ =
-        std::make_unique<JobManager>(*io_, *store_, SystemClock::instance(),
-                                     scheduler::makeScheduler(SystemClock::instance()), config);
+    manager_ = std::make_unique<JobManager>(*io_, *store_, *clock_,
+                                            scheduler::makeScheduler(*clock_), config);
     auto recovered = manager_->recover();
     ASSERT_TRUE(recovered.has_value()) << recovered.error().message();
     std::promise<void> done;
@@ -254,6 +254,8 @@ class JobManagerTest : public ::testing::Test {
     return applied ? *applied : -1;
   }
 
+  ManualClock manualClock_;
+  const Clock* clock_ = &SystemClock::instance();  // Set before start(), e.g. to &manualClock_.
   std::string dir_;
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<asio::io_context> io_;
@@ -990,6 +992,113 @@ TEST_F(JobManagerTest, GangThatDoesNotFitStaysPendingWhole) {
   json why = *await(manager_->whyTask(taskId(gang, 0, 0)));
   EXPECT_TRUE(why["gang"]);
   EXPECT_EQ(why["groups"][0]["reasons"]["cpu"], 1) << why.dump();
+}
+
+TEST_F(JobManagerTest, PreemptionStaysWithinTheServiceDisruptionBudgetAndRecordsItsEvictions) {
+  ManualClock& clock = manualClock_;
+  clock_ = &clock;
+  ManagerConfig config;
+  config.lifecycle.systemRetryDelayMs = 0;    // An evicted service task is replaced at once.
+  config.nodeHeartbeatTimeoutMs = 3'600'000;  // The clock jumps; the nodes stay Ready.
+  config.schedulerRetryMs = 20;
+  start(config);
+  ASSERT_TRUE(await(manager_->registerNode(node("node-1", 4), nullptr)).has_value());
+  scheduler::CapacityGroupSpec group;
+  group.name = "payments";
+  group.critical = {{1, 128, 128, 10, 0}, 2};
+  ASSERT_TRUE(await(manager_->putCapacityGroup(group, true)).has_value());
+
+  // A flex service fills node-1; at most 1 of its 4 tasks may be unhealthy, and at most 1 may
+  // be disrupted per minute.
+  api::JobDescriptor service = descriptor({.desired = 4});
+  service.service->disruptionBudget =
+      api::DisruptionBudget{.maxUnhealthy = 1, .rateTasks = 1, .rateIntervalMs = 60'000};
+  auto created = await(manager_->createJob(service, ""));
+  ASSERT_TRUE(created.has_value()) << created.error().message();
+  std::string svc = created->job["id"];
+  ASSERT_TRUE(waitLaunched(svc, "node-1"));
+  int64_t seq = 1;
+  for (int i = 0; i < 4; ++i) {
+    report("node-1", {update(taskId(svc, i, 0), seq++, TaskState::kStarted)});
+  }
+  // Room for the replacements, but not for the reserved work, which must run in zone z1.
+  NodeRegistration other = node("node-2", 4);
+  other.attributes = {{"zone", "z2"}};
+  ASSERT_TRUE(await(manager_->registerNode(other, nullptr)).has_value());
+
+  // Every task seen being evicted so far (task listings show the latest attempt of each slot).
+  std::map<std::string, json> seen;
+  auto evicted = [&] {
+    for (const json& t : tasks(svc)) {
+      if (t.value("killReason", "") == "evicted") seen[t["id"]] = t;
+    }
+    return seen;
+  };
+  // Evictions stay as they are for a while (the scheduler retries every 20 ms).
+  auto staysAt = [&](size_t count) {
+    return !waitUntil([&] { return evicted().size() != count; }, 300ms);
+  };
+  std::string critical = create({.size = 2,
+                                 .capacityGroup = "payments",
+                                 .tier = "critical",
+                                 .hardConstraints = {{"zone", "z1"}}});
+  ASSERT_TRUE(waitUntil([&] { return evicted().size() == 1; }));
+  EXPECT_TRUE(staysAt(1)) << "maxUnhealthy 1: one victim although two reserved tasks wait";
+  json victim = evicted().begin()->second;
+  EXPECT_EQ(victim["state"], "KillInitiated");
+  EXPECT_FALSE(victim["ready"]) << "an evicted task leaves the endpoints at once";
+  EXPECT_EQ(job(svc)["disruptionsMs"], json::array({clock.nowMs()}));
+
+  // The victim stops; its replacement starts on node-2 and the first reserved task on node-1.
+  report("node-1", {update(victim["id"], seq++, TaskState::kFinished, 137)});
+  std::string replacement;
+  ASSERT_TRUE(waitUntil([&] {
+    for (const json& t : tasks(svc)) {
+      if (t["state"] == "Launched" && t["nodeId"] == "node-2") replacement = t["id"];
+    }
+    return !replacement.empty();
+  }));
+  report("node-2", {update(replacement, 1, TaskState::kStarted)});
+  ASSERT_TRUE(waitUntil([&] { return task(taskId(critical, 0, 0))["state"] == "Launched"; }));
+  // All 4 are ready again, yet the rate (1 per minute) holds the second reserved task back.
+  EXPECT_TRUE(staysAt(1)) << "the rate allows no second disruption within the minute";
+  EXPECT_EQ(task(taskId(critical, 1, 0))["state"], "Accepted");
+
+  // A minute later the second victim goes, and the record keeps only what the rate needs.
+  clock.advanceMs(60'000);
+  ASSERT_TRUE(waitUntil([&] { return evicted().size() == 2; }));
+  EXPECT_TRUE(staysAt(2));
+  EXPECT_EQ(job(svc)["disruptionsMs"], json::array({clock.nowMs()}));
+}
+
+TEST_F(JobManagerTest, ReservedGangEvictsForAllItsTasksAndStartsWhole) {
+  start();
+  ASSERT_TRUE(await(manager_->registerNode(node("node-1", 4), nullptr)).has_value());
+  scheduler::CapacityGroupSpec group;
+  group.name = "payments";
+  group.critical = {{1, 128, 128, 10, 0}, 3};
+  ASSERT_TRUE(await(manager_->putCapacityGroup(group, true)).has_value());
+  std::string flex = create({.size = 3});
+  ASSERT_TRUE(waitLaunched(flex, "node-1"));
+  std::string gang =
+      create({.size = 3, .capacityGroup = "payments", .tier = "critical", .gang = true});
+  auto killing = [&] {
+    std::vector<std::string> out;
+    for (const json& t : tasks(flex)) {
+      if (t["state"] == "KillInitiated") out.push_back(t["id"]);
+    }
+    return out;
+  };
+  ASSERT_TRUE(waitUntil([&] { return killing().size() == 2; }));
+  std::vector<std::string> victims = killing();
+  for (const json& t : tasks(gang))
+    EXPECT_EQ(t["state"], "Accepted") << "not before the room is free";
+
+  report("node-1", {update(victims[0], 1, TaskState::kFinished, 137)});
+  std::this_thread::sleep_for(200ms);
+  for (const json& t : tasks(gang)) EXPECT_EQ(t["state"], "Accepted") << "the gang starts whole";
+  report("node-1", {update(victims[1], 1, TaskState::kFinished, 137)});
+  ASSERT_TRUE(waitLaunched(gang, "node-1"));
 }
 
 TEST_F(JobManagerTest, NodeLabelsSteerPlacementAndSurviveReregistrationAndRestart) {

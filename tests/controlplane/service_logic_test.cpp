@@ -46,6 +46,18 @@ TEST(DisruptionBudget, AvailabilityPercentageRoundsTheReadyTasksThatMustRemainUp
   EXPECT_EQ(disruptionAllowance(budget, 10, 10, {}, 0).tasks, 5);
 }
 
+TEST(DisruptionBudget, DrainMovesAsManyTasksAtOnceAsTheBudgetLetsBeUnhealthy) {
+  EXPECT_EQ(drainParallelism(std::nullopt, 6), 1);
+  EXPECT_EQ(drainParallelism(maxUnhealthy(0), 6), 1) << "at least one, replacement first";
+  EXPECT_EQ(drainParallelism(maxUnhealthy(3), 6), 3);
+  api::DisruptionBudget budget;
+  budget.availabilityPercentage = 80;
+  EXPECT_EQ(drainParallelism(budget, 10), 2);
+  EXPECT_EQ(drainParallelism(budget, 6), 1) << "5 of 6 must stay";
+  budget.availabilityPercentage = 100;
+  EXPECT_EQ(drainParallelism(budget, 6), 1);
+}
+
 TEST(DisruptionBudget, RateLimitsDisruptionsPerIntervalAndSaysWhenTheNextIsAllowed) {
   ManualClock clock(1'000'000);
   api::DisruptionBudget budget = maxUnhealthy(3);

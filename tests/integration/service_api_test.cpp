@@ -326,6 +326,59 @@ TEST_F(ServiceApiTest, PushedCpuMetricScalesTheServiceAndTheDecisionIsInTheJob) 
   call("POST", "/v1/jobs/" + plainId + "/metrics", &metrics, 412);
 }
 
+TEST_F(ServiceApiTest, DrainMovesBatchTasksAtItsDeadlineWithoutUsingTheirRetries) {
+  json job = servedJob(1);
+  job["container"].erase("readiness");
+  job["container"].erase("ports");
+  job.erase("service");
+  job["batch"] = {{"size", 2}, {"retryPolicy", {{"immediate", {{"retries", 0}}}}}};
+  std::string id = call("POST", "/v1/jobs", &job, 201)["id"];
+  FakeAgent agent(skiffd_, id);
+  auto started = [&](const std::string& node) {
+    int n = 0;
+    json tasks = call("GET", "/v1/tasks?jobId=" + id);
+    for (const json& task : tasks["items"]) {
+      n += task["state"] == "Started" && task["nodeId"] == node ? 1 : 0;
+    }
+    return n;
+  };
+  for (int i = 0; i < 500 && started("node-a") < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(started("node-a"), 2);
+  json nodeB = {
+      {"id", "node-b"},
+      {"resources", {{"cpu", 8}, {"memoryMB", 8192}, {"diskMB", 100000}, {"networkMbps", 1000}}},
+      {"attributes", {{"zone", "z1"}}}};
+  auto registered = agent_->call("POST", "/v1/nodes", &nodeB);
+  ASSERT_TRUE(registered && registered->status == 201);
+
+  json bad = {{"deadlineMs", -5}};
+  json refused = call("POST", "/v1/nodes/node-a/drain", &bad, 400);
+  EXPECT_NE(refused.dump().find("deadlineMs"), std::string::npos) << refused.dump();
+  // With an hour to go the tasks stay; with no time left they move to node-b.
+  json later = {{"deadlineMs", 3'600'000}};
+  json drained = call("POST", "/v1/nodes/node-a/drain", &later);
+  EXPECT_EQ(drained["state"], "Draining");
+  EXPECT_GT(drained.value("drainDeadlineMs", int64_t{0}), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(started("node-a"), 2);
+  json now = {{"deadlineMs", 0}};
+  call("POST", "/v1/nodes/node-a/drain", &now);
+  for (int i = 0; i < 500 && started("node-b") < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(started("node-b"), 2);
+  json tasks = call("GET", "/v1/tasks?jobId=" + id);
+  for (const json& task : tasks["items"]) {
+    if (task["nodeId"] == "node-a") {
+      EXPECT_EQ(task["reason"], "evicted") << task.dump();
+    } else {
+      EXPECT_EQ(task["evictionResubmitNumber"], 1) << task.dump();
+    }
+  }
+}
+
 TEST_F(ServiceApiTest, HeartbeatUsageIsValidatedWithItsFieldPath) {
   json good = {{"usage", {{"job-000000000000-00000000-0-0", {{"cpuCores", 0.5}}}}}};
   auto accepted = agent_->call("POST", "/v1/nodes/node-a/heartbeat", &good);

@@ -16,6 +16,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -276,6 +277,9 @@ struct Agent::Impl {
   std::set<int> gpusInUse;
   int activeWorkers = 0;
   std::atomic<int64_t> pollGeneration{0};
+  // The tasks skiffd assigns to this node as of the last answer (full answers replace it, deltas
+  // add to it and take their `removed` out). Used by the poll thread only.
+  std::set<std::string> assigned;
 
   std::vector<std::thread> threads;  // Heartbeat, poll, report.
   std::unique_ptr<LogServer> logServer;
@@ -557,18 +561,34 @@ struct Agent::Impl {
 
     std::string reference = container.image.reference();
     lap("acceptMs");
+    // The network does not depend on the image: its namespace and links are made while the
+    // image reference is resolved. Every return below waits for it (the future's destructor)
+    // and, through failStart's cleanup, takes it down again.
+    std::future<Result<network::Attachment>> attaching;
+    if (network) {
+      attaching = std::async(std::launch::async, [this, &task, &container] {
+        return network->attach(task.taskId, container.securityProfile.securityGroups,
+                               container.resources.networkMbps);
+      });
+    }
+    auto abandon = [&](const std::string& reason, const std::string& message) {
+      if (attaching.valid()) {
+        attaching.wait();
+        network->detach(task.taskId);
+      }
+      finish(task, reason, message);
+    };
     auto pulled = images->pull(reference);
     lap("pullMs");
     if (!pulled) {
       log::warn("image pull failed",
                 {{"taskId", task.taskId}, {"error", pulled.error().message()}});
-      finish(task, imageErrorReason(pulled.error()), "image: " + pulled.error().message());
-      return;
+      return abandon(imageErrorReason(pulled.error()), "image: " + pulled.error().message());
     }
-    if (killRequested(task)) return finish(task, "killed", "killed before it started");
+    if (killRequested(task)) return abandon("killed", "killed before it started");
 
     auto gpus = allocateGpus(container.resources.gpu);
-    if (!gpus) return finish(task, "localSystemError", gpus.error().message());
+    if (!gpus) return abandon("localSystemError", gpus.error().message());
     StateWrite gpuWrite;
     {
       std::lock_guard lock(mutex);
@@ -580,6 +600,7 @@ struct Agent::Impl {
 
     std::string dir = rootfsDir(task.taskId);
     auto failStart = [&](const std::string& reason, const std::string& message) {
+      if (attaching.valid()) attaching.wait();  // cleanupRootfs detaches what it made.
       cleanupRootfs(task);
       finish(task, reason, message);
     };
@@ -627,8 +648,7 @@ struct Agent::Impl {
     std::string address;
     lap("specMs");
     if (network) {
-      auto attached = network->attach(task.taskId, container.securityProfile.securityGroups,
-                                      container.resources.networkMbps);
+      auto attached = attaching.get();
       if (!attached) {
         return failStart(attached.error().code() == ErrorCode::kUnavailable ? "transientSystemError"
                                                                             : "localSystemError",
@@ -956,14 +976,17 @@ struct Agent::Impl {
         if (stopping) return;
       }
       int64_t generation = ++pollGeneration;
+      // Revision 0 (at start, and after registering again) asks for the full list; later
+      // answers are deltas whenever skiffd still remembers the changes since `revision`.
       std::string target = "/v1/nodes/" + options.nodeId +
-                           "/assignments?afterRevision=" + std::to_string(revision) +
+                           "/assignments?delta=true&afterRevision=" + std::to_string(revision) +
                            "&waitMs=" + std::to_string(options.pollWait.count());
       auto response = client->call("GET", target, nullptr);
       if (!response || !response->ok()) {
         if (response && response->status == 404) {
           std::lock_guard lock(mutex);
           registered = false;
+          revision = 0;
         }
         if (!sleepFor(1s)) return;
         continue;
@@ -975,12 +998,20 @@ struct Agent::Impl {
         continue;
       }
       revision = body.value("revision", revision);
-      handleAssignments(body["assignments"], generation);
+      handleAssignments(body, generation);
     }
   }
 
-  void handleAssignments(const json& list, int64_t generation) {
-    std::set<std::string> seen;
+  // Applies one answer: a full list (skiffd before deltas sent only those) or a delta.
+  void handleAssignments(const json& body, int64_t generation) {
+    const json& list = body["assignments"];
+    if (body.value("full", true)) {
+      assigned.clear();
+    } else if (auto removed = body.find("removed"); removed != body.end() && removed->is_array()) {
+      for (const json& id : *removed) {
+        if (id.is_string()) assigned.erase(id.get<std::string>());
+      }
+    }
     std::vector<std::pair<std::shared_ptr<TaskRecord>, json>> toStart;
     std::vector<std::shared_ptr<TaskRecord>> toKillUnknown;
     std::vector<StateWrite> writes;
@@ -991,7 +1022,7 @@ struct Agent::Impl {
         if (!assignment.is_object() || !assignment.contains("task")) continue;
         std::string taskId = assignment["task"].value("id", "");
         if (taskId.empty()) continue;
-        seen.insert(taskId);
+        assigned.insert(taskId);
         bool kill = assignment.value("desiredState", "") == "Killed";
         auto it = tasks.find(taskId);
         if (it == tasks.end()) {
@@ -1016,7 +1047,7 @@ struct Agent::Impl {
       // stop running ones that skiffd no longer assigns here.
       for (auto it = tasks.begin(); it != tasks.end();) {
         TaskRecord& task = *it->second;
-        if (seen.contains(task.taskId) || generation <= task.createdGeneration) {
+        if (assigned.contains(task.taskId) || generation <= task.createdGeneration) {
           ++it;
           continue;
         }

@@ -598,6 +598,11 @@ TEST_F(AgentTest, MissingImageIsASystemErrorNotAnExitCode) {
   EXPECT_EQ(first["reason"], "localSystemError") << first.dump();
   EXPECT_NE(first.value("message", "").find("image"), std::string::npos) << first.dump();
   EXPECT_FALSE(first.contains("exitCode")) << first.dump();
+  // The network made while the image was looked up is taken down again.
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(agentDir_ + "/netns", ec)) {
+    ADD_FAILURE() << "network namespace left behind: " << entry.path();
+  }
   auto killed = client_->call("POST", "/v1/jobs/" + jobId + "/kill", nullptr);
   EXPECT_TRUE(killed && killed->ok());
 }

@@ -231,32 +231,45 @@ asio::awaitable<Response> labelNode(ApiContext& api, RequestContext& context) {
   co_return okOr(co_await api.manager.labelNode(context.params[0], std::move(changes)));
 }
 
+// The value of `field` in a request body that is empty or a JSON object with at most that field:
+// null when absent. Other fields, or a body that is not an object, are added to `errors`.
+Result<json> onlyFieldOfBody(const RequestContext& context, const std::string& field,
+                             api::FieldErrors& errors) {
+  if (context.request.body().empty()) return json();
+  auto body = api::parseJson(context.request.body());
+  if (!body) return std::unexpected(body.error());
+  if (!body->is_object()) {
+    errors.push_back({"", "must be an object"});
+    return json();
+  }
+  json value;
+  for (auto& [key, item] : body->items()) {
+    if (key == field) {
+      value = std::move(item);
+    } else {
+      errors.push_back({key, "unknown field"});
+    }
+  }
+  return value;
+}
+
 // POST /v1/nodes/{id}/drain, optionally with {"deadlineMs": N}: how long batch tasks on the node
 // may still run before they are moved (default one hour, at most a week).
 asio::awaitable<Response> drainNode(ApiContext& api, RequestContext& context) {
   constexpr int64_t kMaxDeadlineMs = 7 * 24 * 3'600'000LL;
+  api::FieldErrors errors;
+  auto deadline = onlyFieldOfBody(context, "deadlineMs", errors);
+  if (!deadline) co_return errorResponse(deadline.error());
   int64_t deadlineMs = kDefaultDrainDeadlineMs;
-  if (!context.request.body().empty()) {
-    auto body = api::parseJson(context.request.body());
-    if (!body) co_return errorResponse(body.error());
-    api::FieldErrors errors;
-    if (!body->is_object()) {
-      errors.push_back({"", "must be an object"});
+  if (!deadline->is_null()) {
+    if (!deadline->is_number_integer() || deadline->get<int64_t>() < 0 ||
+        deadline->get<int64_t>() > kMaxDeadlineMs) {
+      errors.push_back({"deadlineMs", "must be an integer from 0 to 604800000"});
     } else {
-      for (const auto& [key, value] : body->items()) {
-        if (key != "deadlineMs") errors.push_back({key, "unknown field"});
-      }
-      if (auto found = body->find("deadlineMs"); found != body->end() && !found->is_null()) {
-        if (!found->is_number_integer() || found->get<int64_t>() < 0 ||
-            found->get<int64_t>() > kMaxDeadlineMs) {
-          errors.push_back({"deadlineMs", "must be an integer from 0 to 604800000"});
-        } else {
-          deadlineMs = found->get<int64_t>();
-        }
-      }
+      deadlineMs = deadline->get<int64_t>();
     }
-    if (!errors.empty()) co_return fieldErrors(errors, "drain");
   }
+  if (!errors.empty()) co_return fieldErrors(errors, "drain");
   co_return okOr(co_await api.manager.drainNode(context.params[0], deadlineMs));
 }
 
@@ -264,36 +277,27 @@ asio::awaitable<Response> drainNode(ApiContext& api, RequestContext& context) {
 // each running container used since the previous heartbeat.
 asio::awaitable<Response> heartbeat(ApiContext& api, RequestContext& context) {
   std::map<std::string, TaskUsage> usage;
-  if (!context.request.body().empty()) {
-    auto body = api::parseJson(context.request.body());
-    if (!body) co_return errorResponse(body.error());
-    api::FieldErrors errors;
-    if (!body->is_object()) {
-      errors.push_back({"", "must be an object"});
+  api::FieldErrors errors;
+  auto found = onlyFieldOfBody(context, "usage", errors);
+  if (!found) co_return errorResponse(found.error());
+  if (!found->is_null()) {
+    if (!found->is_object() || found->size() > 10'000) {
+      errors.push_back({"usage", "must be an object of at most 10000 tasks"});
     } else {
-      for (const auto& [key, value] : body->items()) {
-        if (key != "usage") errors.push_back({key, "unknown field"});
-      }
-      if (auto found = body->find("usage"); found != body->end() && !found->is_null()) {
-        if (!found->is_object() || found->size() > 10'000) {
-          errors.push_back({"usage", "must be an object of at most 10000 tasks"});
-        } else {
-          for (const auto& [taskId, sample] : found->items()) {
-            std::string path = "usage." + taskId.substr(0, 128);
-            const json* cores =
-                sample.is_object() && sample.contains("cpuCores") ? &sample["cpuCores"] : nullptr;
-            if (cores == nullptr || !cores->is_number() || !std::isfinite(cores->get<double>()) ||
-                cores->get<double>() < 0) {
-              errors.push_back({path + ".cpuCores", "must be a finite number >= 0"});
-              continue;
-            }
-            usage[taskId] = TaskUsage{cores->get<double>()};
-          }
+      for (const auto& [taskId, sample] : found->items()) {
+        std::string path = "usage." + taskId.substr(0, 128);
+        const json* cores =
+            sample.is_object() && sample.contains("cpuCores") ? &sample["cpuCores"] : nullptr;
+        if (cores == nullptr || !cores->is_number() || !std::isfinite(cores->get<double>()) ||
+            cores->get<double>() < 0) {
+          errors.push_back({path + ".cpuCores", "must be a finite number >= 0"});
+          continue;
         }
+        usage[taskId] = TaskUsage{cores->get<double>()};
       }
     }
-    if (!errors.empty()) co_return fieldErrors(errors, "heartbeat");
   }
+  if (!errors.empty()) co_return fieldErrors(errors, "heartbeat");
   co_return okOr(co_await api.manager.heartbeat(context.params[0], std::move(usage)));
 }
 

@@ -33,8 +33,13 @@ class ServiceApiTest : public ::testing::Test {
     ASSERT_TRUE(skiffd_.start()) << skiffd_.error();
     api_ = skiffd_.client();
     agent_ = skiffd_.client(skiffd_.joinToken());
+    ASSERT_NO_FATAL_FAILURE(registerNode("node-a"));
+  }
+
+  // Registers a node with 8 cores and 8 GiB in zone z1, as its agent would.
+  void registerNode(const std::string& id) {
     json node = {
-        {"id", "node-a"},
+        {"id", id},
         {"resources", {{"cpu", 8}, {"memoryMB", 8192}, {"diskMB", 100000}, {"networkMbps", 1000}}},
         {"attributes", {{"zone", "z1"}}}};
     auto response = agent_->call("POST", "/v1/nodes", &node);
@@ -346,12 +351,7 @@ TEST_F(ServiceApiTest, DrainMovesBatchTasksAtItsDeadlineWithoutUsingTheirRetries
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   ASSERT_EQ(started("node-a"), 2);
-  json nodeB = {
-      {"id", "node-b"},
-      {"resources", {{"cpu", 8}, {"memoryMB", 8192}, {"diskMB", 100000}, {"networkMbps", 1000}}},
-      {"attributes", {{"zone", "z1"}}}};
-  auto registered = agent_->call("POST", "/v1/nodes", &nodeB);
-  ASSERT_TRUE(registered && registered->status == 201);
+  ASSERT_NO_FATAL_FAILURE(registerNode("node-b"));
 
   json bad = {{"deadlineMs", -5}};
   json refused = call("POST", "/v1/nodes/node-a/drain", &bad, 400);
@@ -407,12 +407,7 @@ TEST_F(ServiceApiTest, DrainMovesTasksWithinABudgetOfOneUnhealthyTask) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   ASSERT_EQ(endpointCount(), 3u);
-  json nodeB = {
-      {"id", "node-b"},
-      {"resources", {{"cpu", 8}, {"memoryMB", 8192}, {"diskMB", 100000}, {"networkMbps", 1000}}},
-      {"attributes", {{"zone", "z1"}}}};
-  auto registered = agent_->call("POST", "/v1/nodes", &nodeB);
-  ASSERT_TRUE(registered && registered->status == 201);
+  ASSERT_NO_FATAL_FAILURE(registerNode("node-b"));
   call("POST", "/v1/nodes/node-a/drain");
   size_t fewest = 3;
   bool moved = false;

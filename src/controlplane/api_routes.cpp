@@ -460,14 +460,18 @@ asio::awaitable<Response> nodeAssignments(ApiContext& api, RequestContext& conte
   if (!after) co_return errorResponse(after.error());
   auto wait = parseInteger(context.queryValue("waitMs"), "waitMs", 30000, 0, 300000);
   if (!wait) co_return errorResponse(wait.error());
-  auto result =
-      co_await api.manager.assignments(context.params[0], *after, *wait, AssignmentsForm::kText);
+  // Agents that apply deltas say so; others keep getting the full list every time.
+  std::string delta = context.queryValue("delta").value_or("false");
+  auto result = co_await api.manager.assignments(context.params[0], *after, *wait,
+                                                 AssignmentsForm::kText, delta == "true");
   if (!result) co_return errorResponse(result.error());
-  // The list comes as JSON text: every long poll answers with all of the node's tasks.
+  // The list comes as JSON text (a full answer lists all of the node's tasks).
   Response response;
   response.status = 200;
-  response.body = R"({"revision":)" + std::to_string(result->revision) + R"(,"assignments":)";
+  response.body = R"({"revision":)" + std::to_string(result->revision) + R"(,"full":)" +
+                  (result->full ? "true" : "false") + R"(,"assignments":)";
   response.body += result->assignmentsText;
+  if (!result->full) response.body += R"(,"removed":)" + json(result->removed).dump();
   response.body += "}\n";
   co_return response;
 }

@@ -94,12 +94,22 @@ std::optional<double> averageCpuPercent(JobActor& actor, int64_t nowMs, int64_t 
   return sum / static_cast<double>(count);
 }
 
+// How many task removals a node remembers for delta answers; an agent further behind gets the
+// full list.
+constexpr size_t kRemovedLogLimit = 256;
+
 struct NodeState {
   NodeRecord record;
   int64_t lastHeartbeatMs = 0;
   bool lost = false;
-  std::set<std::string> tasks;  // Unfinished tasks placed on the node.
+  // Unfinished tasks placed on the node, each with the node revision of its last change.
+  std::map<std::string, int64_t> tasks;
   int64_t revision = 0;
+  // Tasks that left the node (finished or moved), oldest first, with the node revision they left
+  // at: the `removed` of delta answers. At most kRemovedLogLimit entries.
+  std::deque<std::pair<int64_t, std::string>> removedLog;
+  // Delta answers cover the changes after this revision; an older poll gets the full list.
+  int64_t deltaFloor = 0;
   std::vector<std::shared_ptr<asio::steady_timer>> waiters;
 };
 
@@ -570,13 +580,37 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     it->second.waiters.clear();
   }
 
+  // Which tasks of a node one durable edit changed: still (or newly) on it, or gone from it.
+  struct NodeChange {
+    std::vector<std::string> onNode;
+    std::vector<std::string> left;
+  };
+
+  // Moves the node's revision once and stamps the changed tasks with it, so a delta answer
+  // (changes after the poll's revision) and the revision it carries come from one point in time.
+  void applyNodeChange(const std::string& nodeId, const NodeChange& change) {
+    auto it = nodes.find(nodeId);
+    if (it == nodes.end()) return;
+    NodeState& node = it->second;
+    bumpNode(nodeId);
+    for (const std::string& taskId : change.left) {
+      node.tasks.erase(taskId);
+      node.removedLog.emplace_back(node.revision, taskId);
+    }
+    while (node.removedLog.size() > kRemovedLogLimit) {
+      node.deltaFloor = std::max(node.deltaFloor, node.removedLog.front().first);
+      node.removedLog.pop_front();
+    }
+    for (const std::string& taskId : change.onNode) node.tasks[taskId] = node.revision;
+  }
+
   // Node bookkeeping for a durable edit, before it is applied to the view.
   void account(JobActor* actor, const JobEdit& edit) {
     const JobView& view = actor->view;
     int64_t tasksBefore = static_cast<int64_t>(view.tasks.size());
     // Each node's revision moves once per commit, whatever the number of its tasks in it, so it
     // never passes the store revision that `recover` restarts it from.
-    std::set<std::string> touched;
+    std::map<std::string, NodeChange> touched;
     for (const TaskRecord* task : edit.changedTasks()) {
       const TaskRecord* old = nullptr;
       if (auto position = view.findIndex(task->index);
@@ -585,22 +619,19 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       }
       bool wasOnNode = old != nullptr && !old->finished() && !old->nodeId.empty();
       bool isOnNode = !task->finished() && !task->nodeId.empty();
-      if (isOnNode && !wasOnNode) {
-        if (auto it = nodes.find(task->nodeId); it != nodes.end())
-          it->second.tasks.insert(task->id);
+      if (wasOnNode && !(isOnNode && old->nodeId == task->nodeId)) {
+        touched[old->nodeId].left.push_back(old->id);
       }
-      if (wasOnNode && !isOnNode) {
-        if (auto it = nodes.find(old->nodeId); it != nodes.end()) it->second.tasks.erase(old->id);
-      }
+      if (isOnNode) touched[task->nodeId].onNode.push_back(task->id);
       // A finished task gives its resources back (also one the scheduler placed whose launch
       // lost a race with a kill).
       if (task->finished() || (wasOnNode && !isOnNode)) {
         scheduler->removeTask(task->id);
         wakeScheduler();
       }
-      if (!task->nodeId.empty()) touched.insert(task->nodeId);
+      if (!task->nodeId.empty()) touched[task->nodeId];
     }
-    for (const std::string& nodeId : touched) bumpNode(nodeId);
+    for (const auto& [nodeId, change] : touched) applyNodeChange(nodeId, change);
     int64_t appended = static_cast<int64_t>(edit.taskCount()) - tasksBefore;
     taskCount += static_cast<size_t>(std::max<int64_t>(appended, 0));
   }
@@ -722,7 +753,7 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
         self->scheduler->setSchedulable(id, false);
         log::warn("node lost", {{"nodeId", id}, {"tasks", node.tasks.size()}});
         std::set<std::string> jobIds;
-        for (const std::string& taskId : node.tasks) {
+        for (const auto& [taskId, changedAt] : node.tasks) {
           if (auto jobId = jobIdOfTask(taskId)) jobIds.insert(*jobId);
         }
         std::string nodeId = id;
@@ -741,12 +772,14 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  // The node's assignments as a JSON array in text. Long polls answer with every unfinished
-  // task of the node each time, so this is built without a JSON document per task and with
-  // each job's descriptor serialized once per job revision.
-  std::string assignmentsFor(const NodeState& node) {
+  // The node's assignments as a JSON array in text: every unfinished task of the node, or (with
+  // `after` set) those changed after that node revision. Full answers list every task of the
+  // node, so this is built without a JSON document per task and with each job's descriptor
+  // serialized once per job revision.
+  std::string assignmentsFor(const NodeState& node, std::optional<int64_t> after = std::nullopt) {
     std::string list = "[";
-    for (const std::string& taskId : node.tasks) {
+    for (const auto& [taskId, changedAt] : node.tasks) {
+      if (after && changedAt <= *after) continue;
       auto jobId = jobIdOfTask(taskId);
       if (!jobId) continue;
       JobActor* actor = findJob(*jobId);
@@ -890,12 +923,13 @@ Status JobManager::recover() {
       if (task.finished() || task.nodeId.empty()) continue;
       auto node = impl.nodes.find(task.nodeId);
       if (node == impl.nodes.end()) continue;
-      node->second.tasks.insert(task.id);
+      node->second.tasks.emplace(task.id, impl.store.currentRevision());
       impl.scheduler->addTask(actor->shape, task.id, task.nodeId);
     }
   }
   impl.revisionBase = impl.store.currentRevision();
-  for (auto& [id, node] : impl.nodes) node.revision = impl.revisionBase;
+  // Nothing before the restart is remembered: older polls get the full list.
+  for (auto& [id, node] : impl.nodes) node.revision = node.deltaFloor = impl.revisionBase;
   for (auto& [id, actor] : impl.jobs) {
     actor->timer = std::make_unique<asio::steady_timer>(impl.strand);
     if (actor->view.job.state != api::JobState::kFinished) {
@@ -1154,6 +1188,8 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
     log::info("node registered", {{"nodeId", node.record.id}});
     impl->scheduler->upsertNode(nodeSpec(node));
     impl->bumpNode(node.record.id);
+    // An agent that registers again may have lost its containers: it gets the full list.
+    node.deltaFloor = node.revision;
     impl->wakeScheduler();
     co_return impl->wire(node);
   };
@@ -1227,7 +1263,7 @@ asio::awaitable<Result<json>> JobManager::drainNode(std::string nodeId, int64_t 
     // Service tasks move off the node within their jobs' disruption budgets, batch tasks at the
     // deadline (drainTasksOnNode).
     std::set<std::string> jobIds;
-    for (const std::string& taskId : again->second.tasks) {
+    for (const auto& [taskId, changedAt] : again->second.tasks) {
       if (auto jobId = jobIdOfTask(taskId)) jobIds.insert(*jobId);
     }
     for (const std::string& jobId : jobIds) {
@@ -1412,15 +1448,17 @@ asio::awaitable<Result<json>> JobManager::deleteCapacityGroup(std::string name) 
 
 asio::awaitable<Result<Assignments>> JobManager::assignments(std::string nodeId,
                                                              int64_t afterRevision, int64_t waitMs,
-                                                             AssignmentsForm form) {
+                                                             AssignmentsForm form, bool delta) {
   auto impl = impl_;
-  auto body = [impl, nodeId, afterRevision, waitMs,
-               form]() -> asio::awaitable<Result<Assignments>> {
+  auto body = [impl, nodeId, afterRevision, waitMs, form,
+               delta]() -> asio::awaitable<Result<Assignments>> {
     auto it = impl->nodes.find(nodeId);
     if (it == impl->nodes.end()) {
       co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is not registered");
     }
-    if (it->second.revision <= afterRevision && waitMs > 0) {
+    // A revision newer than the node's comes from before a restart onto an older state: it
+    // tells nothing, so the full list goes out at once rather than after the wait.
+    if (it->second.revision == afterRevision && waitMs > 0) {
       auto waiter =
           std::make_shared<asio::steady_timer>(impl->strand, std::chrono::milliseconds(waitMs));
       it->second.waiters.push_back(waiter);
@@ -1432,9 +1470,25 @@ asio::awaitable<Result<Assignments>> JobManager::assignments(std::string nodeId,
       auto& waiters = it->second.waiters;
       waiters.erase(std::remove(waiters.begin(), waiters.end(), waiter), waiters.end());
     }
+    const NodeState& node = it->second;
     Assignments out;
-    out.revision = it->second.revision;
-    out.assignmentsText = impl->assignmentsFor(it->second);
+    out.revision = node.revision;
+    // Both the delta and the revision are read here, in one strand step, and every change to
+    // the node's tasks moves the revision in the same step that stamps the tasks with it: a
+    // change is either in this answer or after its revision.
+    out.full = !delta || afterRevision <= 0 || afterRevision < node.deltaFloor ||
+               afterRevision > node.revision;
+    if (out.full) {
+      out.assignmentsText = impl->assignmentsFor(node);
+    } else {
+      out.assignmentsText = impl->assignmentsFor(node, afterRevision);
+      std::set<std::string> removed;
+      for (auto entry = node.removedLog.rbegin();
+           entry != node.removedLog.rend() && entry->first > afterRevision; ++entry) {
+        if (!node.tasks.contains(entry->second)) removed.insert(entry->second);
+      }
+      out.removed.assign(removed.begin(), removed.end());
+    }
     if (form == AssignmentsForm::kJson) {
       out.assignments = json::parse(out.assignmentsText);
       out.assignmentsText.clear();

@@ -91,9 +91,14 @@ struct NodeRegistration {
 
 struct Assignments {
   int64_t revision = 0;
+  // True: `assignments` lists every unfinished task of the node. False (a delta, only when asked
+  // for): it lists the tasks that changed after the poll's revision, and `removed` the ids of
+  // tasks that left the node (finished or moved) after it.
+  bool full = true;
   nlohmann::json assignments = nlohmann::json::array();
   // With `AssignmentsForm::kText`: the same list as JSON text (and `assignments` left empty).
   std::string assignmentsText;
+  std::vector<std::string> removed;
 };
 
 // How `JobManager::assignments` hands out the list: a JSON value, or JSON text for the API's
@@ -172,10 +177,14 @@ class JobManager {
   asio::awaitable<Result<nlohmann::json>> labelNode(
       std::string nodeId, std::map<std::string, std::optional<std::string>> changes);
   // Long poll: answers when the node's assignments changed after `afterRevision`, or after
-  // `waitMs`.
+  // `waitMs`; at once when `afterRevision` is newer than the node's revision (skiffd restarted
+  // from an older state). With `delta`, answers with the changes after `afterRevision` when the
+  // node's bounded memory of changes reaches back that far (an empty delta when the wait timed
+  // out), and with the full list otherwise (revision 0, re-registration, restart).
   asio::awaitable<Result<Assignments>> assignments(std::string nodeId, int64_t afterRevision,
                                                    int64_t waitMs,
-                                                   AssignmentsForm form = AssignmentsForm::kJson);
+                                                   AssignmentsForm form = AssignmentsForm::kJson,
+                                                   bool delta = false);
   // Applies agent reports for tasks on `nodeId`; returns how many changed something.
   asio::awaitable<Result<int64_t>> applyTaskStatus(std::string nodeId,
                                                    std::vector<TaskStatusUpdate> updates);

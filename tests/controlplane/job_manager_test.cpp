@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -626,6 +627,246 @@ TEST_F(JobManagerTest, AssignmentRevisionDoesNotGoBackAfterRestart) {
   ASSERT_EQ(changed->assignments.size(), 3u);
   EXPECT_EQ(changed->assignments[0]["task"]["id"], taskId(id, 0, 0));
   EXPECT_EQ(changed->assignments[0]["desiredState"], "Killed");
+}
+
+// The ids an assignment list names.
+std::set<std::string> idsOf(const json& assignments) {
+  std::set<std::string> ids;
+  for (const json& a : assignments) ids.insert(a["task"]["id"].get<std::string>());
+  return ids;
+}
+
+TEST_F(JobManagerTest, AssignmentDeltaListsOnlyTasksChangedSinceTheRevision) {
+  start();
+  registerNode("node-1");
+  std::string first = create({.size = 2});
+  ASSERT_TRUE(waitLaunched(first, "node-1"));
+  // Revision 0 always gets the full list.
+  auto full = await(manager_->assignments("node-1", 0, 0, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(full.has_value()) << full.error().message();
+  EXPECT_TRUE(full->full);
+  EXPECT_EQ(idsOf(full->assignments),
+            (std::set<std::string>{taskId(first, 0, 0), taskId(first, 1, 0)}));
+
+  std::string second = create({.size = 1});
+  ASSERT_TRUE(waitLaunched(second, "node-1"));
+  auto delta =
+      await(manager_->assignments("node-1", full->revision, 5000, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(delta.has_value());
+  EXPECT_FALSE(delta->full);
+  EXPECT_GT(delta->revision, full->revision);
+  EXPECT_EQ(idsOf(delta->assignments), (std::set<std::string>{taskId(second, 0, 0)}));
+  EXPECT_TRUE(delta->removed.empty());
+  ASSERT_EQ(delta->assignments.size(), 1u);
+  EXPECT_EQ(delta->assignments[0]["job"]["id"], second);
+  EXPECT_EQ(delta->assignments[0]["job"]["descriptor"]["container"]["command"],
+            json::array({"true"}));
+
+  // A status report changes one task: only it is listed, in its new state.
+  EXPECT_EQ(report("node-1", {update(taskId(first, 0, 0), 1, TaskState::kStarted)}), 1);
+  auto started =
+      await(manager_->assignments("node-1", delta->revision, 5000, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(started.has_value());
+  EXPECT_FALSE(started->full);
+  ASSERT_EQ(started->assignments.size(), 1u);
+  EXPECT_EQ(started->assignments[0]["task"]["id"], taskId(first, 0, 0));
+  EXPECT_EQ(started->assignments[0]["task"]["state"], "Started");
+
+  // Without asking for deltas, every answer is the full list.
+  auto plain = await(manager_->assignments("node-1", delta->revision, 0));
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_TRUE(plain->full);
+  EXPECT_EQ(plain->assignments.size(), 3u);
+}
+
+TEST_F(JobManagerTest, AssignmentDeltaNamesTasksThatLeftTheNode) {
+  start();
+  registerNode("node-1");
+  std::string id = create({.size = 2});
+  ASSERT_TRUE(waitLaunched(id, "node-1"));
+  auto full = await(manager_->assignments("node-1", 0, 0, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(full.has_value());
+  EXPECT_EQ(report("node-1", {update(taskId(id, 0, 0), 1, TaskState::kFinished, 0)}), 1);
+  auto delta =
+      await(manager_->assignments("node-1", full->revision, 5000, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(delta.has_value());
+  EXPECT_FALSE(delta->full);
+  EXPECT_TRUE(delta->assignments.empty());
+  EXPECT_EQ(delta->removed, std::vector<std::string>{taskId(id, 0, 0)});
+
+  // A kill is a change (desired state Killed); the kill's end removes the task.
+  ASSERT_TRUE(await(manager_->killTask(taskId(id, 1, 0), false)).has_value());
+  auto killed =
+      await(manager_->assignments("node-1", delta->revision, 5000, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(killed.has_value());
+  ASSERT_EQ(killed->assignments.size(), 1u);
+  EXPECT_EQ(killed->assignments[0]["desiredState"], "Killed");
+  EXPECT_TRUE(killed->removed.empty());
+  EXPECT_EQ(report("node-1",
+                   {update(taskId(id, 1, 0), 1, TaskState::kFinished, 137, TaskReason::kKilled)}),
+            1);
+  auto gone =
+      await(manager_->assignments("node-1", killed->revision, 5000, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_FALSE(gone->full);
+  EXPECT_TRUE(gone->assignments.empty());
+  EXPECT_EQ(gone->removed, std::vector<std::string>{taskId(id, 1, 0)});
+  // From the older revision both removals are named.
+  auto both =
+      await(manager_->assignments("node-1", full->revision, 0, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(both.has_value());
+  EXPECT_FALSE(both->full);
+  EXPECT_EQ(both->removed, (std::vector<std::string>{taskId(id, 0, 0), taskId(id, 1, 0)}));
+}
+
+TEST_F(JobManagerTest, AssignmentDeltaIsEmptyWhenThePollTimesOut) {
+  start();
+  registerNode("node-1");
+  std::string id = create({.size = 2});
+  ASSERT_TRUE(waitLaunched(id, "node-1"));
+  auto full = await(manager_->assignments("node-1", 0, 0, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(full.has_value());
+  auto started = SteadyClock::now();
+  auto idle =
+      await(manager_->assignments("node-1", full->revision, 300, AssignmentsForm::kJson, true));
+  EXPECT_GE(SteadyClock::now() - started, 280ms);
+  ASSERT_TRUE(idle.has_value());
+  EXPECT_FALSE(idle->full);
+  EXPECT_EQ(idle->revision, full->revision);
+  EXPECT_TRUE(idle->assignments.empty());
+  EXPECT_TRUE(idle->removed.empty());
+  // Draining moves the revision without changing a task: an empty delta at once.
+  ASSERT_TRUE(await(manager_->drainNode("node-1")).has_value());
+  auto drained =
+      await(manager_->assignments("node-1", full->revision, 5000, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(drained.has_value());
+  EXPECT_FALSE(drained->full);
+  EXPECT_GT(drained->revision, full->revision);
+  EXPECT_TRUE(drained->assignments.empty());
+}
+
+TEST_F(JobManagerTest, AssignmentDeltaFallsBackToFullWhenTheRevisionIsTooOld) {
+  start();
+  registerNode("node-1");
+  std::string kept = create({.size = 1});
+  ASSERT_TRUE(waitLaunched(kept, "node-1"));
+  auto old = await(manager_->assignments("node-1", 0, 0, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(old.has_value());
+  // More tasks leave the node than it remembers removals of (two jobs: a node takes at most
+  // 254 tasks, one per address of its block).
+  int64_t latest = old->revision;
+  for (int round = 0; round < 2; ++round) {
+    std::string id = create({.size = 150, .cpu = 0.01});
+    ASSERT_TRUE(waitLaunched(id, "node-1"));
+    std::vector<TaskStatusUpdate> finished;
+    for (int i = 0; i < 150; ++i)
+      finished.push_back(update(taskId(id, i, 0), 1, TaskState::kFinished, 0));
+    EXPECT_EQ(report("node-1", std::move(finished)), 150);
+    auto seen = await(manager_->assignments("node-1", latest, 0, AssignmentsForm::kJson, true));
+    ASSERT_TRUE(seen.has_value());
+    latest = seen->revision;
+  }
+  auto tooOld =
+      await(manager_->assignments("node-1", old->revision, 0, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(tooOld.has_value());
+  EXPECT_TRUE(tooOld->full);
+  EXPECT_EQ(idsOf(tooOld->assignments), std::set<std::string>{taskId(kept, 0, 0)});
+  EXPECT_TRUE(tooOld->removed.empty());
+  // An agent that kept up still gets deltas.
+  auto recent = await(manager_->assignments("node-1", latest, 0, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(recent.has_value());
+  EXPECT_FALSE(recent->full);
+}
+
+TEST_F(JobManagerTest, AssignmentDeltaIsFullAfterReRegistrationAndRestart) {
+  start();
+  registerNode("node-1");
+  std::string id = create({.size = 2});
+  ASSERT_TRUE(waitLaunched(id, "node-1"));
+  auto seen = await(manager_->assignments("node-1", 0, 0, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(seen.has_value());
+  registerNode("node-1");
+  auto again =
+      await(manager_->assignments("node-1", seen->revision, 0, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(again.has_value());
+  EXPECT_TRUE(again->full);
+  EXPECT_EQ(again->assignments.size(), 2u);
+
+  restart();
+  ASSERT_TRUE(await(manager_->killTask(taskId(id, 0, 0), false)).has_value());
+  auto restarted =
+      await(manager_->assignments("node-1", again->revision, 5000, AssignmentsForm::kJson, true));
+  ASSERT_TRUE(restarted.has_value());
+  EXPECT_TRUE(restarted->full);
+  EXPECT_EQ(restarted->assignments.size(), 2u);
+  // A revision skiffd never handed out (its state is older than the agent's) gets the full
+  // list at once.
+  auto started = SteadyClock::now();
+  auto ahead = await(manager_->assignments("node-1", restarted->revision + 1000, 5000,
+                                           AssignmentsForm::kJson, true));
+  EXPECT_LT(SteadyClock::now() - started, 2s);
+  ASSERT_TRUE(ahead.has_value());
+  EXPECT_TRUE(ahead->full);
+}
+
+// An agent applying deltas in turn, while tasks are placed, change state, are killed and finish
+// (changes also land while a poll is being woken and answered), ends with the full list's view.
+TEST_F(JobManagerTest, AssignmentDeltasAppliedInTurnMatchTheFullList) {
+  start();
+  registerNode("node-1");
+  std::atomic<bool> done{false};
+  std::map<std::string, std::string> view;  // Task id -> state, as the agent sees it.
+  int64_t revision = 0;
+  int64_t deltas = 0;
+  auto poll = [&](int64_t waitMs) {
+    auto answer =
+        await(manager_->assignments("node-1", revision, waitMs, AssignmentsForm::kJson, true));
+    ASSERT_TRUE(answer.has_value());
+    if (answer->full) {
+      view.clear();
+    } else {
+      ++deltas;
+    }
+    for (const std::string& removed : answer->removed) view.erase(removed);
+    for (const json& a : answer->assignments) {
+      view[a["task"]["id"].get<std::string>()] =
+          a["task"]["state"].get<std::string>() + "/" + a["desiredState"].get<std::string>();
+    }
+    revision = answer->revision;
+  };
+  std::thread agent([&] {
+    while (!done) poll(20);
+  });
+  std::vector<std::string> ids;
+  for (int round = 0; round < 6; ++round) {
+    std::string id = create({.size = 4, .cpu = 0.1});
+    if (!waitLaunched(id, "node-1")) {
+      ADD_FAILURE() << "job " << id << " was not launched";
+      break;
+    }
+    ids.push_back(id);
+    report("node-1", {update(taskId(id, 0, 0), 1, TaskState::kStarted),
+                      update(taskId(id, 1, 0), 1, TaskState::kFinished, 0)});
+    (void)await(manager_->killTask(taskId(id, 2, 0), false));
+    if (round > 0) {
+      report("node-1", {update(taskId(ids[round - 1], 2, 0), 1, TaskState::kFinished, 137,
+                               TaskReason::kKilled)});
+    }
+  }
+  std::this_thread::sleep_for(100ms);
+  done = true;
+  agent.join();
+  poll(0);
+  EXPECT_GT(deltas, 0);
+  auto full = await(manager_->assignments("node-1", 0, 0));
+  ASSERT_TRUE(full.has_value());
+  std::map<std::string, std::string> expected;
+  for (const json& a : full->assignments) {
+    expected[a["task"]["id"].get<std::string>()] =
+        a["task"]["state"].get<std::string>() + "/" + a["desiredState"].get<std::string>();
+  }
+  EXPECT_EQ(view, expected);
+  EXPECT_EQ(expected.size(), 6u * 3 - 5);  // Per job 3 unfinished; 5 kills finished.
 }
 
 TEST_F(JobManagerTest, AssignmentsForUnknownNodeAreNotFound) {

@@ -98,6 +98,20 @@ asio::awaitable<Response> createJob(ApiContext& api, RequestContext& context) {
   if (!body) co_return errorResponse(body.error());
   auto descriptor = api::validateJobDescriptor(*body);
   if (!descriptor) co_return validationFailure(descriptor.error());
+  if (api.network != nullptr) {
+    // A job naming a group that does not exist would start with no traffic allowed to it.
+    api::FieldErrors unknown;
+    const auto& groups = descriptor->container.securityProfile.securityGroups;
+    for (size_t i = 0; i < groups.size(); ++i) {
+      auto exists = api.network->exists(groups[i]);
+      if (!exists) co_return errorResponse(exists.error());
+      if (!*exists) {
+        unknown.push_back({"container.securityProfile.securityGroups[" + std::to_string(i) + "]",
+                           "security group " + groups[i] + " does not exist"});
+      }
+    }
+    if (!unknown.empty()) co_return validationFailure(unknown);
+  }
   std::string key(context.header("Idempotency-Key"));
   if (!key.empty() && !validIdempotencyKey(key)) {
     co_return errorResponse(Error(ErrorCode::kInvalidArgument,

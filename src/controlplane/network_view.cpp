@@ -203,6 +203,12 @@ asio::awaitable<Result<json>> NetworkView::write(api::SecurityGroup group, bool 
   co_return out;
 }
 
+Result<bool> NetworkView::exists(const std::string& name) const {
+  auto found = store_.get(groupKeyOf(name));
+  if (!found) return std::unexpected(found.error().wrap("reading security group " + name));
+  return found->has_value();
+}
+
 asio::awaitable<Result<json>> NetworkView::create(api::SecurityGroup group) {
   co_return co_await write(std::move(group), true);
 }

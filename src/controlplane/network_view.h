@@ -56,6 +56,9 @@ class NetworkView {
   boost::asio::awaitable<Result<nlohmann::json>> put(api::SecurityGroup group);
   boost::asio::awaitable<Result<void>> remove(std::string name);
   Result<nlohmann::json> get(const std::string& name) const;
+  // Whether the group exists in the store (not the view, which follows the store's watch: a
+  // group created a moment ago is seen).
+  Result<bool> exists(const std::string& name) const;
   nlohmann::json list() const;
 
  private:

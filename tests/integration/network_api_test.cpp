@@ -84,6 +84,24 @@ TEST_F(NetworkApiTest, SecurityGroupCrudWithFieldErrors) {
   call(*agent_, "PUT", "/v1/security-groups/web", &changed, 403);
 }
 
+TEST_F(NetworkApiTest, JobNamingAnUnknownSecurityGroupIsRefusedWithItsFieldPath) {
+  json job = {{"applicationName", "app"},
+              {"owner", {{"teamEmail", "t@example.com"}}},
+              {"container",
+               {{"image", "busybox:1.36"},
+                {"command", {"true"}},
+                {"securityProfile", {{"securityGroups", {"default", "web"}}}}}},
+              {"batch", {{"size", 1}}}};
+  json error = call(*admin_, "POST", "/v1/jobs", &job, 400);
+  EXPECT_NE(error.dump().find("container.securityProfile.securityGroups[1]"), std::string::npos)
+      << error;
+  EXPECT_NE(error.dump().find("security group web does not exist"), std::string::npos) << error;
+  // A group created a moment before the job is known at once.
+  json web = {{"name", "web"}, {"ingress", json::array()}};
+  call(*admin_, "POST", "/v1/security-groups", &web, 201);
+  call(*admin_, "POST", "/v1/jobs", &job, 201);
+}
+
 TEST_F(NetworkApiTest, NetworkViewLongPollAnswersAsSoonAsAGroupChanges) {
   registerNode("n1");
   // The view follows the store's watch, so the registration shows up a moment after its answer.

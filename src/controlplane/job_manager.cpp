@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "common/async.h"
+#include "common/encoding.h"
 #include "common/log.h"
 
 namespace skiff::controlplane {
@@ -26,14 +27,7 @@ std::string sha256Hex(const std::string& data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(length * 2);
-  for (unsigned int i = 0; i < length; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xf]);
-  }
-  return out;
+  return hexEncode(digest, length);
 }
 
 struct Command {

@@ -11,6 +11,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "common/encoding.h"
+
 namespace skiff::controlplane {
 namespace {
 
@@ -19,13 +21,7 @@ Result<std::string> newToken() {
   if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
     return fail(ErrorCode::kInternal, "no randomness available for a token");
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string token;
-  for (unsigned char byte : bytes) {
-    token.push_back(kHex[byte >> 4]);
-    token.push_back(kHex[byte & 0xf]);
-  }
-  return token;
+  return hexEncode(bytes, sizeof(bytes));
 }
 
 Result<std::string> loadOrCreate(const std::string& path) {

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <vector>
 
+#include "common/encoding.h"
+
 namespace skiff::agent::image {
 
 Result<Digest> Digest::parse(std::string_view text) {
@@ -25,14 +27,7 @@ Result<Digest> Digest::parse(std::string_view text) {
 }
 
 Digest Digest::fromRaw(const unsigned char* raw32) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string text = "sha256:";
-  text.reserve(7 + 64);
-  for (int i = 0; i < 32; ++i) {
-    text.push_back(kHex[raw32[i] >> 4]);
-    text.push_back(kHex[raw32[i] & 0xf]);
-  }
-  return Digest(std::move(text));
+  return Digest("sha256:" + hexEncode(raw32, 32));
 }
 
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {

@@ -8,6 +8,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "common/encoding.h"
+
 namespace skiff::agent::metadata {
 namespace {
 
@@ -64,14 +66,7 @@ std::string ImdsTokens::mac(std::string_view taskId, std::string_view expiry) co
   unsigned int length = 0;
   HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
        reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest, &length);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(length * 2);
-  for (unsigned int i = 0; i < length; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xf]);
-  }
-  return out;
+  return hexEncode(digest, length);
 }
 
 std::string ImdsTokens::issue(std::string_view taskId, int64_t ttlSec, int64_t nowMs) const {

@@ -2,22 +2,9 @@
 
 #include <initializer_list>
 
+#include "common/encoding.h"
+
 namespace skiff::agent::metadata {
-namespace {
-
-std::string stringAt(const nlohmann::json& value, std::initializer_list<const char*> path) {
-  const nlohmann::json* node = &value;
-  for (const char* name : path) {
-    if (!node->is_object()) return {};
-    auto it = node->find(name);
-    if (it == node->end()) return {};
-    node = &*it;
-  }
-  return node->is_string() ? node->get<std::string>() : std::string();
-}
-
-}  // namespace
-
 TaskMetadata taskMetadataFromAssignment(const nlohmann::json& assignment, std::string ipv4,
                                         std::string nodeId, std::string availabilityZone,
                                         std::string region, std::string instanceType,

@@ -1,22 +1,8 @@
 #include "controlplane/identity/job_manager_task_directory.h"
 
+#include "common/encoding.h"
+
 namespace skiff::identity {
-namespace {
-
-// Reads a string at `path` in `value`, or "" when any step is missing or of another type.
-std::string stringAt(const nlohmann::json& value, std::initializer_list<const char*> path) {
-  const nlohmann::json* node = &value;
-  for (const char* name : path) {
-    if (!node->is_object()) return {};
-    auto it = node->find(name);
-    if (it == node->end()) return {};
-    node = &*it;
-  }
-  return node->is_string() ? node->get<std::string>() : std::string();
-}
-
-}  // namespace
-
 boost::asio::awaitable<Result<TaskRecordView>> JobManagerTaskDirectory::lookup(std::string taskId) {
   auto task = co_await manager_.getTask(taskId);
   if (!task) co_return std::unexpected(task.error());

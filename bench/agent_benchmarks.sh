@@ -9,7 +9,8 @@
 # busybox-static image (built offline with umoci + skopeo, plus /bin/stamp from agent_stamp.cpp),
 # skiffd on a free port, and one separate skiff-agent process (so its RSS is its own). Then:
 #   1. start latency: START_RUNS rounds of START_JOBS sequential one-task jobs (`/bin/stamp`), each
-#      round followed by PODMAN_RUNS `podman run --rm IMAGE true` of the same image;
+#      round followed by PODMAN_RUNS `podman run --rm IMAGE /bin/stamp` of the same image (wall
+#      time, and invocation → first instruction);
 #      again with the agent restarted with --no-disk-limits (where the time goes);
 #   2. throughput: THROUGHPUT_JOBS `true` jobs, THROUGHPUT_RUNS times; then Slurm (one node,
 #      /etc/slurm/slurm.conf) running SLURM_JOBS `sbatch --wrap=true`, THROUGHPUT_RUNS times;
@@ -238,14 +239,18 @@ if [[ $PODMAN == 1 ]]; then
 fi
 PODMAN_FLAGS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none)
 
-podman_round() {  # → wall ms of each run, one a line
-  podman_cmd run --rm "${PODMAN_FLAGS[@]}" "$IMAGE" true >/dev/null  # warm-up
+podman_round() {  # FIRST_FILE → wall ms of each run, one a line; invocation → first instruction
+  # ms of each run into FIRST_FILE (the container runs /bin/stamp, which prints CLOCK_REALTIME).
+  local first_file=$1
+  : >"$first_file"
+  podman_cmd run --rm "${PODMAN_FLAGS[@]}" "$IMAGE" /bin/stamp >/dev/null  # warm-up
   for _ in $(seq 1 "$PODMAN_RUNS"); do
-    local t0 t1
+    local t0 t1 stamp
     t0=$(date +%s%N)
-    podman_cmd run --rm "${PODMAN_FLAGS[@]}" "$IMAGE" true >/dev/null
+    stamp=$(podman_cmd run --rm "${PODMAN_FLAGS[@]}" "$IMAGE" /bin/stamp)
     t1=$(date +%s%N)
     echo "scale=2; ($t1 - $t0) / 1000000" | bc
+    echo "scale=2; ($stamp - $t0) / 1000000" | bc >>"$first_file"
   done
 }
 
@@ -259,13 +264,14 @@ start_rounds() {  # label
     echo "$(loadavg)" >"$OUT/start-$label-$round.load"
     if [[ $PODMAN == 1 && $label == default ]]; then
       log "podman run --rm round $round (load $(loadavg))"
-      podman_round >"$OUT/podman-$round.txt"
+      podman_round "$OUT/podman-first-$round.txt" >"$OUT/podman-$round.txt"
       echo "$(loadavg)" >"$OUT/podman-$round.load"
       # Podman with its default bridge network: what a container with its own address costs
       # there (Skiff's share of that is the `networkMs` of its start timings).
       PODMAN_FLAGS_SAVED=("${PODMAN_FLAGS[@]}")
       PODMAN_FLAGS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
-      podman_round >"$OUT/podman-net-$round.txt" || log "podman with its default network failed"
+      podman_round "$OUT/podman-net-first-$round.txt" >"$OUT/podman-net-$round.txt" ||
+        log "podman with its default network failed"
       PODMAN_FLAGS=("${PODMAN_FLAGS_SAVED[@]}")
     fi
   done
@@ -403,10 +409,14 @@ summ() { jq -r "$1" "$OUT"/$2 | median; }
   if ls "$OUT"/podman-*.txt >/dev/null 2>&1; then
     for f in "$OUT"/podman-[0-9]*.txt; do median <"$f"; done >"$OUT/p50s-podman.txt"
     echo "podman run --rm p50 (median of rounds): $(median <"$OUT/p50s-podman.txt") ms (rounds: $(tr '\n' ' ' <"$OUT/p50s-podman.txt"))"
+    for f in "$OUT"/podman-first-*.txt; do median <"$f"; done >"$OUT/p50s-podman-first.txt"
+    echo "podman run --rm invocation→first instruction p50 (median of rounds): $(median <"$OUT/p50s-podman-first.txt") ms"
   fi
   if ls "$OUT"/podman-net-*.txt >/dev/null 2>&1; then
     for f in "$OUT"/podman-net-*.txt; do median <"$f"; done >"$OUT/p50s-podman-net.txt"
     echo "podman run --rm (default network) p50 (median of rounds): $(median <"$OUT/p50s-podman-net.txt") ms"
+    for f in "$OUT"/podman-net-first-*.txt; do median <"$f"; done >"$OUT/p50s-podman-net-first.txt"
+    echo "podman (default network) invocation→first instruction p50: $(median <"$OUT/p50s-podman-net-first.txt") ms"
   fi
   if [[ -f $OUT/agent.log ]]; then
     echo "skiff start timings p50 over all starts: $(jq -sc '[.[] | select(.msg == "start timings") | .timings] as $t | ($t[0] | keys) | map({(.): ([$t[][.] // 0] | sort | .[length / 2 | floor])}) | add' "$OUT/agent.log")"

@@ -357,18 +357,22 @@ int main(int argc, char** argv) {
     perror("skiff-monitor: chdir");
     return 2;
   }
-  // Detach: the first child starts a session and forks the monitor, then exits, so the monitor
-  // is no child of the agent and no member of its session or process group.
-  pid_t first = fork();
-  if (first < 0) return 1;
-  if (first > 0) {
-    int status = waitChild(first);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  // Detach: this process (spawned by the agent, so no process group leader) starts a session and
+  // forks the monitor, then exits, so the monitor is no child of the agent, no member of its
+  // session or process group, and no session leader that could acquire a terminal.
+  if (setsid() < 0) {
+    // A process group leader (started from a shell) cannot start a session; a child can.
+    pid_t first = fork();
+    if (first < 0) return 1;
+    if (first > 0) {
+      int status = waitChild(first);
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    }
+    if (setsid() < 0) _exit(1);
   }
-  if (setsid() < 0) _exit(1);
-  pid_t second = fork();
-  if (second < 0) _exit(1);
-  if (second > 0) _exit(0);
+  pid_t monitor = fork();
+  if (monitor < 0) return 1;
+  if (monitor > 0) return 0;
   int devNull = open("/dev/null", O_RDWR);
   if (devNull >= 0) {
     dup2(devNull, 0);

@@ -4,11 +4,12 @@
 // 1. Starts skiffd (`--skiffd`) on a fresh `--state-dir` (SQLite store), on a free loopback port.
 // 2. `--agents` simulated agents register over the agent API (POST /v1/nodes; 32 cores,
 //    128 GiB each, zones z0..z2) and then each runs the agent's protocol loop on its own
-//    keep-alive connection: long-poll GET /v1/nodes/{id}/assignments, report every new Launched
-//    task as StartInitiated then Started in one POST /v1/nodes/{id}/taskStatus, and heartbeat.
-//    Nothing is run; the agents share `--threads` threads (Boost.Beast over one io_context).
-//    An answer without a Launched task is not parsed beyond its revision (unlike a real agent),
-//    so that the simulation leaves the cores to skiffd.
+//    keep-alive connection: long-poll GET /v1/nodes/{id}/assignments?delta=true (applying
+//    deltas as the agent does), report every new Launched task as StartInitiated then Started
+//    in one POST /v1/nodes/{id}/taskStatus, and heartbeat. Nothing is run; the agents share
+//    `--threads` threads (Boost.Beast over one io_context). An answer without a Launched task
+//    or a removed one is not parsed beyond its revision (unlike a real agent), so that the
+//    simulation leaves the cores to skiffd.
 // 3. Once every agent is registered, `--submitters` clients create `--jobs` batch jobs of
 //    `--tasks-per-job` tasks (POST /v1/jobs), and the clock runs until the agents have reported
 //    every task Started (each report answered 200). Then GET /v1/jobs checks the Started count.
@@ -28,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -214,6 +216,7 @@ struct Progress {
   std::atomic<int64_t> polls{0};
   std::atomic<int64_t> pollsSkipped{0};  // Answers with no Launched task, not parsed.
   std::atomic<int64_t> pollBytes{0};
+  std::atomic<int64_t> fullAnswers{0};  // Answers listing all of the node's tasks.
   std::atomic<int64_t> reports{0};
   std::atomic<int64_t> heartbeats{0};
   std::atomic<int64_t> errors{0};
@@ -318,6 +321,9 @@ asio::awaitable<void> runAgent(const Options& opt, int index, int port, std::str
 
   int64_t revision = 0;
   std::unordered_set<std::string> reported;
+  // Seen Launched but not yet reported: a delta lists a task once per change, so a report that
+  // failed is sent again from here rather than after the next answer.
+  std::vector<std::string> unreported;
   Clock::time_point lastHeartbeat = Clock::now();
   const std::string base = "/v1/nodes/" + id;
   while (!progress.stop) {
@@ -328,7 +334,8 @@ asio::awaitable<void> runAgent(const Options& opt, int index, int port, std::str
       ++progress.heartbeats;
       lastHeartbeat = Clock::now();
     }
-    std::string target = base + "/assignments?afterRevision=" + std::to_string(revision) +
+    std::string target = base +
+                         "/assignments?delta=true&afterRevision=" + std::to_string(revision) +
                          "&waitMs=" + std::to_string(opt.pollMs);
     auto polled =
         co_await connection.request(http::verb::get, target, "", std::chrono::seconds(300));
@@ -341,7 +348,9 @@ asio::awaitable<void> runAgent(const Options& opt, int index, int port, std::str
     // Most answers list only tasks already reported: read the revision and skip the parse (a
     // real agent parses every answer; the simulated ones share the cores with skiffd).
     const std::string& text = polled.body();
-    if (text.find(R"("state":"Launched")") == std::string::npos) {
+    if (text.find(R"("full":true)") != std::string::npos) ++progress.fullAnswers;
+    if (unreported.empty() && text.find(R"("state":"Launched")") == std::string::npos &&
+        text.find(R"("removed":[")") == std::string::npos) {
       constexpr std::string_view kRevision = R"({"revision":)";
       if (text.starts_with(kRevision)) {
         revision = std::strtoll(text.c_str() + kRevision.size(), nullptr, 10);
@@ -355,26 +364,38 @@ asio::awaitable<void> runAgent(const Options& opt, int index, int port, std::str
       continue;
     }
     revision = answer.value("revision", revision);
-    json updates = json::array();
-    std::vector<std::string> fresh;
+    if (auto removed = answer.find("removed"); removed != answer.end() && removed->is_array()) {
+      for (const json& id : *removed) {
+        if (id.is_string()) reported.erase(id.get<std::string>());
+      }
+    }
+    std::vector<std::string> fresh = std::move(unreported);
+    unreported.clear();
     for (const json& assignment : answer["assignments"]) {
       const json& task = assignment["task"];
       if (task.value("state", "") != "Launched") continue;
       std::string taskId = task.value("id", "");
-      if (reported.contains(taskId)) continue;
-      updates.push_back({{"taskId", taskId}, {"seq", 1}, {"state", "StartInitiated"}});
-      updates.push_back({{"taskId", taskId}, {"seq", 2}, {"state", "Started"}});
+      if (reported.contains(taskId) ||
+          std::find(fresh.begin(), fresh.end(), taskId) != fresh.end()) {
+        continue;
+      }
+      ++progress.launchedSeen;
       fresh.push_back(std::move(taskId));
     }
     if (fresh.empty()) continue;
-    progress.launchedSeen += static_cast<int64_t>(fresh.size());
+    json updates = json::array();
+    for (const std::string& taskId : fresh) {
+      updates.push_back({{"taskId", taskId}, {"seq", 1}, {"state", "StartInitiated"}});
+      updates.push_back({{"taskId", taskId}, {"seq", 2}, {"state", "Started"}});
+    }
     json report = {{"updates", std::move(updates)}};
     auto answered = co_await connection.request(http::verb::post, base + "/taskStatus",
                                                 report.dump(), std::chrono::seconds(300));
     ++progress.reports;
     if (answered.result_int() != 200) {
       ++progress.errors;
-      continue;  // Reported again after the next poll.
+      unreported = std::move(fresh);  // Reported again after the next poll.
+      continue;
     }
     progress.started += static_cast<int64_t>(fresh.size());
     for (std::string& taskId : fresh) reported.insert(std::move(taskId));
@@ -548,6 +569,7 @@ int main(int argc, char** argv) {
               {"polls", progress.polls.load()},
               {"pollsNotParsed", progress.pollsSkipped.load()},
               {"pollMiB", static_cast<double>(progress.pollBytes) / (1 << 20)},
+              {"fullAnswers", progress.fullAnswers.load()},
               {"reports", progress.reports.load()},
               {"heartbeats", progress.heartbeats.load()},
               {"errors", progress.errors.load()},

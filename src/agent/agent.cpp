@@ -670,6 +670,7 @@ struct Agent::Impl {
     if (killRequested(task)) return failStart("killed", "killed before it started");
     lap("metadataMs");
     setPhase(task, Phase::kLaunching);
+    lap("launchingStateMs");
     if (auto started = supervisor->start(cc); !started) {
       log::warn("container start failed",
                 {{"taskId", task.taskId}, {"error", started.error().message()}});

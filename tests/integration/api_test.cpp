@@ -229,6 +229,53 @@ TEST_F(ApiTest, BatchJobRunsToNormalCompletionThroughAnAgent) {
   EXPECT_EQ(node["allocated"]["cpu"], 0.0);
 }
 
+TEST_F(ApiTest, AssignmentDeltasNameChangedAndRemovedTasks) {
+  std::string id = createJob(batchJob(2));
+  registerNode("node-a");
+  waitForJob(id, [](const json& j) { return j["taskCounts"]["Launched"] == 2; });
+  auto agent = skiffd_.client(skiffd_.joinToken());
+  auto full = agent->call("GET", "/v1/nodes/node-a/assignments?delta=true&waitMs=0", nullptr);
+  ASSERT_TRUE(full);
+  EXPECT_EQ(full->body["full"], true);
+  ASSERT_EQ(full->body["assignments"].size(), 2u);
+  EXPECT_FALSE(full->body.contains("removed"));
+  int64_t revision = full->body["revision"];
+
+  std::string t0 = id + "-0-0", t1 = id + "-1-0";
+  report("node-a", t0, 1, "Started");
+  report("node-a", t1, 1, "Finished", 0);
+  auto delta = agent->call(
+      "GET",
+      "/v1/nodes/node-a/assignments?delta=true&waitMs=0&afterRevision=" + std::to_string(revision),
+      nullptr);
+  ASSERT_TRUE(delta);
+  EXPECT_EQ(delta->body["full"], false);
+  EXPECT_GT(delta->body["revision"].get<int64_t>(), revision);
+  ASSERT_EQ(delta->body["assignments"].size(), 1u);
+  EXPECT_EQ(delta->body["assignments"][0]["task"]["id"], t0);
+  EXPECT_EQ(delta->body["assignments"][0]["task"]["state"], "Started");
+  EXPECT_EQ(delta->body["removed"], json::array({t1}));
+
+  // A poll that times out with nothing changed answers with an empty delta.
+  auto idle = agent->call("GET",
+                          "/v1/nodes/node-a/assignments?delta=true&waitMs=200&afterRevision=" +
+                              std::to_string(delta->body["revision"].get<int64_t>()),
+                          nullptr);
+  ASSERT_TRUE(idle);
+  EXPECT_EQ(idle->body["full"], false);
+  EXPECT_TRUE(idle->body["assignments"].empty());
+  EXPECT_TRUE(idle->body["removed"].empty());
+
+  // Without delta=true the answer is the full list, as for agents that do not apply deltas.
+  auto plain = agent->call(
+      "GET", "/v1/nodes/node-a/assignments?waitMs=0&afterRevision=" + std::to_string(revision),
+      nullptr);
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->body["full"], true);
+  ASSERT_EQ(plain->body["assignments"].size(), 1u);
+  EXPECT_EQ(plain->body["assignments"][0]["task"]["id"], t0);
+}
+
 TEST_F(ApiTest, FailedTaskIsRetriedThenJobFails) {
   std::string id = createJob(batchJob(1, {{"immediate", {{"retries", 1}}}}));
   registerNode("node-a");

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -564,12 +565,17 @@ struct Agent::Impl {
     // The network does not depend on the image: its namespace and links are made while the
     // image reference is resolved. Every return below waits for it (the future's destructor)
     // and, through failStart's cleanup, takes it down again.
+    auto attachNetwork = [this, &task, &container] {
+      return network->attach(task.taskId, container.securityProfile.securityGroups,
+                             container.resources.networkMbps);
+    };
     std::future<Result<network::Attachment>> attaching;
     if (network) {
-      attaching = std::async(std::launch::async, [this, &task, &container] {
-        return network->attach(task.taskId, container.securityProfile.securityGroups,
-                               container.resources.networkMbps);
-      });
+      try {
+        attaching = std::async(std::launch::async, attachNetwork);
+      } catch (const std::system_error&) {
+        // No thread to spare: the network is attached in turn below.
+      }
     }
     auto abandon = [&](const std::string& reason, const std::string& message) {
       if (attaching.valid()) {
@@ -648,7 +654,7 @@ struct Agent::Impl {
     std::string address;
     lap("specMs");
     if (network) {
-      auto attached = attaching.get();
+      auto attached = attaching.valid() ? attaching.get() : attachNetwork();
       if (!attached) {
         return failStart(attached.error().code() == ErrorCode::kUnavailable ? "transientSystemError"
                                                                             : "localSystemError",

@@ -616,7 +616,12 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       if (wasOnNode && !(isOnNode && old->nodeId == task->nodeId)) {
         touched[old->nodeId].left.push_back(old->id);
       }
-      if (isOnNode) touched[task->nodeId].onNode.push_back(task->id);
+      // Delta answers list a task when its assignment changed (new on the node, or its desired
+      // state): not for the node's own status reports, which its agent already knows.
+      bool assignmentChanged = !wasOnNode || old->nodeId != task->nodeId ||
+                               (old->state == api::TaskState::kKillInitiated) !=
+                                   (task->state == api::TaskState::kKillInitiated);
+      if (isOnNode && assignmentChanged) touched[task->nodeId].onNode.push_back(task->id);
       // A finished task gives its resources back (also one the scheduler placed whose launch
       // lost a race with a kill).
       if (task->finished() || (wasOnNode && !isOnNode)) {

@@ -92,8 +92,9 @@ struct NodeRegistration {
 struct Assignments {
   int64_t revision = 0;
   // True: `assignments` lists every unfinished task of the node. False (a delta, only when asked
-  // for): it lists the tasks that changed after the poll's revision, and `removed` the ids of
-  // tasks that left the node (finished or moved) after it.
+  // for): it lists the tasks whose assignment changed after the poll's revision (placed on the
+  // node, or their desired state changed; not their own agent's status reports), and `removed`
+  // the ids of tasks that left the node (finished or moved) after it.
   bool full = true;
   nlohmann::json assignments = nlohmann::json::array();
   // With `AssignmentsForm::kText`: the same list as JSON text (and `assignments` left empty).

@@ -14,20 +14,30 @@ Status validateAddressPlan(const AddressPlan& plan) {
 }
 
 Result<std::string> chooseAddressBlock(const AddressPlan& plan, const std::string& current,
-                                       const std::set<std::string>& taken) {
+                                       const std::function<bool(const std::string&)>& taken,
+                                       uint64_t* searchFrom) {
   auto range = api::parseCidr(plan.vpcCidr);
   if (!range) return std::unexpected(range.error().wrap("vpc range"));
-  if (!current.empty() && !taken.contains(current)) {
+  if (!current.empty() && !taken(current)) {
     auto block = api::parseCidr(current);
     if (block && block->prefix == plan.nodeBlockPrefix && range->contains(*block)) return current;
   }
   uint64_t count = uint64_t{1} << (plan.nodeBlockPrefix - range->prefix);
-  for (uint64_t index = 0; index < count; ++index) {
+  for (uint64_t index = searchFrom != nullptr ? *searchFrom : 0; index < count; ++index) {
     std::string candidate = api::subBlock(*range, plan.nodeBlockPrefix, index)->toString();
-    if (!taken.contains(candidate)) return candidate;
+    if (!taken(candidate)) {
+      if (searchFrom != nullptr) *searchFrom = index + 1;
+      return candidate;
+    }
   }
   return fail(ErrorCode::kUnavailable, "the VPC range " + plan.vpcCidr + " has no free /" +
                                            std::to_string(plan.nodeBlockPrefix) + " block left");
+}
+
+Result<std::string> chooseAddressBlock(const AddressPlan& plan, const std::string& current,
+                                       const std::set<std::string>& taken) {
+  return chooseAddressBlock(plan, current,
+                            [&taken](const std::string& block) { return taken.contains(block); });
 }
 
 }  // namespace skiff::controlplane

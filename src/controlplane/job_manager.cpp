@@ -201,6 +201,9 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   // strand runs another registration while one awaits its commit, and both must not take the
   // same lowest free block.
   std::set<std::string> blocksBeingSaved;
+  // Every node's address block -> the node, and where the search for a free block goes on.
+  std::unordered_map<std::string, std::string> blockHolders;
+  uint64_t blockSearchFrom = 0;
   // Jobs that may have tasks wanting a node, in id (= submission) order.
   std::set<std::string> pendingJobs;
   // Tasks the scheduler placed whose launch is not yet durable.
@@ -837,6 +840,9 @@ Status JobManager::recover() {
         }
         NodeState state;
         state.record = std::move(*node);
+        if (!state.record.addressBlock.empty()) {
+          impl.blockHolders[state.record.addressBlock] = state.record.id;
+        }
         state.lastHeartbeatMs = now;  // A grace period: agents heartbeat again after a restart.
         impl.nodes.emplace(state.record.id, std::move(state));
       });
@@ -1156,16 +1162,13 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
     record.resources = registration.resources;
     record.attributes = registration.attributes;
     if (record.registeredAtMs == 0) record.registeredAtMs = now;
-    std::set<std::string> takenBlocks;
-    for (const auto& [id, other] : impl->nodes) {
-      if (id != record.id && !other.record.addressBlock.empty()) {
-        takenBlocks.insert(other.record.addressBlock);
-      }
-    }
-    for (const std::string& pending : impl->blocksBeingSaved) {
-      if (pending != record.addressBlock) takenBlocks.insert(pending);
-    }
-    auto block = chooseAddressBlock(impl->config.addressPlan, record.addressBlock, takenBlocks);
+    auto taken = [&impl, &record](const std::string& block) {
+      auto holder = impl->blockHolders.find(block);
+      if (holder != impl->blockHolders.end() && holder->second != record.id) return true;
+      return block != record.addressBlock && impl->blocksBeingSaved.contains(block);
+    };
+    auto block = chooseAddressBlock(impl->config.addressPlan, record.addressBlock, taken,
+                                    &impl->blockSearchFrom);
     if (!block) co_return std::unexpected(block.error());
     record.addressBlock = *block;
     bool reserved = impl->blocksBeingSaved.insert(*block).second;
@@ -1181,6 +1184,12 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
     record.modRevision = result->revision;
     NodeState& node = impl->nodes[record.id];
     if (node.revision == 0) node.revision = impl->revisionBase;
+    if (auto old = impl->blockHolders.find(node.record.addressBlock);
+        old != impl->blockHolders.end() && old->second == record.id &&
+        node.record.addressBlock != record.addressBlock) {
+      impl->blockHolders.erase(old);
+    }
+    impl->blockHolders[record.addressBlock] = record.id;
     node.record = std::move(record);
     node.lastHeartbeatMs = now;
     node.lost = false;

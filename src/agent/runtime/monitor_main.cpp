@@ -1,6 +1,6 @@
 // skiff-monitor: one small process per container (the role conmon plays for CRI-O).
 //
-// It detaches from the agent (setsid + double fork) so the agent can die and restart, becomes
+// It detaches from the agent (setsid + fork) so the agent can die and restart, becomes
 // a child subreaper so the container's init is re-parented to it once `runc run --detach` exits,
 // and then: copies the container's stdout/stderr into size-rotated files, waits for the init to
 // exit, reads the memory cgroup's OOM-kill counter, writes the `exit` file atomically and

@@ -1205,6 +1205,12 @@ struct Agent::Impl {
         layout = *redetected;
       }
     }
+    if (options.favorDynamicCgroups) {
+      if (auto favored = runtime::favorDynamicCgroupModifications(layout); !favored) {
+        log::warn("cannot remount cgroup2 with favordynmods; container starts wait for the kernel",
+                  {{"error", favored.error().message()}});
+      }
+    }
     if (binary.empty()) {
       auto choice = runtime::chooseRuntime(true, layout);
       if (!choice) return std::unexpected(choice.error().wrap("OCI runtime"));

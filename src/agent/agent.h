@@ -58,6 +58,9 @@ struct AgentOptions {
   // hierarchy so crun can run (runtime auto or crun only; see runtime/cgroup.h). When that fails
   // the agent uses runc.
   bool mountHugetlbForCrun = true;
+  // Remount the host's cgroup2 mount with favordynmods so moving each new container into its
+  // cgroup does not wait for an RCU grace period (runtime/cgroup.h).
+  bool favorDynamicCgroups = true;
   std::vector<std::string> insecureRegistries;  // "HOST:PORT" allowed over plain HTTP.
   std::string monitorPath;                      // skiff-monitor; required.
   std::string initPath = "/usr/bin/tini-static";

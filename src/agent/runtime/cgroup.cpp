@@ -173,6 +173,49 @@ Result<std::string> oomCounterFile(const CgroupLayout& layout, std::string_view 
   return joinPath(joinPath(it->second, relPath), "memory.oom_control");
 }
 
+std::optional<std::string> favorDynmodsRemountData(std::string_view superOptions) {
+  std::string data;
+  for (std::string_view option : split(superOptions, ',')) {
+    if (option == "favordynmods") return std::nullopt;
+    // Read-only or read-write is the mount's flag, not superblock data.
+    if (option.empty() || option == "rw" || option == "ro") continue;
+    if (!data.empty()) data += ',';
+    data += option;
+  }
+  if (!data.empty()) data += ',';
+  return data + "favordynmods";
+}
+
+Status favorDynamicCgroupModifications(const CgroupLayout& layout) {
+  if (layout.v2Mount.empty()) return {};
+  std::ifstream in("/proc/self/mountinfo");
+  if (!in) return std::unexpected(errnoError("open /proc/self/mountinfo", errno));
+  for (std::string line; std::getline(in, line);) {
+    // ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS
+    std::vector<std::string_view> fields = split(line, ' ');
+    if (fields.size() < 10 || unescapeMountPath(fields[4]) != layout.v2Mount) continue;
+    size_t dash = 6;
+    while (dash < fields.size() && fields[dash] != "-") ++dash;
+    if (dash + 3 >= fields.size() || fields[dash + 1] != "cgroup2") continue;
+    auto data = favorDynmodsRemountData(fields[dash + 3]);
+    if (!data) return {};
+    unsigned long flags = MS_REMOUNT;
+    for (std::string_view option : split(fields[5], ',')) {
+      if (option == "ro") flags |= MS_RDONLY;
+      if (option == "nosuid") flags |= MS_NOSUID;
+      if (option == "nodev") flags |= MS_NODEV;
+      if (option == "noexec") flags |= MS_NOEXEC;
+      if (option == "relatime") flags |= MS_RELATIME;
+    }
+    if (::mount(nullptr, layout.v2Mount.c_str(), nullptr, flags, data->c_str()) != 0) {
+      return fail(ErrorCode::kFailedPrecondition,
+                  "remount " + layout.v2Mount + " with favordynmods: " + std::strerror(errno));
+    }
+    return {};
+  }
+  return fail(ErrorCode::kNotFound, "no cgroup2 mount at " + layout.v2Mount);
+}
+
 std::optional<uint64_t> parseOomKillCount(std::string_view text) {
   return parseKeyedCounter(text, "oom_kill");
 }

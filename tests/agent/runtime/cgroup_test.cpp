@@ -109,6 +109,14 @@ TEST(OomCounter, ParsesV1AndV2) {
   EXPECT_EQ(parseOomKillCount("oom_kill x\n"), std::nullopt);
 }
 
+TEST(FavorDynmods, RemountDataKeepsTheOtherSuperblockOptions) {
+  EXPECT_EQ(favorDynmodsRemountData("rw"), "favordynmods");
+  EXPECT_EQ(favorDynmodsRemountData("rw,nsdelegate,memory_recursiveprot"),
+            "nsdelegate,memory_recursiveprot,favordynmods");
+  EXPECT_EQ(favorDynmodsRemountData("rw,nsdelegate,favordynmods"), std::nullopt)
+      << "already set: no remount";
+}
+
 TEST(CpuUsage, ParsesTheUsageLineOfCpuStat) {
   constexpr std::string_view kCpuStat =
       "usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\nnr_periods 0\n";

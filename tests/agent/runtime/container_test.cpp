@@ -184,6 +184,61 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
 std::string* ContainerTest::suiteDir_ = nullptr;
 std::string* ContainerTest::mountedHugetlb_ = nullptr;
 
+// The mount options and superblock options of the cgroup2 mount at `path` (empty when none).
+std::pair<std::string, std::string> cgroup2Options(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::vector<std::string> parts;
+    for (std::string part; fields >> part;) parts.push_back(part);
+    auto dash = std::find(parts.begin(), parts.end(), "-");
+    if (parts.size() > 5 && parts[4] == path && dash != parts.end() &&
+        std::distance(dash, parts.end()) >= 4 && *(dash + 1) == "cgroup2") {
+      return {parts[5], *(dash + 3)};
+    }
+  }
+  return {};
+}
+
+TEST(CgroupHost, FavorDynmodsIsAddedToTheCgroup2MountAndItsOtherOptionsKept) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  auto layout = detectHostCgroupLayout();
+  ASSERT_TRUE(layout) << layout.error().message();
+  if (layout->v2Mount.empty()) GTEST_SKIP() << "no cgroup2 mount on this host";
+  auto [mountOptions, before] = cgroup2Options(layout->v2Mount);
+  ASSERT_FALSE(before.empty());
+  auto favored = favorDynamicCgroupModifications(*layout);
+  if (!favored) GTEST_SKIP() << "the kernel refuses favordynmods: " << favored.error().message();
+  auto [mountOptionsAfter, after] = cgroup2Options(layout->v2Mount);
+  EXPECT_NE(after.find("favordynmods"), std::string::npos) << after;
+  EXPECT_EQ(mountOptionsAfter, mountOptions) << "nosuid, nodev, noexec, relatime are kept";
+  for (const char* kept : {"nsdelegate", "memory_recursiveprot"}) {
+    if (before.find(kept) != std::string::npos) {
+      EXPECT_NE(after.find(kept), std::string::npos) << kept;
+    }
+  }
+  EXPECT_TRUE(favorDynamicCgroupModifications(*layout)) << "a second call changes nothing";
+  // Put the host back as it was when the test began.
+  if (before.find("favordynmods") == std::string::npos) {
+    std::string data;
+    std::istringstream options(before);
+    for (std::string option; std::getline(options, option, ',');) {
+      if (option != "rw" && option != "ro") data += (data.empty() ? "" : ",") + option;
+    }
+    unsigned long flags = MS_REMOUNT;
+    std::istringstream mountFlags(mountOptions);
+    for (std::string option; std::getline(mountFlags, option, ',');) {
+      if (option == "ro") flags |= MS_RDONLY;
+      if (option == "nosuid") flags |= MS_NOSUID;
+      if (option == "nodev") flags |= MS_NODEV;
+      if (option == "noexec") flags |= MS_NOEXEC;
+      if (option == "relatime") flags |= MS_RELATIME;
+    }
+    EXPECT_EQ(::mount(nullptr, layout->v2Mount.c_str(), nullptr, flags, data.c_str()), 0)
+        << strerror(errno);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Runtimes, ContainerTest, ::testing::Values("runc", "crun"),
                          [](const auto& info) { return info.param; });
 

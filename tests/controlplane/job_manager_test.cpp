@@ -249,6 +249,15 @@ class JobManagerTest : public ::testing::Test {
     });
   }
 
+  // Creates capacity group `name` reserving `count` critical tasks of 1 core and 128 MB.
+  void reserveCritical(const std::string& name, int64_t count) {
+    scheduler::CapacityGroupSpec group;
+    group.name = name;
+    group.critical = {{1, 128, 128, 10, 0}, count};
+    auto put = await(manager_->putCapacityGroup(group, true));
+    ASSERT_TRUE(put.has_value()) << put.error().message();
+  }
+
   int64_t report(const std::string& nodeId, std::vector<TaskStatusUpdate> updates) {
     auto applied = await(manager_->applyTaskStatus(nodeId, std::move(updates)));
     EXPECT_TRUE(applied.has_value()) << applied.error().message();
@@ -1244,10 +1253,7 @@ TEST_F(JobManagerTest, PreemptionStaysWithinTheServiceDisruptionBudgetAndRecords
   config.schedulerRetryMs = 20;
   start(config);
   ASSERT_TRUE(await(manager_->registerNode(node("node-1", 4), nullptr)).has_value());
-  scheduler::CapacityGroupSpec group;
-  group.name = "payments";
-  group.critical = {{1, 128, 128, 10, 0}, 2};
-  ASSERT_TRUE(await(manager_->putCapacityGroup(group, true)).has_value());
+  ASSERT_NO_FATAL_FAILURE(reserveCritical("payments", 2));
 
   // A flex service fills node-1; at most 1 of its 4 tasks may be unhealthy, and at most 1 may
   // be disrupted per minute.
@@ -1315,10 +1321,7 @@ TEST_F(JobManagerTest, PreemptionStaysWithinTheServiceDisruptionBudgetAndRecords
 TEST_F(JobManagerTest, ReservedGangEvictsForAllItsTasksAndStartsWhole) {
   start();
   ASSERT_TRUE(await(manager_->registerNode(node("node-1", 4), nullptr)).has_value());
-  scheduler::CapacityGroupSpec group;
-  group.name = "payments";
-  group.critical = {{1, 128, 128, 10, 0}, 3};
-  ASSERT_TRUE(await(manager_->putCapacityGroup(group, true)).has_value());
+  ASSERT_NO_FATAL_FAILURE(reserveCritical("payments", 3));
   std::string flex = create({.size = 3});
   ASSERT_TRUE(waitLaunched(flex, "node-1"));
   std::string gang =

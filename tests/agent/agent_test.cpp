@@ -358,8 +358,8 @@ TEST_F(AgentTest, ReadinessCheckMarksTheTaskReadyOnceItPasses) {
   waitJob(jobId, finished, 30s);
 }
 
-TEST_F(AgentTest, LivenessFailureEndsTheTaskAsFailedWithTheChecksOutput) {
-  json job = batchJob({"sh", "-c", "touch /alive; sleep 2; rm /alive; sleep 60"});
+TEST_F(AgentTest, LivenessFailureRestartsTheTaskCountedAsFailedWithTheChecksOutput) {
+  json job = batchJob({"sh", "-c", "touch /alive; sleep 2; rm /alive; sleep 60"}, /*retries=*/1);
   job["container"]["liveness"] = {{"exec", {{"command", {"cat", "/alive"}}}},
                                   {"intervalMs", 200},
                                   {"timeoutMs", 200},
@@ -376,6 +376,12 @@ TEST_F(AgentTest, LivenessFailureEndsTheTaskAsFailedWithTheChecksOutput) {
   int64_t ranMs = first["stateTimesMs"].value("Finished", int64_t{0}) -
                   first["stateTimesMs"].value("Started", int64_t{0});
   EXPECT_GE(ranMs, 1500) << first.dump();
+  // The failure used the job's one retry: the task was started again, and failed the same way.
+  json second = task(jobId + "-0-1");
+  EXPECT_EQ(second.value("resubmitOf", ""), jobId + "-0-0") << second.dump();
+  EXPECT_EQ(second["reason"], "failed") << second.dump();
+  EXPECT_NE(second.value("message", "").find("liveness check failed"), std::string::npos)
+      << second.dump();
 }
 
 // Whether a TCP connection to ip:port opens within a second.

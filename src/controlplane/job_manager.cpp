@@ -32,7 +32,7 @@ std::string sha256Hex(const std::string& data) {
 
 struct Command {
   std::function<Status(JobEdit&, int64_t nowMs)> apply;
-  // Called on the strand once the command's effect is durable (or failed).
+  // Called on the strand once the command's effect is durable (or failed); may be empty.
   std::function<void(const Status&, const JobView&)> done;
 };
 
@@ -197,11 +197,9 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   // Keys whose first request is being written; later requests with the key wait for it.
   std::unordered_map<std::string, std::vector<std::shared_ptr<asio::steady_timer>>> inflightKeys;
   std::map<std::string, NodeState> nodes;
-  // Address blocks chosen by registrations whose node record is still being committed: the
-  // strand runs another registration while one awaits its commit, and both must not take the
-  // same lowest free block.
-  std::set<std::string> blocksBeingSaved;
-  // Every node's address block -> the node, and where the search for a free block goes on.
+  // Every node's address block -> the node, and where the search for a free block goes on. A
+  // registration holds its block from the moment it chooses it: the strand runs another
+  // registration while one awaits its commit, and both must not take the same block.
   std::unordered_map<std::string, std::string> blockHolders;
   uint64_t blockSearchFrom = 0;
   // Jobs that may have tasks wanting a node, in id (= submission) order.
@@ -350,7 +348,7 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       post(actor, Command{[metrics](JobEdit& edit, int64_t at) {
                             return controlplane::applyMetrics(edit, metrics, at);
                           },
-                          [](const Status&, const JobView&) {}});
+                          nullptr});
     }
   }
 
@@ -1164,14 +1162,13 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
     if (record.registeredAtMs == 0) record.registeredAtMs = now;
     auto taken = [&impl, &record](const std::string& block) {
       auto holder = impl->blockHolders.find(block);
-      if (holder != impl->blockHolders.end() && holder->second != record.id) return true;
-      return block != record.addressBlock && impl->blocksBeingSaved.contains(block);
+      return holder != impl->blockHolders.end() && holder->second != record.id;
     };
     auto block = chooseAddressBlock(impl->config.addressPlan, record.addressBlock, taken,
                                     &impl->blockSearchFrom);
     if (!block) co_return std::unexpected(block.error());
     record.addressBlock = *block;
-    bool reserved = impl->blocksBeingSaved.insert(*block).second;
+    bool reserved = impl->blockHolders.emplace(*block, record.id).second;
     // How many task addresses the node has (the scheduler's address cap): the block less its
     // network and broadcast addresses.
     record.attributes[std::string(scheduler::kAddressesAttribute)] =
@@ -1179,8 +1176,10 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
     store::Txn txn;
     txn.onSuccess.push_back(store::Op::put(nodeKey(record.id), toStored(record)));
     auto result = co_await impl->commit(std::move(txn));
-    if (reserved) impl->blocksBeingSaved.erase(record.addressBlock);
-    if (!result) co_return std::unexpected(result.error().wrap("saving node"));
+    if (!result) {
+      if (reserved) impl->blockHolders.erase(record.addressBlock);
+      co_return std::unexpected(result.error().wrap("saving node"));
+    }
     record.modRevision = result->revision;
     NodeState& node = impl->nodes[record.id];
     if (node.revision == 0) node.revision = impl->revisionBase;
@@ -1189,7 +1188,6 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
         node.record.addressBlock != record.addressBlock) {
       impl->blockHolders.erase(old);
     }
-    impl->blockHolders[record.addressBlock] = record.id;
     node.record = std::move(record);
     node.lastHeartbeatMs = now;
     node.lost = false;
@@ -1280,7 +1278,7 @@ asio::awaitable<Result<json>> JobManager::drainNode(std::string nodeId, int64_t 
                              drainTasksOnNode(edit, nodeId, deadlineAtMs);
                              return {};
                            },
-                           [](const Status&, const JobView&) {}});
+                           nullptr});
       }
     }
     co_return impl->wire(again->second);

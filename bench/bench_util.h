@@ -4,9 +4,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace skiff::bench {
 
@@ -35,6 +37,14 @@ inline double processCpuSec(pid_t pid) {
     if (index == 15) break;
   }
   return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// The value at fraction `p` (0.5 for the median) of `values`, by nearest rank; 0 when empty.
+inline double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  size_t index = static_cast<size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
+  return values[std::min(index, values.size() - 1)];
 }
 
 }  // namespace skiff::bench

@@ -35,8 +35,11 @@
 
 #include "agent/metadata/metadata_proxy.h"
 #include "agent/metadata/netns_listener.h"
+#include "bench_util.h"
 
 namespace {
+
+using skiff::bench::percentile;
 
 using namespace skiff;
 using namespace skiff::agent::metadata;
@@ -134,12 +137,6 @@ void runClient(const Target& target, Steady::time_point deadline, bool newConnec
     ++result.errors;
     std::fprintf(stderr, "client: %s\n", e.what());
   }
-}
-
-double percentile(const std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  size_t index = static_cast<size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
-  return sorted[std::min(index, sorted.size() - 1)];
 }
 
 }  // namespace

@@ -31,9 +31,12 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/network/network_manager.h"
+#include "bench_util.h"
 #include "cli/client.h"
 
 namespace {
+
+using skiff::bench::percentile;
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -42,13 +45,6 @@ namespace net = skiff::agent::network;
 
 double ms(Clock::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
-}
-
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  size_t index = static_cast<size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
-  return values[index];
 }
 
 void print(const std::string& name, const std::vector<double>& values) {

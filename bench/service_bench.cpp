@@ -48,6 +48,8 @@
 
 namespace {
 
+using skiff::bench::percentile;
+
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
@@ -105,13 +107,6 @@ int freePort() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
   ::close(fd);
   return ntohs(address.sin_port);
-}
-
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  size_t index = static_cast<size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
-  return values[std::min(index, values.size() - 1)];
 }
 
 double msSince(Clock::time_point start) {

@@ -8,14 +8,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <openssl/evp.h>
 
 #include "common/async.h"
 #include "common/encoding.h"
 #include "common/log.h"
+#include "common/timer.h"
 
 namespace skiff::controlplane {
 namespace {
@@ -40,7 +39,7 @@ struct JobActor {
   JobView view;
   scheduler::JobShape shape;  // What the scheduler needs of the job; fixed for its life.
   std::deque<Command> mailbox;
-  std::unique_ptr<asio::steady_timer> timer;
+  std::unique_ptr<Timer> timer;
   int64_t deadlineMs = 0;
   bool wake = false;
   bool loopRunning = false;
@@ -104,7 +103,7 @@ struct NodeState {
   std::deque<std::pair<int64_t, std::string>> removedLog;
   // Delta answers cover the changes after this revision; an older poll gets the full list.
   int64_t deltaFloor = 0;
-  std::vector<std::shared_ptr<asio::steady_timer>> waiters;
+  std::vector<std::shared_ptr<Timer>> waiters;
 };
 
 std::string nodeStateName(const NodeState& node) {
@@ -184,6 +183,7 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   asio::io_context& io;
   store::Store& store;
   const Clock& clock;
+  TimerSource& timers;
   std::unique_ptr<scheduler::Scheduler> scheduler;
   ManagerConfig config;
   Strand strand;
@@ -195,33 +195,43 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   };
   std::unordered_map<std::string, IdempotencyEntry> idempotency;
   // Keys whose first request is being written; later requests with the key wait for it.
-  std::unordered_map<std::string, std::vector<std::shared_ptr<asio::steady_timer>>> inflightKeys;
+  std::unordered_map<std::string, std::vector<std::shared_ptr<Timer>>> inflightKeys;
   std::map<std::string, NodeState> nodes;
   // Every node's address block -> the node, and where the search for a free block goes on. A
   // registration holds its block from the moment it chooses it: the strand runs another
   // registration while one awaits its commit, and both must not take the same block.
   std::unordered_map<std::string, std::string> blockHolders;
   uint64_t blockSearchFrom = 0;
-  // Jobs that may have tasks wanting a node, in id (= submission) order.
+  // Jobs that may have tasks wanting a node that were not tried since the cluster last changed,
+  // in id (= submission) order: what the next iteration considers.
   std::set<std::string> pendingJobs;
+  // Jobs whose wanting tasks found no node when last tried, with those tasks. They wait for a
+  // change that could let them fit (a node added, back or relabelled, resources freed, a
+  // capacity group changed) or for `schedulerRetryMs`, like Kubernetes's unschedulable pods:
+  // a submission then costs the scheduler work for its own tasks only, however many wait.
+  std::map<std::string, std::unordered_set<std::string>> parkedJobs;
+  bool clusterChangedSinceIteration = false;
+  int64_t lastRetryOfParkedMs = 0;
+  SchedulingStats stats;
   // Tasks the scheduler placed whose launch is not yet durable.
   std::unordered_set<std::string> launching;
   // Per job, tasks the scheduler chose to evict whose eviction is not yet durable.
   std::map<std::string, std::set<std::string>> evictionsInFlight;
   std::map<std::string, CapacityGroupRecord> capacityGroups;
-  std::unique_ptr<asio::steady_timer> schedulerTimer;
+  std::unique_ptr<Timer> schedulerTimer;
   bool schedulerWake = false;
   std::string flexRotation;  // Where the next iteration's flex pass starts.
   size_t taskCount = 0;
   int64_t revisionBase = 0;
   bool stopped = false;
-  std::unique_ptr<asio::steady_timer> nodeTimer;
+  std::unique_ptr<Timer> nodeTimer;
 
-  Impl(asio::io_context& ioContext, store::Store& s, const Clock& c,
+  Impl(asio::io_context& ioContext, store::Store& s, const Clock& c, TimerSource& t,
        std::unique_ptr<scheduler::Scheduler> p, ManagerConfig cfg)
       : io(ioContext),
         store(s),
         clock(c),
+        timers(t),
         scheduler(std::move(p)),
         config(cfg),
         strand(asio::make_strand(ioContext)) {}
@@ -242,7 +252,7 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   // ---- Job loops ----
 
   void ensureLoop(JobActor* actor) {
-    if (!actor->timer) actor->timer = std::make_unique<asio::steady_timer>(strand);
+    if (!actor->timer) actor->timer = timers.make(strand);
     if (actor->loopRunning || stopped) return;
     actor->loopRunning = true;
     asio::co_spawn(strand, runJob(shared_from_this(), actor), asio::detached);
@@ -269,12 +279,11 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
         int64_t now = self->clock.nowMs();
         if (actor->deadlineMs == 0 || actor->deadlineMs > now) {
           if (actor->deadlineMs == 0) {
-            actor->timer->expires_after(std::chrono::hours(24));
+            actor->timer->expiresNever();
           } else {
-            actor->timer->expires_after(std::chrono::milliseconds(actor->deadlineMs - now));
+            actor->timer->expiresAfterMs(actor->deadlineMs - now);
           }
-          boost::system::error_code ec;
-          co_await actor->timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          co_await actor->timer->wait();
           continue;
         }
       }
@@ -320,7 +329,10 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       if (command.done) command.done(status ? committed : status, actor->view);
     }
     notePending(actor, clock.nowMs());
-    if (actor->view.job.state == api::JobState::kFinished) scheduler->forgetJob(actor->view.job.id);
+    if (actor->view.job.state == api::JobState::kFinished) {
+      scheduler->forgetJob(actor->view.job.id);
+      parkedJobs.erase(actor->view.job.id);
+    }
   }
 
   // Records the CPU use a node reported for its tasks and hands each service that autoscales on
@@ -352,15 +364,19 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  // Queues the job for the scheduler when some task wants a node now.
+  // Queues the job for the scheduler when some task wants a node now. A parked job is queued
+  // again only for a wanting task it was not parked with (a new task, a retry).
   void notePending(JobActor* actor, int64_t now) {
     if (actor->view.job.state != api::JobState::kAccepted) return;
+    const std::string& jobId = actor->view.job.id;
+    auto parked = parkedJobs.find(jobId);
     for (const TaskRecord& task : actor->view.tasks) {
-      if (wantsPlacement(task, now) && !launching.contains(task.id)) {
-        pendingJobs.insert(actor->view.job.id);
-        wakeScheduler();
-        return;
-      }
+      if (!wantsPlacement(task, now) || launching.contains(task.id)) continue;
+      if (parked != parkedJobs.end() && parked->second.contains(task.id)) continue;
+      if (parked != parkedJobs.end()) parkedJobs.erase(parked);
+      pendingJobs.insert(jobId);
+      wakeScheduler();
+      return;
     }
   }
 
@@ -371,8 +387,20 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     if (schedulerTimer) schedulerTimer->cancel();
   }
 
+  // Something happened that could let parked tasks fit: the next iteration tries them again.
+  void clusterChanged() {
+    clusterChangedSinceIteration = true;
+    wakeScheduler();
+  }
+
+  void unparkAll(int64_t now) {
+    for (auto& [jobId, tasks] : parkedJobs) pendingJobs.insert(jobId);
+    parkedJobs.clear();
+    lastRetryOfParkedMs = now;
+  }
+
   void startScheduler() {
-    schedulerTimer = std::make_unique<asio::steady_timer>(strand);
+    schedulerTimer = timers.make(strand);
     schedulerWake = true;
     asio::co_spawn(strand, runScheduler(shared_from_this()), asio::detached);
   }
@@ -380,16 +408,16 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   static asio::awaitable<void> runScheduler(std::shared_ptr<Impl> self) {
     while (!self->stopped) {
       if (!self->schedulerWake) {
-        if (self->pendingJobs.empty()) {
-          self->schedulerTimer->expires_after(std::chrono::hours(24));
+        if (self->pendingJobs.empty() && self->parkedJobs.empty()) {
+          self->schedulerTimer->expiresNever();
         } else {
-          self->schedulerTimer->expires_after(
-              std::chrono::milliseconds(self->config.schedulerRetryMs));
+          self->schedulerTimer->expiresAfterMs(self->config.schedulerRetryMs);
         }
-        boost::system::error_code ec;
-        co_await self->schedulerTimer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await self->schedulerTimer->wait();
         if (self->stopped) break;
-        if (!self->schedulerWake && self->pendingJobs.empty()) continue;
+        if (!self->schedulerWake && self->pendingJobs.empty() && self->parkedJobs.empty()) {
+          continue;
+        }
       }
       self->schedulerWake = false;
       if (self->iterate()) self->schedulerWake = true;
@@ -418,27 +446,39 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   // truncated iteration stopped. Returns true when another iteration should follow at once.
   bool iterate() {
     int64_t now = clock.nowMs();
+    if (clusterChangedSinceIteration ||
+        (!parkedJobs.empty() && now - lastRetryOfParkedMs >= config.schedulerRetryMs)) {
+      clusterChangedSinceIteration = false;
+      unparkAll(now);
+    }
+    ++stats.iterations;
     const size_t limit = static_cast<size_t>(std::max<int64_t>(1, config.maxTasksPerIteration));
     std::vector<scheduler::PendingJob> batch;
     std::vector<std::string> idle;
+    // Jobs with wanting tasks this iteration did not collect (the limit cut them off).
+    std::set<std::string> cutOff;
     size_t taken = 0;
     bool truncated = false;
     auto collect = [&](JobActor* actor) {
       scheduler::PendingJob pending{&actor->shape, {}};
       for (const TaskRecord& task : actor->view.tasks) {
-        if (!actor->shape.gang && taken >= limit) break;
         if (wantsPlacement(task, now) && !launching.contains(task.id)) {
+          if (!actor->shape.gang && taken >= limit) {
+            cutOff.insert(actor->view.job.id);
+            break;
+          }
           pending.taskIds.push_back(task.id);
           ++taken;
         }
       }
       if (pending.taskIds.empty()) {
-        idle.push_back(actor->view.job.id);
+        if (!cutOff.contains(actor->view.job.id)) idle.push_back(actor->view.job.id);
       } else {
         batch.push_back(std::move(pending));
       }
     };
     for (const std::string& jobId : pendingJobs) {
+      ++stats.jobsScanned;
       JobActor* actor = findJob(jobId);
       if (actor == nullptr || actor->view.job.state != api::JobState::kAccepted) {
         idle.push_back(jobId);
@@ -449,6 +489,7 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     auto start = pendingJobs.lower_bound(flexRotation);
     for (size_t seen = 0; seen < pendingJobs.size(); ++seen, ++start) {
       if (start == pendingJobs.end()) start = pendingJobs.begin();
+      ++stats.jobsScanned;
       if (taken >= limit) {
         truncated = true;
         flexRotation = *start;
@@ -465,12 +506,28 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     if (batch.empty()) return false;
 
     EvictionAllowances allowances(*this, now);
+    stats.tasksTried += static_cast<int64_t>(taken);
     scheduler::IterationResult result = scheduler->schedule(batch, &allowances);
     std::map<std::string, std::vector<std::pair<std::string, std::string>>> placements;
     for (scheduler::Assignment& assignment : result.assignments) {
       launching.insert(assignment.taskId);
       placements[assignment.jobId].emplace_back(std::move(assignment.taskId),
                                                 std::move(assignment.nodeId));
+    }
+    // Every job tried leaves the queue: parked with the tasks that found no node, or done until
+    // its loop notes a wanting task again. Jobs the limit cut off stay for the next iteration.
+    for (const scheduler::PendingJob& tried : batch) {
+      const std::string& jobId = tried.job->id;
+      if (cutOff.contains(jobId)) continue;
+      pendingJobs.erase(jobId);
+      std::unordered_set<std::string> unplaced;
+      for (const std::string& taskId : tried.taskIds) {
+        if (!launching.contains(taskId)) unplaced.insert(taskId);
+      }
+      if (unplaced.empty()) continue;
+      // The retry period counts from the oldest park.
+      if (parkedJobs.empty()) lastRetryOfParkedMs = now;
+      parkedJobs[jobId] = std::move(unplaced);
     }
     for (auto& [jobId, list] : placements) postLaunch(jobId, std::move(list));
     std::map<std::string, std::vector<std::string>> evictions;
@@ -491,7 +548,7 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     JobActor* actor = findJob(jobId);
     auto abandon = [this](const std::vector<std::string>& taskIds) {
       for (const std::string& taskId : taskIds) scheduler->removeTask(taskId);
-      if (!taskIds.empty()) wakeScheduler();
+      if (!taskIds.empty()) clusterChanged();
     };
     if (actor == nullptr) {
       std::vector<std::string> ids;
@@ -627,7 +684,7 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
       // lost a race with a kill).
       if (task->finished() || (wasOnNode && !isOnNode)) {
         scheduler->removeTask(task->id);
-        wakeScheduler();
+        clusterChanged();
       }
       if (!task->nodeId.empty()) touched[task->nodeId];
     }
@@ -671,10 +728,10 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
     if (!key.empty()) {
       // A request with the same key is being written: wait for its outcome.
       while (inflightKeys.contains(key)) {
-        auto waiter = std::make_shared<asio::steady_timer>(strand, std::chrono::hours(1));
+        std::shared_ptr<Timer> waiter = timers.make(strand);
+        waiter->expiresAfterMs(3'600'000);
         inflightKeys[key].push_back(waiter);
-        boost::system::error_code ec;
-        co_await waiter->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await waiter->wait();
       }
       if (auto it = idempotency.find(key); it != idempotency.end()) {
         if (it->second.requestHash != requestHash) {
@@ -736,15 +793,14 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   // ---- Nodes ----
 
   void startNodeChecks() {
-    nodeTimer = std::make_unique<asio::steady_timer>(strand);
+    nodeTimer = timers.make(strand);
     asio::co_spawn(strand, checkNodes(shared_from_this()), asio::detached);
   }
 
   static asio::awaitable<void> checkNodes(std::shared_ptr<Impl> self) {
     while (!self->stopped) {
-      self->nodeTimer->expires_after(std::chrono::milliseconds(self->config.nodeCheckIntervalMs));
-      boost::system::error_code ec;
-      co_await self->nodeTimer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      self->nodeTimer->expiresAfterMs(self->config.nodeCheckIntervalMs);
+      co_await self->nodeTimer->wait();
       if (self->stopped) break;
       int64_t now = self->clock.nowMs();
       for (auto& [id, node] : self->nodes) {
@@ -818,7 +874,12 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
 
 JobManager::JobManager(asio::io_context& io, store::Store& store, const Clock& clock,
                        std::unique_ptr<scheduler::Scheduler> scheduler, ManagerConfig config)
-    : impl_(std::make_shared<Impl>(io, store, clock, std::move(scheduler), config)) {}
+    : JobManager(io, store, clock, SteadyTimerSource::instance(), std::move(scheduler), config) {}
+
+JobManager::JobManager(asio::io_context& io, store::Store& store, const Clock& clock,
+                       TimerSource& timers, std::unique_ptr<scheduler::Scheduler> scheduler,
+                       ManagerConfig config)
+    : impl_(std::make_shared<Impl>(io, store, clock, timers, std::move(scheduler), config)) {}
 
 JobManager::~JobManager() {
   stop();
@@ -934,7 +995,7 @@ Status JobManager::recover() {
   // Nothing before the restart is remembered: older polls get the full list.
   for (auto& [id, node] : impl.nodes) node.revision = node.deltaFloor = impl.revisionBase;
   for (auto& [id, actor] : impl.jobs) {
-    actor->timer = std::make_unique<asio::steady_timer>(impl.strand);
+    actor->timer = impl.timers.make(impl.strand);
     if (actor->view.job.state != api::JobState::kFinished) {
       actor->wake = true;
       impl.ensureLoop(actor.get());
@@ -1196,7 +1257,7 @@ asio::awaitable<Result<json>> JobManager::registerNode(NodeRegistration registra
     impl->bumpNode(node.record.id);
     // An agent that registers again may have lost its containers: it gets the full list.
     node.deltaFloor = node.revision;
-    impl->wakeScheduler();
+    impl->clusterChanged();
     co_return impl->wire(node);
   };
   co_return co_await impl->onStrand<Result<json>>(std::move(body));
@@ -1215,11 +1276,22 @@ asio::awaitable<Result<json>> JobManager::heartbeat(std::string nodeId,
       it->second.lost = false;
       log::info("node back", {{"nodeId", nodeId}});
       impl->scheduler->setSchedulable(nodeId, !it->second.record.draining);
-      impl->wakeScheduler();
+      impl->clusterChanged();
     }
     co_return json{{"nodeId", nodeId}, {"draining", it->second.record.draining}};
   };
   co_return co_await impl->onStrand<Result<json>>(std::move(body));
+}
+
+asio::awaitable<SchedulingStats> JobManager::schedulingStats() {
+  auto impl = impl_;
+  auto body = [impl]() -> asio::awaitable<SchedulingStats> {
+    SchedulingStats stats = impl->stats;
+    stats.pendingJobs = static_cast<int64_t>(impl->pendingJobs.size());
+    stats.parkedJobs = static_cast<int64_t>(impl->parkedJobs.size());
+    co_return stats;
+  };
+  co_return co_await impl->onStrand<SchedulingStats>(std::move(body));
 }
 
 asio::awaitable<Result<json>> JobManager::listNodes() {
@@ -1312,7 +1384,7 @@ asio::awaitable<Result<json>> JobManager::labelNode(
     again->second.record.labels = std::move(record.labels);
     again->second.record.modRevision = result->revision;
     impl->scheduler->upsertNode(nodeSpec(again->second));
-    impl->wakeScheduler();
+    impl->clusterChanged();
     log::info("node labels changed", {{"nodeId", nodeId}});
     co_return impl->wire(again->second);
   };
@@ -1394,6 +1466,7 @@ asio::awaitable<Result<json>> JobManager::putCapacityGroup(scheduler::CapacityGr
     }
     record.modRevision = result->revision;
     impl->scheduler->upsertCapacityGroup(record.spec);
+    impl->clusterChanged();
     impl->capacityGroups[spec.name] = record;
     impl->wakeScheduler();
     log::info("capacity group saved", {{"name", spec.name}});
@@ -1446,6 +1519,7 @@ asio::awaitable<Result<json>> JobManager::deleteCapacityGroup(std::string name) 
     if (!result) co_return std::unexpected(result.error().wrap("deleting capacity group"));
     impl->capacityGroups.erase(name);
     impl->scheduler->removeCapacityGroup(name);
+    impl->clusterChanged();
     log::info("capacity group deleted", {{"name", name}});
     co_return json{{"name", name}, {"deleted", true}};
   };
@@ -1465,11 +1539,10 @@ asio::awaitable<Result<Assignments>> JobManager::assignments(std::string nodeId,
     // A revision newer than the node's comes from before a restart onto an older state: it
     // tells nothing, so the full list goes out at once rather than after the wait.
     if (it->second.revision == afterRevision && waitMs > 0) {
-      auto waiter =
-          std::make_shared<asio::steady_timer>(impl->strand, std::chrono::milliseconds(waitMs));
+      std::shared_ptr<Timer> waiter = impl->timers.make(impl->strand);
+      waiter->expiresAfterMs(waitMs);
       it->second.waiters.push_back(waiter);
-      boost::system::error_code ec;
-      co_await waiter->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await waiter->wait();
       it = impl->nodes.find(nodeId);
       if (it == impl->nodes.end())
         co_return fail(ErrorCode::kNotFound, "node " + nodeId + " is gone");

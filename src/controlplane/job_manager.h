@@ -31,6 +31,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/timer.h"
 #include "controlplane/address_blocks.h"
 #include "controlplane/capacity_groups.h"
 #include "controlplane/job_logic.h"
@@ -102,13 +103,28 @@ struct Assignments {
   std::vector<std::string> removed;
 };
 
+// The scheduler loop's work so far: a count, not a timing, so tests can check that a submission
+// costs work for its own tasks only.
+struct SchedulingStats {
+  int64_t iterations = 0;
+  int64_t jobsScanned = 0;  // Queued jobs visited by iterations.
+  int64_t tasksTried = 0;   // Tasks handed to the scheduler.
+  int64_t pendingJobs = 0;  // Now: jobs queued for the next iteration.
+  int64_t parkedJobs = 0;   // Now: jobs whose tasks wait for a change in the cluster.
+};
+
 // How `JobManager::assignments` hands out the list: a JSON value, or JSON text for the API's
 // answer (built without a JSON document per task; each job's descriptor is serialized once).
 enum class AssignmentsForm { kJson, kText };
 
 class JobManager {
  public:
+  // Timers are real (`SteadyTimerSource`).
   JobManager(asio::io_context& io, store::Store& store, const Clock& clock,
+             std::unique_ptr<scheduler::Scheduler> scheduler, ManagerConfig config = {});
+  // Every wait (job deadlines, scheduler retries, node checks, long polls) uses `timers`, whose
+  // deadlines should follow `clock` (a `ManualTimerSource` over the same `ManualClock` in tests).
+  JobManager(asio::io_context& io, store::Store& store, const Clock& clock, TimerSource& timers,
              std::unique_ptr<scheduler::Scheduler> scheduler, ManagerConfig config = {});
   ~JobManager();
   JobManager(const JobManager&) = delete;
@@ -117,6 +133,7 @@ class JobManager {
   // Loads every job, task and node from the store and starts the reconcile loops. Call once,
   // before serving. Blocking.
   Status recover();
+  asio::awaitable<SchedulingStats> schedulingStats();
   // Stops every loop; pending callers get kUnavailable.
   void stop();
 

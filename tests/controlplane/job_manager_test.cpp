@@ -32,6 +32,7 @@
 #include "api/job.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/timer.h"
 #include "controlplane/records.h"
 #include "controlplane/scheduler/scheduler.h"
 #include "controlplane/store/sqlite_store.h"
@@ -144,8 +145,13 @@ class JobManagerTest : public ::testing::Test {
   void start(ManagerConfig config = {}) {
     io_ = std::make_unique<asio::io_context>();
     work_.emplace(asio::make_work_guard(*io_));
-    manager_ = std::make_unique<JobManager>(*io_, *store_, *clock_,
-                                            scheduler::makeScheduler(*clock_), config);
+    if (timers_ != nullptr) {
+      manager_ = std::make_unique<JobManager>(*io_, *store_, *clock_, *timers_,
+                                              scheduler::makeScheduler(*clock_), config);
+    } else {
+      manager_ = std::make_unique<JobManager>(*io_, *store_, *clock_,
+                                              scheduler::makeScheduler(*clock_), config);
+    }
     auto recovered = manager_->recover();
     ASSERT_TRUE(recovered.has_value()) << recovered.error().message();
     std::promise<void> done;
@@ -266,6 +272,8 @@ class JobManagerTest : public ::testing::Test {
 
   ManualClock manualClock_;
   const Clock* clock_ = &SystemClock::instance();  // Set before start(), e.g. to &manualClock_.
+  ManualTimerSource manualTimers_{manualClock_};
+  TimerSource* timers_ = nullptr;  // Set before start(), e.g. to &manualTimers_.
   std::string dir_;
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<asio::io_context> io_;
@@ -1392,6 +1400,59 @@ TEST_F(JobManagerTest, ManyJobsArePlacedInBatchedIterations) {
     EXPECT_LE(n["allocated"]["cpu"].get<double>(), 16.0);
   }
   EXPECT_EQ(cpu, 50);
+}
+
+}  // namespace
+}  // namespace skiff::controlplane
+
+namespace skiff::controlplane {
+namespace {
+
+// ============================== Scheduler work per submission ==============================
+
+// Tasks that found no node wait aside until the cluster changes: a submission costs the
+// scheduler work for its own tasks, not for everything already pending. Timers are manual, so
+// no periodic retry runs during the test.
+TEST_F(JobManagerTest, SubmissionCostsSchedulerWorkForItsOwnTasksOnlyWhateverIsPending) {
+  clock_ = &manualClock_;
+  timers_ = &manualTimers_;
+  start();
+  auto settled = [&](int64_t parked) {
+    return waitUntil([&] {
+      SchedulingStats stats = await(manager_->schedulingStats());
+      return stats.pendingJobs == 0 && stats.parkedJobs == parked;
+    });
+  };
+  constexpr int kJobs = 200;
+  constexpr int kTasksPerJob = 5;
+  for (int i = 0; i < kJobs; ++i) create({.size = kTasksPerJob});
+  ASSERT_TRUE(settled(kJobs));
+  SchedulingStats first = await(manager_->schedulingStats());
+  EXPECT_LE(first.tasksTried, kJobs * kTasksPerJob);
+
+  // As many again, with the first ones pending: the work grows by the new tasks only.
+  for (int i = 0; i < kJobs; ++i) create({.size = kTasksPerJob});
+  ASSERT_TRUE(settled(2 * kJobs));
+  SchedulingStats second = await(manager_->schedulingStats());
+  EXPECT_LE(second.tasksTried - first.tasksTried, kJobs * kTasksPerJob);
+  EXPECT_LE(second.jobsScanned - first.jobsScanned, 2 * kJobs);
+
+  // A node joining is a change that may let them fit: every parked job is tried again.
+  registerNode("n1");
+  ASSERT_TRUE(waitUntil([&] {
+    SchedulingStats stats = await(manager_->schedulingStats());
+    return stats.tasksTried - second.tasksTried >= 2 * kJobs * kTasksPerJob;
+  }));
+  auto nodes = await(manager_->listNodes());
+  ASSERT_TRUE(nodes.has_value());
+  // 16 cores of 1-core tasks.
+  EXPECT_EQ((*nodes)["items"][0]["allocated"]["cpu"], 16) << nodes->dump();
+
+  // Without a change, parked jobs are tried again once schedulerRetryMs has passed.
+  SchedulingStats placed = await(manager_->schedulingStats());
+  manualTimers_.advanceMs(ManagerConfig{}.schedulerRetryMs);
+  ASSERT_TRUE(
+      waitUntil([&] { return await(manager_->schedulingStats()).tasksTried > placed.tasksTried; }));
 }
 
 }  // namespace

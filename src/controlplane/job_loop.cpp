@@ -82,7 +82,7 @@ asio::awaitable<void> JobManager::Impl::step(JobActor* actor) {
   notePending(actor, clock.nowMs());
   if (actor->view.job.state == api::JobState::kFinished) {
     scheduler->forgetJob(actor->view.job.id);
-    parkedJobs.erase(actor->view.job.id);
+    forgetParked(actor->view.job.id);
   }
 }
 
@@ -120,7 +120,7 @@ void JobManager::Impl::notePending(JobActor* actor, int64_t now) {
   for (const TaskRecord& task : actor->view.tasks) {
     if (!wantsPlacement(task, now) || launching.contains(task.id)) continue;
     if (parked != parkedJobs.end() && parked->second.contains(task.id)) continue;
-    if (parked != parkedJobs.end()) parkedJobs.erase(parked);
+    if (parked != parkedJobs.end()) forgetParked(jobId);
     pendingJobs.insert(jobId);
     wakeScheduler();
     return;

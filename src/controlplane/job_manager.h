@@ -49,7 +49,12 @@ struct ManagerConfig {
   // Pending tasks one scheduling iteration considers at most (gangs are never split).
   int64_t maxTasksPerIteration = 20'000;
   // While tasks stay pending, an iteration runs at least this often even when nothing changed.
+  // Parked critical jobs (their tasks found no node; preemption allowances change with time) are
+  // tried again this often.
   int64_t schedulerRetryMs = 1'000;
+  // Parked flex jobs wait for a change in the cluster that could let them fit; they are tried
+  // again at least this often as a safety net (Kubernetes flushes unschedulable pods likewise).
+  int64_t parkedRetryMs = 30'000;
   // Container address blocks handed to nodes at registration (address_blocks.h).
   AddressPlan addressPlan;
   // A service that autoscales on `cpu` is given its tasks' average reported CPU use at most this

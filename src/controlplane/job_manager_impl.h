@@ -146,8 +146,11 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   // capacity group changed) or for `schedulerRetryMs`, like Kubernetes's unschedulable pods:
   // a submission then costs the scheduler work for its own tasks only, however many wait.
   std::map<std::string, std::unordered_set<std::string>> parkedJobs;
+  // The parked jobs of the critical tier, tried again every schedulerRetryMs.
+  std::set<std::string> parkedCritical;
   bool clusterChangedSinceIteration = false;
   int64_t lastRetryOfParkedMs = 0;
+  int64_t lastRetryOfCriticalMs = 0;
   SchedulingStats stats;
   // Tasks the scheduler placed whose launch is not yet durable.
   std::unordered_set<std::string> launching;
@@ -209,6 +212,10 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   void clusterChanged();
 
   void unparkAll(int64_t now);
+  void unparkCritical(int64_t now);
+  void forgetParked(const std::string& jobId);
+  // How long the scheduler loop may sleep before a parked job is due for a retry.
+  int64_t untilParkedRetryMs(int64_t now) const;
 
   void startScheduler();
 

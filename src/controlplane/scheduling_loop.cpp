@@ -15,7 +15,31 @@ void JobManager::Impl::clusterChanged() {
 void JobManager::Impl::unparkAll(int64_t now) {
   for (auto& [jobId, tasks] : parkedJobs) pendingJobs.insert(jobId);
   parkedJobs.clear();
+  parkedCritical.clear();
   lastRetryOfParkedMs = now;
+  lastRetryOfCriticalMs = now;
+}
+
+void JobManager::Impl::unparkCritical(int64_t now) {
+  for (const std::string& jobId : parkedCritical) {
+    parkedJobs.erase(jobId);
+    pendingJobs.insert(jobId);
+  }
+  parkedCritical.clear();
+  lastRetryOfCriticalMs = now;
+}
+
+void JobManager::Impl::forgetParked(const std::string& jobId) {
+  parkedJobs.erase(jobId);
+  parkedCritical.erase(jobId);
+}
+
+int64_t JobManager::Impl::untilParkedRetryMs(int64_t now) const {
+  int64_t wait = config.parkedRetryMs - (now - lastRetryOfParkedMs);
+  if (!parkedCritical.empty()) {
+    wait = std::min(wait, config.schedulerRetryMs - (now - lastRetryOfCriticalMs));
+  }
+  return std::max<int64_t>(wait, 0);
 }
 
 void JobManager::Impl::startScheduler() {
@@ -27,10 +51,12 @@ void JobManager::Impl::startScheduler() {
 asio::awaitable<void> JobManager::Impl::runScheduler(std::shared_ptr<Impl> self) {
   while (!self->stopped) {
     if (!self->schedulerWake) {
-      if (self->pendingJobs.empty() && self->parkedJobs.empty()) {
-        self->schedulerTimer->expiresNever();
-      } else {
+      if (!self->pendingJobs.empty()) {
         self->schedulerTimer->expiresAfterMs(self->config.schedulerRetryMs);
+      } else if (!self->parkedJobs.empty()) {
+        self->schedulerTimer->expiresAfterMs(self->untilParkedRetryMs(self->clock.nowMs()));
+      } else {
+        self->schedulerTimer->expiresNever();
       }
       co_await self->schedulerTimer->wait();
       if (self->stopped) break;
@@ -48,9 +74,11 @@ asio::awaitable<void> JobManager::Impl::runScheduler(std::shared_ptr<Impl> self)
 bool JobManager::Impl::iterate() {
   int64_t now = clock.nowMs();
   if (clusterChangedSinceIteration ||
-      (!parkedJobs.empty() && now - lastRetryOfParkedMs >= config.schedulerRetryMs)) {
+      (!parkedJobs.empty() && now - lastRetryOfParkedMs >= config.parkedRetryMs)) {
     clusterChangedSinceIteration = false;
     unparkAll(now);
+  } else if (!parkedCritical.empty() && now - lastRetryOfCriticalMs >= config.schedulerRetryMs) {
+    unparkCritical(now);
   }
   ++stats.iterations;
   const size_t limit = static_cast<size_t>(std::max<int64_t>(1, config.maxTasksPerIteration));
@@ -129,6 +157,10 @@ bool JobManager::Impl::iterate() {
     // The retry period counts from the oldest park.
     if (parkedJobs.empty()) lastRetryOfParkedMs = now;
     parkedJobs[jobId] = std::move(unplaced);
+    if (tried.job->tier == api::Tier::kCritical) {
+      if (parkedCritical.empty()) lastRetryOfCriticalMs = now;
+      parkedCritical.insert(jobId);
+    }
   }
   for (auto& [jobId, list] : placements) postLaunch(jobId, std::move(list));
   std::map<std::string, std::vector<std::string>> evictions;

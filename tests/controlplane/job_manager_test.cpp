@@ -1448,9 +1448,12 @@ TEST_F(JobManagerTest, SubmissionCostsSchedulerWorkForItsOwnTasksOnlyWhateverIsP
   // 16 cores of 1-core tasks.
   EXPECT_EQ((*nodes)["items"][0]["allocated"]["cpu"], 16) << nodes->dump();
 
-  // Without a change, parked jobs are tried again once schedulerRetryMs has passed.
+  // Without a change, parked jobs are tried again once parkedRetryMs has passed.
   SchedulingStats placed = await(manager_->schedulingStats());
   manualTimers_.advanceMs(ManagerConfig{}.schedulerRetryMs);
+  SchedulingStats early = await(manager_->schedulingStats());
+  EXPECT_EQ(early.tasksTried, placed.tasksTried);
+  manualTimers_.advanceMs(ManagerConfig{}.parkedRetryMs);
   ASSERT_TRUE(
       waitUntil([&] { return await(manager_->schedulingStats()).tasksTried > placed.tasksTried; }));
 }

@@ -20,7 +20,7 @@
 
 #include "agent/agent.h"
 #include "agent/node_info.h"
-#include "cli/config.h"
+#include "client/address.h"
 #include "common/log.h"
 
 int main(int argc, char** argv) {
@@ -112,13 +112,13 @@ int main(int argc, char** argv) {
     }
     options.attributes.labels[label.substr(0, eq)] = label.substr(eq + 1);
   }
-  auto address = skiff::cli::normalizeAddress(server);
+  auto address = skiff::client::normalizeAddress(server);
   if (!address) {
     skiff::log::error("bad --server", {{"error", address.error().message()}});
     return 2;
   }
   options.server = *address;
-  auto token = skiff::cli::readTokenFile(joinTokenFile);
+  auto token = skiff::client::readTokenFile(joinTokenFile);
   if (!token) {
     skiff::log::error("cannot read the join token", {{"error", token.error().message()}});
     return 2;

@@ -18,7 +18,7 @@
 // Output: one JSON object on stdout.
 //
 // Usage:
-//   service_bench --skiffd build/src/controlplane/skiffd --state-dir DIR [--tasks 50]
+//   service_bench --skiffd build/src/local/skiffd --state-dir DIR [--tasks 50]
 //                 [--surge 5] [--health-ms 500] [--min-healthy-ms 0]
 
 #include <netinet/in.h>

@@ -835,11 +835,9 @@ struct Agent::Impl {
   Status serveMetadata(TaskRecord& task, const json& assignment, const std::string& address,
                        const std::string& netnsPath, const std::string& pinnedImage) {
     if (!metadataProxy) return {};
-    auto labels = options.attributes.labels;
-    auto region = labels.find("region");
     metadata::TaskMetadata md = metadata::taskMetadataFromAssignment(
-        assignment, address, options.nodeId, options.attributes.zone,
-        region == labels.end() ? "" : region->second, options.attributes.machineType,
+        assignment, address, options.nodeId, options.attributes.zone, regionOf(options.attributes),
+        options.attributes.machineType,
         std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::system_clock::now().time_since_epoch())
             .count());

@@ -28,7 +28,7 @@
 #include "agent/image/digest.h"
 #include "agent/runtime/cgroup.h"
 #include "integration/skiffd_process.h"
-#include "agent/image/testing/local_registry.h"
+#include "testing/local_registry.h"
 
 namespace skiff::agent {
 namespace {

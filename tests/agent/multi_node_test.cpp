@@ -44,7 +44,7 @@
 #include "agent/runtime/cgroup.h"
 #include "api/network.h"
 #include "integration/skiffd_process.h"
-#include "agent/image/testing/local_registry.h"
+#include "testing/local_registry.h"
 #include "testing/netns_cluster.h"
 
 namespace skiff::agent {

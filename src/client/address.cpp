@@ -1,14 +1,14 @@
 #include "client/address.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 
 #include "common/text.h"
 
 namespace skiff::client {
-
 Result<std::string> normalizeAddress(std::string_view address) {
   std::string text(trim(address));
   std::string scheme = "http";
@@ -36,16 +36,25 @@ Result<std::string> normalizeAddress(std::string_view address) {
 }
 
 Result<std::string> readTokenFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  // Plain reads rather than a stream: libstdc++ throws when a stream reads a directory.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
     return fail(ErrorCode::kInvalidArgument, "token file " + path + ": " + std::strerror(errno));
   }
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // A directory opens fine on Linux but fails on the first read.
-  if (in.bad() || (in.fail() && !in.eof())) {
-    return fail(ErrorCode::kInvalidArgument,
-                "token file " + path + ": cannot read it (is it a directory?)");
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    ssize_t got = ::read(fd, buffer, sizeof(buffer));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      int error = errno;
+      ::close(fd);
+      return fail(ErrorCode::kInvalidArgument, "token file " + path + ": " + std::strerror(error));
+    }
+    if (got == 0) break;
+    text.append(buffer, static_cast<size_t>(got));
   }
+  ::close(fd);
   std::string token(trim(text));
   if (token.empty()) return fail(ErrorCode::kInvalidArgument, "token file " + path + " is empty");
   return token;

@@ -1,6 +1,8 @@
 #include "common/http_client.h"
 
 #include <chrono>
+#include <cstdint>
+#include <limits>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -77,7 +79,9 @@ asio::awaitable<Result<std::unique_ptr<StreamingGet>>> StreamingGet::open(GetReq
 
   // The server may send its header only with the first bytes of the body: no deadline from here.
   impl->stream.expires_never();
-  impl->parser.body_limit(boost::none);
+  // Any length: a relayed stream has none. Boost 1.74 compares a Content-Length with an empty
+  // limit as exceeding it, hence the largest value rather than boost::none.
+  impl->parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   co_await bhttp::async_read_header(impl->stream, impl->buffer, impl->parser,
                                     asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return std::unexpected(unreachable("read from", request.hostPort, ec));

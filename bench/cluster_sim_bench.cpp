@@ -18,7 +18,7 @@
 // reported Started, CPU seconds of skiffd and of this program) and one JSON object on stdout.
 //
 // Usage:
-//   cluster_sim_bench --skiffd build/src/controlplane/skiffd --state-dir DIR [--agents 10000]
+//   cluster_sim_bench --skiffd build/src/local/skiffd --state-dir DIR [--agents 10000]
 //                     [--jobs 1000] [--tasks-per-job 1000] [--cpu 0.25] [--memory-mb 1024]
 //                     [--submitters 4] [--threads 2] [--poll-ms 5000] [--heartbeat-ms 10000]
 //                     [--timeout 600] [--log-level warn] [--skiffd-threads N]

@@ -24,8 +24,8 @@
 #include "agent/image/fs_util.h"
 #include "agent/image/image_store.h"
 #include "agent/image/registry_client.h"
-#include "agent/image/testing/local_registry.h"
 #include "common/log.h"
+#include "testing/local_registry.h"
 
 namespace image = skiff::agent::image;
 

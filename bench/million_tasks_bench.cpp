@@ -13,7 +13,7 @@
 // Output: one JSON object on stdout.
 //
 // Usage:
-//   million_tasks_bench --skiffd build/src/controlplane/skiffd --state-dir DIR
+//   million_tasks_bench --skiffd build/src/local/skiffd --state-dir DIR
 //                       [--jobs 1000] [--batch-size 1000] [--concurrency 4] [--restarts 3]
 //                       [--settle 3] [--log-level info]
 

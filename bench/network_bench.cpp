@@ -32,7 +32,7 @@
 
 #include "agent/network/network_manager.h"
 #include "bench_util.h"
-#include "cli/client.h"
+#include "client/client.h"
 
 namespace {
 
@@ -195,8 +195,8 @@ int runPropagation(const std::string& skiffdPath, int members, int nodes, int ch
   std::string address = "http://127.0.0.1:" + std::to_string(skiffd.port);
   std::string admin = readFile(skiffd.dir + "/admin.token");
   std::string join = readFile(skiffd.dir + "/join.token");
-  skiff::cli::ApiClient api(address, admin);
-  skiff::cli::ApiClient agent(address, join);
+  skiff::client::ApiClient api(address, admin);
+  skiff::client::ApiClient agent(address, join);
 
   // A node that "runs" the members: skiffd places the tasks there and we report their addresses
   // (its /20 block holds 4,094, above the scheduler's address cap for 1,000).

@@ -95,7 +95,7 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   ninja -C "$BUILD_DIR" -j"$(nproc)" skiffd submit_bench million_tasks_bench >"$TMP/build.log" 2>&1 ||
     { tail -50 "$TMP/build.log" >&2; exit 1; }
 fi
-SKIFFD="$BUILD_DIR/src/controlplane/skiffd"
+SKIFFD="$BUILD_DIR/src/local/skiffd"
 SUBMIT="$BUILD_DIR/bench/submit_bench"
 MILLION="$BUILD_DIR/bench/million_tasks_bench"
 for bin in "$SKIFFD" "$SUBMIT" "$MILLION"; do [[ -x "$bin" ]] || { echo "missing $bin" >&2; exit 1; }; done

@@ -18,7 +18,7 @@
 // Output: one JSON object on stdout.
 //
 // Usage:
-//   service_bench --skiffd build/src/controlplane/skiffd --state-dir DIR [--tasks 50]
+//   service_bench --skiffd build/src/local/skiffd --state-dir DIR [--tasks 50]
 //                 [--surge 5] [--health-ms 500] [--min-healthy-ms 0]
 
 #include <netinet/in.h>
@@ -44,7 +44,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_util.h"
-#include "cli/client.h"
+#include "client/client.h"
 
 namespace {
 
@@ -252,9 +252,9 @@ class SimulatedAgent {
     std::string kind;  // "Started", "ready", "Finished".
   };
 
-  skiff::cli::ApiClient poller_;
-  skiff::cli::ApiClient reporter_;
-  skiff::cli::ApiClient manual_;  // reportReady's client.
+  skiff::client::ApiClient poller_;
+  skiff::client::ApiClient reporter_;
+  skiff::client::ApiClient manual_;  // reportReady's client.
   std::mutex sendMutex_;
   int healthMs_;
   std::mutex mutex_;
@@ -292,7 +292,7 @@ int main(int argc, char** argv) {
     ::_exit(127);
   }
   std::string address = "http://" + listen;
-  skiff::cli::ApiClient probe(address, "");
+  skiff::client::ApiClient probe(address, "");
   for (int i = 0; i < 200; ++i) {
     auto health = probe.call("GET", "/healthz", nullptr);
     if (health && health->status == 200) break;
@@ -300,8 +300,8 @@ int main(int argc, char** argv) {
   }
   std::string admin = skiff::bench::readToken(options.stateDir + "/admin.token");
   std::string join = skiff::bench::readToken(options.stateDir + "/join.token");
-  skiff::cli::ApiClient api(address, admin);
-  skiff::cli::ApiClient agentApi(address, join);
+  skiff::client::ApiClient api(address, admin);
+  skiff::client::ApiClient agentApi(address, join);
   json node = {{"id", "bench-node"},
                {"resources",
                 {{"cpu", 64}, {"memoryMB", 262144}, {"diskMB", 1000000}, {"networkMbps", 10000}}},
@@ -324,7 +324,7 @@ int main(int argc, char** argv) {
     std::map<std::string, Clock::time_point> addedAt;
     std::atomic<bool> watching{false};
     std::thread watcher([&] {
-      skiff::cli::ApiClient client(address, admin);
+      skiff::client::ApiClient client(address, admin);
       client.stream("/v1/jobs/" + jobId + "/endpoints?watch=true", [&](std::string_view line) {
         json event = json::parse(line);
         watching = true;

@@ -51,7 +51,7 @@ up() {
     ip -n "$ns" link set eth0 up
     ip -n "$ns" route add default via "$FABRIC_ADDR"
   done
-  nsenter --net="/run/netns/$PREFIX-fabric" "$build/src/controlplane/skiffd" \
+  nsenter --net="/run/netns/$PREFIX-fabric" "$build/src/local/skiffd" \
     --state-dir "$WORK/skiffd" --listen "$FABRIC_ADDR:7070" >"$WORK/skiffd.log" 2>&1 &
   echo $! >"$WORK/skiffd.pid"
   for _ in $(seq 100); do [[ -s $WORK/skiffd/join.token ]] && break; sleep 0.1; done

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "== building"
 scripts/build.sh build -DSKIFF_BUILD_TESTS=OFF -DSKIFF_BUILD_BENCH=OFF >/dev/null
-install -m 0755 build/src/controlplane/skiffd build/src/cli/skiff build/src/agent/skiff-agent \
+install -m 0755 build/src/local/skiffd build/src/cli/skiff build/src/agent/skiff-agent \
   build/src/agent/runtime/skiff-monitor /usr/local/bin/
 
 scripts/sample-image.sh

@@ -42,7 +42,7 @@
 #include "agent/runtime/supervisor.h"
 #include "agent/runtime/writable_layer.h"
 #include "api/job.h"
-#include "cli/client.h"
+#include "client/node_api.h"
 #include "common/clock.h"
 #include "common/http_server.h"
 #include "common/log.h"
@@ -288,12 +288,12 @@ struct Agent::Impl {
 
   explicit Impl(AgentOptions o) : options(std::move(o)) {}
 
-  std::unique_ptr<cli::ApiClient> makeClient(long requestTimeoutMs) const {
-    cli::ClientOptions clientOptions;
+  std::unique_ptr<client::NodeApi> makeClient(long requestTimeoutMs) const {
+    client::ClientOptions clientOptions;
     clientOptions.connectTimeoutMs = 5000;
     clientOptions.requestTimeoutMs = requestTimeoutMs;
     clientOptions.userAgent = "skiff-agent/" SKIFF_VERSION;
-    return std::make_unique<cli::ApiClient>(options.server, options.joinToken, clientOptions);
+    return std::make_unique<client::NodeApi>(options.server, options.joinToken, clientOptions);
   }
 
   // Waits up to `duration`; returns false when stopping.
@@ -835,11 +835,9 @@ struct Agent::Impl {
   Status serveMetadata(TaskRecord& task, const json& assignment, const std::string& address,
                        const std::string& netnsPath, const std::string& pinnedImage) {
     if (!metadataProxy) return {};
-    auto labels = options.attributes.labels;
-    auto region = labels.find("region");
     metadata::TaskMetadata md = metadata::taskMetadataFromAssignment(
-        assignment, address, options.nodeId, options.attributes.zone,
-        region == labels.end() ? "" : region->second, options.attributes.machineType,
+        assignment, address, options.nodeId, options.attributes.zone, regionOf(options.attributes),
+        options.attributes.machineType,
         std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::system_clock::now().time_since_epoch())
             .count());
@@ -918,7 +916,6 @@ struct Agent::Impl {
 
   void heartbeatLoop() {
     auto client = makeClient(10'000);
-    std::string path = "/v1/nodes/" + options.nodeId;
     json body = registrationBody(options.nodeId, options.resources, options.attributes);
     if (!logAddress.empty()) body["attributes"]["logAddress"] = logAddress;
     bool warned = false;
@@ -931,7 +928,7 @@ struct Agent::Impl {
         isRegistered = registered;
       }
       if (!isRegistered) {
-        auto response = client->call("POST", "/v1/nodes", &body);
+        auto response = client->registerNode(body);
         if (response && response->ok()) {
           log::info("registered", {{"nodeId", options.nodeId}, {"server", options.server}});
           if (network) {
@@ -948,16 +945,13 @@ struct Agent::Impl {
         if (!warned) {
           warned = true;
           log::warn("registration failed; retrying",
-                    {{"error", response ? cli::describeServerError(*response).message
+                    {{"error", response ? client::describeServerError(*response).message
                                         : response.error().message()}});
         }
         if (!sleepFor(1s)) return;
         continue;
       }
-      json usage = sampleUsage(cpuSamples);
-      json heartbeatBody = json::object();
-      if (!usage.empty()) heartbeatBody["usage"] = std::move(usage);
-      auto response = client->call("POST", path + "/heartbeat", &heartbeatBody);
+      auto response = client->heartbeat(options.nodeId, sampleUsage(cpuSamples));
       if (response && response->status == 404) {
         log::warn("skiffd does not know this node; registering again");
         std::lock_guard lock(mutex);
@@ -966,7 +960,7 @@ struct Agent::Impl {
       }
       if (!response || !response->ok()) {
         log::warn("heartbeat failed",
-                  {{"error", response ? cli::describeServerError(*response).message
+                  {{"error", response ? client::describeServerError(*response).message
                                       : response.error().message()}});
       }
       if (!sleepFor(options.heartbeatInterval)) return;
@@ -985,10 +979,7 @@ struct Agent::Impl {
       int64_t generation = ++pollGeneration;
       // Revision 0 (at start, and after registering again) asks for the full list; later
       // answers are deltas whenever skiffd still remembers the changes since `revision`.
-      std::string target = "/v1/nodes/" + options.nodeId +
-                           "/assignments?delta=true&afterRevision=" + std::to_string(revision) +
-                           "&waitMs=" + std::to_string(options.pollWait.count());
-      auto response = client->call("GET", target, nullptr);
+      auto response = client->pollAssignments(options.nodeId, revision, options.pollWait);
       if (!response || !response->ok()) {
         if (response && response->status == 404) {
           std::lock_guard lock(mutex);
@@ -1078,7 +1069,6 @@ struct Agent::Impl {
 
   void reportLoop() {
     auto client = makeClient(15'000);
-    std::string target = "/v1/nodes/" + options.nodeId + "/taskStatus";
     std::chrono::milliseconds backoff = 200ms;
     while (true) {
       json updates = json::array();
@@ -1095,14 +1085,13 @@ struct Agent::Impl {
         }
       }
       if (updates.empty()) continue;
-      json body = {{"updates", updates}};
-      auto response = client->call("POST", target, &body);
+      auto response = client->reportTaskStatus(options.nodeId, updates);
       bool delivered = response && response->ok();
       bool refused = response && !response->ok() && response->status >= 400 &&
                      response->status < 500 && response->status != 401 && response->status != 404;
       if (refused) {
         log::error("skiffd refused task status reports; dropping them",
-                   {{"error", cli::describeServerError(*response).message}});
+                   {{"error", client::describeServerError(*response).message}});
       }
       if (delivered || refused) {
         std::vector<StateWrite> writes;
@@ -1132,7 +1121,7 @@ struct Agent::Impl {
         changed.notify_all();
       }
       log::warn("sending task status failed; retrying",
-                {{"error", response ? cli::describeServerError(*response).message
+                {{"error", response ? client::describeServerError(*response).message
                                     : response.error().message()}});
       {
         std::lock_guard lock(mutex);

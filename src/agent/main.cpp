@@ -20,7 +20,7 @@
 
 #include "agent/agent.h"
 #include "agent/node_info.h"
-#include "cli/config.h"
+#include "client/address.h"
 #include "common/log.h"
 
 int main(int argc, char** argv) {
@@ -54,6 +54,8 @@ int main(int argc, char** argv) {
   auto* netOpt = app.add_option("--network-mbps", networkMbps, "Advertised bandwidth (Mbps)");
   auto* gpuOpt = app.add_option("--gpu", gpu, "Advertised GPUs (default: /dev/nvidiaN count)");
   app.add_option("--zone", options.attributes.zone, "Zone attribute");
+  std::string region;
+  app.add_option("--region", region, "Region (sets the label region)");
   app.add_option("--machine-type", options.attributes.machineType, "Machine type attribute");
   app.add_option("--label", labels, "Label k=v (repeatable)");
   app.add_option("--runtime", runtimeName, "OCI runtime: runc, crun or auto")
@@ -112,13 +114,14 @@ int main(int argc, char** argv) {
     }
     options.attributes.labels[label.substr(0, eq)] = label.substr(eq + 1);
   }
-  auto address = skiff::cli::normalizeAddress(server);
+  if (!region.empty()) options.attributes.labels[std::string(skiff::agent::kRegionLabel)] = region;
+  auto address = skiff::client::normalizeAddress(server);
   if (!address) {
     skiff::log::error("bad --server", {{"error", address.error().message()}});
     return 2;
   }
   options.server = *address;
-  auto token = skiff::cli::readTokenFile(joinTokenFile);
+  auto token = skiff::client::readTokenFile(joinTokenFile);
   if (!token) {
     skiff::log::error("cannot read the join token", {{"error", token.error().message()}});
     return 2;

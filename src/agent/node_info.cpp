@@ -122,6 +122,11 @@ std::string defaultMonitorPath() {
   return "/usr/local/bin/skiff-monitor";
 }
 
+std::string regionOf(const NodeAttributes& attributes) {
+  auto it = attributes.labels.find(std::string(kRegionLabel));
+  return it == attributes.labels.end() ? std::string() : it->second;
+}
+
 nlohmann::json registrationBody(const std::string& nodeId, const NodeResources& resources,
                                 const NodeAttributes& attributes) {
   nlohmann::json labels = nlohmann::json::object();

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +27,13 @@ struct NodeAttributes {
   std::string machineType;
   std::map<std::string, std::string> labels;
 };
+
+// The label that holds a node's region (`--label region=...`); the metadata service answers
+// `placement/region` with it and `placement/availability-zone` with the zone.
+inline constexpr std::string_view kRegionLabel = "region";
+
+// The node's region label, or "" when it has none.
+std::string regionOf(const NodeAttributes& attributes);
 
 // Explicit values that replace detected ones.
 struct ResourceOverrides {

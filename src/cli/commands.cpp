@@ -63,7 +63,7 @@ class Session {
 
   OutputFormat format() const { return inv.format(); }
 
-  Result<Api*> api() {
+  Result<client::Api*> api() {
     if (api_) return api_.get();
     ConfigSources sources = ctx.config;
     sources.flagAddr = inv.addr;
@@ -91,8 +91,8 @@ class Session {
   }
 
   // Prints the server's message and validation details, and returns the exit code for the status.
-  int serverError(const ApiResponse& response) {
-    ServerError described = describeServerError(response);
+  int serverError(const client::ApiResponse& response) {
+    client::ServerError described = client::describeServerError(response);
     std::string message = described.message;
     if (response.status == 401 && config_ && config_->token.empty()) {
       message += " (no token configured: use --token, SKIFF_TOKEN or the config file)";
@@ -113,7 +113,7 @@ class Session {
   }
 
  private:
-  std::unique_ptr<Api> api_;
+  std::unique_ptr<client::Api> api_;
   std::optional<ClientConfig> config_;
 };
 
@@ -256,15 +256,15 @@ std::optional<api::JobDescriptor> loadJobFile(Session& s, const std::string& fil
 
 // POSTs with the same Idempotency-Key until the server answers with something other than 503,
 // so a lost answer never creates the job twice.
-Result<ApiResponse> postWithRetry(Session& s, Api& api, const std::string& target, const json& body,
-                                  const Headers& headers) {
+Result<client::ApiResponse> postWithRetry(Session& s, client::Api& api, const std::string& target,
+                                          const json& body, const client::Headers& headers) {
   for (int attempt = 0;; ++attempt) {
-    Result<ApiResponse> response = api.call("POST", target, &body, headers);
+    Result<client::ApiResponse> response = api.call("POST", target, &body, headers);
     bool retryable =
         response ? response->status == 503 : response.error().code() == ErrorCode::kUnavailable;
     if (!retryable || attempt == kPostRetries) return response;
     std::string reason =
-        response ? describeServerError(*response).message : response.error().message();
+        response ? client::describeServerError(*response).message : response.error().message();
     auto delay = kPostFirstBackoff * (1 << attempt);
     s.ctx.err << "skiff: " << sanitize(reason) << "; retrying in " << delay.count() << " ms ("
               << attempt + 1 << "/" << kPostRetries << ")\n";
@@ -317,7 +317,7 @@ int followEvents(Session& s, const std::optional<std::string>& jobId,
         if (status != nullptr) status->interrupt();
         return s.serverError(*response);
       }
-      problem = describeServerError(*response).message;
+      problem = client::describeServerError(*response).message;
     } else {
       problem = "the server closed the event stream";
     }
@@ -1012,7 +1012,7 @@ int runVersion(Session& s) {
   } else if (auto response = (*api)->call("GET", "/version", nullptr); !response) {
     problem = response.error().message();
   } else if (!response->ok()) {
-    problem = describeServerError(*response).message;
+    problem = client::describeServerError(*response).message;
   } else {
     server = response->body;
   }

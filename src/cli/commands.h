@@ -20,9 +20,9 @@
 #include <string>
 #include <vector>
 
-#include "cli/client.h"
 #include "cli/config.h"
 #include "cli/output.h"
+#include "client/client.h"
 #include "common/error.h"
 
 namespace CLI {
@@ -99,7 +99,7 @@ struct Context {
   int terminalColumns = 0;  // Width of the terminal on stdout; 0 when unknown.
   ConfigSources config;     // Flags are filled in from the Invocation.
   // Builds the API client for a resolved configuration.
-  std::function<std::unique_ptr<Api>(const ClientConfig&)> makeApi;
+  std::function<std::unique_ptr<client::Api>(const ClientConfig&)> makeApi;
   std::function<void(std::chrono::milliseconds)> sleep;
   std::function<int64_t()> nowMs;
   std::function<std::string()> newIdempotencyKey;

@@ -10,6 +10,7 @@
 
 #include "api/job.h"
 #include "cli/util.h"
+#include "client/address.h"
 
 namespace skiff::cli {
 namespace {
@@ -103,42 +104,6 @@ std::string defaultConfigPath(const ConfigSources& sources) {
   return {};
 }
 
-Result<std::string> normalizeAddress(std::string_view address) {
-  std::string text(trim(address));
-  std::string scheme = "http";
-  std::string rest = text;
-  if (auto pos = text.find("://"); pos != std::string::npos) {
-    scheme = text.substr(0, pos);
-    rest = text.substr(pos + 3);
-    if (scheme != "http" && scheme != "https") {
-      return fail(ErrorCode::kInvalidArgument,
-                  "invalid address \"" + sanitize(text) + "\": the scheme must be http or https");
-    }
-  }
-  while (!rest.empty() && rest.back() == '/') rest.pop_back();
-  if (rest.empty() || rest.front() == '/' || rest.front() == ':') {
-    return fail(ErrorCode::kInvalidArgument, "invalid address \"" + sanitize(text) +
-                                                 "\": expected host:port or http://host:port");
-  }
-  for (char c : rest) {
-    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7F) {
-      return fail(ErrorCode::kInvalidArgument,
-                  "invalid address \"" + sanitize(text) + "\": contains whitespace");
-    }
-  }
-  return scheme + "://" + rest;
-}
-
-Result<std::string> readTokenFile(const std::string& path) {
-  auto text = readFile(path);
-  if (!text) {
-    return fail(ErrorCode::kInvalidArgument, "token file " + path + ": " + text.error().message());
-  }
-  std::string token(trim(*text));
-  if (token.empty()) return fail(ErrorCode::kInvalidArgument, "token file " + path + " is empty");
-  return token;
-}
-
 Result<ClientConfig> resolveConfig(const ConfigSources& sources) {
   ClientConfig config;
 
@@ -186,7 +151,7 @@ Result<ClientConfig> resolveConfig(const ConfigSources& sources) {
     address = std::string(kDefaultAddress);
     config.addressSource = "default";
   }
-  auto normalized = normalizeAddress(address);
+  auto normalized = client::normalizeAddress(address);
   if (!normalized) return std::unexpected(normalized.error().wrap(config.addressSource));
   config.address = std::move(*normalized);
 
@@ -201,7 +166,7 @@ Result<ClientConfig> resolveConfig(const ConfigSources& sources) {
     config.tokenSource = config.configPath;
   } else if (file.tokenFile) {
     std::string path = expandTokenFilePath(*file.tokenFile, config.configPath, sources);
-    auto token = readTokenFile(path);
+    auto token = client::readTokenFile(path);
     if (!token) return std::unexpected(token.error().wrap(config.configPath + ": tokenFile"));
     config.token = std::move(*token);
     config.tokenSource = path;
@@ -209,7 +174,7 @@ Result<ClientConfig> resolveConfig(const ConfigSources& sources) {
              ::access(sources.adminTokenPath.c_str(), R_OK) == 0) {
     // The all-in-one convenience: on the control-plane machine an admin needs no setup. A file
     // we cannot read (the usual case for non-root users) is silently skipped.
-    if (auto token = readTokenFile(sources.adminTokenPath)) {
+    if (auto token = client::readTokenFile(sources.adminTokenPath)) {
       config.token = std::move(*token);
       config.tokenSource = sources.adminTokenPath;
     }

@@ -53,18 +53,10 @@ struct ClientConfig {
 // nor HOME is set.
 std::string defaultConfigPath(const ConfigSources& sources);
 
-// Resolves the settings. Fails with kInvalidArgument, naming the culprit, for a malformed
+// Resolves the settings (the address through client::normalizeAddress, token files through
+// client::readTokenFile). Fails with kInvalidArgument, naming the culprit, for a malformed
 // address, a missing `--config` file, a malformed config file, a config file that sets both
 // `token` and `tokenFile`, or an unreadable or empty token file that was asked for.
 Result<ClientConfig> resolveConfig(const ConfigSources& sources);
-
-// Accepts "host:port", "http://host:port" and "https://host:port" (optionally with a path
-// prefix) and returns it with a scheme and without trailing slashes. Fails (kInvalidArgument) for
-// other schemes and for a missing host.
-Result<std::string> normalizeAddress(std::string_view address);
-
-// Reads a token file: its content without surrounding whitespace. Fails (kInvalidArgument) when
-// the file cannot be read or holds no token.
-Result<std::string> readTokenFile(const std::string& path);
 
 }  // namespace skiff::cli

@@ -25,8 +25,8 @@ int main(int argc, char** argv) {
       .errIsTty = ::isatty(STDERR_FILENO) == 1,
       .terminalColumns = columns,
       .config = skiff::cli::ConfigSources::fromEnvironment(),
-      .makeApi = [](const skiff::cli::ClientConfig& config) -> std::unique_ptr<skiff::cli::Api> {
-        return std::make_unique<skiff::cli::ApiClient>(config.address, config.token);
+      .makeApi = [](const skiff::cli::ClientConfig& config) -> std::unique_ptr<skiff::client::Api> {
+        return std::make_unique<skiff::client::ApiClient>(config.address, config.token);
       },
       .sleep = [](std::chrono::milliseconds delay) { std::this_thread::sleep_for(delay); },
       .nowMs = [] { return skiff::SystemClock::instance().nowMs(); },

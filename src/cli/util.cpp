@@ -25,14 +25,6 @@ std::string readStream(std::istream& in) {
   return buffer.str();
 }
 
-std::string_view trim(std::string_view text) {
-  constexpr std::string_view kSpace = " \t\r\n\f\v";
-  auto begin = text.find_first_not_of(kSpace);
-  if (begin == std::string_view::npos) return {};
-  auto end = text.find_last_not_of(kSpace);
-  return text.substr(begin, end - begin + 1);
-}
-
 std::string urlEncode(std::string_view text) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
@@ -47,15 +39,6 @@ std::string urlEncode(std::string_view text) {
       out.push_back(kHex[c >> 4]);
       out.push_back(kHex[c & 0xF]);
     }
-  }
-  return out;
-}
-
-std::string sanitize(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7F) c = '?';
   }
   return out;
 }

@@ -1,12 +1,14 @@
 #pragma once
 
-// Small text and file helpers shared by the client's modules.
+// Small text and file helpers shared by the CLI's modules (trim and sanitize are in
+// common/text.h).
 
 #include <istream>
 #include <string>
 #include <string_view>
 
 #include "common/error.h"
+#include "common/text.h"
 
 namespace skiff::cli {
 
@@ -17,16 +19,9 @@ Result<std::string> readFile(const std::string& path);
 // Reads a stream to its end.
 std::string readStream(std::istream& in);
 
-// `text` without leading and trailing ASCII whitespace.
-std::string_view trim(std::string_view text);
-
 // Percent-encodes everything except the RFC 3986 unreserved characters, so any user text is safe
 // as a path segment or a query value.
 std::string urlEncode(std::string_view text);
-
-// Replaces every control character (tabs and newlines included) with '?', so text from the server
-// or from files cannot move the cursor or recolour the user's terminal when printed.
-std::string sanitize(std::string_view text);
 
 // The number of terminal columns `text` takes, counting each UTF-8 code point as one.
 size_t displayWidth(std::string_view text);

@@ -6,21 +6,14 @@
 #include <mutex>
 #include <regex>
 
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/buffer_body.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 
 #include "api/constraint.h"
 #include "api/network.h"
+#include "common/http_client.h"
 #include "controlplane/capacity_groups.h"
 #include "controlplane/service_routes.h"
 
@@ -703,9 +696,6 @@ Response nodeUnreachable(const std::string& nodeId, const std::string& why) {
 // here and by the agent.
 asio::awaitable<std::optional<Response>> streamTaskLogs(ApiContext& api, RequestContext& context,
                                                         http::ResponseStream& out) {
-  namespace beast = boost::beast;
-  namespace bhttp = boost::beast::http;
-  using tcp = asio::ip::tcp;
   const std::string taskId = context.params[0];
   std::string stream = context.queryValue("stream").value_or("stdout");
   if (stream != "stdout" && stream != "stderr") {
@@ -739,63 +729,30 @@ asio::awaitable<std::optional<Response>> streamTaskLogs(ApiContext& api, Request
     co_return nodeUnreachable(nodeId, "it advertises no log server (attribute logAddress)");
   }
   hostPortText.remove_prefix(7);
-  auto hostPort = http::parseHostPort(hostPortText);
-  if (!hostPort) co_return nodeUnreachable(nodeId, "bad logAddress " + logAddress);
-  std::string host = hostPort->first;
-  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
-
-  auto executor = co_await asio::this_coro::executor;
-  boost::system::error_code ec;
-  tcp::resolver resolver(executor);
-  auto endpoints = co_await resolver.async_resolve(host, std::to_string(hostPort->second),
-                                                   asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return nodeUnreachable(nodeId, "resolve " + logAddress + ": " + ec.message());
-  beast::tcp_stream upstream(executor);
-  upstream.expires_after(std::chrono::seconds(5));
-  co_await upstream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return nodeUnreachable(nodeId, "connect to " + logAddress + ": " + ec.message());
+  if (!http::parseHostPort(hostPortText)) {
+    co_return nodeUnreachable(nodeId, "bad logAddress " + logAddress);
+  }
 
   std::string target =
       "/v1/logs/" + queryEncode(taskId) + "?stream=" + stream + "&follow=" + follow;
   if (*tail >= 0) target += "&tail=" + std::to_string(*tail);
-  bhttp::request<bhttp::empty_body> request{bhttp::verb::get, target, 11};
-  request.set(bhttp::field::host, std::string(hostPortText));
-  request.set(bhttp::field::authorization, "Bearer " + api.joinToken);
-  request.set(bhttp::field::user_agent, "skiffd/" SKIFF_VERSION);
-  upstream.expires_after(std::chrono::seconds(10));
-  co_await bhttp::async_write(upstream, request, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return nodeUnreachable(nodeId, "send to " + logAddress + ": " + ec.message());
-
-  // The agent sends its header with the first bytes, which a quiet followed task may not write
-  // for a long time: no deadline from here on.
-  upstream.expires_never();
-  beast::flat_buffer buffer;
-  bhttp::response_parser<bhttp::buffer_body> parser;
-  parser.body_limit(boost::none);
-  co_await bhttp::async_read_header(upstream, buffer, parser,
-                                    asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return nodeUnreachable(nodeId, "read from " + logAddress + ": " + ec.message());
-  unsigned status = parser.get().result_int();
+  http::GetRequest request{
+      std::string(hostPortText),
+      target,
+      {{"Authorization", "Bearer " + api.joinToken}, {"User-Agent", "skiffd/" SKIFF_VERSION}}};
+  auto upstream = co_await http::StreamingGet::open(std::move(request));
+  if (!upstream) co_return nodeUnreachable(nodeId, upstream.error().message());
+  unsigned status = (*upstream)->status();
   bool relayError = status != 200;
   std::string errorBody;
-  std::string chunk;
-  while (!parser.is_done()) {
-    chunk.resize(64 * 1024);
-    parser.get().body().data = chunk.data();
-    parser.get().body().size = chunk.size();
-    parser.get().body().more = true;
-    co_await bhttp::async_read_some(upstream, buffer, parser,
-                                    asio::redirect_error(asio::use_awaitable, ec));
-    if (ec == bhttp::error::need_buffer) ec = {};
-    size_t got = chunk.size() - parser.get().body().size;
-    if (ec) break;  // The node went away mid-stream: end ours.
-    if (got == 0) continue;
-    chunk.resize(got);
+  for (;;) {
+    std::optional<std::string> piece = co_await (*upstream)->next();
+    if (!piece) break;  // The end, or the node went away mid-stream: end ours.
     if (relayError) {
-      if (errorBody.size() < (1 << 16)) errorBody += chunk;
+      if (errorBody.size() < (1 << 16)) errorBody += *piece;
       continue;
     }
-    bool written = co_await out.write(std::move(chunk));
+    bool written = co_await out.write(std::move(*piece));
     if (!written) co_return std::nullopt;
   }
   if (relayError) {

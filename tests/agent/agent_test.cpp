@@ -26,9 +26,9 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/image/digest.h"
-#include "agent/image/testing/local_registry.h"
 #include "agent/runtime/cgroup.h"
 #include "integration/skiffd_process.h"
+#include "testing/local_registry.h"
 
 namespace skiff::agent {
 namespace {
@@ -266,7 +266,7 @@ class AgentTest : public ::testing::Test {
   std::string agentDir_;
   std::string cgroupParent_;
   std::unique_ptr<testing::SkiffdProcess> skiffd_;
-  std::unique_ptr<cli::ApiClient> client_;
+  std::unique_ptr<client::ApiClient> client_;
   pid_t agentPid_ = -1;
 };
 
@@ -730,7 +730,7 @@ TEST_F(AgentTest, CorruptBlobIsAnImageErrorNotAnExitCode) {
   }));
   std::string image = suite->registry->host() + "/skiff/corrupt:latest";
   ASSERT_TRUE(builder.copy("c", "docker://" + image));
-  cli::ApiClient registry("http://" + suite->registry->host(), "");
+  client::ApiClient registry("http://" + suite->registry->host(), "");
   auto manifest = registry.call("GET", "/v2/skiff/corrupt/manifests/latest", nullptr,
                                 {{"Accept",
                                   "application/vnd.oci.image.manifest.v1+json, "

@@ -41,10 +41,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/image/testing/local_registry.h"
 #include "agent/runtime/cgroup.h"
 #include "api/network.h"
 #include "integration/skiffd_process.h"
+#include "testing/local_registry.h"
 #include "testing/netns_cluster.h"
 
 namespace skiff::agent {
@@ -424,7 +424,7 @@ class MultiNodeTest : public ::testing::Test {
   std::unique_ptr<itest::LocalRegistry> registry_;
   std::string image_;
   std::unique_ptr<testing::SkiffdProcess> skiffd_;
-  std::unique_ptr<cli::ApiClient> client_;
+  std::unique_ptr<client::ApiClient> client_;
   std::vector<pid_t> agents_;
 };
 

@@ -196,25 +196,5 @@ TEST_F(ConfigTest, UnreadableAdminTokenIsSkipped) {
   EXPECT_EQ(config->token, "");
 }
 
-TEST(NormalizeAddressTest, AcceptsCommonForms) {
-  EXPECT_EQ(normalizeAddress("127.0.0.1:7070").value(), "http://127.0.0.1:7070");
-  EXPECT_EQ(normalizeAddress("localhost:7070/").value(), "http://localhost:7070");
-  EXPECT_EQ(normalizeAddress("http://h:1").value(), "http://h:1");
-  EXPECT_EQ(normalizeAddress("https://h:1//").value(), "https://h:1");
-  EXPECT_EQ(normalizeAddress("  h:1 ").value(), "http://h:1");
-  EXPECT_EQ(normalizeAddress("[::1]:7070").value(), "http://[::1]:7070");
-  EXPECT_EQ(normalizeAddress("http://h:1/prefix/").value(), "http://h:1/prefix");
-}
-
-TEST(NormalizeAddressTest, RejectsNonsense) {
-  EXPECT_FALSE(normalizeAddress(""));
-  EXPECT_FALSE(normalizeAddress("http://"));
-  EXPECT_FALSE(normalizeAddress("ftp://h:1"));
-  EXPECT_FALSE(normalizeAddress("unix:///run/skiff.sock"));
-  EXPECT_FALSE(normalizeAddress("h :1"));
-  EXPECT_FALSE(normalizeAddress(":7070"));
-  EXPECT_EQ(normalizeAddress("ftp://h").error().code(), ErrorCode::kInvalidArgument);
-}
-
 }  // namespace
 }  // namespace skiff::cli

@@ -10,36 +10,36 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/client.h"
 #include "cli/commands.h"
+#include "client/client.h"
 
 namespace skiff::cli::testing {
 
 using nlohmann::json;
 
-inline ApiResponse reply(long status, json body = nullptr) {
-  return ApiResponse{status, body};
+inline client::ApiResponse reply(long status, json body = nullptr) {
+  return client::ApiResponse{status, body};
 }
 
-inline ApiResponse errorReply(long status, const std::string& code, const std::string& message,
-                              json details = nullptr) {
+inline client::ApiResponse errorReply(long status, const std::string& code,
+                                      const std::string& message, json details = nullptr) {
   json error = {{"code", code}, {"message", message}};
   if (!details.is_null()) error["details"] = details;
-  return ApiResponse{status, {{"error", error}}};
+  return client::ApiResponse{status, {{"error", error}}};
 }
 
-inline Result<ApiResponse> unreachable() {
+inline Result<client::ApiResponse> unreachable() {
   return fail(ErrorCode::kUnavailable, "cannot reach http://fake: Connection refused");
 }
 
 // Answers calls from a queue, in order, and records every request.
-class FakeApi final : public Api {
+class FakeApi final : public client::Api {
  public:
   struct Request {
     std::string method;
     std::string target;
     json body;
-    Headers headers;
+    client::Headers headers;
 
     std::string header(const std::string& name) const {
       for (const auto& [key, value] : headers) {
@@ -50,27 +50,28 @@ class FakeApi final : public Api {
   };
   struct Stream {
     std::vector<std::string> lines;
-    Result<ApiResponse> end = reply(200);  // How the stream ends after its lines.
+    Result<client::ApiResponse> end = reply(200);  // How the stream ends after its lines.
   };
 
-  std::deque<Result<ApiResponse>> responses;
+  std::deque<Result<client::ApiResponse>> responses;
   std::deque<Stream> streams;
   std::vector<Request> requests;
   std::vector<std::string> streamTargets;
 
   const std::string& address() const override { return address_; }
 
-  Result<ApiResponse> call(std::string_view method, std::string_view target, const json* body,
-                           const Headers& headers) override {
+  Result<client::ApiResponse> call(std::string_view method, std::string_view target,
+                                   const json* body, const client::Headers& headers) override {
     requests.push_back({std::string(method), std::string(target),
                         body != nullptr ? *body : json(nullptr), headers});
     if (responses.empty()) return errorReply(500, "Internal", "no scripted response");
-    Result<ApiResponse> next = responses.front();
+    Result<client::ApiResponse> next = responses.front();
     responses.pop_front();
     return next;
   }
 
-  Result<ApiResponse> stream(std::string_view target, const LineHandler& onLine) override {
+  Result<client::ApiResponse> stream(std::string_view target,
+                                     const client::LineHandler& onLine) override {
     streamTargets.emplace_back(target);
     if (streams.empty()) return unreachable();
     Stream next = streams.front();
@@ -86,15 +87,16 @@ class FakeApi final : public Api {
 };
 
 // Forwards to a FakeApi the test keeps, since the command owns the Api it is given.
-class ForwardingApi final : public Api {
+class ForwardingApi final : public client::Api {
  public:
   explicit ForwardingApi(FakeApi& target) : target_(target) {}
   const std::string& address() const override { return target_.address(); }
-  Result<ApiResponse> call(std::string_view method, std::string_view target, const json* body,
-                           const Headers& headers) override {
+  Result<client::ApiResponse> call(std::string_view method, std::string_view target,
+                                   const json* body, const client::Headers& headers) override {
     return target_.call(method, target, body, headers);
   }
-  Result<ApiResponse> stream(std::string_view target, const LineHandler& onLine) override {
+  Result<client::ApiResponse> stream(std::string_view target,
+                                     const client::LineHandler& onLine) override {
     return target_.stream(target, onLine);
   }
 
@@ -116,7 +118,7 @@ struct Harness {
   Harness() {
     context.config.adminTokenPath = "";  // Never pick up a real admin token.
     context.config.envHome = "/nonexistent-home";
-    context.makeApi = [this](const ClientConfig& config) -> std::unique_ptr<Api> {
+    context.makeApi = [this](const ClientConfig& config) -> std::unique_ptr<client::Api> {
       ++apisMade;
       configs.push_back(config);
       return std::make_unique<ForwardingApi>(api);

@@ -35,7 +35,7 @@ class ApiTest : public ::testing::Test {
   }
 
   json call(std::string_view method, std::string_view target, const json* body = nullptr,
-            long expectStatus = 200, const cli::Headers& headers = {}) {
+            long expectStatus = 200, const client::Headers& headers = {}) {
     auto response = api_->call(method, target, body, headers);
     EXPECT_TRUE(response.has_value()) << (response ? "" : response.error().message());
     if (!response) return nullptr;
@@ -85,7 +85,7 @@ class ApiTest : public ::testing::Test {
   }
 
   SkiffdProcess skiffd_;
-  std::unique_ptr<cli::ApiClient> api_;
+  std::unique_ptr<client::ApiClient> api_;
 };
 
 TEST_F(ApiTest, HealthAndVersionNeedNoToken) {
@@ -170,7 +170,7 @@ TEST_F(ApiTest, BodyOverOneMebibyteGets413) {
 
 TEST_F(ApiTest, IdempotencyKeyMakesRetriesSafe) {
   json job = batchJob();
-  cli::Headers key = {{"Idempotency-Key", "retry-me"}};
+  client::Headers key = {{"Idempotency-Key", "retry-me"}};
   json first = call("POST", "/v1/jobs", &job, 201, key);
   json second = call("POST", "/v1/jobs", &job, 200, key);
   EXPECT_EQ(first["id"], second["id"]);

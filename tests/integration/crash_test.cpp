@@ -41,10 +41,10 @@ TEST(CrashSafety, EveryAcknowledgedJobSurvivesKill9ExactlyOnce) {
   std::vector<std::thread> clients;
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
-      cli::ClientOptions options;
+      client::ClientOptions options;
       options.connectTimeoutMs = 1000;
       options.requestTimeoutMs = 5000;
-      cli::ApiClient client(address, token, options);
+      client::ApiClient client(address, token, options);
       for (int sequence = 0; submitting.load(); ++sequence) {
         std::string key = "client-" + std::to_string(c) + "-" + std::to_string(sequence);
         json job = smallJob(c, sequence);

@@ -23,7 +23,7 @@ class NetworkApiTest : public ::testing::Test {
     agent_ = skiffd_.client(skiffd_.joinToken());
   }
 
-  json call(cli::ApiClient& client, std::string_view method, const std::string& target,
+  json call(client::ApiClient& client, std::string_view method, const std::string& target,
             const json* body, long expectStatus) {
     auto response = client.call(method, target, body);
     EXPECT_TRUE(response.has_value()) << (response ? "" : response.error().message());
@@ -40,8 +40,8 @@ class NetworkApiTest : public ::testing::Test {
   }
 
   SkiffdProcess skiffd_{{"--vpc-cidr", "10.70.0.0/16", "--node-block-prefix", "26"}};
-  std::unique_ptr<cli::ApiClient> admin_;
-  std::unique_ptr<cli::ApiClient> agent_;
+  std::unique_ptr<client::ApiClient> admin_;
+  std::unique_ptr<client::ApiClient> agent_;
 };
 
 TEST_F(NetworkApiTest, NodesGetDistinctBlocksThatSurviveReRegistration) {

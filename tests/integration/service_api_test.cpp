@@ -81,8 +81,8 @@ class ServiceApiTest : public ::testing::Test {
   }
 
   SkiffdProcess skiffd_;
-  std::unique_ptr<cli::ApiClient> api_;
-  std::unique_ptr<cli::ApiClient> agent_;
+  std::unique_ptr<client::ApiClient> api_;
+  std::unique_ptr<client::ApiClient> agent_;
   std::map<std::string, int64_t> seqs_;
 };
 
@@ -216,8 +216,8 @@ class FakeAgent {
     }
   }
 
-  std::unique_ptr<cli::ApiClient> admin_;
-  std::unique_ptr<cli::ApiClient> agent_;
+  std::unique_ptr<client::ApiClient> admin_;
+  std::unique_ptr<client::ApiClient> agent_;
   std::string jobId_;
   int64_t failing_;
   std::map<std::string, int64_t> seqs_;

@@ -84,10 +84,10 @@ bool SkiffdProcess::start() {
     ::_exit(127);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  cli::ClientOptions options;
+  client::ClientOptions options;
   options.connectTimeoutMs = 500;
   options.requestTimeoutMs = 2000;
-  cli::ApiClient probe(address(), "", options);
+  client::ApiClient probe(address(), "", options);
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -130,8 +130,9 @@ std::string SkiffdProcess::joinToken() const {
   return readFile(stateDir_ + "/join.token");
 }
 
-std::unique_ptr<cli::ApiClient> SkiffdProcess::client(const std::string& token) const {
-  return std::make_unique<cli::ApiClient>(address(), token == "use-admin" ? adminToken() : token);
+std::unique_ptr<client::ApiClient> SkiffdProcess::client(const std::string& token) const {
+  return std::make_unique<client::ApiClient>(address(),
+                                             token == "use-admin" ? adminToken() : token);
 }
 
 CommandResult runCommand(const std::vector<std::string>& argv,

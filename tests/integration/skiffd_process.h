@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "cli/client.h"
+#include "client/client.h"
 
 namespace skiff::testing {
 
@@ -40,7 +40,7 @@ class SkiffdProcess {
   pid_t pid() const { return pid_; }
 
   // A client with the admin token (or `token` when given).
-  std::unique_ptr<cli::ApiClient> client(const std::string& token = "use-admin") const;
+  std::unique_ptr<client::ApiClient> client(const std::string& token = "use-admin") const;
 
   // Paths of the binaries under test.
   static std::string skiffdPath();

@@ -3,7 +3,7 @@
 #include <ctime>
 #include <vector>
 
-#include "cli/client.h"
+#include "client/node_api.h"
 
 namespace skiff::agent::metadata {
 namespace {
@@ -27,6 +27,16 @@ ErrorCode codeForStatus(long status) {
     default:
       return ErrorCode::kUnavailable;
   }
+}
+
+// The answer's body, or the error a non-2xx answer stands for.
+Result<json> bodyOf(const Result<client::ApiResponse>& response) {
+  if (!response) return std::unexpected(response.error());
+  if (!response->ok()) {
+    auto described = client::describeServerError(*response);
+    return fail(codeForStatus(response->status), "skiffd: " + described.message);
+  }
+  return response->body;
 }
 
 }  // namespace
@@ -73,37 +83,30 @@ Result<RoleCredentials> parseRoleCredentials(const json& document, std::string r
 SkiffdIdentityProvider::SkiffdIdentityProvider(std::string server, std::string joinToken,
                                                const Clock& clock)
     : clock_(clock) {
-  cli::ClientOptions options;
+  client::ClientOptions options;
   options.connectTimeoutMs = 2000;
   options.requestTimeoutMs = 5000;
-  client_ = std::make_unique<cli::ApiClient>(std::move(server), std::move(joinToken), options);
+  client_ = std::make_unique<client::NodeApi>(std::move(server), std::move(joinToken), options);
 }
 
 SkiffdIdentityProvider::~SkiffdIdentityProvider() = default;
 
-Result<json> SkiffdIdentityProvider::post(const std::string& target, const json& body) {
-  std::lock_guard lock(mutex_);
-  auto response = client_->call("POST", target, &body);
-  if (!response) return std::unexpected(response.error());
-  if (!response->ok()) {
-    auto described = cli::describeServerError(*response);
-    return fail(codeForStatus(response->status), "skiffd: " + described.message);
-  }
-  return response->body;
-}
-
 Result<RoleCredentials> SkiffdIdentityProvider::roleCredentials(const TaskMetadata& task) {
-  json body = {{"nodeId", task.nodeId}, {"role", task.iamRole}};
-  if (!task.ipv4.empty()) body["containerIp"] = task.ipv4;
-  auto answer = post("/v1/identity/tasks/" + task.taskId + "/credentials", body);
-  if (!answer) return std::unexpected(answer.error());
-  return parseRoleCredentials(*answer, task.iamRole, clock_.nowMs());
+  Result<json> body;
+  {
+    std::lock_guard lock(mutex_);
+    body = bodyOf(client_->taskCredentials(task.taskId, {task.nodeId, task.ipv4}, task.iamRole));
+  }
+  if (!body) return std::unexpected(body.error());
+  return parseRoleCredentials(*body, task.iamRole, clock_.nowMs());
 }
 
 Result<IdentityToken> SkiffdIdentityProvider::taskIdentity(const TaskMetadata& task) {
-  json body = {{"nodeId", task.nodeId}};
-  if (!task.ipv4.empty()) body["containerIp"] = task.ipv4;
-  auto answer = post("/v1/identity/tasks/" + task.taskId + "/token", body);
+  Result<json> answer;
+  {
+    std::lock_guard lock(mutex_);
+    answer = bodyOf(client_->taskToken(task.taskId, {task.nodeId, task.ipv4}));
+  }
   if (!answer) return std::unexpected(answer.error());
   auto token = answer->find("token");
   auto expires = answer->find("expiresAtMs");

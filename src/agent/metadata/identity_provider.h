@@ -24,8 +24,8 @@
 #include "common/clock.h"
 #include "common/error.h"
 
-namespace skiff::cli {
-class ApiClient;
+namespace skiff::client {
+class NodeApi;
 }
 
 namespace skiff::agent::metadata {
@@ -72,11 +72,9 @@ class SkiffdIdentityProvider final : public IdentityProvider {
   Result<IdentityToken> taskIdentity(const TaskMetadata& task) override;
 
  private:
-  Result<nlohmann::json> post(const std::string& target, const nlohmann::json& body);
-
   const Clock& clock_;
   std::mutex mutex_;
-  std::unique_ptr<cli::ApiClient> client_;
+  std::unique_ptr<client::NodeApi> client_;
 };
 
 struct CacheOptions {

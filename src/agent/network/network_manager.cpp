@@ -14,7 +14,7 @@
 
 #include "agent/image/fs_util.h"
 #include "agent/network/veth_driver.h"
-#include "cli/client.h"
+#include "client/node_api.h"
 #include "common/log.h"
 
 namespace skiff::agent::network {
@@ -352,20 +352,18 @@ Status NetworkManager::applyView(const json& view) {
 }
 
 void NetworkManager::syncLoop() {
-  cli::ClientOptions clientOptions;
+  client::ClientOptions clientOptions;
   clientOptions.connectTimeoutMs = 5000;
   clientOptions.requestTimeoutMs = options_.pollWait.count() + 30'000;
   clientOptions.userAgent = "skiff-agent/" SKIFF_VERSION;
-  cli::ApiClient client(options_.server, options_.token, clientOptions);
+  client::NodeApi client(options_.server, options_.token, clientOptions);
   int64_t revision = 0;
   while (true) {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
     }
-    std::string target = "/v1/network?afterRevision=" + std::to_string(revision) +
-                         "&waitMs=" + std::to_string(options_.pollWait.count());
-    auto response = client.call("GET", target, nullptr);
+    auto response = client.pollNetwork(revision, options_.pollWait);
     if (response && response->ok() && response->body.is_object()) {
       int64_t next = response->body.value("revision", revision);
       if (next != revision) {

@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/image/fs_util.h"
-#include "agent/image/testing/local_registry.h"
+#include "testing/local_registry.h"
 
 namespace skiff::agent::image {
 namespace {

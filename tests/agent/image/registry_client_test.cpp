@@ -10,8 +10,8 @@
 
 #include "agent/image/fs_util.h"
 #include "agent/image/manifest.h"
-#include "agent/image/testing/local_registry.h"
 #include "fake_http_server.h"
+#include "testing/local_registry.h"
 
 namespace skiff::agent::image {
 namespace {

@@ -23,9 +23,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/image/testing/local_registry.h"
 #include "agent/network/netns.h"
 #include "agent/network/network_manager.h"
+#include "testing/local_registry.h"
 #include "testing/netns_cluster.h"
 
 namespace skiff::agent::network {

@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "agent/image/testing/local_registry.h"
+#include "testing/local_registry.h"
 
 namespace skiff::agent::network {
 namespace {

@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "cli/client.h"
+#include "client/client.h"
 #include "common/clock.h"
 #include "common/http_server.h"
 #include "controlplane/tokens.h"
@@ -65,12 +65,12 @@ class IdentityRoutesTest : public ::testing::Test {
     if (thread.joinable()) thread.join();
   }
 
-  cli::ApiResponse call(const std::string& token, std::string_view method, std::string_view target,
-                        const json& body) {
-    cli::ApiClient client(address, token);
+  client::ApiResponse call(const std::string& token, std::string_view method,
+                           std::string_view target, const json& body) {
+    client::ApiClient client(address, token);
     auto response = client.call(method, target, &body);
     EXPECT_TRUE(response) << response.error().message();
-    return response ? *response : cli::ApiResponse{};
+    return response ? *response : client::ApiResponse{};
   }
 
   ManualClock clock;
@@ -89,7 +89,7 @@ class IdentityRoutesTest : public ::testing::Test {
 };
 
 TEST_F(IdentityRoutesTest, JwksIsPublic) {
-  cli::ApiClient client(address, "");
+  client::ApiClient client(address, "");
   auto response = client.call("GET", "/v1/identity/jwks", nullptr);
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, 200);

@@ -1,4 +1,4 @@
-#include "agent/image/testing/local_registry.h"
+#include "testing/local_registry.h"
 
 #include <archive.h>
 #include <archive_entry.h>

@@ -1,10 +1,10 @@
-#include "cli/client.h"
+#include "client/client.h"
 
 #include <curl/curl.h>
 
-#include "cli/util.h"
+#include "common/text.h"
 
-namespace skiff::cli {
+namespace skiff::client {
 namespace {
 
 using nlohmann::json;
@@ -219,4 +219,4 @@ Result<ApiResponse> ApiClient::perform(Transfer& transfer, std::string_view meth
   return response;
 }
 
-}  // namespace skiff::cli
+}  // namespace skiff::client

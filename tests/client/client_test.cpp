@@ -1,7 +1,7 @@
 // ApiClient against a scripted raw-socket HTTP server: what goes on the wire, and how answers,
 // streams and failures come back.
 
-#include "cli/client.h"
+#include "client/client.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,7 +15,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace skiff::cli {
+namespace skiff::client {
 namespace {
 
 using nlohmann::json;
@@ -281,4 +281,4 @@ TEST(ApiClientTest, RejectsHeaderInjection) {
 }
 
 }  // namespace
-}  // namespace skiff::cli
+}  // namespace skiff::client

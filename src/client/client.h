@@ -1,8 +1,9 @@
 #pragma once
 
-// The client side of the skiffd REST API (docs/api.md).
+// The client side of the skiffd REST API (docs/api.md), shared by the CLI, the node agent
+// (through node_api.h), the tests and the benchmarks.
 //
-// `Api` is the narrow interface the commands use, so tests can stand in for the server;
+// `Api` is the narrow interface its users hold, so tests can stand in for the server;
 // `ApiClient` implements it over libcurl. Every HTTP answer, 4xx and 5xx included, is a value
 // (`ApiResponse`): only failing to get an answer at all is an `Error`, always kUnavailable and
 // always naming the address, so callers can tell "the server said no" from "no server".
@@ -18,7 +19,7 @@
 
 #include "common/error.h"
 
-namespace skiff::cli {
+namespace skiff::client {
 
 struct ApiResponse {
   long status = 0;
@@ -100,4 +101,4 @@ class ApiClient final : public Api {
   void* curl_ = nullptr;  // CURL*, kept across calls so the connection is reused.
 };
 
-}  // namespace skiff::cli
+}  // namespace skiff::client

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <optional>
 
+#include "api/names.h"
+
 namespace skiff::api {
 namespace {
 
@@ -116,13 +118,7 @@ std::expected<AttributeExpression, std::string> parseAttributeExpression(std::st
 }
 
 bool validAttributeName(std::string_view name) {
-  if (name.empty() || name.size() > 64) return false;
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
+  return validShortName(name);
 }
 
 }  // namespace skiff::api

@@ -2,20 +2,12 @@
 
 #include <cmath>
 
+#include "api/names.h"
+
 namespace skiff::controlplane {
 namespace {
 
 using nlohmann::json;
-
-bool validName(std::string_view name) {
-  if (name.empty() || name.size() > 64) return false;
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
 
 json resourcesJson(const api::Resources& r) {
   return {{"cpu", r.cpu},
@@ -150,7 +142,7 @@ std::expected<scheduler::CapacityGroupSpec, api::FieldErrors> parseCapacityGroup
   }
   if (spec.name.empty()) {
     errors.push_back({"name", "is required"});
-  } else if (!validName(spec.name)) {
+  } else if (!api::validShortName(spec.name)) {
     errors.push_back({"name", "must be 1 to 64 of [A-Za-z0-9_.-]"});
   }
   auto application = body.find("applicationName");

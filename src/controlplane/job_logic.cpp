@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "controlplane/job_logic_internal.h"
 #include "controlplane/service_logic.h"
 
 namespace skiff::controlplane {
@@ -12,6 +13,8 @@ namespace {
 
 using api::TaskReason;
 using api::TaskState;
+using job_logic_detail::mutableRevision;
+using job_logic_detail::retarget;
 
 constexpr int64_t kMaxSystemRetryDelayMs = 30'000;
 
@@ -101,13 +104,6 @@ bool batchSlotWantsRetry(const JobRecord& job, const TaskRecord& task) {
 
 void noteDeadline(int64_t& next, int64_t deadline);
 
-SpecRevision* mutableRevision(JobEdit& edit, int64_t number) {
-  for (SpecRevision& revision : edit.mutableJob().revisions) {
-    if (revision.number == number) return &revision;
-  }
-  return nullptr;
-}
-
 // Each revision keeps the pinned image its tasks ran, from the first task that reported one.
 void recordPinnedImages(JobEdit& edit) {
   for (size_t i = 0; i < edit.taskCount(); ++i) {
@@ -118,13 +114,6 @@ void recordPinnedImages(JobEdit& edit) {
       mutableRevision(edit, task.specRevision)->image = task.image;
     }
   }
-}
-
-// Points the job at revision `number`: new tasks run its container.
-void retarget(JobEdit& edit, int64_t number) {
-  JobRecord& job = edit.mutableJob();
-  job.specRevision = number;
-  job.descriptor.container = job.findRevision(number)->container;
 }
 
 // A task of the rollout's target that ended before it was healthy (ready for minHealthyMs):
@@ -314,111 +303,6 @@ void finishJob(JobEdit& edit, std::string reason, std::string message, int64_t n
 
 }  // namespace
 
-std::optional<size_t> JobView::findIndex(int64_t index) const {
-  auto it = std::lower_bound(tasks.begin(), tasks.end(), index,
-                             [](const TaskRecord& t, int64_t i) { return t.index < i; });
-  if (it == tasks.end() || it->index != index) return std::nullopt;
-  return static_cast<size_t>(it - tasks.begin());
-}
-
-JobRecord& JobEdit::mutableJob() {
-  if (!job_) job_ = view_.job;
-  return *job_;
-}
-
-const TaskRecord& JobEdit::task(size_t i) const {
-  if (i >= view_.tasks.size()) return appended_[i - view_.tasks.size()];
-  if (auto it = replacements_.find(i); it != replacements_.end()) return it->second;
-  if (auto it = changed_.find(i); it != changed_.end()) return it->second;
-  return view_.tasks[i];
-}
-
-TaskRecord& JobEdit::mutableTask(size_t i) {
-  if (i >= view_.tasks.size()) return appended_[i - view_.tasks.size()];
-  if (auto it = replacements_.find(i); it != replacements_.end()) return it->second;
-  auto [it, inserted] = changed_.try_emplace(i);
-  if (inserted) it->second = view_.tasks[i];
-  return it->second;
-}
-
-std::optional<size_t> JobEdit::findIndex(int64_t index) const {
-  if (auto position = view_.findIndex(index)) return position;
-  for (size_t i = 0; i < appended_.size(); ++i) {
-    if (appended_[i].index == index) return view_.tasks.size() + i;
-  }
-  return std::nullopt;
-}
-
-std::optional<size_t> JobEdit::findTaskId(const std::string& id) const {
-  // Task ids are "<jobId>-<index>-<attempt>": find the slot by index, then match the attempt.
-  size_t last = id.rfind('-');
-  if (last == std::string::npos || last == 0) return std::nullopt;
-  size_t before = id.rfind('-', last - 1);
-  if (before == std::string::npos) return std::nullopt;
-  int64_t index = 0;
-  for (size_t i = before + 1; i < last; ++i) {
-    if (id[i] < '0' || id[i] > '9') return std::nullopt;
-    index = index * 10 + (id[i] - '0');
-    if (index > 1'000'000'000) return std::nullopt;
-  }
-  auto position = findIndex(index);
-  if (!position || task(*position).id != id) return std::nullopt;
-  return position;
-}
-
-void JobEdit::appendTask(TaskRecord task) {
-  appended_.push_back(std::move(task));
-}
-
-void JobEdit::replaceTask(size_t i, TaskRecord next) {
-  if (i >= view_.tasks.size()) {
-    // A task appended in this edit finished and is retried in the same edit: keep the finished
-    // attempt as a changed record of its own by moving it into history.
-    TaskRecord& slot = appended_[i - view_.tasks.size()];
-    history_.push_back(std::move(slot));
-    slot = std::move(next);
-    return;
-  }
-  // Make sure the finished attempt is written before the slot moves on.
-  mutableTask(i);
-  replacements_[i] = std::move(next);
-}
-
-bool JobEdit::empty() const {
-  return !job_ && changed_.empty() && replacements_.empty() && appended_.empty() &&
-         history_.empty();
-}
-
-std::vector<const TaskRecord*> JobEdit::changedTasks() const {
-  std::vector<const TaskRecord*> out;
-  for (const auto& [i, task] : changed_) out.push_back(&task);
-  for (const auto& task : history_) out.push_back(&task);
-  for (const auto& [i, task] : replacements_) out.push_back(&task);
-  for (const auto& task : appended_) out.push_back(&task);
-  return out;
-}
-
-void JobEdit::applyTo(JobView& view, store::Revision revision) && {
-  if (job_) {
-    view.job = std::move(*job_);
-    view.job.modRevision = revision;
-  }
-  for (auto& [i, task] : changed_) {
-    view.tasks[i] = std::move(task);
-    view.tasks[i].modRevision = revision;
-  }
-  for (auto& [i, task] : replacements_) {
-    view.tasks[i] = std::move(task);
-    view.tasks[i].modRevision = revision;
-  }
-  for (auto& task : appended_) {
-    task.modRevision = revision;
-    view.tasks.push_back(std::move(task));
-  }
-  std::sort(view.tasks.begin(), view.tasks.end(),
-            [](const TaskRecord& a, const TaskRecord& b) { return a.index < b.index; });
-}
-
 JobView newJob(std::string id, api::JobDescriptor descriptor, std::string idempotencyKey,
                int64_t nowMs) {
   JobView view;
@@ -578,158 +462,6 @@ std::optional<int64_t> evictionAllowance(const JobView& view, const std::set<std
   return disruptionAllowance(budget, job.capacity.desired, ready, recent, nowMs).tasks;
 }
 
-Status updateCapacity(JobEdit& edit, std::optional<int64_t> min, std::optional<int64_t> desired,
-                      std::optional<int64_t> max) {
-  if (edit.job().descriptor.isBatch()) {
-    return fail(ErrorCode::kFailedPrecondition, "capacity applies to service jobs only");
-  }
-  if (edit.job().state != api::JobState::kAccepted) {
-    return fail(ErrorCode::kFailedPrecondition, "job " + edit.job().id + " is not active");
-  }
-  api::Capacity next = edit.job().capacity;
-  if (min) next.min = *min;
-  if (desired) next.desired = *desired;
-  if (max) next.max = *max;
-  if (next.min < 0 || next.max > api::Limits::kMaxServiceCapacity ||
-      !(next.min <= next.desired && next.desired <= next.max)) {
-    return fail(ErrorCode::kInvalidArgument,
-                "capacity: must satisfy 0 <= min <= desired <= max <= " +
-                    std::to_string(api::Limits::kMaxServiceCapacity) + " (got min " +
-                    std::to_string(next.min) + ", desired " + std::to_string(next.desired) +
-                    ", max " + std::to_string(next.max) + ")");
-  }
-  edit.mutableJob().capacity = next;
-  return {};
-}
-
-Status setEnabled(JobEdit& edit, bool enabled) {
-  if (edit.job().descriptor.isBatch()) {
-    return fail(ErrorCode::kFailedPrecondition, "enable and disable apply to service jobs only");
-  }
-  if (edit.job().enabled != enabled) edit.mutableJob().enabled = enabled;
-  return {};
-}
-
-Status updateContainer(JobEdit& edit, const api::Container& container, int64_t nowMs) {
-  const JobRecord& job = edit.job();
-  if (job.descriptor.isBatch()) {
-    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " is a batch job");
-  }
-  if (job.state != api::JobState::kAccepted) {
-    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " is being killed or finished");
-  }
-  api::JobDescriptor current;
-  current.container = job.descriptor.container;
-  api::JobDescriptor next;
-  next.container = container;
-  json currentJson = api::toJson(current)["container"];
-  json nextJson = api::toJson(next)["container"];
-  for (const char* fixed : {"resources", "securityProfile", "hardConstraints", "softConstraints"}) {
-    if (currentJson[fixed] != nextJson[fixed]) {
-      return fail(ErrorCode::kFailedPrecondition,
-                  std::string("container.") + fixed +
-                      " cannot change in an update (placement is per job): submit a new job");
-    }
-  }
-  if (currentJson == nextJson) return {};
-  int64_t number = 0;
-  for (const SpecRevision& revision : job.revisions) number = std::max(number, revision.number);
-  ++number;
-  JobRecord& mutableJob = edit.mutableJob();
-  int64_t from = mutableJob.rollout.active ? mutableJob.rollout.fromRevision : job.specRevision;
-  if (mutableJob.rollout.active) {
-    mutableRevision(edit, job.specRevision)->outcome = "abandoned";
-  }
-  mutableJob.revisions.push_back({number, container, nowMs, "rolling", "", ""});
-  retarget(edit, number);
-  mutableJob.rollout = RolloutState{true, from, false, false, nowMs, "started"};
-  return {};
-}
-
-Status promoteRollout(JobEdit& edit) {
-  const JobRecord& job = edit.job();
-  if (!job.rollout.active || job.rollout.promoted ||
-      job.descriptor.service->rollout.canaryTasks == 0) {
-    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " has no canary to promote");
-  }
-  edit.mutableJob().rollout.promoted = true;
-  if (SpecRevision* revision = mutableRevision(edit, job.specRevision)) {
-    revision->outcome = "rolling";
-  }
-  return {};
-}
-
-Status rollbackTo(JobEdit& edit, std::optional<int64_t> revision, int64_t nowMs) {
-  const JobRecord& job = edit.job();
-  if (job.descriptor.isBatch()) {
-    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " is a batch job");
-  }
-  if (job.state != api::JobState::kAccepted) {
-    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " is being killed or finished");
-  }
-  int64_t target = 0;
-  if (revision) {
-    target = *revision;
-  } else if (job.rollout.active) {
-    target = job.rollout.fromRevision;
-  } else {
-    for (const SpecRevision& r : job.revisions) {
-      if (r.number != job.specRevision && r.outcome != "rolledBack" && r.number > target) {
-        target = r.number;
-      }
-    }
-  }
-  if (job.findRevision(target) == nullptr) {
-    return fail(ErrorCode::kNotFound,
-                target == 0 ? "job " + job.id + " has no earlier revision"
-                            : "job " + job.id + " has no revision " + std::to_string(target));
-  }
-  if (target == job.specRevision) {
-    return fail(ErrorCode::kFailedPrecondition,
-                "revision " + std::to_string(target) + " is already the job's revision");
-  }
-  int64_t from = job.specRevision;
-  SpecRevision* leaving = mutableRevision(edit, from);
-  leaving->outcome = edit.job().rollout.active ? "abandoned" : "superseded";
-  mutableRevision(edit, target)->outcome = "rolling";
-  retarget(edit, target);
-  edit.mutableJob().rollout =
-      RolloutState{true, from, true, true, nowMs, "rollback to revision " + std::to_string(target)};
-  return {};
-}
-
-Status applyMetrics(JobEdit& edit, const std::map<std::string, double>& metrics, int64_t nowMs) {
-  const JobRecord& job = edit.job();
-  if (job.descriptor.isBatch() || !job.descriptor.service->autoscaling) {
-    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " has no autoscaling policies");
-  }
-  if (job.state != api::JobState::kAccepted) {
-    return fail(ErrorCode::kFailedPrecondition, "job " + job.id + " is being killed or finished");
-  }
-  JobRecord& mutableJob = edit.mutableJob();
-  for (const auto& [name, value] : metrics) mutableJob.autoscale.metrics[name] = value;
-  mutableJob.autoscale.metricsAtMs = nowMs;
-  AutoscaleInput input;
-  input.capacity = mutableJob.capacity;
-  for (size_t i = 0; i < edit.taskCount(); ++i) input.readyTasks += edit.task(i).ready ? 1 : 0;
-  input.metrics = mutableJob.autoscale.metrics;
-  input.lastScaleOutMs = mutableJob.autoscale.lastScaleOutMs;
-  input.lastScaleInMs = mutableJob.autoscale.lastScaleInMs;
-  AutoscaleDecision decision =
-      decideAutoscale(*mutableJob.descriptor.service->autoscaling, input, nowMs);
-  decision.detail["atMs"] = nowMs;
-  if (decision.changed) {
-    mutableJob.capacity.desired = decision.desired;
-    (decision.scaleOut ? mutableJob.autoscale.lastScaleOutMs : mutableJob.autoscale.lastScaleInMs) =
-        nowMs;
-    mutableJob.autoscale.lastDecision = std::move(decision.detail);
-  } else if (decision.blockedUntilMs != 0) {
-    decision.detail["blockedUntilMs"] = decision.blockedUntilMs;
-    mutableJob.autoscale.lastDecision = std::move(decision.detail);
-  }
-  return {};
-}
-
 int64_t drainTasksOnNode(JobEdit& edit, const std::string& nodeId, int64_t deadlineAtMs) {
   if (edit.job().state != api::JobState::kAccepted) return 0;
   const bool batch = edit.job().descriptor.isBatch();
@@ -751,31 +483,6 @@ int64_t drainTasksOnNode(JobEdit& edit, const std::string& nodeId, int64_t deadl
     ++marked;
   }
   return marked;
-}
-
-json historyOf(const JobView& view) {
-  json items = json::array();
-  for (auto it = view.job.revisions.rbegin(); it != view.job.revisions.rend(); ++it) {
-    int64_t tasks = 0;
-    for (const TaskRecord& task : view.tasks) {
-      if (!task.finished() && task.specRevision == it->number) ++tasks;
-    }
-    items.push_back({{"revision", it->number},
-                     {"image", it->container.image.reference()},
-                     {"pinnedImage", it->image},
-                     {"createdAtMs", it->createdAtMs},
-                     {"outcome", it->outcome},
-                     {"message", it->message},
-                     {"tasks", tasks}});
-  }
-  json out = {{"jobId", view.job.id}, {"specRevision", view.job.specRevision}, {"items", items}};
-  if (view.job.rollout.active) {
-    out["rollout"] = {{"fromRevision", view.job.rollout.fromRevision},
-                      {"promoted", view.job.rollout.promoted},
-                      {"rollingBack", view.job.rollout.rollingBack},
-                      {"message", view.job.rollout.message}};
-  }
-  return out;
 }
 
 void launchTask(JobEdit& edit, size_t position, const std::string& nodeId, int64_t nowMs) {

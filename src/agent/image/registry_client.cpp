@@ -10,9 +10,9 @@
 
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
 
 #include "agent/image/manifest.h"
+#include "common/encoding.h"
 #include "common/log.h"
 
 namespace skiff::agent::image {
@@ -93,15 +93,6 @@ std::string registryErrorSummary(std::string_view body) {
     out.append(out.empty() ? "" : ": ").append(e["message"].get<std::string>());
   }
   return out.substr(0, 512);
-}
-
-std::string base64(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
 }
 
 std::string escape(CURL* curl, std::string_view s) {
@@ -626,7 +617,7 @@ Result<std::string> RegistryClient::authorize(const ImageReference& repo,
                     "registry " + repo.registry() + " wants Basic credentials and none are set");
       }
       std::string header =
-          "Authorization: Basic " + base64(it->second.username + ":" + it->second.password);
+          "Authorization: Basic " + base64Encode(it->second.username + ":" + it->second.password);
       std::lock_guard lock(mutex_);
       auth_[cacheKey] = {header, std::chrono::steady_clock::now() + std::chrono::hours(1)};
       return header;

@@ -13,6 +13,8 @@
 
 #include <nftables/libnftables.h>
 
+#include "common/hash.h"
+
 namespace skiff::agent::network {
 namespace {
 
@@ -83,13 +85,8 @@ std::string renderGroupChain(const api::SecurityGroup& group) {
 }  // namespace
 
 std::string groupKey(const std::string& name) {
-  uint64_t hash = 14695981039346656037ull;  // FNV-1a.
-  for (unsigned char c : name) {
-    hash ^= c;
-    hash *= 1099511628211ull;
-  }
   char text[17];
-  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash));
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(fnv1a64(name)));
   return text;
 }
 

@@ -7,6 +7,7 @@
 
 #include "agent/image/fs_util.h"
 #include "agent/network/netns.h"
+#include "common/hash.h"
 
 namespace skiff::agent::network {
 namespace {
@@ -19,11 +20,7 @@ constexpr const char* kContainerLink = "eth0";
 }  // namespace
 
 std::string hostLinkNameFor(const std::string& id) {
-  uint64_t hash = 14695981039346656037ull;  // FNV-1a.
-  for (unsigned char c : id) {
-    hash ^= c;
-    hash *= 1099511628211ull;
-  }
+  uint64_t hash = fnv1a64(id);
   char text[16];
   std::snprintf(text, sizeof text, "%012llx",
                 static_cast<unsigned long long>(hash & 0xffffffffffffull));

@@ -9,7 +9,7 @@
 #include <memory>
 #include <vector>
 
-#include <openssl/evp.h>
+#include "common/encoding.h"
 
 namespace skiff::agent::runtime {
 namespace {
@@ -146,12 +146,7 @@ Result<std::string> compileSeccompBpf(const json& seccomp) {
 }
 
 std::string base64Encode(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(bytes.data()),
-                          static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
+  return skiff::base64Encode(bytes);
 }
 
 }  // namespace skiff::agent::runtime

@@ -6,7 +6,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <openssl/rand.h>
 
-#include "controlplane/identity/base64url.h"
+#include "common/encoding.h"
 #include "controlplane/identity/jwt.h"
 
 namespace skiff::identity {

@@ -1,6 +1,6 @@
 #include "controlplane/identity/jwt.h"
 
-#include "controlplane/identity/base64url.h"
+#include "common/encoding.h"
 
 namespace skiff::identity {
 namespace {

@@ -16,7 +16,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "controlplane/identity/base64url.h"
+#include "common/encoding.h"
 
 namespace skiff::identity {
 namespace {

@@ -66,9 +66,9 @@ struct SqliteStoreOptions {
   int64_t maxPageCount = 0;
 };
 
+class WatchHub;
 namespace sqlite_detail {
 class ReadPool;
-class WatchHub;
 class Writer;
 }  // namespace sqlite_detail
 
@@ -106,7 +106,7 @@ class SqliteStore final : public Store {
 
   int lockFd_ = -1;
   std::unique_ptr<sqlite_detail::ReadPool> readPool_;
-  std::shared_ptr<sqlite_detail::WatchHub> hub_;
+  std::shared_ptr<WatchHub> hub_;
   std::unique_ptr<sqlite_detail::Writer> writer_;
 };
 

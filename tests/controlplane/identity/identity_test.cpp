@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
-#include "controlplane/identity/base64url.h"
+#include "common/encoding.h"
 #include "controlplane/identity/identity_service.h"
 #include "controlplane/identity/jwt.h"
 #include "controlplane/identity/signing_keys.h"

@@ -413,6 +413,10 @@ if [[ $SLURM == 1 ]] && { pgrep -x slurmctld || pgrep -x slurmd; } >/dev/null; t
   log "slurm is already running; skipping the Slurm peer (stop it first)"
   SLURM=0
 fi
+if [[ $SLURM == 1 && ! -f /etc/slurm/slurm.conf ]]; then
+  log "no /etc/slurm/slurm.conf; skipping the Slurm throughput peer (docs/benchmarks.md shows the one used)"
+  SLURM=0
+fi
 if [[ $SLURM == 1 ]]; then
   # A private copy of /etc/slurm/slurm.conf: the node advertises SLURM_CPUS CPUs (as skiff-agent
   # advertises 64 with --cpu), and batch_sched_delay=0 (the default of 3 s made the default
@@ -461,7 +465,8 @@ cell() { echo "p50 $(round_p50s "$1" | median) ms (rounds: $(round_p50s "$1" | t
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "nan" || b == "nan" || b == 0) print "n/a"; else printf "%.2fx", a / b}'; }
 {
   echo "### summary ($(date -u '+%Y-%m-%d %H:%M UTC')); skiff-agent runtime ${RUNTIME:-default}"
-  echo "percentiles by nearest rank; p50 = median over rounds of each round's p50; p99 over all samples, only from 100 or more"
+  echo "percentiles by nearest rank; p50 = median over rounds of each round's p50; p99 over all samples, only from 100 or more;"
+  echo "podman / skiff = how many times faster Skiff is (above 1.00x: Skiff is faster)"
   for network in $START_NETWORKS; do
     ls "$OUT"/cli-$network-*.txt >/dev/null 2>&1 || continue
     echo
@@ -471,13 +476,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "nan" || b == "nan" || b == 0
     for rt in $PODMAN_RUNTIMES; do
       ls "$OUT"/podman-$rt-$network-[0-9]*.txt >/dev/null 2>&1 || continue
       podman_wall=$(round_p50s "podman-$rt-$network-[0-9]*.txt" | median)
-      echo "  podman --runtime $rt run --rm wall: $(cell "podman-$rt-$network-[0-9]*.txt"); skiff / podman-$rt: $(ratio "$skiff_wall" "$podman_wall")"
+      echo "  podman --runtime $rt run --rm wall: $(cell "podman-$rt-$network-[0-9]*.txt"); podman-$rt / skiff: $(ratio "$podman_wall" "$skiff_wall")"
     done
     skiff_first=$(summ '.breakdown.assignmentToFirstInstructionMs.p50' "start-$network-*.json")
     echo "  skiff (runtime ${RUNTIME:-default}) assignment → first instruction p50: $skiff_first ms"
     if ls "$OUT"/podman-crun-$network-first-*.txt >/dev/null 2>&1; then
       podman_first=$(round_p50s "podman-crun-$network-first-*.txt" | median)
-      echo "  podman --runtime crun invocation → first instruction: $(cell "podman-crun-$network-first-*.txt"); skiff / podman: $(ratio "$skiff_first" "$podman_first")"
+      echo "  podman --runtime crun invocation → first instruction: $(cell "podman-crun-$network-first-*.txt"); podman / skiff: $(ratio "$podman_first" "$skiff_first")"
     fi
   done
   echo
@@ -495,7 +500,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "nan" || b == "nan" || b == 0
     # Nearest rank: the value at rank ceil(N/2), index ceil(N/2) - 1.
     echo "skiff start timings p50 over all starts: $(jq -sc '[.[] | select(.msg == "start timings") | .timings] as $t | ($t[0] | keys) | map({(.): ([$t[][.] // 0] | sort | .[((length + 1) / 2 | floor) - 1])}) | add' "$OUT/agent.log")"
   fi
-  echo "throughput jobs/s (median): $(summ '.jobsPerSecond' 'throughput-*.json') (rounds: $(jq -r .jobsPerSecond "$OUT"/throughput-*.json 2>/dev/null | tr '\n' ' '))"
+  if ls "$OUT"/throughput-*.json >/dev/null 2>&1; then
+    echo "throughput jobs/s (median): $(summ '.jobsPerSecond' 'throughput-*.json') (rounds: $(jq -r .jobsPerSecond "$OUT"/throughput-*.json | tr '\n' ' '))"
+  fi
   if ls "$OUT"/slurm-*.txt >/dev/null 2>&1; then
     echo "slurm jobs/s (median): $(cat "$OUT"/slurm-*.txt | median) (rounds: $(cat "$OUT"/slurm-*.txt | tr '\n' ' '))"
   fi

@@ -109,7 +109,9 @@ SKIFFD="$(find "$BUILD_DIR/src" -type f -name skiffd -perm -u+x | head -1)"
 SKIFF="$(find "$BUILD_DIR/src" -type f -name skiff -perm -u+x | head -1)"
 SUBMIT="$BUILD_DIR/bench/submit_bench"
 MILLION="$BUILD_DIR/bench/million_tasks_bench"
-for bin in "$SKIFFD" "$SKIFF" "$SUBMIT" "$MILLION"; do [[ -x "$bin" ]] || { echo "missing $bin" >&2; exit 1; }; done
+needed=("$SKIFFD" "$SKIFF" "$SUBMIT")
+wants million && needed+=("$MILLION")
+for bin in "${needed[@]}"; do [[ -x "$bin" ]] || { echo "missing $bin" >&2; exit 1; }; done
 mkdir -p "$TMP/results"
 
 median() {  # median of the numbers on stdin, by nearest rank (the value at rank ceil(N/2))
@@ -337,7 +339,8 @@ for i in $(seq "$RUNS"); do
     slurm_ready
     log "sbatch run $i/$RUNS (per process): $CLIENTS concurrent sbatch --hold --wrap=true, ${WARMUP}s + ${DURATION}s"
     "$SUBMIT" --exec "sbatch --hold --wrap=true -o /dev/null -e /dev/null" --clients "$CLIENTS" \
-      --duration "$DURATION" --warmup "$WARMUP" >"$TMP/results/sbatch-$i.json" ||
+      --duration "$DURATION" --warmup "$WARMUP" --server-pid "$(cat "$TMP/slurm/slurmctld.pid")" \
+      >"$TMP/results/sbatch-$i.json" ||
       log "sbatch run $i acknowledged nothing"
     jq -c . "$TMP/results/sbatch-$i.json" >&2
     # Cancel the held jobs so the next run starts from the same state.
@@ -349,7 +352,8 @@ for i in $(seq "$RUNS"); do
       "$SUBMIT" --url "$SLURMRESTD_URL" --path /slurm/v0.0.38/job/submit --body-file "$TMP/slurm-job.json" \
         --header "X-SLURM-USER-NAME: root" --header "X-SLURM-USER-TOKEN: $SLURM_JWT_TOKEN" \
         --expect-status 200 --expect-body '"job_id"' --clients "$CLIENTS" --duration "$DURATION" \
-        --warmup "$WARMUP" >"$TMP/results/slurmrest-$i.json" || log "slurmrestd run $i acknowledged nothing"
+        --warmup "$WARMUP" --server-pid "$(cat "$TMP/slurm/slurmctld.pid")" \
+        >"$TMP/results/slurmrest-$i.json" || log "slurmrestd run $i acknowledged nothing"
       jq -c . "$TMP/results/slurmrest-$i.json" >&2
       scancel --state=PENDING 2>/dev/null || true
     fi
@@ -411,10 +415,12 @@ if have submit || have cli || have sbatch || have slurmrest; then
     echo "| per connection: keep-alive \`POST /v1/jobs\` vs **fallback** concurrent \`sbatch\` (slurmrestd not measured) | $(cell submit) | $(cell sbatch) | $(ratio "$(col submit .perSec)" "$(col sbatch .perSec)") |"
   fi
 fi
-for name in submit cli; do
+echo
+for name in submit cli sbatch slurmrest; do
   have "$name" || continue
-  echo
-  echo "skiffd CPU per acknowledged submission ($name): median $(fmt "$(col "$name" .serverCpuUsPerAck)" %.0f) µs;" \
+  server=skiffd
+  [[ $name == sbatch || $name == slurmrest ]] && server="slurmctld (not slurmrestd)"
+  echo "$server CPU per acknowledged submission ($name): median $(fmt "$(col "$name" .serverCpuUsPerAck)" %.0f) µs;" \
     "other processes used $(fmt "$(col "$name" .otherBusyCores)" %.2f) of $(nproc) cores (median) during those runs."
 done
 echo

@@ -158,11 +158,16 @@ struct Slot {
   bool active = false;
 };
 
+// CPU seconds of this program and of the commands it ran and reaped (exec mode).
 double selfCpuSec() {
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
   auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
-  return sec(usage.ru_utime) + sec(usage.ru_stime);
+  double total = 0;
+  for (int who : {RUSAGE_SELF, RUSAGE_CHILDREN}) {
+    rusage usage{};
+    ::getrusage(who, &usage);
+    total += sec(usage.ru_utime) + sec(usage.ru_stime);
+  }
+  return total;
 }
 
 // Busy and total jiffies of the whole machine (all cores) from /proc/stat.
@@ -199,6 +204,35 @@ struct Results {
   double machineBusyCores = -1;  // Average busy cores of the whole machine during the window.
   double loadBefore = -1;
   double loadAfter = -1;
+};
+
+// CPU use during the measured window: the server's, this program's (with its commands) and the
+// whole machine's.
+class Window {
+ public:
+  void open(const Options& opt) {
+    if (opt.serverPid > 0) serverCpuAtStart_ = skiff::bench::processCpuSec(opt.serverPid);
+    clientCpuAtStart_ = selfCpuSec();
+    jiffiesAtStart_ = machineJiffies();
+  }
+  void close(const Options& opt, Results& r) const {
+    if (opt.serverPid > 0) {
+      double end = skiff::bench::processCpuSec(opt.serverPid);
+      if (serverCpuAtStart_ >= 0 && end >= 0) r.serverCpuSec = end - serverCpuAtStart_;
+    }
+    r.clientCpuSecWindow = selfCpuSec() - clientCpuAtStart_;
+    auto [busy, total] = machineJiffies();
+    double cores = static_cast<double>(::sysconf(_SC_NPROCESSORS_ONLN));
+    if (total > jiffiesAtStart_.second) {
+      r.machineBusyCores =
+          (busy - jiffiesAtStart_.first) / (total - jiffiesAtStart_.second) * cores;
+    }
+  }
+
+ private:
+  double serverCpuAtStart_ = -1;
+  double clientCpuAtStart_ = 0;
+  std::pair<double, double> jiffiesAtStart_;
 };
 
 Clock::duration seconds(double s) {
@@ -273,6 +307,9 @@ int runExec(const Options& opt) {
   for (int i = 0; i < opt.clients; ++i) {
     if (!spawnOne()) return 1;
   }
+  Window window;
+  bool windowOpen = false;
+  bool windowClosed = false;
   while (!running.empty()) {
     int status = 0;
     pid_t pid = ::waitpid(-1, &status, 0);
@@ -281,6 +318,15 @@ int runExec(const Options& opt) {
       break;
     }
     Clock::time_point now = Clock::now();
+    // The window's edges are taken at the first exit past them (exits come every few ms).
+    if (!windowOpen && now >= windowStart) {
+      windowOpen = true;
+      window.open(opt);
+    }
+    if (!windowClosed && now >= windowEnd) {
+      windowClosed = true;
+      window.close(opt, r);
+    }
     auto it = running.find(pid);
     if (it == running.end()) continue;
     Clock::time_point started = it->second;
@@ -381,9 +427,7 @@ int main(int argc, char** argv) {
   r.latenciesMs.reserve(1 << 20);
   r.loadBefore = loadAvg1();
   size_t active = slots.size();
-  double serverCpuAtStart = -1;
-  double clientCpuAtStart = 0;
-  std::pair<double, double> jiffiesAtStart;
+  Window window;
   bool windowOpen = false;
   bool windowClosed = false;
 
@@ -430,23 +474,11 @@ int main(int argc, char** argv) {
     Clock::time_point now = Clock::now();
     if (!windowOpen && now >= windowStart) {
       windowOpen = true;
-      if (opt.serverPid > 0) serverCpuAtStart = skiff::bench::processCpuSec(opt.serverPid);
-      clientCpuAtStart = selfCpuSec();
-      jiffiesAtStart = machineJiffies();
+      window.open(opt);
     }
     if (!windowClosed && now >= windowEnd) {
       windowClosed = true;
-      if (opt.serverPid > 0) {
-        double end = skiff::bench::processCpuSec(opt.serverPid);
-        if (serverCpuAtStart >= 0 && end >= 0) r.serverCpuSec = end - serverCpuAtStart;
-      }
-      r.clientCpuSecWindow = selfCpuSec() - clientCpuAtStart;
-      auto [busy, total] = machineJiffies();
-      double cores = static_cast<double>(::sysconf(_SC_NPROCESSORS_ONLN));
-      if (total > jiffiesAtStart.second) {
-        r.machineBusyCores =
-            (busy - jiffiesAtStart.first) / (total - jiffiesAtStart.second) * cores;
-      }
+      window.close(opt, r);
     }
     if (now >= drainEnd) break;
     if (active > 0) curl_multi_poll(multi, nullptr, 0, 100, nullptr);

@@ -332,21 +332,19 @@ std::optional<std::string> submit(Client& client, const std::string& body) {
   return job["id"].get<std::string>();
 }
 
+// Percentiles by nearest rank (bench_util.h); p99 is null with fewer than 100 samples.
 json stats(std::vector<double> v) {
   if (v.empty()) return json{{"n", 0}};
   std::sort(v.begin(), v.end());
-  auto pct = [&](double p) {
-    size_t idx = static_cast<size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
-    return v[std::min(idx, v.size() - 1)];
-  };
   double sum = 0;
   for (double x : v) sum += x;
   auto round2 = [](double x) { return std::round(x * 100) / 100; };
+  std::optional<double> p99 = skiff::bench::p99(v);
   return json{{"n", v.size()},
               {"min", round2(v.front())},
-              {"p50", round2(pct(50))},
-              {"p90", round2(pct(90))},
-              {"p99", round2(pct(99))},
+              {"p50", round2(skiff::bench::percentile(v, 0.5))},
+              {"p90", round2(skiff::bench::percentile(v, 0.9))},
+              {"p99", p99 ? json(round2(*p99)) : json(nullptr)},
               {"max", round2(v.back())},
               {"mean", round2(sum / static_cast<double>(v.size()))}};
 }

@@ -8,14 +8,22 @@
 # Sets up, in a fresh temporary directory: a docker-registry on a free loopback port holding a
 # busybox-static image (built offline with umoci + skopeo, plus /bin/stamp from agent_stamp.cpp),
 # skiffd on a free port, and one separate skiff-agent process (so its RSS is its own). Then:
-#   1. start latency: START_RUNS rounds of START_JOBS sequential one-task jobs (`/bin/stamp`), each
-#      round followed by PODMAN_RUNS `podman run --rm IMAGE /bin/stamp` of the same image (wall
-#      time, and invocation → first instruction);
-#      again with the agent restarted with --no-disk-limits (where the time goes);
+#   1. start latency, like for like, once with a network and once without (START_NETWORKS): the
+#      agent runs with its own-IP networking, then restarted with --no-network; podman with its
+#      default network, then with --network none. Per network, START_RUNS rounds of:
+#      - `skiff job run --wait JOB` wall time, CLI_RUNS times (a one-task `/bin/stamp` job);
+#      - `podman run --rm IMAGE /bin/stamp` wall time, PODMAN_RUNS times for each runtime in
+#        PODMAN_RUNTIMES (crun and runc), and podman's invocation → first instruction;
+#      - agent_bench --mode start: START_JOBS sequential jobs, with the agent's assignment → first
+#        instruction (the skiff-agent runtime is RUNTIME, crun by default, as podman's first one);
+#      the image is cached on both sides (pulled and warmed up before the timed runs); then
+#      START_JOBS jobs with the agent restarted with --no-disk-limits (where the time goes);
 #   2. throughput: THROUGHPUT_JOBS `true` jobs, THROUGHPUT_RUNS times; then Slurm (one node,
 #      /etc/slurm/slurm.conf) running SLURM_JOBS `sbatch --wrap=true`, THROUGHPUT_RUNS times;
 #   3. HOLD_JOBS `sleep 600` jobs: RSS of skiff-agent, skiffd and each skiff-monitor, disk of the
 #      last container; then they are killed through the API.
+# Percentiles are by nearest rank (the value at rank ceil(p*N) of the sorted samples); a p99 is
+# printed only from 100 samples or more.
 # A trap removes every container, mount, cgroup, process and directory the script created, also on
 # failure or Ctrl-C. Slurm daemons are stopped only if this script started them.
 set -euo pipefail
@@ -26,6 +34,9 @@ OUT=${OUT:-$BUILD/agent-bench-results}
 START_RUNS=${START_RUNS:-3}
 START_JOBS=${START_JOBS:-30}
 PODMAN_RUNS=${PODMAN_RUNS:-10}
+CLI_RUNS=${CLI_RUNS:-$PODMAN_RUNS}
+PODMAN_RUNTIMES=${PODMAN_RUNTIMES:-crun runc}
+START_NETWORKS=${START_NETWORKS:-network none}
 THROUGHPUT_JOBS=${THROUGHPUT_JOBS:-1000}
 THROUGHPUT_RUNS=${THROUGHPUT_RUNS:-3}
 SLURM_JOBS=${SLURM_JOBS:-$THROUGHPUT_JOBS}
@@ -33,8 +44,8 @@ HOLD_JOBS=${HOLD_JOBS:-100}
 PODMAN=${PODMAN:-1}
 SLURM=${SLURM:-1}
 NODISK=${NODISK:-1}   # also measure start latency with --no-disk-limits
-NETWORK=${NETWORK:-1} # 0: skiff-agent --no-network (loopback-only containers)
-RUNTIME=${RUNTIME:-}  # --runtime of skiff-agent; empty: the agent's own choice (crun when usable)
+NETWORK=${NETWORK:-1} # 0: skiff-agent --no-network (loopback-only containers) for parts 2 and 3
+RUNTIME=${RUNTIME:-crun}  # --runtime of skiff-agent (crun, as podman's first runtime)
 SKIP_BUILD=${SKIP_BUILD:-0}
 # CPU/memory requests. The CPU quota already applies while runc sets the container up (runc init
 # compiles the seccomp filter inside the container's cgroup), so a 0.01-core task takes ~2.5 s to
@@ -45,7 +56,7 @@ HOLD_CPU=${HOLD_CPU:-0.5}
 HOLD_MEMORY_MB=${HOLD_MEMORY_MB:-16}
 
 [[ $(id -u) -eq 0 ]] || { echo "agent_benchmarks: run as root" >&2; exit 1; }
-for tool in docker-registry skopeo umoci busybox runc jq curl g++; do
+for tool in docker-registry skopeo umoci busybox runc crun jq curl g++; do
   command -v "$tool" >/dev/null || { echo "agent_benchmarks: $tool is missing (scripts/setup.sh)" >&2; exit 1; }
 done
 
@@ -122,9 +133,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+PODMAN_RUNTIME=crun  # the runtime podman_cmd passes; the start rounds set it
 podman_cmd() {
   podman --root "$WORK/podman/root" --runroot "$WORK/podman/run" --cgroup-manager=cgroupfs \
-    --runtime runc --events-backend=none "$@"
+    --runtime "$PODMAN_RUNTIME" --events-backend=none "$@"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +148,7 @@ podman_cmd() {
   echo "kernel: $(uname -r)"
   echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
   echo "runc: $(runc --version | head -1)"
+  echo "crun: $(crun --version | head -1)"
   command -v podman >/dev/null && echo "podman: $(podman --version)"
   command -v slurmctld >/dev/null && echo "slurm: $(slurmctld -V)"
   echo "tree: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) (+ uncommitted work)"
@@ -150,10 +163,11 @@ if [[ $SKIP_BUILD != 1 ]]; then
   # src/cli/watch.cpp (std::string operator+), which -Werror turns into a failed Release build.
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSKIFF_BUILD_TESTS=OFF \
     -DCMAKE_CXX_FLAGS=-Wno-restrict >/dev/null
-  ninja -C "$BUILD" -j2 skiffd skiff-agent skiff-monitor agent_bench >/dev/null
+  ninja -C "$BUILD" -j2 skiffd skiff skiff-agent skiff-monitor agent_bench >/dev/null
 fi
 SKIFFD=$(find "$BUILD" -type f -name skiffd -perm -u+x | head -1)
 AGENT=$(find "$BUILD" -type f -name skiff-agent -perm -u+x | head -1)
+SKIFF=$(find "$BUILD" -type f -name skiff -perm -u+x | head -1)
 MONITOR=$(find "$BUILD" -type f -name skiff-monitor -perm -u+x | head -1)
 BENCH=$(find "$BUILD" -type f -name agent_bench -perm -u+x | head -1)
 INIT=$(command -v tini-static || echo /usr/bin/tini-static)
@@ -206,10 +220,11 @@ for _ in $(seq 1 100); do curl -fsS "$URL/healthz" >/dev/null 2>&1 && break; sle
 curl -fsS "$URL/healthz" >/dev/null
 TOKEN=$WORK/skiffd/admin.token
 
+AGENT_NETWORK=$NETWORK  # 0: start_agent passes --no-network
 start_agent() {  # extra agent flags...
   "$AGENT" --server "$URL" --join-token-file "$WORK/skiffd/join.token" --node-id agentbench \
     --state-dir "$WORK/agent" --cpu 64 --memory-mb 65536 --disk-mb 4000000 --network-mbps 1000000 \
-    ${RUNTIME:+--runtime "$RUNTIME"} $([[ $NETWORK == 0 ]] && echo --no-network) --monitor "$MONITOR" --init "$INIT" --cgroup-parent "$CGROUP_PARENT" \
+    ${RUNTIME:+--runtime "$RUNTIME"} $([[ $AGENT_NETWORK == 0 ]] && echo --no-network) --monitor "$MONITOR" --init "$INIT" --cgroup-parent "$CGROUP_PARENT" \
     --insecure-registry "$REGISTRY" "$@" 2>>"$WORK/agent.log" &
   AGENT_PID=$!
   for _ in $(seq 1 100); do
@@ -221,12 +236,17 @@ start_agent() {  # extra agent flags...
   return 1
 }
 stop_agent() {
+  [[ -n $AGENT_PID ]] || return 0
   kill "$AGENT_PID"
   wait "$AGENT_PID" 2>/dev/null || true
   AGENT_PID=""
 }
 bench() { "$BENCH" --url "$URL" --token-file "$TOKEN" --image "$IMAGE" "$@"; }
-median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# Nearest-rank percentiles of the numbers on stdin: the value at rank ceil(P*N) of the sorted
+# values; "nan" when there are none. pct_p99 prints "n/a (< 100 samples)" with fewer than 100.
+pct() { sort -g | awk -v p="$1" '{v[NR] = $1} END {if (NR == 0) {print "nan"; exit} r = p * NR; k = int(r); if (k < r - 1e-9) k++; if (k < 1) k = 1; print v[k]}'; }
+median() { pct 0.5; }
+pct_p99() { sort -g | awk '{v[NR] = $1} END {if (NR < 100) {print "n/a (< 100 samples)"; exit} r = 0.99 * NR; k = int(r); if (k < r - 1e-9) k++; print v[k]}'; }
 
 start_agent
 
@@ -237,53 +257,90 @@ if [[ $PODMAN == 1 ]]; then
   mkdir -p "$WORK/podman"
   podman_cmd pull --quiet --tls-verify=false "$IMAGE" >/dev/null
 fi
-PODMAN_FLAGS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none)
 
-podman_round() {  # FIRST_FILE → wall ms of each run, one a line; invocation → first instruction
-  # ms of each run into FIRST_FILE (the container runs /bin/stamp, which prints CLOCK_REALTIME).
-  local first_file=$1
+# The one-task job `skiff job run --wait` submits: the same image and /bin/stamp as the others.
+mkdir -p "$WORK/home"
+cat >"$WORK/stamp-job.yaml" <<YAML
+applicationName: agentbench
+owner:
+  teamEmail: bench@example.com
+container:
+  image: $IMAGE
+  command: [/bin/stamp]
+  resources:
+    cpu: $JOB_CPU
+    memoryMB: $JOB_MEMORY_MB
+batch:
+  size: 1
+  runtimeLimitSec: 3600
+YAML
+skiff_cli() {
+  SKIFF_ADDR=$URL SKIFF_TOKEN=$(cat "$TOKEN") HOME=$WORK/home XDG_CONFIG_HOME=$WORK/home "$SKIFF" "$@"
+}
+cli_round() {  # → wall ms of each `skiff job run --wait`, one a line
+  skiff_cli job run --wait "$WORK/stamp-job.yaml" >/dev/null  # warm-up
+  for _ in $(seq 1 "$CLI_RUNS"); do
+    local t0 t1
+    t0=$(date +%s%N)
+    skiff_cli job run --wait "$WORK/stamp-job.yaml" >/dev/null
+    t1=$(date +%s%N)
+    echo "scale=2; ($t1 - $t0) / 1000000" | bc
+  done
+}
+
+podman_round() {  # NETWORK FIRST_FILE → wall ms of each run, one a line; invocation → first
+  # instruction ms of each run into FIRST_FILE (the container runs /bin/stamp, which prints
+  # CLOCK_REALTIME). NETWORK "none" runs with --network none, "network" with podman's default.
+  local network=$1 first_file=$2
+  local flags=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+  [[ $network == none ]] && flags+=(--network none)
   : >"$first_file"
-  podman_cmd run --rm "${PODMAN_FLAGS[@]}" "$IMAGE" /bin/stamp >/dev/null  # warm-up
+  podman_cmd run --rm "${flags[@]}" "$IMAGE" /bin/stamp >/dev/null  # warm-up
   for _ in $(seq 1 "$PODMAN_RUNS"); do
     local t0 t1 stamp
     t0=$(date +%s%N)
-    stamp=$(podman_cmd run --rm "${PODMAN_FLAGS[@]}" "$IMAGE" /bin/stamp)
+    stamp=$(podman_cmd run --rm "${flags[@]}" "$IMAGE" /bin/stamp)
     t1=$(date +%s%N)
     echo "scale=2; ($t1 - $t0) / 1000000" | bc
     echo "scale=2; ($stamp - $t0) / 1000000" | bc >>"$first_file"
   done
 }
 
-start_rounds() {  # label
-  local label=$1 round
+start_rounds() {  # label network(network|none) [podman 0|1]
+  local label=$1 network=$2 with_peer=${3:-1} round rt
   for round in $(seq 1 "$START_RUNS"); do
     log "start latency [$label] round $round (load $(loadavg))"
     bench --mode start --command /bin/stamp --count "$START_JOBS" --warmup 2 \
       --cpu "$JOB_CPU" --memory-mb "$JOB_MEMORY_MB" \
       --agent-log "$WORK/agent.log" --agent-state-dir "$WORK/agent" >"$OUT/start-$label-$round.json"
     echo "$(loadavg)" >"$OUT/start-$label-$round.load"
-    if [[ $PODMAN == 1 && $label == default ]]; then
-      log "podman run --rm round $round (load $(loadavg))"
-      podman_round "$OUT/podman-first-$round.txt" >"$OUT/podman-$round.txt"
-      echo "$(loadavg)" >"$OUT/podman-$round.load"
-      # Podman with its default bridge network: what a container with its own address costs
-      # there (Skiff's share of that is the `networkMs` of its start timings).
-      PODMAN_FLAGS_SAVED=("${PODMAN_FLAGS[@]}")
-      PODMAN_FLAGS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
-      podman_round "$OUT/podman-net-first-$round.txt" >"$OUT/podman-net-$round.txt" ||
-        log "podman with its default network failed"
-      PODMAN_FLAGS=("${PODMAN_FLAGS_SAVED[@]}")
-    fi
+    [[ $with_peer == 1 ]] || continue
+    log "skiff job run --wait [$label] round $round (load $(loadavg))"
+    cli_round >"$OUT/cli-$network-$round.txt"
+    [[ $PODMAN == 1 ]] || continue
+    for rt in $PODMAN_RUNTIMES; do
+      log "podman --runtime $rt run --rm [$network] round $round (load $(loadavg))"
+      PODMAN_RUNTIME=$rt
+      podman_round "$network" "$OUT/podman-$rt-$network-first-$round.txt" >"$OUT/podman-$rt-$network-$round.txt" ||
+        log "podman --runtime $rt [$network] failed"
+    done
   done
 }
-start_rounds default
+for network in $START_NETWORKS; do
+  stop_agent
+  AGENT_NETWORK=$([[ $network == none ]] && echo 0 || echo 1)
+  start_agent
+  start_rounds "$network" "$network"
+done
 if [[ $NODISK == 1 ]]; then
   stop_agent
+  AGENT_NETWORK=$NETWORK
   start_agent --no-disk-limits
-  start_rounds nodisk
-  stop_agent
-  start_agent
+  start_rounds nodisk "$([[ $NETWORK == 0 ]] && echo none || echo network)" 0
 fi
+stop_agent
+AGENT_NETWORK=$NETWORK
+start_agent
 
 # ---------------------------------------------------------------------------------------------
 # 3. Holding HOLD_JOBS containers.
@@ -356,6 +413,10 @@ if [[ $SLURM == 1 ]] && { pgrep -x slurmctld || pgrep -x slurmd; } >/dev/null; t
   log "slurm is already running; skipping the Slurm peer (stop it first)"
   SLURM=0
 fi
+if [[ $SLURM == 1 && ! -f /etc/slurm/slurm.conf ]]; then
+  log "no /etc/slurm/slurm.conf; skipping the Slurm throughput peer (docs/benchmarks.md shows the one used)"
+  SLURM=0
+fi
 if [[ $SLURM == 1 ]]; then
   # A private copy of /etc/slurm/slurm.conf: the node advertises SLURM_CPUS CPUs (as skiff-agent
   # advertises 64 with --cpu), and batch_sched_delay=0 (the default of 3 s made the default
@@ -394,34 +455,54 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # Summary.
-summ() { jq -r "$1" "$OUT"/$2 | median; }
+# Median over rounds of a field of the JSON files matching $2; null fields (a p99 from fewer than
+# 100 samples) are left out, so "nan" means no round had one.
+summ() { jq -r "$1 // empty" "$OUT"/$2 | median; }
+# "p50 X ms, p99 Y" over files matching $1 (one sample a line): the median of the rounds' p50s and
+# the p99 of all samples together.
+round_p50s() { local f; for f in "$OUT"/$1; do [[ -s $f ]] && median <"$f"; done; }
+cell() { echo "p50 $(round_p50s "$1" | median) ms (rounds: $(round_p50s "$1" | tr '\n' ' ')), p99 $(cat "$OUT"/$1 2>/dev/null | pct_p99)"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "nan" || b == "nan" || b == 0) print "n/a"; else printf "%.2fx", a / b}'; }
 {
-  echo "### summary ($(date -u '+%Y-%m-%d %H:%M UTC'))"
-  for label in default nodisk; do
+  echo "### summary ($(date -u '+%Y-%m-%d %H:%M UTC')); skiff-agent runtime ${RUNTIME:-default}"
+  echo "percentiles by nearest rank; p50 = median over rounds of each round's p50; p99 over all samples, only from 100 or more;"
+  echo "podman / skiff = how many times faster Skiff is (above 1.00x: Skiff is faster)"
+  for network in $START_NETWORKS; do
+    ls "$OUT"/cli-$network-*.txt >/dev/null 2>&1 || continue
+    echo
+    echo "start latency, $network ($([[ $network == none ]] && echo 'skiff-agent --no-network vs podman --network none' || echo "Skiff's own-IP networking vs podman's default network")), image cached:"
+    skiff_wall=$(round_p50s "cli-$network-*.txt" | median)
+    echo "  skiff job run --wait wall: $(cell "cli-$network-*.txt")"
+    for rt in $PODMAN_RUNTIMES; do
+      ls "$OUT"/podman-$rt-$network-[0-9]*.txt >/dev/null 2>&1 || continue
+      podman_wall=$(round_p50s "podman-$rt-$network-[0-9]*.txt" | median)
+      echo "  podman --runtime $rt run --rm wall: $(cell "podman-$rt-$network-[0-9]*.txt"); podman-$rt / skiff: $(ratio "$podman_wall" "$skiff_wall")"
+    done
+    skiff_first=$(summ '.breakdown.assignmentToFirstInstructionMs.p50' "start-$network-*.json")
+    echo "  skiff (runtime ${RUNTIME:-default}) assignment → first instruction p50: $skiff_first ms"
+    if ls "$OUT"/podman-crun-$network-first-*.txt >/dev/null 2>&1; then
+      podman_first=$(round_p50s "podman-crun-$network-first-*.txt" | median)
+      echo "  podman --runtime crun invocation → first instruction: $(cell "podman-crun-$network-first-*.txt"); podman / skiff: $(ratio "$podman_first" "$skiff_first")"
+    fi
+  done
+  echo
+  for label in $START_NETWORKS nodisk; do
     ls "$OUT"/start-$label-*.json >/dev/null 2>&1 || continue
-    echo "start[$label] submit→Started p50 (median of rounds): $(summ '.submitToStartedSeenMs.p50' "start-$label-*.json") ms"
-    echo "start[$label] submit→Started p99 (median of rounds): $(summ '.submitToStartedSeenMs.p99' "start-$label-*.json") ms"
+    p99=$(summ '.submitToStartedSeenMs.p99' "start-$label-*.json")
+    [[ $p99 == nan ]] && p99="n/a (< 100 samples per round)"
+    echo "start[$label] submit→Started p50 (median of rounds): $(summ '.submitToStartedSeenMs.p50' "start-$label-*.json") ms; p99: $p99"
     echo "start[$label] submit→Finished p50: $(summ '.submitToFinishedSeenMs.p50' "start-$label-*.json") ms"
     echo "start[$label] assignment→first instruction p50: $(summ '.breakdown.assignmentToFirstInstructionMs.p50' "start-$label-*.json") ms"
     echo "start[$label] submit→assignment p50: $(summ '.breakdown.submitToAssignmentMs.p50' "start-$label-*.json") ms"
     echo "start[$label] Started log→seen p50: $(summ '.breakdown.startedLogToStartedSeenMs.p50' "start-$label-*.json") ms"
   done
-  if ls "$OUT"/podman-*.txt >/dev/null 2>&1; then
-    for f in "$OUT"/podman-[0-9]*.txt; do median <"$f"; done >"$OUT/p50s-podman.txt"
-    echo "podman run --rm p50 (median of rounds): $(median <"$OUT/p50s-podman.txt") ms (rounds: $(tr '\n' ' ' <"$OUT/p50s-podman.txt"))"
-    for f in "$OUT"/podman-first-*.txt; do median <"$f"; done >"$OUT/p50s-podman-first.txt"
-    echo "podman run --rm invocation→first instruction p50 (median of rounds): $(median <"$OUT/p50s-podman-first.txt") ms"
-  fi
-  if ls "$OUT"/podman-net-*.txt >/dev/null 2>&1; then
-    for f in "$OUT"/podman-net-*.txt; do median <"$f"; done >"$OUT/p50s-podman-net.txt"
-    echo "podman run --rm (default network) p50 (median of rounds): $(median <"$OUT/p50s-podman-net.txt") ms"
-    for f in "$OUT"/podman-net-first-*.txt; do median <"$f"; done >"$OUT/p50s-podman-net-first.txt"
-    echo "podman (default network) invocation→first instruction p50: $(median <"$OUT/p50s-podman-net-first.txt") ms"
-  fi
   if [[ -f $OUT/agent.log ]]; then
-    echo "skiff start timings p50 over all starts: $(jq -sc '[.[] | select(.msg == "start timings") | .timings] as $t | ($t[0] | keys) | map({(.): ([$t[][.] // 0] | sort | .[length / 2 | floor])}) | add' "$OUT/agent.log")"
+    # Nearest rank: the value at rank ceil(N/2), index ceil(N/2) - 1.
+    echo "skiff start timings p50 over all starts: $(jq -sc '[.[] | select(.msg == "start timings") | .timings] as $t | ($t[0] | keys) | map({(.): ([$t[][.] // 0] | sort | .[((length + 1) / 2 | floor) - 1])}) | add' "$OUT/agent.log")"
   fi
-  echo "throughput jobs/s (median): $(summ '.jobsPerSecond' 'throughput-*.json') (rounds: $(jq -r .jobsPerSecond "$OUT"/throughput-*.json | tr '\n' ' '))"
+  if ls "$OUT"/throughput-*.json >/dev/null 2>&1; then
+    echo "throughput jobs/s (median): $(summ '.jobsPerSecond' 'throughput-*.json') (rounds: $(jq -r .jobsPerSecond "$OUT"/throughput-*.json | tr '\n' ' '))"
+  fi
   if ls "$OUT"/slurm-*.txt >/dev/null 2>&1; then
     echo "slurm jobs/s (median): $(cat "$OUT"/slurm-*.txt | median) (rounds: $(cat "$OUT"/slurm-*.txt | tr '\n' ' '))"
   fi

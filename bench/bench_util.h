@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -39,12 +41,34 @@ inline double processCpuSec(pid_t pid) {
   return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
-// The value at fraction `p` (0.5 for the median) of `values`, by nearest rank; 0 when empty.
+// The `p`-th percentile of `values` (`p` a fraction: 0.5 for the median) by nearest rank: the
+// value at 1-based rank ceil(p * N) of the N values sorted in ascending order (rank 1 for p = 0),
+// so it is always one of the samples and never an interpolation. 0 when `values` is empty. Every
+// benchmark program and script in bench/ uses this definition.
 inline double percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
-  size_t index = static_cast<size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
+  // The small slack keeps p * N from landing one rank too high through rounding (0.99 * 100).
+  double rank = std::ceil(p * static_cast<double>(values.size()) - 1e-9);
+  size_t index = rank < 1 ? 0 : static_cast<size_t>(rank) - 1;
   return values[std::min(index, values.size() - 1)];
+}
+
+// The fewest samples a p99 is reported from: with fewer, the value at rank ceil(0.99 * N) is the
+// maximum, not a 99th percentile.
+inline constexpr size_t kMinSamplesForP99 = 100;
+
+// The p99 of `values` by nearest rank, or nothing with fewer than kMinSamplesForP99 samples.
+inline std::optional<double> p99(const std::vector<double>& values) {
+  if (values.size() < kMinSamplesForP99) return std::nullopt;
+  return percentile(values, 0.99);
+}
+
+// p99(values) as a JSON value: null with fewer than kMinSamplesForP99 samples.
+template <typename Json>
+Json p99OrNull(const std::vector<double>& values) {
+  std::optional<double> value = p99(values);
+  return value ? Json(*value) : Json(nullptr);
 }
 
 }  // namespace skiff::bench

@@ -24,6 +24,7 @@
 #include "agent/image/fs_util.h"
 #include "agent/image/image_store.h"
 #include "agent/image/registry_client.h"
+#include "bench_util.h"
 #include "common/log.h"
 #include "testing/local_registry.h"
 
@@ -194,7 +195,7 @@ int main(int argc, char** argv) {
               "unpacked", runs);
   for (Row& row : rows) {
     std::sort(row.mbps.begin(), row.mbps.end());
-    double median = row.mbps[row.mbps.size() / 2];
+    double median = skiff::bench::percentile(row.mbps, 0.5);
     // The same run measured in unpacked bytes (equal to blob bytes for incompressible data).
     std::printf("%-18s %10.0f %10.0f %10.0f %12.0f\n", row.name, median, row.mbps.front(),
                 row.mbps.back(), median * unpackedMb / mb);

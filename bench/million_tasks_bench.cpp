@@ -450,10 +450,8 @@ int main(int argc, char** argv) {
       times.push_back(r["serveSecFromStart"].get<double>());
       rss.push_back(r["rssMiB"].get<double>());
     }
-    std::sort(times.begin(), times.end());
-    std::sort(rss.begin(), rss.end());
-    out["restartSecMedian"] = times[times.size() / 2];
-    out["restartRssMiBMedian"] = rss[rss.size() / 2];
+    out["restartSecMedian"] = skiff::bench::percentile(times, 0.5);
+    out["restartRssMiBMedian"] = skiff::bench::percentile(rss, 0.5);
   }
 
   std::error_code ec;

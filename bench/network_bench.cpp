@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,10 +48,14 @@ double ms(Clock::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
 
+// Percentiles by nearest rank; the p99 only from kMinSamplesForP99 samples or more.
 void print(const std::string& name, const std::vector<double>& values) {
-  std::printf("%-34s n=%-4zu p50=%8.3f ms  p90=%8.3f ms  p99=%8.3f ms\n", name.c_str(),
-              values.size(), percentile(values, 0.5), percentile(values, 0.9),
-              percentile(values, 0.99));
+  char p99Text[32] = "n/a (< 100 samples)";
+  if (std::optional<double> p99 = skiff::bench::p99(values)) {
+    std::snprintf(p99Text, sizeof p99Text, "%8.3f ms", *p99);
+  }
+  std::printf("%-34s n=%-4zu p50=%8.3f ms  p90=%8.3f ms  p99=%s\n", name.c_str(), values.size(),
+              percentile(values, 0.5), percentile(values, 0.9), p99Text);
 }
 
 int sh(const std::string& command) {

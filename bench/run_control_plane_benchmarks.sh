@@ -3,24 +3,35 @@
 #
 #   bench/run_control_plane_benchmarks.sh
 #
-# Builds skiffd and the bench programs in Release, then
-#   (a) submit: RUNS runs of submit_bench (CLIENTS concurrent HTTP clients, WARMUP s warm-up, then
-#       DURATION s measured) against a fresh skiffd each, on a temp state dir and a free port;
-#   (b) million: MILLION_RUNS runs of million_tasks_bench (JOBS batch jobs of BATCH tasks, RSS,
-#       then RESTARTS kill -9 + restart cycles timed until GET /v1/jobs serves a job);
-#   (peer) with SLURM=1 (or SLURM=auto and a reachable slurmctld): RUNS runs of CLIENTS concurrent
-#       `sbatch --hold --wrap=true` submitters (held, so they are accepted but not run, as skiffd's
-#       tasks without nodes; cancelled after each run). SLURM=1 starts munged, slurmctld and slurmd from
-#       /etc/slurm/slurm.conf when they are not running, and stops the ones it started.
-# and prints a table of medians with the ratio to the goal and to the peer.
+# Builds skiffd, the skiff CLI and the bench programs in Release, then, RUNS rounds of each part
+# (CLIENTS concurrent clients, WARMUP s warm-up, then DURATION s measured; each Skiff part against
+# a fresh skiffd on a temp state dir and a free port, with no nodes, so tasks stay pending):
+#   submit  per connection, Skiff: submit_bench's HTTP mode, one keep-alive connection per client
+#           (`POST /v1/jobs`, acknowledged once durable);
+#   cli     per process, Skiff: CLIENTS concurrent `skiff job run FILE` (one process per job, which
+#           exits once the job is durable), through submit_bench --exec;
+#   slurm   the peer, on a private Slurm this script starts (munged if not running, slurmctld and
+#           slurmrestd with their own slurm.conf, ports and state under the temp dir; no slurmd, as
+#           skiffd has no nodes): per process, CLIENTS concurrent `sbatch --hold --wrap=true`
+#           through submit_bench --exec; per connection, the same HTTP harness as `submit` against
+#           slurmrestd (`POST /slurm/v0.0.38/job/submit` of a held job, JWT auth). Held jobs are
+#           accepted and not run, as skiffd's tasks without nodes; they are cancelled after each run.
+#           Should slurmrestd not come up, the per-connection peer falls back to CLIENTS
+#           concurrent `sbatch` and the table says so.
+#   million MILLION_RUNS runs of million_tasks_bench (JOBS batch jobs of BATCH tasks, RSS, then
+#           RESTARTS kill -9 + restart cycles timed until GET /v1/jobs serves a job).
+# It prints a table of medians (nearest rank) with the ratio to the goal and, for each pair, the
+# ratio of Skiff to the peer measured in the same run. Percentiles are by nearest rank; p99 is
+# shown only from runs with >= 100 samples.
 #
 # Environment: BUILD_DIR (default build-bench), RUNS=3, CLIENTS=64, DURATION=10, WARMUP=1,
-# MILLION_RUNS=3, JOBS=1000, BATCH=1000, RESTARTS=3, LOG_LEVEL=info, SLURM=auto|0|1,
-# SKIP_BUILD=1, ONLY=submit|million|slurm (comma-separated), KEEP_RESULTS=DIR (copy the raw JSON),
-# QUIET_WAIT=120 and QUIET_BUSY=0.3: before each run, wait up to QUIET_WAIT s for the rest of the
-# machine to use less than QUIET_BUSY cores (a shared box: other builds skew the numbers; each
+# MILLION_RUNS=3, JOBS=1000, BATCH=1000, RESTARTS=3, LOG_LEVEL=info, SLURM=auto|0|1 (auto: measure
+# the peer when slurmctld, slurmrestd and munged are installed and this runs as root),
+# SKIP_BUILD=1, ONLY=submit,cli,slurm,million (comma-separated), KEEP_RESULTS=DIR (copy the raw
+# JSON), QUIET_WAIT=120 and QUIET_BUSY=0.3: before each run, wait up to QUIET_WAIT s for the rest of
+# the machine to use less than QUIET_BUSY cores (a shared box: other builds skew the numbers; each
 # result records how busy the machine was, see docs/benchmarks.md).
-# Needs cmake, ninja, jq, and root only for SLURM=1.
+# Needs cmake, ninja, jq, and root for the Slurm peer (scripts/setup.sh --bench-peers installs it).
 #
 # Every process this script starts and its temp directory are removed on exit, also on failure or
 # Ctrl-C.
@@ -41,19 +52,18 @@ LOG_LEVEL="${LOG_LEVEL:-info}"
 SLURM="${SLURM:-auto}"
 QUIET_WAIT="${QUIET_WAIT:-120}"
 QUIET_BUSY="${QUIET_BUSY:-0.3}"
-ONLY="${ONLY:-submit,million,slurm}"
+ONLY="${ONLY:-submit,cli,slurm,million}"
 
-# Goals and the peer's documented figure.
+# Goals. Every peer figure is measured in the same run.
 GOAL_SUBMIT_PER_SEC=5000
 GOAL_RSS_MIB=1536
 GOAL_RESTART_SEC=10
-SLURM_DOCUMENTED_PER_SEC=500
 
 command -v jq >/dev/null || { echo "jq is needed (apt-get install jq)" >&2; exit 2; }
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/skiff-bench.XXXXXX")"
 PIDS=()            # Processes to kill on exit.
-SLURM_STARTED=()   # Slurm daemons this script started: "name pidfile".
+SLURM_STARTED=()   # Daemons this script started: "name pidfile".
 
 cleanup() {
   local rc=$?
@@ -92,20 +102,25 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   log "building Release in $BUILD_DIR"
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSKIFF_BUILD_TESTS=OFF \
     -DSKIFF_BUILD_BENCH=ON >"$TMP/cmake.log" 2>&1 || { cat "$TMP/cmake.log" >&2; exit 1; }
-  ninja -C "$BUILD_DIR" -j"$(nproc)" skiffd submit_bench million_tasks_bench >"$TMP/build.log" 2>&1 ||
+  ninja -C "$BUILD_DIR" -j"$(nproc)" skiffd skiff submit_bench million_tasks_bench >"$TMP/build.log" 2>&1 ||
     { tail -50 "$TMP/build.log" >&2; exit 1; }
 fi
 SKIFFD="$BUILD_DIR/src/local/skiffd"
+SKIFF="$BUILD_DIR/src/cli/skiff"
 SUBMIT="$BUILD_DIR/bench/submit_bench"
 MILLION="$BUILD_DIR/bench/million_tasks_bench"
-for bin in "$SKIFFD" "$SUBMIT" "$MILLION"; do [[ -x "$bin" ]] || { echo "missing $bin" >&2; exit 1; }; done
+needed=("$SKIFFD" "$SKIFF" "$SUBMIT")
+wants million && needed+=("$MILLION")
+for bin in "${needed[@]}"; do [[ -x "$bin" ]] || { echo "missing $bin" >&2; exit 1; }; done
 mkdir -p "$TMP/results"
 
-median() {  # median of the numbers on stdin
-  sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print v[(NR+1)/2]} else {print (v[NR/2]+v[NR/2+1])/2}}'
+median() {  # median of the numbers on stdin, by nearest rank (the value at rank ceil(N/2))
+  sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "nan"} else {print v[int((NR+1)/2)]}}'
 }
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN {printf f, v}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0 || a == "nan") print "n/a"; else printf "%.2fx", a / b}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b == 0 || a == "nan" || b == "nan") print "n/a"; else printf "%.2fx", a / b}'; }
+# A p99 column: "n/a (< 100 samples)" where no run had 100 samples (submit_bench wrote null).
+fmt_p99() { if [[ "$1" == nan ]]; then echo "n/a (< 100 samples)"; else fmt "$1" "%.1f ms"; fi; }
 
 # Busy cores of the whole machine over the next $1 seconds.
 busy_cores() {
@@ -155,44 +170,95 @@ stop_skiffd() {
   rm -rf "$STATE"
 }
 
-# ---- (a) Submissions ----
-if wants submit; then
-  for i in $(seq "$RUNS"); do
-    wait_quiet
-    start_skiffd
-    log "submit run $i/$RUNS: $CLIENTS clients, ${WARMUP}s warm-up + ${DURATION}s (skiffd pid $SKIFFD_PID, port $SKIFFD_PORT)"
-    "$SUBMIT" --url "http://127.0.0.1:$SKIFFD_PORT" --token-file "$STATE/admin.token" \
-      --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SKIFFD_PID" \
-      >"$TMP/results/submit-$i.json"
-    jq -c . "$TMP/results/submit-$i.json" >&2
-    stop_skiffd
+# ---- The Slurm peer: a private Slurm ----
+free_port() {
+  local port
+  while :; do
+    port=$(shuf -i 20000-60000 -n 1)
+    ss -Hltn "sport = :$port" | grep -q . || { echo "$port"; return; }
   done
-fi
-
-# ---- (b) A million tasks ----
-if wants million; then
-  for i in $(seq "$MILLION_RUNS"); do
-    log "million run $i/$MILLION_RUNS: $JOBS jobs x $BATCH tasks, $RESTARTS restarts"
-    wait_quiet
-    dir="$(mktemp -d "$TMP/million.XXXXXX")"
-    "$MILLION" --skiffd "$SKIFFD" --state-dir "$dir" --jobs "$JOBS" --batch-size "$BATCH" \
-      --restarts "$RESTARTS" --log-level "$LOG_LEVEL" >"$TMP/results/million-$i.json" &
-    PIDS+=("$!")
-    wait "$!"
-    jq -c . "$TMP/results/million-$i.json" >&2
-    rm -rf "$dir"
-  done
-fi
-
-# ---- Peer: Slurm ----
-slurm_up() { command -v scontrol >/dev/null && timeout 5 scontrol ping 2>/dev/null | grep -q 'is UP'; }
-start_slurm_daemon() {  # name pidfile command...
+}
+start_daemon() {  # name pidfile command...: starts a daemon that writes its pid file
   local name="$1" pidfile="$2"
   shift 2
-  if [[ -s "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
   "$@"
   SLURM_STARTED+=("$name $pidfile")
   for _ in $(seq 50); do [[ -s "$pidfile" ]] && break; sleep 0.1; done
+}
+slurm_up() { timeout 5 scontrol ping 2>/dev/null | grep -q 'is UP'; }
+# Writes a slurm.conf of its own under $TMP/slurm (ports, state, JWT key), so a Slurm already on
+# the machine is neither used nor disturbed; starts munged when none runs, slurmctld and
+# slurmrestd. Sets SLURM_CONF (exported: sbatch, scancel and scontrol read it), SLURMRESTD_URL and
+# SLURM_JWT_TOKEN; SLURMRESTD_URL stays empty when slurmrestd did not come up.
+SLURMRESTD_URL=""
+start_private_slurm() {
+  local dir="$TMP/slurm" host
+  host="$(hostname -s)"
+  mkdir -p "$dir/state"
+  dd if=/dev/urandom of="$dir/jwt.key" bs=32 count=1 2>/dev/null
+  chmod 600 "$dir/jwt.key"
+  cat >"$dir/slurm.conf" <<CONF
+ClusterName=skiffbench
+SlurmctldHost=$host
+SlurmctldPort=$(free_port)
+SlurmdPort=$(free_port)
+AuthType=auth/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$dir/jwt.key
+SlurmUser=root
+StateSaveLocation=$dir/state
+SlurmdSpoolDir=$dir/slurmd
+SlurmctldPidFile=$dir/slurmctld.pid
+SlurmdPidFile=$dir/slurmd.pid
+SlurmctldLogFile=$dir/slurmctld.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MaxJobCount=200000
+MinJobAge=2
+JobCompType=jobcomp/none
+AccountingStorageType=accounting_storage/none
+NodeName=$host CPUs=$(nproc) State=UNKNOWN
+PartitionName=bench Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+  export SLURM_CONF="$dir/slurm.conf"
+  if ! pgrep -x munged >/dev/null; then
+    mkdir -p /run/munge
+    chown munge:munge /run/munge 2>/dev/null || true
+    start_daemon munged /run/munge/munged.pid runuser -u munge -- /usr/sbin/munged
+  fi
+  start_daemon slurmctld "$dir/slurmctld.pid" /usr/sbin/slurmctld -f "$SLURM_CONF"
+  for _ in $(seq 100); do slurm_up && break; sleep 0.2; done
+  slurm_up || { cat "$dir/slurmctld.log" >&2; echo "the private slurmctld did not come up" >&2; exit 1; }
+  # slurmrestd refuses to run as root unless told; it authenticates each request by its JWT.
+  local port
+  port="$(free_port)"
+  SLURM_JWT=daemon SLURMRESTD_SECURITY=disable_user_check /usr/sbin/slurmrestd -f "$SLURM_CONF" \
+    -a rest_auth/jwt -s openapi/v0.0.38 "127.0.0.1:$port" >"$dir/slurmrestd.log" 2>&1 &
+  PIDS+=("$!")
+  SLURM_JWT_TOKEN="$(scontrol token username=root lifespan=86400 | sed -n 's/^SLURM_JWT=//p')"
+  for _ in $(seq 50); do
+    if curl -fsS -o /dev/null -H "X-SLURM-USER-NAME: root" -H "X-SLURM-USER-TOKEN: $SLURM_JWT_TOKEN" \
+      "http://127.0.0.1:$port/slurm/v0.0.38/ping" 2>/dev/null; then
+      SLURMRESTD_URL="http://127.0.0.1:$port"
+      break
+    fi
+    sleep 0.2
+  done
+  if [[ -z "$SLURMRESTD_URL" ]]; then
+    log "slurmrestd did not answer (log below); the per-connection peer falls back to concurrent sbatch"
+    cat "$dir/slurmrestd.log" >&2
+  fi
+  # The held job slurmrestd is sent: the same `true` as sbatch --hold --wrap=true.
+  cat >"$TMP/slurm-job.json" <<'JSON'
+{"job": {"name": "skiffbench", "current_working_directory": "/tmp", "hold": true,
+         "environment": {"PATH": "/usr/bin:/bin"},
+         "standard_output": "/dev/null", "standard_error": "/dev/null"},
+ "script": "#!/bin/sh\ntrue\n"}
+JSON
 }
 # slurmctld stalls for many seconds after a mass cancel while it purges the job records: wait
 # until a held probe submission is answered within 0.5 s again (at most 180 s).
@@ -207,78 +273,155 @@ slurm_ready() {
   done
   log "slurmctld still slow after 180 s; measuring anyway"
 }
+
 SLURM_MEASURED=0
 if wants slurm && [[ "$SLURM" != 0 ]]; then
-  if [[ "$SLURM" == 1 ]] && ! slurm_up; then
-    command -v slurmctld >/dev/null || { echo "SLURM=1 needs slurm-wlm and munge" >&2; exit 1; }
-    log "starting munged, slurmctld and slurmd"
-    mkdir -p /run/munge /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
-    chown munge:munge /run/munge 2>/dev/null || true
-    start_slurm_daemon munged /run/munge/munged.pid runuser -u munge -- /usr/sbin/munged
-    start_slurm_daemon slurmctld /run/slurmctld.pid /usr/sbin/slurmctld
-    start_slurm_daemon slurmd /run/slurmd.pid /usr/sbin/slurmd
-    for _ in $(seq 100); do
-      slurm_up && sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)' && break
-      sleep 0.2
-    done
-  fi
-  if slurm_up; then
-    for i in $(seq "$RUNS"); do
-      wait_quiet
-      slurm_ready
-      log "slurm run $i/$RUNS: $CLIENTS concurrent sbatch --hold --wrap=true, ${WARMUP}s + ${DURATION}s"
-      "$SUBMIT" --exec "sbatch --hold --wrap=true -o /dev/null -e /dev/null" --clients "$CLIENTS" \
-        --duration "$DURATION" --warmup "$WARMUP" >"$TMP/results/slurm-$i.json" ||
-        log "slurm run $i acknowledged nothing"
-      jq -c . "$TMP/results/slurm-$i.json" >&2
-      # The jobs are held (accepted, not run, like skiffd's tasks without nodes); cancel them so
-      # the next run starts from the same state.
-      scancel --state=PENDING 2>/dev/null || true
-    done
+  missing=""
+  for tool in slurmctld slurmrestd munged sbatch scontrol; do
+    command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] || missing+=" $tool"
+  done
+  [[ "$(id -u)" == 0 ]] || missing+=" root"
+  if [[ -z "$missing" ]]; then
+    log "starting a private Slurm (munged, slurmctld, slurmrestd)"
+    start_private_slurm
     SLURM_MEASURED=1
   elif [[ "$SLURM" == 1 ]]; then
-    echo "slurmctld is not reachable" >&2
+    echo "SLURM=1 needs$missing (scripts/setup.sh --bench-peers; run as root)" >&2
     exit 1
   else
-    log "no reachable slurmctld: the Slurm peer is not measured (SLURM=1 starts it)"
+    log "the Slurm peer is not measured: needs$missing (scripts/setup.sh --bench-peers; SLURM=1 insists)"
   fi
 fi
 
+# ---- Submissions, RUNS rounds; each round measures every part once ----
+SKIFF_JOB="$TMP/skiff-job.yaml"
+cat >"$SKIFF_JOB" <<'YAML'
+applicationName: bench
+owner:
+  teamEmail: bench@example.com
+container:
+  image: busybox:latest
+  command: ["true"]
+  resources:
+    cpu: 0.1
+    memoryMB: 64
+batch:
+  size: 1
+YAML
+mkdir -p "$TMP/home"
+for i in $(seq "$RUNS"); do
+  if wants submit; then
+    wait_quiet
+    start_skiffd
+    log "submit run $i/$RUNS (per connection): $CLIENTS keep-alive clients, ${WARMUP}s warm-up + ${DURATION}s (skiffd pid $SKIFFD_PID, port $SKIFFD_PORT)"
+    "$SUBMIT" --url "http://127.0.0.1:$SKIFFD_PORT" --token-file "$STATE/admin.token" \
+      --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SKIFFD_PID" \
+      >"$TMP/results/submit-$i.json"
+    jq -c . "$TMP/results/submit-$i.json" >&2
+    stop_skiffd
+  fi
+  if wants cli; then
+    wait_quiet
+    start_skiffd
+    log "cli run $i/$RUNS (per process): $CLIENTS concurrent skiff job run, ${WARMUP}s + ${DURATION}s"
+    # The CLI finds skiffd and its token through the environment; an empty HOME keeps any config
+    # file of the person running this out of it.
+    SKIFF_ADDR="http://127.0.0.1:$SKIFFD_PORT" SKIFF_TOKEN="$(cat "$STATE/admin.token")" \
+      HOME="$TMP/home" XDG_CONFIG_HOME="$TMP/home" \
+      "$SUBMIT" --exec "$SKIFF job run $SKIFF_JOB" --clients "$CLIENTS" --duration "$DURATION" \
+      --warmup "$WARMUP" --server-pid "$SKIFFD_PID" >"$TMP/results/cli-$i.json" ||
+      log "cli run $i acknowledged nothing"
+    jq -c . "$TMP/results/cli-$i.json" >&2
+    stop_skiffd
+  fi
+  if [[ "$SLURM_MEASURED" == 1 ]]; then
+    wait_quiet
+    slurm_ready
+    log "sbatch run $i/$RUNS (per process): $CLIENTS concurrent sbatch --hold --wrap=true, ${WARMUP}s + ${DURATION}s"
+    "$SUBMIT" --exec "sbatch --hold --wrap=true -o /dev/null -e /dev/null" --clients "$CLIENTS" \
+      --duration "$DURATION" --warmup "$WARMUP" --server-pid "$(cat "$TMP/slurm/slurmctld.pid")" \
+      >"$TMP/results/sbatch-$i.json" ||
+      log "sbatch run $i acknowledged nothing"
+    jq -c . "$TMP/results/sbatch-$i.json" >&2
+    # Cancel the held jobs so the next run starts from the same state.
+    scancel --state=PENDING 2>/dev/null || true
+    wait_quiet
+    slurm_ready
+    if [[ -n "$SLURMRESTD_URL" ]]; then
+      log "slurmrestd run $i/$RUNS (per connection): $CLIENTS keep-alive clients, ${WARMUP}s + ${DURATION}s"
+      "$SUBMIT" --url "$SLURMRESTD_URL" --path /slurm/v0.0.38/job/submit --body-file "$TMP/slurm-job.json" \
+        --header "X-SLURM-USER-NAME: root" --header "X-SLURM-USER-TOKEN: $SLURM_JWT_TOKEN" \
+        --expect-status 200 --expect-body '"job_id"' --clients "$CLIENTS" --duration "$DURATION" \
+        --warmup "$WARMUP" --server-pid "$(cat "$TMP/slurm/slurmctld.pid")" \
+        >"$TMP/results/slurmrest-$i.json" || log "slurmrestd run $i acknowledged nothing"
+      jq -c . "$TMP/results/slurmrest-$i.json" >&2
+      scancel --state=PENDING 2>/dev/null || true
+    fi
+  fi
+done
+
+# ---- A million tasks ----
+if wants million; then
+  for i in $(seq "$MILLION_RUNS"); do
+    log "million run $i/$MILLION_RUNS: $JOBS jobs x $BATCH tasks, $RESTARTS restarts"
+    wait_quiet
+    dir="$(mktemp -d "$TMP/million.XXXXXX")"
+    "$MILLION" --skiffd "$SKIFFD" --state-dir "$dir" --jobs "$JOBS" --batch-size "$BATCH" \
+      --restarts "$RESTARTS" --log-level "$LOG_LEVEL" >"$TMP/results/million-$i.json" &
+    PIDS+=("$!")
+    wait "$!"
+    jq -c . "$TMP/results/million-$i.json" >&2
+    rm -rf "$dir"
+  done
+fi
+
 # ---- Table ----
-col() { local pattern="$1" expr="$2"; for f in "$TMP"/results/$pattern; do [[ -e "$f" ]] && jq -r "$expr" "$f"; done | median; }
+have() { compgen -G "$TMP/results/$1-*.json" >/dev/null; }
+# Median over the runs of a field; null fields (a p99 from fewer than 100 samples) are left out.
+col() { local name="$1" expr="$2"; for f in "$TMP"/results/"$name"-*.json; do [[ -e "$f" ]] && jq -r "$expr // empty" "$f"; done | median; }
+# "R/s (p50 X ms, p99 Y ms)" for the results named $1.
+rate_cell() { echo "$(fmt "$(col "$1" .perSec)" %.0f)/s (p50 $(fmt "$(col "$1" .p50Ms)" %.1f) ms, p99 $(fmt_p99 "$(col "$1" .p99Ms)"))"; }
 echo
 commit="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]] && commit+=" + uncommitted changes"
 echo "Control plane benchmarks: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), commit $commit"
+echo "Medians of $RUNS runs (nearest rank); $CLIENTS clients, ${WARMUP} s warm-up + ${DURATION} s measured per run."
 echo
-echo "| goal | measured median | ratio to goal | peer |"
-echo "| --- | --- | --- | --- |"
-if wants submit && compgen -G "$TMP/results/submit-*.json" >/dev/null; then
-  rate="$(col 'submit-*.json' .perSec)"
-  p50="$(col 'submit-*.json' .p50Ms)"
-  p99="$(col 'submit-*.json' .p99Ms)"
-  peer="Slurm documented ≈ ${SLURM_DOCUMENTED_PER_SEC}/s ($(ratio "$rate" "$SLURM_DOCUMENTED_PER_SEC") of it)"
-  if [[ "$SLURM_MEASURED" == 1 ]]; then
-    srate="$(col 'slurm-*.json' .perSec)"
-    sp50="$(col 'slurm-*.json' .p50Ms)"
-    sp99="$(col 'slurm-*.json' .p99Ms)"
-    peer+="; sbatch measured here $(fmt "$srate" %.0f)/s, p50 $(fmt "$sp50" %.1f) ms, p99 $(fmt "$sp99" %.1f) ms ($(ratio "$rate" "$srate") of it)"
-  fi
-  echo "| durable submissions/s, $CLIENTS clients ≥ $GOAL_SUBMIT_PER_SEC | $(fmt "$rate" %.0f)/s (p50 $(fmt "$p50" %.1f) ms, p99 $(fmt "$p99" %.1f) ms) | $(ratio "$rate" "$GOAL_SUBMIT_PER_SEC") | $peer |"
+echo "| goal | measured median | ratio to goal |"
+echo "| --- | --- | --- |"
+if have submit; then
+  echo "| durable submissions/s, $CLIENTS clients ≥ $GOAL_SUBMIT_PER_SEC | $(rate_cell submit) | $(ratio "$(col submit .perSec)" "$GOAL_SUBMIT_PER_SEC") |"
 fi
-if wants million && compgen -G "$TMP/results/million-*.json" >/dev/null; then
-  tasks="$(col 'million-*.json' .tasks)"
-  rss="$(col 'million-*.json' .rssMiB)"
-  rss2="$(col 'million-*.json' .restartRssMiBMedian)"
-  restart="$(col 'million-*.json' .restartSecMedian)"
+if have million; then
+  tasks="$(col million .tasks)"
+  rss="$(col million .rssMiB)"
+  rss2="$(col million .restartRssMiBMedian)"
+  restart="$(col million .restartSecMedian)"
   # Ratio to goal for limits: measured / limit (below 1.00x meets the goal).
-  echo "| RSS with $(fmt "$tasks" %.0f) tasks ≤ $GOAL_RSS_MIB MiB | $(fmt "$rss" %.0f) MiB (after restart $(fmt "$rss2" %.0f) MiB) | $(ratio "$rss" "$GOAL_RSS_MIB") of the limit | — |"
-  echo "| restart (kill -9) until GET /v1/jobs serves ≤ ${GOAL_RESTART_SEC} s | $(fmt "$restart" %.2f) s | $(ratio "$restart" "$GOAL_RESTART_SEC") of the limit | — |"
+  echo "| RSS with $(fmt "$tasks" %.0f) tasks ≤ $GOAL_RSS_MIB MiB | $(fmt "$rss" %.0f) MiB (after restart $(fmt "$rss2" %.0f) MiB) | $(ratio "$rss" "$GOAL_RSS_MIB") of the limit |"
+  echo "| restart (kill -9) until GET /v1/jobs serves ≤ ${GOAL_RESTART_SEC} s | $(fmt "$restart" %.2f) s | $(ratio "$restart" "$GOAL_RESTART_SEC") of the limit |"
 fi
-if wants submit && compgen -G "$TMP/results/submit-*.json" >/dev/null; then
+if have submit || have cli || have sbatch || have slurmrest; then
   echo
-  echo "skiffd CPU per acknowledged submission: median $(fmt "$(col 'submit-*.json' .serverCpuUsPerAck)" %.0f) µs;" \
-    "other processes used $(fmt "$(col 'submit-*.json' .otherBusyCores)" %.2f) of $(nproc) cores (median) during the submission runs."
+  echo "Submissions, like for like ($CLIENTS concurrent clients each; Skiff with no nodes, Slurm jobs held):"
+  echo
+  echo "| pair | Skiff | Slurm (same run) | Skiff / Slurm |"
+  echo "| --- | --- | --- | --- |"
+  cell() { if have "$1"; then rate_cell "$1"; else echo "not measured"; fi; }
+  echo "| per process: \`skiff job run FILE\` vs \`sbatch --hold --wrap=true\` (one process per job) | $(cell cli) | $(cell sbatch) | $(ratio "$(col cli .perSec)" "$(col sbatch .perSec)") |"
+  if have slurmrest; then
+    echo "| per connection: keep-alive \`POST /v1/jobs\` vs slurmrestd \`POST /slurm/v0.0.38/job/submit\` (JWT; same harness) | $(cell submit) | $(cell slurmrest) | $(ratio "$(col submit .perSec)" "$(col slurmrest .perSec)") |"
+  else
+    echo "| per connection: keep-alive \`POST /v1/jobs\` vs **fallback** concurrent \`sbatch\` (slurmrestd not measured) | $(cell submit) | $(cell sbatch) | $(ratio "$(col submit .perSec)" "$(col sbatch .perSec)") |"
+  fi
 fi
+echo
+for name in submit cli sbatch slurmrest; do
+  have "$name" || continue
+  server=skiffd
+  [[ $name == sbatch || $name == slurmrest ]] && server="slurmctld (not slurmrestd)"
+  echo "$server CPU per acknowledged submission ($name): median $(fmt "$(col "$name" .serverCpuUsPerAck)" %.0f) µs;" \
+    "other processes used $(fmt "$(col "$name" .otherBusyCores)" %.2f) of $(nproc) cores (median) during those runs."
+done
 echo
 echo "raw results:" && for f in "$TMP"/results/*.json; do [[ -e "$f" ]] && echo "  $(basename "$f"): $(cat "$f")"; done

@@ -33,6 +33,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_util.h"
 #include "common/clock.h"
 #include "controlplane/scheduler/scheduler.h"
 
@@ -289,7 +290,7 @@ int main(int argc, char** argv) {
       {"placementsPerCpuSec", cpuSeconds > 0 ? static_cast<double>(placed) / cpuSeconds : 0},
       {"nodesEvaluatedPerPlacement",
        placed > 0 ? static_cast<double>(evaluated) / static_cast<double>(placed) : 0},
-      {"iterationMsMedian", iterationMs.empty() ? 0 : iterationMs[iterationMs.size() / 2]},
+      {"iterationMsMedian", skiff::bench::percentile(iterationMs, 0.5)},
       {"iterationMsMax", iterationMs.empty() ? 0 : iterationMs.back()},
       {"nodesUsed", nodesUsed},
       {"lowerBound", lowerBound},

@@ -353,7 +353,7 @@ int main(int argc, char** argv) {
     out["readyToEndpointMs"] = {{"samples", latencies.size()},
                                 {"p50", percentile(latencies, 0.5)},
                                 {"p90", percentile(latencies, 0.9)},
-                                {"p99", percentile(latencies, 0.99)},
+                                {"p99", skiff::bench::p99OrNull<json>(latencies)},
                                 {"max", percentile(latencies, 1.0)}};
     api.call("POST", "/v1/jobs/" + jobId + "/kill", nullptr);
   }

@@ -1,17 +1,23 @@
-// submit_bench: durable job submissions acknowledged per second by skiffd over HTTP.
+// submit_bench: durable job submissions acknowledged per second, measured the same way for Skiff
+// and its peers.
 //
-// Keeps `--clients` requests in flight at all times (one libcurl multi handle, one keep-alive
-// connection per client, all on one thread so the load generator takes as little of the machine's
-// CPU as possible). Each request is `POST /v1/jobs` with a small valid batch job and a unique
-// Idempotency-Key. skiffd answers only once the job is durable (fsync'ed), so every 201 is an
-// acknowledged durable submission; any other answer or a transport error is counted apart.
+// HTTP mode (per connection): keeps `--clients` requests in flight at all times (one libcurl multi
+// handle, one keep-alive connection per client, all on one thread so the load generator takes as
+// little of the machine's CPU as possible). By default each request is `POST /v1/jobs` with a small
+// valid batch job and a unique Idempotency-Key; skiffd answers only once the job is durable
+// (fsync'ed), so every 201 is an acknowledged durable submission. `--path`, `--body-file`,
+// `--header`, `--expect-status` and `--expect-body` point the same harness at another API (e.g.
+// slurmrestd's job submission); any other answer or a transport error is counted apart.
+//
+// Exec mode (per process): with `--exec "PROGRAM ARGS..."` it measures a command line instead
+// (e.g. `skiff job run FILE` against `sbatch --hold --wrap=true`): it keeps `--clients` copies of
+// the command running, starts a new one whenever one exits, and counts exit status 0 as
+// acknowledged.
 //
 // The first `--warmup` seconds are not measured; then every answer that completes during the next
-// `--duration` seconds is counted, and its latency (request start to answer) recorded.
-//
-// With `--exec "PROGRAM ARGS..."` it measures a command line instead (the peer comparison, e.g.
-// `--exec "sbatch --wrap=true -o /dev/null"`): it keeps `--clients` copies of the command running,
-// starts a new one whenever one exits, and counts exit status 0 as acknowledged.
+// `--duration` seconds is counted, and its latency (request or process start to answer or exit)
+// recorded. Percentiles are by nearest rank (bench_util.h); `p99Ms` is null with fewer than 100
+// samples.
 //
 // Output: one JSON object on stdout, e.g.
 //   {"clients":64,"durationSec":10.0,"acknowledged":61234,"perSec":6123.4,"p50Ms":9.8,...}
@@ -19,12 +25,12 @@
 // Usage:
 //   submit_bench --url http://127.0.0.1:7070 --token-file STATE/admin.token
 //                [--clients 64] [--duration 10] [--warmup 1] [--batch-size 1] [--server-pid PID]
+//   submit_bench --exec "sbatch --hold --wrap=true -o /dev/null" [--clients 64] [--duration 10]
 //
 // With `--server-pid`, the CPU time the server process used during the measured window is reported
 // too (`serverCpuSec`, `serverCpuUsPerAck`): unlike the rate, it does not depend on what else the
 // machine runs at the time. `clientCpuSec` is this program's own CPU time over the whole run, and
 // `loadAvg1` the 1-minute load average before and after.
-//   submit_bench --exec "sbatch --wrap=true -o /dev/null" [--clients 64] [--duration 10]
 
 #include <fcntl.h>
 #include <signal.h>
@@ -47,6 +53,7 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
@@ -66,55 +73,71 @@ struct Options {
   int batchSize = 1;
   std::vector<std::string> exec;  // Measure this command line instead of the HTTP API.
   int serverPid = 0;
+  // Another HTTP API through the same keep-alive harness (e.g. slurmrestd's job submission).
+  std::string path = "/v1/jobs";
+  std::string body;  // Empty: a small Skiff batch job.
+  std::vector<std::string> headers;
+  long expectStatus = 201;
+  std::string expectBody;
 };
-
-[[noreturn]] void usage(const std::string& problem) {
-  std::cerr << "submit_bench: " << problem << "\n"
-            << "usage: submit_bench --url URL (--token TOKEN | --token-file FILE) [--clients N]\n"
-            << "                    [--duration SEC] [--warmup SEC] [--batch-size N]\n";
-  std::exit(2);
-}
-
-std::string readTokenOrExit(const std::string& path) {
-  std::string token = skiff::bench::readToken(path);
-  if (token.empty()) usage("cannot read " + path);
-  return token;
-}
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage(arg + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--url") {
-      o.url = value();
-    } else if (arg == "--token") {
-      o.token = value();
-    } else if (arg == "--token-file") {
-      o.token = readTokenOrExit(value());
-    } else if (arg == "--clients") {
-      o.clients = std::stoi(value());
-    } else if (arg == "--duration") {
-      o.durationSec = std::stod(value());
-    } else if (arg == "--warmup") {
-      o.warmupSec = std::stod(value());
-    } else if (arg == "--batch-size") {
-      o.batchSize = std::stoi(value());
-    } else if (arg == "--server-pid") {
-      o.serverPid = std::stoi(value());
-    } else if (arg == "--exec") {
-      std::istringstream words(value());
-      for (std::string w; words >> w;) o.exec.push_back(w);
-    } else {
-      usage("unknown argument " + arg);
+  std::string tokenFile;
+  std::string exec;
+  std::string bodyFile;
+  CLI::App app("Durable submissions acknowledged per second, over HTTP or by a command line.");
+  app.add_option("--url", o.url, "Server base URL")->capture_default_str();
+  app.add_option("--token", o.token, "Bearer token");
+  app.add_option("--token-file", tokenFile, "File whose first line is the bearer token");
+  app.add_option("--clients", o.clients, "Requests or commands kept in flight")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--duration", o.durationSec, "Measured seconds")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--warmup", o.warmupSec, "Unmeasured seconds first")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--batch-size", o.batchSize, "Tasks per submitted Skiff job")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--server-pid", o.serverPid, "Report this process's CPU time in the window");
+  app.add_option("--exec", exec, "Measure this command line (split at spaces) instead of HTTP");
+  app.add_option("--path", o.path, "Request path")->capture_default_str();
+  app.add_option("--body-file", bodyFile, "Request body (default: a small Skiff batch job)");
+  app.add_option("--header", o.headers, "Extra request header 'Name: value' (repeatable)");
+  app.add_option("--expect-status", o.expectStatus, "The status that acknowledges a submission")
+      ->capture_default_str();
+  app.add_option("--expect-body", o.expectBody,
+                 "A text the answer's first 4 KiB must contain to count as acknowledged");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::exit(app.exit(e));
+  }
+  if (!tokenFile.empty()) {
+    o.token = skiff::bench::readToken(tokenFile);
+    if (o.token.empty()) {
+      std::cerr << "submit_bench: cannot read " << tokenFile << "\n";
+      std::exit(2);
     }
   }
-  if (o.token.empty() && o.exec.empty()) usage("a token is needed");
-  if (o.clients < 1 || o.durationSec <= 0 || o.warmupSec < 0 || o.batchSize < 1) {
-    usage("bad numbers");
+  std::istringstream words(exec);
+  for (std::string w; words >> w;) o.exec.push_back(w);
+  if (!bodyFile.empty()) {
+    std::ifstream in(bodyFile);
+    std::ostringstream text;
+    text << in.rdbuf();
+    o.body = text.str();
+    if (!in.is_open() || o.body.empty()) {
+      std::cerr << "submit_bench: cannot read " << bodyFile << "\n";
+      std::exit(2);
+    }
+  }
+  if (o.token.empty() && o.exec.empty() && o.headers.empty()) {
+    std::cerr << "submit_bench: a token (or --header with the credentials) is needed\n";
+    std::exit(2);
   }
   while (!o.url.empty() && o.url.back() == '/') o.url.pop_back();
   return o;
@@ -122,8 +145,8 @@ Options parse(int argc, char** argv) {
 
 size_t collect(char* data, size_t size, size_t count, void* user) {
   auto* out = static_cast<std::string*>(user);
-  // Keep only the start of a body: enough to show what an unexpected answer said.
-  if (out->size() < 512) out->append(data, std::min(size * count, 512 - out->size()));
+  // Keep only the start of a body: enough to check it and to show what an unexpected answer said.
+  if (out->size() < 4096) out->append(data, std::min(size * count, 4096 - out->size()));
   return size * count;
 }
 
@@ -135,20 +158,16 @@ struct Slot {
   bool active = false;
 };
 
-double percentile(std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  double rank = p / 100.0 * static_cast<double>(sorted.size() - 1);
-  size_t lo = static_cast<size_t>(rank);
-  size_t hi = std::min(lo + 1, sorted.size() - 1);
-  double frac = rank - static_cast<double>(lo);
-  return sorted[lo] * (1 - frac) + sorted[hi] * frac;
-}
-
+// CPU seconds of this program and of the commands it ran and reaped (exec mode).
 double selfCpuSec() {
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
   auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
-  return sec(usage.ru_utime) + sec(usage.ru_stime);
+  double total = 0;
+  for (int who : {RUSAGE_SELF, RUSAGE_CHILDREN}) {
+    rusage usage{};
+    ::getrusage(who, &usage);
+    total += sec(usage.ru_utime) + sec(usage.ru_stime);
+  }
+  return total;
 }
 
 // Busy and total jiffies of the whole machine (all cores) from /proc/stat.
@@ -187,6 +206,35 @@ struct Results {
   double loadAfter = -1;
 };
 
+// CPU use during the measured window: the server's, this program's (with its commands) and the
+// whole machine's.
+class Window {
+ public:
+  void open(const Options& opt) {
+    if (opt.serverPid > 0) serverCpuAtStart_ = skiff::bench::processCpuSec(opt.serverPid);
+    clientCpuAtStart_ = selfCpuSec();
+    jiffiesAtStart_ = machineJiffies();
+  }
+  void close(const Options& opt, Results& r) const {
+    if (opt.serverPid > 0) {
+      double end = skiff::bench::processCpuSec(opt.serverPid);
+      if (serverCpuAtStart_ >= 0 && end >= 0) r.serverCpuSec = end - serverCpuAtStart_;
+    }
+    r.clientCpuSecWindow = selfCpuSec() - clientCpuAtStart_;
+    auto [busy, total] = machineJiffies();
+    double cores = static_cast<double>(::sysconf(_SC_NPROCESSORS_ONLN));
+    if (total > jiffiesAtStart_.second) {
+      r.machineBusyCores =
+          (busy - jiffiesAtStart_.first) / (total - jiffiesAtStart_.second) * cores;
+    }
+  }
+
+ private:
+  double serverCpuAtStart_ = -1;
+  double clientCpuAtStart_ = 0;
+  std::pair<double, double> jiffiesAtStart_;
+};
+
 Clock::duration seconds(double s) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
 }
@@ -201,9 +249,10 @@ json report(const Options& opt, Results& r) {
               {"answers", r.total},
               {"acknowledged", r.acknowledged},
               {"perSec", static_cast<double>(r.acknowledged) / opt.durationSec},
-              {"p50Ms", percentile(r.latenciesMs, 50)},
-              {"p90Ms", percentile(r.latenciesMs, 90)},
-              {"p99Ms", percentile(r.latenciesMs, 99)},
+              {"samples", r.latenciesMs.size()},
+              {"p50Ms", skiff::bench::percentile(r.latenciesMs, 0.5)},
+              {"p90Ms", skiff::bench::percentile(r.latenciesMs, 0.9)},
+              {"p99Ms", skiff::bench::p99OrNull<json>(r.latenciesMs)},
               {"maxMs", r.latenciesMs.empty() ? 0.0 : r.latenciesMs.back()},
               {"transportErrors", r.transportErrors},
               {"otherStatuses", others}};
@@ -258,6 +307,9 @@ int runExec(const Options& opt) {
   for (int i = 0; i < opt.clients; ++i) {
     if (!spawnOne()) return 1;
   }
+  Window window;
+  bool windowOpen = false;
+  bool windowClosed = false;
   while (!running.empty()) {
     int status = 0;
     pid_t pid = ::waitpid(-1, &status, 0);
@@ -266,6 +318,15 @@ int runExec(const Options& opt) {
       break;
     }
     Clock::time_point now = Clock::now();
+    // The window's edges are taken at the first exit past them (exits come every few ms).
+    if (!windowOpen && now >= windowStart) {
+      windowOpen = true;
+      window.open(opt);
+    }
+    if (!windowClosed && now >= windowEnd) {
+      windowClosed = true;
+      window.close(opt, r);
+    }
     auto it = running.find(pid);
     if (it == running.end()) continue;
     Clock::time_point started = it->second;
@@ -301,15 +362,17 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const std::string body = json{{"applicationName", "bench"},
-                                {"owner", {{"teamEmail", "bench@example.com"}}},
-                                {"container",
-                                 {{"image", "busybox:latest"},
-                                  {"command", {"true"}},
-                                  {"resources", {{"cpu", 0.1}, {"memoryMB", 64}}}}},
-                                {"batch", {{"size", opt.batchSize}}}}
-                               .dump();
-  const std::string endpoint = opt.url + "/v1/jobs";
+  const std::string body = !opt.body.empty()
+                               ? opt.body
+                               : json{{"applicationName", "bench"},
+                                      {"owner", {{"teamEmail", "bench@example.com"}}},
+                                      {"container",
+                                       {{"image", "busybox:latest"},
+                                        {"command", {"true"}},
+                                        {"resources", {{"cpu", 0.1}, {"memoryMB", 64}}}}},
+                                      {"batch", {{"size", opt.batchSize}}}}
+                                     .dump();
+  const std::string endpoint = opt.url + opt.path;
   const std::string authorization = "Authorization: Bearer " + opt.token;
   // Keys stay unique across runs against the same server.
   std::mt19937_64 rng(std::random_device{}());
@@ -323,7 +386,10 @@ int main(int argc, char** argv) {
   auto start = [&](Slot& slot) {
     curl_slist_free_all(slot.headers);
     slot.headers = nullptr;
-    slot.headers = curl_slist_append(slot.headers, authorization.c_str());
+    if (!opt.token.empty()) slot.headers = curl_slist_append(slot.headers, authorization.c_str());
+    for (const std::string& header : opt.headers) {
+      slot.headers = curl_slist_append(slot.headers, header.c_str());
+    }
     slot.headers = curl_slist_append(slot.headers, "Content-Type: application/json");
     slot.headers = curl_slist_append(slot.headers, "Expect:");
     std::string key = "Idempotency-Key: bench-" + runId + "-" + std::to_string(sequence++);
@@ -361,9 +427,7 @@ int main(int argc, char** argv) {
   r.latenciesMs.reserve(1 << 20);
   r.loadBefore = loadAvg1();
   size_t active = slots.size();
-  double serverCpuAtStart = -1;
-  double clientCpuAtStart = 0;
-  std::pair<double, double> jiffiesAtStart;
+  Window window;
   bool windowOpen = false;
   bool windowClosed = false;
 
@@ -388,7 +452,9 @@ int main(int argc, char** argv) {
         } else {
           long status = 0;
           curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
-          if (status == 201) {
+          if (status == opt.expectStatus &&
+              (opt.expectBody.empty() ||
+               slot->response.find(opt.expectBody) != std::string::npos)) {
             ++r.acknowledged;
             r.latenciesMs.push_back(
                 std::chrono::duration<double, std::milli>(now - slot->started).count());
@@ -408,23 +474,11 @@ int main(int argc, char** argv) {
     Clock::time_point now = Clock::now();
     if (!windowOpen && now >= windowStart) {
       windowOpen = true;
-      if (opt.serverPid > 0) serverCpuAtStart = skiff::bench::processCpuSec(opt.serverPid);
-      clientCpuAtStart = selfCpuSec();
-      jiffiesAtStart = machineJiffies();
+      window.open(opt);
     }
     if (!windowClosed && now >= windowEnd) {
       windowClosed = true;
-      if (opt.serverPid > 0) {
-        double end = skiff::bench::processCpuSec(opt.serverPid);
-        if (serverCpuAtStart >= 0 && end >= 0) r.serverCpuSec = end - serverCpuAtStart;
-      }
-      r.clientCpuSecWindow = selfCpuSec() - clientCpuAtStart;
-      auto [busy, total] = machineJiffies();
-      double cores = static_cast<double>(::sysconf(_SC_NPROCESSORS_ONLN));
-      if (total > jiffiesAtStart.second) {
-        r.machineBusyCores =
-            (busy - jiffiesAtStart.first) / (total - jiffiesAtStart.second) * cores;
-      }
+      window.close(opt, r);
     }
     if (now >= drainEnd) break;
     if (active > 0) curl_multi_poll(multi, nullptr, 0, 100, nullptr);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package Skiff's build, tests and benchmarks need. Idempotent and
 # non-interactive; run as root on Debian 12. `--bench-peers` also installs the peers the
-# benchmarks compare against (Slurm with munge).
+# benchmarks compare against (Slurm with munge, its REST daemon and JWT plugin; podman).
 set -euo pipefail
 
 packages=(
@@ -20,7 +20,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev procps clang-format jq
 )
 if [[ "${1:-}" == "--bench-peers" ]]; then
-  packages+=(slurm-wlm munge podman)
+  packages+=(slurm-wlm munge slurmrestd slurm-wlm-jwt-plugin podman)
 fi
 
 missing=()

@@ -46,6 +46,7 @@ struct Flags {
   double startInitiatedTimeoutSec = 600;
   double killInitiatedTimeoutSec = 300;
   double systemRetryDelaySec = 1;
+  int64_t maxSystemRetries = 10;
   double nodeTimeoutSec = 30;
   double cpuMetricIntervalSec = 5;
   std::string vpcCidr = controlplane::AddressPlan{}.vpcCidr;
@@ -89,6 +90,7 @@ int run(const Flags& flags) {
   config.lifecycle.killInitiatedTimeoutMs =
       static_cast<int64_t>(flags.killInitiatedTimeoutSec * 1000);
   config.lifecycle.systemRetryDelayMs = static_cast<int64_t>(flags.systemRetryDelaySec * 1000);
+  config.lifecycle.maxSystemRetries = flags.maxSystemRetries;
   config.nodeHeartbeatTimeoutMs = static_cast<int64_t>(flags.nodeTimeoutSec * 1000);
   config.cpuMetricIntervalMs = static_cast<int64_t>(flags.cpuMetricIntervalSec * 1000);
   config.addressPlan = {flags.vpcCidr, flags.nodeBlockPrefix};
@@ -231,6 +233,11 @@ int main(int argc, char** argv) {
                  "Seconds a task may stay KillInitiated");
   app.add_option("--system-retry-delay", flags.systemRetryDelaySec,
                  "Seconds before retrying a task after a system error");
+  app.add_option("--max-system-retries", flags.maxSystemRetries,
+                 "System errors in a row (an unreachable registry) after which a batch task is "
+                 "not retried")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--node-timeout", flags.nodeTimeoutSec,
                  "Seconds without a heartbeat before a node is lost");
   app.add_option("--cpu-metric-interval", flags.cpuMetricIntervalSec,

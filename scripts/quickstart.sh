@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # From a fresh Debian 12 machine to a running all-in-one Skiff: installs what is missing, builds,
 # starts a local registry with the sample image, starts skiffd with its embedded node agent
-# (state in /var/lib/skiff, API on 127.0.0.1:7070), runs the sample batch job in a real container
-# and prints its output. Run as root from the repository root.
+# (state in /var/lib/skiff, API on 127.0.0.1:7070), creates the `web` security group the service
+# example uses, runs the sample batch job in a real container and prints its output through
+# `skiff logs`. Run as root from the repository root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,9 @@ curl -fsS http://127.0.0.1:7070/healthz >/dev/null || {
   exit 1
 }
 
+echo "== creating the security group examples/service.yaml uses"
+skiff sg apply examples/web-sg.yaml >/dev/null
+
 echo "== running examples/hello-batch.yaml"
 skiff job validate examples/hello-batch.yaml
 job_id=$(skiff job run examples/hello-batch.yaml)
@@ -38,8 +42,9 @@ status=0
 skiff job wait "$job_id" || status=$?
 skiff task ls --job "$job_id"
 task_id=$(skiff task ls --job "$job_id" -o json | sed -n 's/.*"id": *"\(job-[^"]*\)".*/\1/p' | tail -n 1)
-echo "== output of $task_id"
-cat "/var/lib/skiff-agent/containers/$task_id/stdout.log" || true
+echo "== output of $task_id (skiff logs $task_id)"
+skiff logs "$task_id" || true
 echo
-echo "skiffd is running. Try: skiff job ls, skiff node ls, skiff events --job $job_id"
+echo "skiffd is running. Try: skiff job ls, skiff node ls, skiff events --job $job_id,"
+echo "skiff job run examples/service.yaml, skiff job endpoints JOB_ID"
 exit "$status"

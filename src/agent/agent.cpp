@@ -126,11 +126,27 @@ Outcome outcomeOf(const runtime::ExitStatus& exit) {
   return {"lost", "", std::nullopt};
 }
 
-// Image errors are the platform's, not the user's program's.
+// Errors of the node's image store are the platform's, not the user's program's.
 std::string imageErrorReason(const Error& error) {
   return error.code() == ErrorCode::kUnavailable || error.code() == ErrorCode::kIo
              ? "transientSystemError"
              : "localSystemError";
+}
+
+// A registry's definitive answer about the job's image ends the task with a reason of its own,
+// which skiffd does not retry; anything else is the platform's.
+std::string pullErrorReason(const Error& error) {
+  switch (image::classifyPullError(error)) {
+    case image::PullFailure::kNotFound:
+      return "imageNotFound";
+    case image::PullFailure::kDenied:
+      return "imageDenied";
+    case image::PullFailure::kTransient:
+      return "transientSystemError";
+    case image::PullFailure::kLocal:
+      break;
+  }
+  return "localSystemError";
 }
 
 // Resolves an image config `user` ("uid[:gid]" or names) against the root filesystem.
@@ -589,7 +605,7 @@ struct Agent::Impl {
     if (!pulled) {
       log::warn("image pull failed",
                 {{"taskId", task.taskId}, {"error", pulled.error().message()}});
-      return abandon(imageErrorReason(pulled.error()), "image: " + pulled.error().message());
+      return abandon(pullErrorReason(pulled.error()), "image: " + pulled.error().message());
     }
     if (killRequested(task)) return abandon("killed", "killed before it started");
 

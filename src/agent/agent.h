@@ -8,9 +8,11 @@
 //   size-limited writable layer) -> bundle from the job descriptor -> ContainerSupervisor::start
 //   -> Started -> wait for the exit (or stop it with a grace period when the desired state is
 //   Killed) -> Finished with the exit code and reason -> unmount.
-// Image errors are reported as system errors (`transientSystemError` for I/O and availability
-// problems, `localSystemError` otherwise) with the image library's message, never as the user's
-// exit code.
+// Image errors are reported with the image library's message, never as the user's exit code: a
+// registry's definitive answer as `imageNotFound` (404, 400: manifest or name unknown or invalid)
+// or `imageDenied` (401, 403 after authentication), which skiffd does not retry; anything else as
+// a system error (`transientSystemError` for I/O and availability problems, `localSystemError`
+// otherwise), which it retries a bounded number of times.
 //
 // Status reports carry a per-task sequence number. Every report is written to the agent's state
 // directory (with its seq) before it is sent and deleted only once skiffd acknowledged it, so a

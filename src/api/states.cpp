@@ -9,7 +9,7 @@ constexpr std::array<std::string_view, 3> kJobStateNames = {"Accepted", "KillIni
                                                             "Finished"};
 constexpr std::array<std::string_view, kTaskStateCount> kTaskStateNames = {
     "Accepted", "Launched", "StartInitiated", "Started", "KillInitiated", "Finished"};
-constexpr std::array<std::string_view, 13> kReasonNames = {"",
+constexpr std::array<std::string_view, 15> kReasonNames = {"",
                                                            "normal",
                                                            "failed",
                                                            "killed",
@@ -21,7 +21,9 @@ constexpr std::array<std::string_view, 13> kReasonNames = {"",
                                                            "crashed",
                                                            "stuckInState",
                                                            "transientSystemError",
-                                                           "localSystemError"};
+                                                           "localSystemError",
+                                                           "imageNotFound",
+                                                           "imageDenied"};
 
 template <typename Enum, size_t N>
 std::optional<Enum> parseName(const std::array<std::string_view, N>& names, std::string_view name) {

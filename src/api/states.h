@@ -39,6 +39,11 @@ enum class TaskReason : uint8_t {
   kStuckInState,
   kTransientSystemError,
   kLocalSystemError,
+  // The registry answered that the image does not exist (manifest or name unknown, name invalid,
+  // HTTP 404 or 400): the user's to fix, so never retried.
+  kImageNotFound,
+  // The registry refused the image after authentication (HTTP 401, 403): never retried.
+  kImageDenied,
 };
 
 std::string_view jobStateName(JobState state);

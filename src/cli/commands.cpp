@@ -98,7 +98,10 @@ class Session {
       message += " (no token configured: use --token, SKIFF_TOKEN or the config file)";
     }
     ctx.err << "skiff: " << message << "\n";
-    for (const auto& detail : described.details) ctx.err << "  " << detail << "\n";
+    // The message already names one problem (the only one, or the first): print each once.
+    for (const auto& detail : described.details) {
+      if (!described.message.ends_with(detail)) ctx.err << "  " << detail << "\n";
+    }
     return exitCodeForStatus(response.status);
   }
 
@@ -346,7 +349,9 @@ int waitForJob(Session& s, const std::string& jobId) {
         watch.apply(event);
         if (watch.missing()) return false;
         // Mid-snapshot counts are partial; showing them would only flicker.
-        if (!watch.job().is_null() && !watch.inSnapshot()) status.show(watch.statusLine());
+        if (!watch.job().is_null() && !watch.inSnapshot() && !watch.settling()) {
+          status.show(watch.statusLine());
+        }
         return !watch.done();
       },
       &status);
@@ -531,7 +536,13 @@ int runJobGet(Session& s) {
   auto job = fetchObject(s, "GET", "/v1/jobs/" + urlEncode(s.inv.id));
   if (!job) return job.error();
   if (s.format() == OutputFormat::kTable) {
-    s.print(renderJobs({*job}, s.ctx.nowMs()));
+    std::string out = renderJobs({*job}, s.ctx.nowMs());
+    // Why it finished: for a failed batch job, the last failed task's reason and message.
+    if (auto status = job->find("status"); status != job->end() && status->is_object()) {
+      std::string message = jsonString(*status, "message");
+      if (!message.empty()) out += "\n" + sanitize(message) + "\n";
+    }
+    s.print(out);
     return kExitOk;
   }
   return printObject(s, *job, "");
@@ -778,6 +789,27 @@ int runTaskWhy(Session& s) {
   if (s.format() != OutputFormat::kTable) return printObject(s, *why, "");
   std::string out = sanitize(s.inv.id) + " (" + sanitize(jsonString(*why, "state")) +
                     "): " + sanitize(jsonString(*why, "summary")) + "\n";
+  // How this attempt ended, or how the one it retries did: the registry's answer for a missing
+  // image, the exit code of a failed command.
+  if (auto api = s.api()) {
+    auto task = (*api)->call("GET", "/v1/tasks/" + urlEncode(s.inv.id), nullptr);
+    if (task && task->ok()) {
+      std::string state = jsonString(task->body, "state");
+      std::string previous = jsonString(task->body, "resubmitOf");
+      if (state == "Finished" && !jsonString(task->body, "message").empty()) {
+        out += "  " + sanitize(jsonString(task->body, "reason")) + ": " +
+               sanitize(jsonString(task->body, "message")) + "\n";
+      } else if (state != "Finished" && !previous.empty()) {
+        auto before = (*api)->call("GET", "/v1/tasks/" + urlEncode(previous), nullptr);
+        if (before && before->ok()) {
+          std::string message = jsonString(before->body, "message");
+          out += "  previous attempt " + sanitize(previous) + " finished " +
+                 sanitize(jsonString(before->body, "reason")) +
+                 (message.empty() ? std::string() : ": " + sanitize(message)) + "\n";
+        }
+      }
+    }
+  }
   if (auto groups = why->find("groups"); groups != why->end() && groups->is_array()) {
     Table table({"NODE GROUP", "NODES", "FIT", "RULED OUT BY"});
     for (const json& group : *groups) {

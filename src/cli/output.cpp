@@ -21,6 +21,8 @@ const json* member(const json& object, std::string_view key) {
   return it == object.end() ? nullptr : &*it;
 }
 
+constexpr size_t kMaxMessageColumn = 80;
+
 std::string text(const json& object, std::string_view key) {
   const json* value = member(object, key);
   if (value == nullptr || !value->is_string() || value->get_ref<const std::string&>().empty()) {
@@ -156,7 +158,7 @@ std::string renderJobs(const std::vector<json>& jobs, int64_t nowMs) {
 }
 
 std::string renderTasks(const std::vector<json>& tasks, int64_t nowMs) {
-  Table table({"ID", "JOB", "INDEX", "STATE", "REASON", "NODE", "AGE"});
+  Table table({"ID", "JOB", "INDEX", "STATE", "REASON", "NODE", "AGE", "MESSAGE"});
   for (const json& task : tasks) {
     std::optional<int64_t> index = integer(task, "index");
     std::optional<int64_t> since;
@@ -167,9 +169,15 @@ std::string renderTasks(const std::vector<json>& tasks, int64_t nowMs) {
         }
       }
     }
+    // The message says why an attempt failed (the registry's answer, the exit code); the whole
+    // of it is in `task get -o json`.
+    std::string message = text(task, "message");
+    if (message.size() > kMaxMessageColumn) {
+      message = message.substr(0, kMaxMessageColumn - 3) + "...";
+    }
     table.addRow({text(task, "id"), text(task, "jobId"),
                   index ? std::to_string(*index) : std::string(kNone), text(task, "state"),
-                  text(task, "reason"), text(task, "nodeId"), ageSince(since, nowMs)});
+                  text(task, "reason"), text(task, "nodeId"), ageSince(since, nowMs), message});
   }
   return table.render();
 }

@@ -46,7 +46,8 @@ std::string taskStateWord(std::string_view state);
 
 // The table of `job ls` / `job get`: ID NAME TYPE STATE TASKS AGE.
 std::string renderJobs(const std::vector<nlohmann::json>& jobs, int64_t nowMs);
-// The table of `task ls` / `task get`: ID JOB INDEX STATE REASON NODE AGE.
+// The table of `task ls` / `task get`: ID JOB INDEX STATE REASON NODE AGE MESSAGE (cut to 80
+// characters).
 std::string renderTasks(const std::vector<nlohmann::json>& tasks, int64_t nowMs);
 // The table of `node ls` / `node get`: ID STATE CPU MEMORY TASKS HEARTBEAT.
 std::string renderNodes(const std::vector<nlohmann::json>& nodes, int64_t nowMs);

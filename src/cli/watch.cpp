@@ -191,6 +191,32 @@ std::string JobWatch::statusLine() const {
     }
   }
   out += counts.empty() ? "none yet" : counts;
+  // Why the latest retry was needed: without it a task that keeps failing before it starts (an
+  // unreachable registry) shows only as "accepted".
+  const json* retried = nullptr;
+  const json* failedAttempt = nullptr;
+  for (const json* task : attempts) {
+    if (stringField(*task, "state") == "Finished") continue;
+    auto previous = tasks_.find(stringField(*task, "resubmitOf"));
+    if (previous == tasks_.end()) continue;
+    std::string reason = stringField(previous->second, "reason");
+    if (reason.empty() || reason == "normal" || reason == "killed" || reason == "scaledDown") {
+      continue;
+    }
+    if (retried == nullptr ||
+        intField(*task, "revision").value_or(0) > intField(*retried, "revision").value_or(0)) {
+      retried = task;
+      failedAttempt = &previous->second;
+    }
+  }
+  if (retried != nullptr) {
+    std::string message = stringField(*failedAttempt, "message");
+    if (message.size() > 160) message = message.substr(0, 157) + "...";
+    out += "; retrying task ";
+    if (auto index = intField(*retried, "index")) out += std::to_string(*index) + " ";
+    out += "after " + stringField(*failedAttempt, "reason");
+    if (!message.empty()) out += ": " + message;
+  }
   return sanitize(out);
 }
 

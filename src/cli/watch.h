@@ -55,6 +55,10 @@ class JobWatch {
   // are Finished, or a later revision, keepalive or snapshot end shows nothing more is coming.
   bool done() const;
 
+  // True once the job is Finished while the final states of its tasks are still arriving: a
+  // status line now would show a finished job with running tasks.
+  bool settling() const { return jobFinished() && !done(); }
+
   // True between a snapshot's first object and its end, when counts are still incomplete.
   bool inSnapshot() const { return inSnapshot_; }
 
@@ -62,7 +66,8 @@ class JobWatch {
   bool missing() const { return missing_; }
 
   // The live status, e.g.
-  // "job-1  Accepted  tasks: 1 accepted, 2 started, 3 finished (2 normal, 1 failed)".
+  // "job-1  Accepted  tasks: 1 accepted, 2 started, 3 finished (2 normal, 1 failed)", followed
+  // by "; retrying task 0 after REASON: MESSAGE" when the latest retry replaced a failed attempt.
   std::string statusLine() const;
 
   // Meaningful once done().

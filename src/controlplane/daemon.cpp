@@ -73,6 +73,7 @@ int runDaemon(const DaemonOptions& options, Companion* companion) {
   config.lifecycle.killInitiatedTimeoutMs =
       static_cast<int64_t>(options.killInitiatedTimeoutSec * 1000);
   config.lifecycle.systemRetryDelayMs = static_cast<int64_t>(options.systemRetryDelaySec * 1000);
+  config.lifecycle.maxSystemRetries = options.maxSystemRetries;
   config.nodeHeartbeatTimeoutMs = static_cast<int64_t>(options.nodeTimeoutSec * 1000);
   config.cpuMetricIntervalMs = static_cast<int64_t>(options.cpuMetricIntervalSec * 1000);
   config.addressPlan = {options.vpcCidr, options.nodeBlockPrefix};

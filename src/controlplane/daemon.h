@@ -9,6 +9,7 @@
 // as a `Companion`: it starts once the API is serving, and stops first, off the I/O threads and
 // while the API still answers, before the server goes down.
 
+#include <cstdint>
 #include <string>
 
 #include "common/error.h"
@@ -26,6 +27,7 @@ struct DaemonOptions {
   double startInitiatedTimeoutSec = 600;
   double killInitiatedTimeoutSec = 300;
   double systemRetryDelaySec = 1;
+  int64_t maxSystemRetries = 10;
   double nodeTimeoutSec = 30;
   double cpuMetricIntervalSec = 5;
   std::string vpcCidr = AddressPlan{}.vpcCidr;

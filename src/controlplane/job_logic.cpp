@@ -65,6 +65,9 @@ TaskRecord nextAttempt(const JobRecord& job, const TaskRecord& previous, int64_t
   next.resubmitNumber = previous.resubmitNumber + 1;
   next.systemResubmitNumber = previous.systemResubmitNumber;
   next.evictionResubmitNumber = previous.evictionResubmitNumber;
+  if (api::isSystemError(reason) && previous.stateTimeMs(TaskState::kStarted) == 0) {
+    next.systemErrorsInRow = previous.systemErrorsInRow + 1;
+  }
   int64_t delayMs = 0;
   if (api::isSystemError(reason)) {
     next.systemResubmitNumber++;
@@ -93,12 +96,18 @@ TaskRecord nextAttempt(const JobRecord& job, const TaskRecord& previous, int64_t
   return next;
 }
 
-bool batchSlotWantsRetry(const JobRecord& job, const TaskRecord& task) {
+bool batchSlotWantsRetry(const JobRecord& job, const TaskRecord& task,
+                         const LifecycleConfig& config) {
   if (!task.finished()) return false;
   const api::BatchSpec& batch = *job.descriptor.batch;
   TaskReason reason = decidingReason(task);
   if (!api::isRetryable(reason, batch.retryOnRuntimeLimit)) return false;
-  if (api::isSystemError(reason) || reason == TaskReason::kEvicted) return true;
+  if (api::isSystemError(reason)) {
+    // An attempt that started was not failed by the platform's setup: it does not count.
+    return task.stateTimeMs(TaskState::kStarted) != 0 ||
+           task.systemErrorsInRow < config.maxSystemRetries;
+  }
+  if (reason == TaskReason::kEvicted) return true;
   return task.userRetries() < batch.retryPolicy.retries;
 }
 
@@ -609,29 +618,38 @@ int64_t reconcile(JobEdit& edit, int64_t nowMs, const LifecycleConfig& config) {
   if (batch) {
     bool allDone = true;
     int64_t failed = 0;
+    const TaskRecord* lastFailed = nullptr;
     for (size_t i = 0; i < edit.taskCount(); ++i) {
       const TaskRecord& task = edit.task(i);
       if (!task.finished()) {
         allDone = false;
         continue;
       }
-      if (batchSlotWantsRetry(edit.job(), task)) {
+      if (batchSlotWantsRetry(edit.job(), task, config)) {
         TaskRecord next = nextAttempt(edit.job(), task, nowMs, config);
         if (next.notBeforeMs > nowMs) noteDeadline(nextDeadline, next.notBeforeMs);
         edit.replaceTask(i, std::move(next));
         allDone = false;
       } else if (task.reason != TaskReason::kNormal) {
         ++failed;
+        if (lastFailed == nullptr || task.stateTimeMs(TaskState::kFinished) >=
+                                         lastFailed->stateTimeMs(TaskState::kFinished)) {
+          lastFailed = &task;
+        }
       }
     }
     if (allDone) {
       if (failed == 0) {
         finishJob(edit, "normal", "every task finished normally", nowMs);
       } else {
-        finishJob(
-            edit, "failed",
-            std::to_string(failed) + " of " + std::to_string(edit.taskCount()) + " tasks failed",
-            nowMs);
+        // The last failure's reason and message, so the job alone says why (a missing image).
+        std::string message =
+            std::to_string(failed) + " of " + std::to_string(edit.taskCount()) + " tasks failed";
+        message += " (task " + std::to_string(lastFailed->index) + ": " +
+                   std::string(api::taskReasonName(lastFailed->reason));
+        if (!lastFailed->message.empty()) message += ": " + lastFailed->message;
+        message += ")";
+        finishJob(edit, "failed", message, nowMs);
       }
     }
     return nextDeadline;

@@ -24,6 +24,10 @@ struct LifecycleConfig {
   int64_t startInitiatedTimeoutMs = 600'000;  // StartInitiated without Started (image pulls).
   int64_t killInitiatedTimeoutMs = 300'000;   // KillInitiated without Finished.
   int64_t systemRetryDelayMs = 1'000;         // Delay before retrying after a system error.
+  // A batch task slot whose attempts end in a system error this many times in a row without
+  // starting (after the first failure: retries) is not retried again; the job then finishes
+  // failed with the last attempt's reason and message. Services retry without a bound.
+  int64_t maxSystemRetries = 10;
 };
 
 // A job and the latest attempt of each of its task slots, ordered by index.

@@ -159,6 +159,7 @@ json taskToJson(const TaskRecord& task, std::string_view jobId) {
   }
   if (task.notBeforeMs != 0) out["notBeforeMs"] = task.notBeforeMs;
   if (task.lastSeq != 0) out["lastSeq"] = task.lastSeq;
+  if (task.systemErrorsInRow != 0) out["systemErrorsInRow"] = task.systemErrorsInRow;
   return out;
 }
 
@@ -309,6 +310,7 @@ Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRev
     task.resubmitNumber = j.value("resubmitNumber", int64_t{0});
     task.systemResubmitNumber = j.value("systemResubmitNumber", int64_t{0});
     task.evictionResubmitNumber = j.value("evictionResubmitNumber", int64_t{0});
+    task.systemErrorsInRow = j.value("systemErrorsInRow", int64_t{0});
     task.resubmitOf = j.value("resubmitOf", "");
     task.notBeforeMs = j.value("notBeforeMs", int64_t{0});
     task.lastSeq = j.value("lastSeq", int64_t{0});

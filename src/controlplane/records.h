@@ -120,6 +120,9 @@ struct TaskRecord {
   int64_t resubmitNumber = 0;
   int64_t systemResubmitNumber = 0;
   int64_t evictionResubmitNumber = 0;
+  // Earlier attempts of this slot that ended in a system error one after the other without
+  // starting (a registry that cannot be reached); bounds system retries of batch tasks.
+  int64_t systemErrorsInRow = 0;
   std::string resubmitOf;
   std::array<int64_t, api::kTaskStateCount> stateTimesMs{};
   // The task is not placed before this time (retry delays).

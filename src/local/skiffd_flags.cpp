@@ -27,6 +27,11 @@ void addSkiffdFlags(CLI::App& app, SkiffdFlags& flags) {
                  "Seconds a task may stay KillInitiated");
   app.add_option("--system-retry-delay", daemon.systemRetryDelaySec,
                  "Seconds before retrying a task after a system error");
+  app.add_option("--max-system-retries", daemon.maxSystemRetries,
+                 "System errors in a row (an unreachable registry) after which a batch task is "
+                 "not retried")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--node-timeout", daemon.nodeTimeoutSec,
                  "Seconds without a heartbeat before a node is lost");
   app.add_option("--cpu-metric-interval", daemon.cpuMetricIntervalSec,

@@ -592,25 +592,37 @@ TEST_F(AgentTest, FailingJobIsRetriedAndReportsTheExitCode) {
   }
 }
 
-TEST_F(AgentTest, MissingImageIsASystemErrorNotAnExitCode) {
-  std::string jobId =
-      submit(batchJob({"echo", "never"}, 0, suite->registry->host() + "/skiff/nope:latest"));
-  ASSERT_FALSE(jobId.empty());
-  json first;
-  waitJob(jobId, [&](const json&) {
-    first = task(jobId + "-0-0");
-    return first.value("state", "") == "Finished";
-  });
-  EXPECT_EQ(first["reason"], "localSystemError") << first.dump();
-  EXPECT_NE(first.value("message", "").find("image"), std::string::npos) << first.dump();
-  EXPECT_FALSE(first.contains("exitCode")) << first.dump();
+TEST_F(AgentTest, AMissingTagOrRepositoryEndsTheTaskWithTheRegistrysMessageAndNoRetry) {
+  // The sample image's repository without the tag, and a repository that does not exist
+  // (docker-registry answers both with 404 MANIFEST_UNKNOWN).
+  std::string repository = suite->image.substr(0, suite->image.rfind(':'));
+  const std::pair<std::string, std::string> kCases[] = {
+      {repository + ":no-such-tag", "MANIFEST_UNKNOWN"},
+      {suite->registry->host() + "/skiff/nope:latest", "MANIFEST_UNKNOWN"},
+  };
+  for (const auto& [image, registryCode] : kCases) {
+    SCOPED_TRACE(image);
+    std::string jobId = submit(batchJob({"echo", "never"}, 2, image));
+    ASSERT_FALSE(jobId.empty());
+    json job = waitJob(jobId, finished);
+    EXPECT_EQ(job["status"].value("reason", ""), "failed") << job.dump();
+    // The job alone says why: the task's reason and the registry's message.
+    std::string jobMessage = job["status"].value("message", "");
+    EXPECT_NE(jobMessage.find("imageNotFound"), std::string::npos) << job.dump();
+    EXPECT_NE(jobMessage.find(registryCode), std::string::npos) << job.dump();
+    json list = tasks(jobId);
+    ASSERT_EQ(list.size(), 1u) << list.dump();
+    json first = list[0];
+    EXPECT_EQ(first.value("id", ""), jobId + "-0-0") << "no retry: " << first.dump();
+    EXPECT_EQ(first["reason"], "imageNotFound") << first.dump();
+    EXPECT_NE(first.value("message", "").find(registryCode), std::string::npos) << first.dump();
+    EXPECT_FALSE(first.contains("exitCode")) << first.dump();
+  }
   // The network made while the image was looked up is taken down again.
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(agentDir_ + "/netns", ec)) {
     ADD_FAILURE() << "network namespace left behind: " << entry.path();
   }
-  auto killed = client_->call("POST", "/v1/jobs/" + jobId + "/kill", nullptr);
-  EXPECT_TRUE(killed && killed->ok());
 }
 
 TEST_F(AgentTest, KillStopsARunningContainer) {

@@ -18,7 +18,7 @@ constexpr std::array<TaskState, kTaskStateCount> kTaskStates = {
 constexpr std::array<JobState, 3> kJobStates = {JobState::kAccepted, JobState::kKillInitiated,
                                                 JobState::kFinished};
 
-constexpr std::array<TaskReason, 13> kReasons = {
+constexpr std::array<TaskReason, 15> kReasons = {
     TaskReason::kNone,
     TaskReason::kNormal,
     TaskReason::kFailed,
@@ -32,6 +32,8 @@ constexpr std::array<TaskReason, 13> kReasons = {
     TaskReason::kStuckInState,
     TaskReason::kTransientSystemError,
     TaskReason::kLocalSystemError,
+    TaskReason::kImageNotFound,
+    TaskReason::kImageDenied,
 };
 
 TEST(TaskStateMachineTest, FullTransitionMatrix) {
@@ -91,6 +93,8 @@ TEST(TaskReasonTest, FailuresAndSystemErrorsAreRetriedButExitsAndKillsAreNot) {
       {TaskReason::kStuckInState, true},
       {TaskReason::kTransientSystemError, true},
       {TaskReason::kLocalSystemError, true},
+      {TaskReason::kImageNotFound, false},
+      {TaskReason::kImageDenied, false},
   };
   static_assert(std::size(kRows) == kReasons.size() - 1, "every reason but runtime limit");
   for (const Row& row : kRows) {
@@ -126,7 +130,7 @@ TEST(StateNamesTest, JobStateNamesRoundTrip) {
 }
 
 TEST(StateNamesTest, TaskReasonNamesRoundTrip) {
-  constexpr std::array<std::string_view, 13> kNames = {"",
+  constexpr std::array<std::string_view, 15> kNames = {"",
                                                        "normal",
                                                        "failed",
                                                        "killed",
@@ -138,7 +142,9 @@ TEST(StateNamesTest, TaskReasonNamesRoundTrip) {
                                                        "crashed",
                                                        "stuckInState",
                                                        "transientSystemError",
-                                                       "localSystemError"};
+                                                       "localSystemError",
+                                                       "imageNotFound",
+                                                       "imageDenied"};
   for (size_t i = 0; i < kReasons.size(); ++i) {
     EXPECT_EQ(taskReasonName(kReasons[i]), kNames[i]);
     if (kReasons[i] == TaskReason::kNone) continue;

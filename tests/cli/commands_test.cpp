@@ -364,6 +364,16 @@ TEST_F(CommandsTest, ServerValidationDetailsOnePerLine) {
                                       "  container.image: unknown registry"));
 }
 
+TEST_F(CommandsTest, AProblemTheMessageAlreadyNamesIsPrintedOnce) {
+  std::string file = write("good.yaml", kGoodJob);
+  std::string field = "container.securityProfile.securityGroups[1]";
+  h_.api.responses.push_back(errorReply(
+      400, "InvalidArgument", field + ": security group web does not exist",
+      json::array({{{"field", field}, {"message", "security group web does not exist"}}})));
+  EXPECT_EQ(h_.run({"job", "run", file}), 7);
+  EXPECT_THAT(errLines(), ElementsAre("skiff: " + field + ": security group web does not exist"));
+}
+
 TEST_F(CommandsTest, RunRejectsBadIdempotencyKey) {
   std::string file = write("good.yaml", kGoodJob);
   EXPECT_EQ(h_.run({"job", "run", file, "--idempotency-key", std::string(129, 'k')}), 2);

@@ -91,14 +91,15 @@ TEST(RenderTasksTest, Columns) {
                {"index", 0},
                {"state", "Finished"},
                {"reason", "failed"},
+               {"message", "exit code 3"},
                {"nodeId", "node-a"},
                {"stateTimesMs", {{"Accepted", kNow - 30'000}, {"Finished", kNow - 1000}}}};
   json fresh = {
       {"id", "job-1-1-0"}, {"jobId", "job-1"}, {"index", 1}, {"state", "Accepted"}, {"reason", ""}};
   EXPECT_EQ(renderTasks({task, fresh}, kNow),
-            "ID          JOB     INDEX   STATE      REASON   NODE     AGE\n"
-            "job-1-0-1   job-1   0       Finished   failed   node-a   30s\n"
-            "job-1-1-0   job-1   1       Accepted   -        -        -\n");
+            "ID          JOB     INDEX   STATE      REASON   NODE     AGE   MESSAGE\n"
+            "job-1-0-1   job-1   0       Finished   failed   node-a   30s   exit code 3\n"
+            "job-1-1-0   job-1   1       Accepted   -        -        -     -\n");
 }
 
 TEST(RenderNodesTest, Columns) {

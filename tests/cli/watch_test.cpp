@@ -70,6 +70,35 @@ TEST(JobWatchTest, SucceedsWhenEveryIndexEndsNormal) {
   EXPECT_TRUE(watch.outcome().succeeded);
 }
 
+TEST(JobWatchTest, StatusLineSaysWhyTheLatestRetryWasNeeded) {
+  JobWatch watch("job-1");
+  watch.apply(event("snapshot", "job", jobObject("Accepted", 1), 1));
+  watch.apply(snapshotEnd(1));
+  json failed = taskObject("t0-0", 0, "Finished", "transientSystemError", 2);
+  failed["message"] = "image: pull r/x:1: connection refused";
+  watch.apply(event("update", "task", failed, 2));
+  watch.apply(event("update", "task", taskObject("t0-1", 0, "Accepted", "", 3, "t0-0"), 3));
+  EXPECT_EQ(watch.statusLine(),
+            "job-1  Accepted  tasks: 1 accepted; retrying task 0 after transientSystemError: "
+            "image: pull r/x:1: connection refused");
+}
+
+TEST(JobWatchTest, AFinishedJobWhoseTasksAreStillArrivingIsSettling) {
+  JobWatch watch("job-1");
+  watch.apply(event("snapshot", "job", jobObject("Accepted", 1), 1));
+  watch.apply(event("snapshot", "task", taskObject("t0", 0, "Started"), 1));
+  watch.apply(snapshotEnd(1));
+  EXPECT_FALSE(watch.settling());
+  // The job's change comes before its task's in the same commit: "Finished, 1 started" would be
+  // a lie, so the line is not shown until the task's arrives.
+  watch.apply(event("update", "job", jobObject("Finished", 1), 2));
+  EXPECT_TRUE(watch.settling());
+  watch.apply(event("update", "task", taskObject("t0", 0, "Finished", "normal", 2), 2));
+  EXPECT_FALSE(watch.settling());
+  EXPECT_TRUE(watch.done());
+  EXPECT_EQ(watch.statusLine(), "job-1  Finished  tasks: 1 finished (1 normal)");
+}
+
 TEST(JobWatchTest, FinalAttemptDecides) {
   JobWatch watch("job-1");
   watch.apply(event("snapshot", "job", jobObject("Accepted"), 1));
@@ -161,7 +190,7 @@ TEST(JobWatchTest, StoredFormObjectsWithoutRevisions) {
   watch.apply(snapshotEnd(2));
   watch.apply(event("update", "task", task("t-0-0", 0, "Finished", "failed", ""), 3));
   watch.apply(event("update", "task", task("t-0-1", 0, "Accepted", "", "t-0-0"), 4));
-  EXPECT_EQ(watch.statusLine(), "job-1  Accepted  tasks: 1 accepted");
+  EXPECT_EQ(watch.statusLine(), "job-1  Accepted  tasks: 1 accepted; retrying task 0 after failed");
   watch.apply(event("update", "task", task("t-0-1", 0, "Finished", "normal", "t-0-0"), 7));
   job["status"]["state"] = "Finished";
   watch.apply(event("update", "job", job, 7));

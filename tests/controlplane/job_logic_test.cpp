@@ -4,6 +4,7 @@
 
 #include "controlplane/job_logic.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -454,7 +455,7 @@ TEST_F(RetryTest, RetriesStopAfterBudgetAndJobFinishesFailed) {
   EXPECT_EQ(view.tasks[0].userRetries(), 2);
   EXPECT_EQ(view.job.state, JobState::kFinished);
   EXPECT_EQ(view.job.reason, "failed");
-  EXPECT_EQ(view.job.message, "1 of 1 tasks failed");
+  EXPECT_EQ(view.job.message, "1 of 1 tasks failed (task 0: failed: from agent)");
   EXPECT_EQ(view.job.stateTimeMs, now());
   EXPECT_EQ(reconcileNow(view), 0);
 }
@@ -470,7 +471,7 @@ TEST_F(RetryTest, NoRetriesMeansFirstFailureIsFinal) {
   finishWith(view, 1, 0);
   EXPECT_EQ(view.job.state, JobState::kFinished);
   EXPECT_EQ(view.job.reason, "failed");
-  EXPECT_EQ(view.job.message, "1 of 2 tasks failed");
+  EXPECT_EQ(view.job.message, "1 of 2 tasks failed (task 0: failed: from agent)");
 }
 
 TEST_F(RetryTest, NormalExitIsNeverRetried) {
@@ -499,7 +500,7 @@ TEST_F(RetryTest, EachSlotHasItsOwnRetryBudget) {
   finishWith(view, 1, 1);
   EXPECT_EQ(view.job.state, JobState::kFinished);
   EXPECT_EQ(view.job.reason, "failed");
-  EXPECT_EQ(view.job.message, "1 of 2 tasks failed");
+  EXPECT_EQ(view.job.message, "1 of 2 tasks failed (task 1: failed: from agent)");
 }
 
 // ============================== System errors and evictions ==============================
@@ -621,6 +622,67 @@ TEST_F(SystemRetryTest, UserRetriesAfterSystemErrorsStillHaveTheFullBudget) {
   finishWith(view, 0, 1);
   EXPECT_EQ(view.job.state, JobState::kFinished);
   EXPECT_EQ(view.job.reason, "failed");
+}
+
+class ImageErrorTest : public JobLogicTest, public ::testing::WithParamInterface<TaskReason> {};
+
+TEST_P(ImageErrorTest, ARegistrysDefinitiveAnswerEndsTheTaskWithoutRetries) {
+  JobView view = makeJob(batchYaml(1, immediate(3)));
+  launch(view, 0);
+  ASSERT_TRUE(report(view, 0, TaskState::kStartInitiated));
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, GetParam()));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[0].reason, GetParam());
+  EXPECT_EQ(view.tasks[0].message, "from agent");
+  EXPECT_EQ(view.tasks[0].resubmitNumber, 0) << "no retry, not even of the user's budget";
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "failed");
+  EXPECT_NE(view.job.message.find(api::taskReasonName(GetParam())), std::string::npos)
+      << view.job.message;
+}
+
+INSTANTIATE_TEST_SUITE_P(JobLogic, ImageErrorTest,
+                         ::testing::Values(TaskReason::kImageNotFound, TaskReason::kImageDenied),
+                         [](const auto& info) {
+                           return std::string(api::taskReasonName(info.param));
+                         });
+
+TEST_F(SystemRetryTest, SystemErrorsBeforeTheStartAreRetriedABoundedNumberOfTimes) {
+  config.maxSystemRetries = 3;
+  JobView view = makeJob(batchYaml(1, immediate(5)));
+  for (int64_t attempt = 0; attempt <= config.maxSystemRetries; ++attempt) {
+    ASSERT_EQ(view.job.state, JobState::kAccepted) << "attempt " << attempt;
+    EXPECT_EQ(view.tasks[0].systemErrorsInRow, attempt);
+    clock.setMs(std::max(now(), view.tasks[0].notBeforeMs));
+    launch(view, 0);
+    ASSERT_TRUE(report(view, 0, TaskState::kStartInitiated));
+    ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kTransientSystemError));
+  }
+  // The fourth failure in a row is final: the job ends with the last attempt's reason.
+  EXPECT_EQ(view.tasks[0].state, TaskState::kFinished);
+  EXPECT_EQ(view.tasks[0].reason, TaskReason::kTransientSystemError);
+  EXPECT_EQ(view.tasks[0].resubmitNumber, config.maxSystemRetries);
+  EXPECT_EQ(view.tasks[0].userRetries(), 0);
+  EXPECT_EQ(view.job.state, JobState::kFinished);
+  EXPECT_EQ(view.job.reason, "failed");
+}
+
+TEST_F(SystemRetryTest, AnAttemptThatStartedResetsTheSystemErrorBound) {
+  config.maxSystemRetries = 1;
+  JobView view = makeJob(batchYaml(1, immediate(0)));
+  launch(view, 0);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kTransientSystemError));
+  EXPECT_EQ(view.tasks[0].systemErrorsInRow, 1);
+  clock.setMs(view.tasks[0].notBeforeMs);
+  run(view, 0);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kLost));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kAccepted) << "a started task lost is retried";
+  EXPECT_EQ(view.tasks[0].systemErrorsInRow, 0);
+  clock.setMs(view.tasks[0].notBeforeMs);
+  launch(view, 0);
+  ASSERT_TRUE(report(view, 0, TaskState::kFinished, TaskReason::kLocalSystemError));
+  EXPECT_EQ(view.tasks[0].state, TaskState::kAccepted);
+  EXPECT_EQ(view.tasks[0].systemErrorsInRow, 1);
 }
 
 // ============================== Draining nodes ==============================
@@ -905,7 +967,7 @@ TEST_F(KillTest, KillTaskInBatchJobIsNotRetried) {
   finishWith(view, 1, 0);
   EXPECT_EQ(view.job.state, JobState::kFinished);
   EXPECT_EQ(view.job.reason, "failed");
-  EXPECT_EQ(view.job.message, "1 of 2 tasks failed");
+  EXPECT_EQ(view.job.message, "1 of 2 tasks failed (task 0: killed: from agent)");
 }
 
 TEST_F(KillTest, KillTaskErrors) {

@@ -218,7 +218,7 @@ TEST(TaskRecordTest, FreshTaskSurvivesStoredRoundTrip) {
 TEST(TaskRecordTest, EveryStateAndReasonSurvivesStoredRoundTrip) {
   std::string jobId = newJobId(kNowMs);
   for (int s = 0; s < api::kTaskStateCount; ++s) {
-    for (int r = 0; r <= static_cast<int>(TaskReason::kLocalSystemError); ++r) {
+    for (int r = 0; r <= static_cast<int>(TaskReason::kImageDenied); ++r) {
       TaskRecord task;
       task.id = taskId(jobId, 0, 0);
       task.state = static_cast<TaskState>(s);

@@ -9,6 +9,21 @@
 
 namespace skiff::agent::image {
 
+PullFailure classifyPullError(const Error& error) {
+  switch (error.code()) {
+    case ErrorCode::kNotFound:
+      return PullFailure::kNotFound;
+    case ErrorCode::kUnauthenticated:
+    case ErrorCode::kPermissionDenied:
+      return PullFailure::kDenied;
+    case ErrorCode::kUnavailable:
+    case ErrorCode::kIo:
+      return PullFailure::kTransient;
+    default:
+      return PullFailure::kLocal;
+  }
+}
+
 Status Registry::fetchBlobs(const ImageReference& repo, std::span<const BlobRequest> blobs,
                             int parallelism, const std::function<Status(size_t)>& onFetched) {
   std::atomic<size_t> next{0};

@@ -56,4 +56,16 @@ class Registry {
                             int parallelism, const std::function<Status(size_t)>& onFetched);
 };
 
+// What a failed pull means for the task that wanted the image.
+enum class PullFailure {
+  kNotFound,   // The registry's definitive answer: no such name or tag (HTTP 404 or 400).
+  kDenied,     // The registry refused us after authentication (HTTP 401, 403).
+  kTransient,  // The registry could not be reached or failed (refused, timeout, 429, 5xx, I/O).
+  kLocal,      // Anything else: a bad digest, a malformed manifest, the node's own disk.
+};
+
+// Classifies an error from `Registry` or the image store by its code: kNotFound -> kNotFound,
+// kUnauthenticated and kPermissionDenied -> kDenied, kUnavailable and kIo -> kTransient.
+PullFailure classifyPullError(const Error& error);
+
 }  // namespace skiff::agent::image

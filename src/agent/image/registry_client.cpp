@@ -347,7 +347,9 @@ size_t onBody(char* data, size_t size, size_t count, void* user) {
 
 Error statusError(const std::string& what, long status, std::string_view body) {
   ErrorCode code = ErrorCode::kIo;
-  if (status == 404) {
+  // 400 answers a name or tag the registry will never serve (NAME_INVALID, TAG_INVALID), as
+  // definitive as 404 (MANIFEST_UNKNOWN, NAME_UNKNOWN).
+  if (status == 404 || status == 400) {
     code = ErrorCode::kNotFound;
   } else if (status == 401) {
     code = ErrorCode::kUnauthenticated;

@@ -11,7 +11,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -131,9 +133,69 @@ void appendLog(LogFile& log, const Options& options, const char* data, size_t si
   }
 }
 
+// Puts this process's root at the top of a mount namespace of its own when it is chrooted, and
+// does nothing otherwise (or when it cannot tell). Returns false when it is chrooted and could not,
+// with the root and working directory as they were.
+//
+// Why: the runtime's pivot_root puts the container's root where the caller's root is mounted.
+// Outside a chroot that is the top of the container's mount namespace; inside a chroot (a
+// debootstrap tree bind-mounted on itself) it is the chroot's mount point, below the host's
+// "/". setns(CLONE_NEWNS) gives a joining process the namespace's top as its root, so
+// `crun exec` (exec health checks) would run the command in the host's "/" and not see the
+// container's files. With the chroot's root moved to the top of a private (slave) copy of the
+// mount namespace first, the container's root is the top of its namespace here too.
+bool rootAtNamespaceTop(const char* dir) {
+  int root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int ns = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+  struct statx chrootRoot;
+  if (root < 0 || cwd < 0 || ns < 0 ||
+      statx(root, "", AT_EMPTY_PATH, STATX_INO | STATX_MNT_ID, &chrootRoot) != 0) {
+    return true;
+  }
+  // Joining our own mount namespace moves our root to its top (and our working directory).
+  if (setns(ns, CLONE_NEWNS) != 0) return true;
+  auto restore = [&] {
+    if (fchdir(root) != 0 || chroot(".") != 0) _exit(127);  // Never run the runtime outside.
+    if (fchdir(cwd) != 0) _exit(127);
+    return false;
+  };
+  // The same directory on the same mount: not chrooted. (A chroot into a bind mount of "/" has
+  // the same inode as the top but another mount.)
+  struct statx top;
+  if (statx(AT_FDCWD, "/", 0, STATX_INO | STATX_MNT_ID, &top) != 0) return restore();
+  if (top.stx_dev_major == chrootRoot.stx_dev_major &&
+      top.stx_dev_minor == chrootRoot.stx_dev_minor && top.stx_ino == chrootRoot.stx_ino &&
+      ((top.stx_mask & chrootRoot.stx_mask & STATX_MNT_ID) == 0 ||
+       top.stx_mnt_id == chrootRoot.stx_mnt_id)) {
+    restore();  // The same root, but never risk running the runtime outside it.
+    return true;
+  }
+  // The chroot's path seen from the top, before the namespace copy changes what `root` names.
+  char link[64];
+  char path[4096];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", root);
+  ssize_t length = readlink(link, path, sizeof path - 1);
+  if (length <= 0 || path[0] != '/') return restore();
+  path[length] = '\0';
+  if (unshare(CLONE_NEWNS) != 0) return restore();
+  // Mounts made by the host still reach us; ours do not reach the host.
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) return restore();
+  // pivot_root needs the new root to be a mount point.
+  if (mount(path, path, nullptr, MS_BIND | MS_REC, nullptr) != 0 || chdir(path) != 0) {
+    return restore();
+  }
+  if (syscall(SYS_pivot_root, ".", ".") != 0) return restore();
+  // The old top is stacked on the new root now; detaching it leaves the chroot's tree on top.
+  if (umount2(".", MNT_DETACH) != 0 || chdir("/") != 0) _exit(127);
+  if (dir[0] == '/' ? chdir(dir) != 0 : fchdir(cwd) != 0) _exit(127);
+  return true;
+}
+
 // Starts the runtime with `verb...` appended to its global arguments; stdout/stderr go to
-// outFd/errFd and nothing else of ours is inherited.
-pid_t spawnRuntime(const Options& options, const char* const* verb, int outFd, int errFd) {
+// outFd/errFd and nothing else of ours is inherited. `ownRoot`: see rootAtNamespaceTop.
+pid_t spawnRuntime(const Options& options, const char* const* verb, int outFd, int errFd,
+                   bool ownRoot = false) {
   char* argv[kMaxArgs + 16];
   int n = 0;
   for (int i = 0; i < options.runtimeCount; ++i) argv[n++] = options.runtime[i];
@@ -151,6 +213,12 @@ pid_t spawnRuntime(const Options& options, const char* const* verb, int outFd, i
   int devNull = open("/dev/null", O_RDWR);
   if (devNull < 0 || dup2(devNull, 0) < 0 || dup2(outFd, 1) < 0 || dup2(errFd, 2) < 0) _exit(127);
   syscall(SYS_close_range, 3U, ~0U, 0U);
+  if (ownRoot && !rootAtNamespaceTop(options.dir)) {
+    static const char kWarning[] =
+        "skiff-monitor: cannot move a chroot's root to the top of a mount namespace; exec "
+        "checks will not see the container's files\n";
+    writeAll(2, kWarning, sizeof kWarning - 1);
+  }
   execve(argv[0], argv, envp);
   _exit(127);
 }
@@ -258,7 +326,7 @@ int runMonitor(const Options& options) {
   // `run --detach` is `create` and `start` in one runtime process: one exec less per container.
   const char* createVerb[] = {"run",        "--detach",           "--bundle", options.bundle,
                               "--pid-file", files::kContainerPid, options.id, nullptr};
-  pid_t createPid = spawnRuntime(options, createVerb, outPipe[1], errPipe[1]);
+  pid_t createPid = spawnRuntime(options, createVerb, outPipe[1], errPipe[1], /*ownRoot=*/true);
   close(outPipe[1]);
   close(errPipe[1]);
   int status = createPid > 0 ? waitChild(createPid) : -1;

@@ -9,8 +9,8 @@
 // and either all operations apply or none do. Watchers receive every change from a given revision
 // on, in revision order, with no gaps and no duplicates.
 //
-// The SQLite implementation is the embedded default; an etcd back end implements the same
-// interface without changing callers.
+// The SQLite implementation is the only one; the interface is shaped so that an etcd back end
+// could implement it without changing callers.
 //
 // Durability contract: once `commit` reports success, the transaction survives kill -9 of the
 // process and a power loss (it has been fsync'ed). After any write error the store is poisoned:

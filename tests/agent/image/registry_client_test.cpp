@@ -250,5 +250,60 @@ TEST(RegistryClientTest, UnreachableRegistryIsUnavailable) {
   EXPECT_EQ(fetched.error().code(), ErrorCode::kUnavailable);
 }
 
+// What each registry answer means for a task: definitive answers end it, others are retried.
+TEST(RegistryClientTest, PullErrorsAreClassifiedByWhatTheRegistryAnswered) {
+  struct Row {
+    int status;
+    std::string code;  // The registry's error code; none: an empty body.
+    PullFailure expected;
+  };
+  const Row kRows[] = {
+      {404, "MANIFEST_UNKNOWN", PullFailure::kNotFound},
+      {404, "NAME_UNKNOWN", PullFailure::kNotFound},
+      {400, "NAME_INVALID", PullFailure::kNotFound},
+      {401, "UNAUTHORIZED", PullFailure::kDenied},
+      {403, "DENIED", PullFailure::kDenied},
+      {429, "TOOMANYREQUESTS", PullFailure::kTransient},
+      {500, "", PullFailure::kTransient},
+      {503, "", PullFailure::kTransient},
+  };
+  for (const Row& row : kRows) {
+    std::string body = row.code.empty() ? std::string()
+                                        : R"({"errors":[{"code":")" + row.code +
+                                              R"(","message":"the registry's words"}]})";
+    FakeHttpServer server([&](const FakeHttpServer::Request&) -> FakeHttpServer::Response {
+      return {row.status, {{"Content-Type", "application/json"}}, body};
+    });
+    RegistryClientOptions options;
+    options.retries = 0;
+    RegistryClient client(options);
+    auto fetched = client.fetchManifest(*ImageReference::parse(server.host() + "/demo/app:v1"));
+    ASSERT_FALSE(fetched) << row.status;
+    EXPECT_EQ(classifyPullError(fetched.error()), row.expected)
+        << row.status << ": " << fetched.error().message();
+    // The registry's own words reach the task's message (a 401 without a challenge says so).
+    if (row.status == 401) continue;
+    EXPECT_NE(fetched.error().message().find(row.code + (row.code.empty() ? "" : ": the registry")),
+              std::string::npos)
+        << fetched.error().message();
+  }
+}
+
+TEST(RegistryClientTest, AnUnreachableRegistryIsATransientPullFailure) {
+  std::string host;
+  {
+    TokenRegistry gone;
+    host = gone.host();
+  }
+  RegistryClientOptions options;
+  options.retries = 0;
+  RegistryClient client(options);
+  auto fetched = client.fetchManifest(*ImageReference::parse(host + "/demo/app:v1"));
+  ASSERT_FALSE(fetched);
+  EXPECT_EQ(classifyPullError(fetched.error()), PullFailure::kTransient);
+  EXPECT_EQ(classifyPullError(Error(ErrorCode::kInvalidArgument, "digest mismatch")),
+            PullFailure::kLocal);
+}
+
 }  // namespace
 }  // namespace skiff::agent::image

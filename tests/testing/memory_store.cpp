@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <thread>
 #include <utility>
 
 namespace skiff::testing {
@@ -45,10 +46,6 @@ class MemoryStore::Handle final : public store::WatchHandle {
 };
 
 namespace {
-
-// The thread delivering watch events, if any: a callback that commits must not deliver the
-// newer events itself, ahead of older ones other watchers have not seen yet.
-thread_local const MemoryStore* deliveringStore = nullptr;
 
 bool validKeys(const std::vector<Op>& ops) {
   return std::ranges::none_of(ops, [](const Op& op) { return op.key.empty(); });
@@ -179,18 +176,20 @@ Result<std::unique_ptr<store::WatchHandle>> MemoryStore::watch(const std::string
   }
   watchers_.push_back(watcher);
   if (!retained.empty()) {
-    const MemoryStore* outer = std::exchange(deliveringStore, this);
+    auto outer = deliveringThread_.exchange(std::this_thread::get_id());
     watcher->callback(retained);
-    deliveringStore = outer;
+    deliveringThread_ = outer;
     deliver();  // What the callback committed meanwhile.
   }
   return std::make_unique<Handle>(*this, std::move(watcher));
 }
 
 void MemoryStore::deliver() {
-  if (deliveringStore == this) return;  // The delivery in progress below picks them up.
+  // A callback that commits must not deliver the newer events itself, ahead of older ones that
+  // other watchers have not seen yet: the delivery in progress below picks them up.
+  if (deliveringThread_ == std::this_thread::get_id()) return;
   std::lock_guard delivery(delivery_);
-  const MemoryStore* outer = std::exchange(deliveringStore, this);
+  deliveringThread_ = std::this_thread::get_id();
   for (;;) {
     std::vector<Event> events;
     {
@@ -209,7 +208,7 @@ void MemoryStore::deliver() {
       if (!batch.empty()) watcher->callback(batch);
     }
   }
-  deliveringStore = outer;
+  deliveringThread_ = std::thread::id();
 }
 
 void MemoryStore::cancel(const std::shared_ptr<Watcher>& watcher) {

@@ -6,9 +6,9 @@
 // Everything happens on the calling thread. `commitAsync` applies the transaction and calls
 // `done` before it returns, so a component that commits from its io_context sees its completion
 // on that io_context's thread, and a test that runs the io_context itself stays single-threaded.
-// Watch callbacks run on the committing thread, after the commit has applied and before `commit`
-// returns (the retained history: inside `watch`). Calls may still come from several threads;
-// callbacks are then delivered one at a time, in revision order.
+// Watch callbacks run before `commit` returns, on the committing thread or on one delivering
+// for another commit at the same time; they run one at a time, in revision order. The retained
+// history is delivered inside `watch`, and the changes a callback commits after that callback.
 //
 // Conventions, as the SQLite store's (sqlite_store.h):
 //   - An empty `end` in `range` means "no upper bound".
@@ -22,6 +22,7 @@
 // Commits never fail by themselves; `poison` makes every later commit fail, as a write error
 // does on disk.
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -29,6 +30,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/error.h"
@@ -83,6 +85,8 @@ class MemoryStore final : public store::Store {
   // callback may destroy its handle or commit again.
   std::recursive_mutex delivery_;
   std::vector<std::shared_ptr<Watcher>> watchers_;  // Guarded by `delivery_`.
+  // The thread running callbacks, if any (set while holding `delivery_`).
+  std::atomic<std::thread::id> deliveringThread_;
 };
 
 }  // namespace skiff::testing

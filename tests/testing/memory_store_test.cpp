@@ -253,6 +253,25 @@ TEST(MemoryStoreTest, WatchCallbacksMayCommitAndCancelThemselves) {
   EXPECT_EQ(other.revisions(), (std::vector<Revision>{1, 2, 3}));
 }
 
+TEST(MemoryStoreTest, WatchSeesConcurrentCommitsInRevisionOrderWithoutGaps) {
+  MemoryStore store;
+  Collector collector;
+  auto handle = store.watch("", 0, collector.callback());
+  ASSERT_TRUE(handle.has_value());
+  constexpr int kThreads = 4;
+  constexpr int kCommits = 200;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&store, t] {
+      for (int i = 0; i < kCommits; ++i) put(store, "k" + std::to_string(t), std::to_string(i));
+    });
+  }
+  for (std::thread& writer : writers) writer.join();
+  std::vector<Revision> expected;
+  for (Revision r = 1; r <= kThreads * kCommits; ++r) expected.push_back(r);
+  EXPECT_EQ(collector.revisions(), expected);
+}
+
 TEST(MemoryStoreTest, CompactionDropsHistoryNotValuesAndFailsOlderWatches) {
   MemoryStore store;
   for (int i = 0; i < 5; ++i) put(store, "k", std::to_string(i));

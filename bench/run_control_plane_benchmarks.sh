@@ -8,6 +8,8 @@
 # a fresh skiffd on a temp state dir and a free port, with no nodes, so tasks stay pending):
 #   submit  per connection, Skiff: submit_bench's HTTP mode, one keep-alive connection per client
 #           (`POST /v1/jobs`, acknowledged once durable);
+#   pending the same as submit, against a skiffd already holding PENDING tasks (default 100,000,
+#           jobs of 100 tasks submitted first) that no node can take;
 #   cli     per process, Skiff: CLIENTS concurrent `skiff job run FILE` (one process per job, which
 #           exits once the job is durable), through submit_bench --exec;
 #   slurm   the peer, on a private Slurm this script starts (munged if not running, slurmctld and
@@ -27,8 +29,8 @@
 # Environment: BUILD_DIR (default build-bench), RUNS=3, CLIENTS=64, DURATION=10, WARMUP=1,
 # MILLION_RUNS=3, JOBS=1000, BATCH=1000, RESTARTS=3, LOG_LEVEL=info, SLURM=auto|0|1 (auto: measure
 # the peer when slurmctld, slurmrestd and munged are installed and this runs as root),
-# SKIP_BUILD=1, ONLY=submit,cli,slurm,million (comma-separated), KEEP_RESULTS=DIR (copy the raw
-# JSON), QUIET_WAIT=120 and QUIET_BUSY=0.3: before each run, wait up to QUIET_WAIT s for the rest of
+# SKIP_BUILD=1, ONLY=submit,pending,cli,slurm,million (comma-separated), PENDING=100000,
+# KEEP_RESULTS=DIR (copy the raw JSON), QUIET_WAIT=120 and QUIET_BUSY=0.3: before each run, wait up to QUIET_WAIT s for the rest of
 # the machine to use less than QUIET_BUSY cores (a shared box: other builds skew the numbers; each
 # result records how busy the machine was, see docs/benchmarks.md).
 # Needs cmake, ninja, jq, and root for the Slurm peer (scripts/setup.sh --bench-peers installs it).
@@ -52,10 +54,11 @@ LOG_LEVEL="${LOG_LEVEL:-info}"
 SLURM="${SLURM:-auto}"
 QUIET_WAIT="${QUIET_WAIT:-120}"
 QUIET_BUSY="${QUIET_BUSY:-0.3}"
-ONLY="${ONLY:-submit,cli,slurm,million}"
+ONLY="${ONLY:-submit,pending,cli,slurm,million}"
+PENDING="${PENDING:-100000}"
 
 # Goals. Every peer figure is measured in the same run.
-GOAL_SUBMIT_PER_SEC=5000
+GOAL_SUBMIT_PER_SEC=10000
 GOAL_RSS_MIB=1536
 GOAL_RESTART_SEC=10
 
@@ -320,6 +323,25 @@ for i in $(seq "$RUNS"); do
     jq -c . "$TMP/results/submit-$i.json" >&2
     stop_skiffd
   fi
+  if wants pending; then
+    # The same measurement against a skiffd that already holds PENDING tasks no node can take
+    # (jobs of 100 tasks submitted first): a submission must not cost work for what waits.
+    wait_quiet
+    start_skiffd
+    loaded=0
+    while ((loaded < PENDING)); do
+      acked="$("$SUBMIT" --url "http://127.0.0.1:$SKIFFD_PORT" --token-file "$STATE/admin.token" \
+        --clients "$CLIENTS" --duration 1 --warmup 0 --batch-size 100 | jq -r .acknowledged)"
+      ((acked > 0)) || { log "pending preload acknowledged nothing"; exit 1; }
+      loaded=$((loaded + acked * 100))
+    done
+    log "pending run $i/$RUNS: $loaded tasks pending; $CLIENTS keep-alive clients, ${WARMUP}s warm-up + ${DURATION}s"
+    "$SUBMIT" --url "http://127.0.0.1:$SKIFFD_PORT" --token-file "$STATE/admin.token" \
+      --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SKIFFD_PID" |
+      jq -c --argjson pending "$loaded" '. + {pendingTasks: $pending}' >"$TMP/results/pending-$i.json"
+    jq -c . "$TMP/results/pending-$i.json" >&2
+    stop_skiffd
+  fi
   if wants cli; then
     wait_quiet
     start_skiffd
@@ -392,6 +414,9 @@ echo "| --- | --- | --- |"
 if have submit; then
   echo "| durable submissions/s, $CLIENTS clients ≥ $GOAL_SUBMIT_PER_SEC | $(rate_cell submit) | $(ratio "$(col submit .perSec)" "$GOAL_SUBMIT_PER_SEC") |"
 fi
+if have pending; then
+  echo "| the same with $(fmt "$(col pending .pendingTasks)" %.0f) tasks pending ≥ $GOAL_SUBMIT_PER_SEC | $(rate_cell pending) | $(ratio "$(col pending .perSec)" "$GOAL_SUBMIT_PER_SEC") |"
+fi
 if have million; then
   tasks="$(col million .tasks)"
   rss="$(col million .rssMiB)"
@@ -416,7 +441,7 @@ if have submit || have cli || have sbatch || have slurmrest; then
   fi
 fi
 echo
-for name in submit cli sbatch slurmrest; do
+for name in submit pending cli sbatch slurmrest; do
   have "$name" || continue
   server=skiffd
   [[ $name == sbatch || $name == slurmrest ]] && server="slurmctld (not slurmrestd)"

@@ -11,6 +11,7 @@
 
 #include "api/constraint.h"
 #include "api/job.h"
+#include "api/network.h"
 
 namespace skiff::api {
 namespace {
@@ -81,10 +82,11 @@ json parseYaml(const std::string& text) {
   return document.value_or(json());
 }
 
-std::string errorsOf(const std::expected<JobDescriptor, FieldErrors>& job) {
+template <typename T>
+std::string errorsOf(const std::expected<T, FieldErrors>& result) {
   std::string out;
-  if (!job) {
-    for (const auto& error : job.error()) out += error.toString() + "\n";
+  if (!result) {
+    for (const auto& error : result.error()) out += error.toString() + "\n";
   }
   return out;
 }
@@ -587,9 +589,15 @@ TEST(JobExamplesTest, EveryExampleFileValidates) {
     auto ext = entry.path().extension();
     if (ext != ".yaml" && ext != ".yml" && ext != ".json") continue;
     SCOPED_TRACE(entry.path().string());
-    ++count;
     auto document = parseJobFileText(readFile(entry.path()));
     ASSERT_TRUE(document.has_value()) << document.error().message();
+    // Security group files (`skiff sg apply`) are named *-sg.yaml; every other file is a job.
+    if (entry.path().stem().string().ends_with("-sg")) {
+      auto group = validateSecurityGroup(*document);
+      EXPECT_TRUE(group.has_value()) << errorsOf(group);
+      continue;
+    }
+    ++count;
     auto job = validateJobDescriptor(*document);
     EXPECT_TRUE(job.has_value()) << errorsOf(job);
   }

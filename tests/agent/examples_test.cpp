@@ -19,8 +19,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "agent/image/testing/local_registry.h"
 #include "integration/skiffd_process.h"
+#include "testing/local_registry.h"
 
 namespace skiff::agent {
 namespace {
@@ -204,7 +204,7 @@ class ExamplesTest : public ::testing::Test {
   std::unique_ptr<itest::TempDir> dir_;
   std::unique_ptr<itest::LocalRegistry> registry_;
   std::unique_ptr<testing::SkiffdProcess> skiffd_;
-  std::unique_ptr<cli::ApiClient> client_;
+  std::unique_ptr<client::ApiClient> client_;
   std::string agentDir_;
   std::vector<std::string> jobs_;
 };

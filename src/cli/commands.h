@@ -2,7 +2,7 @@
 
 // The `skiff` verbs: the command table, argument parsing, and running a parsed command.
 //
-// The command table (commands.cpp) is the single description of every verb: its place in the
+// The command table (command_table.cpp) is the single description of every verb: its place in the
 // tree, help text, arguments and handler. Parsing, `--help` and shell completion are all derived
 // from it, so adding a verb is one table entry plus its handler.
 //

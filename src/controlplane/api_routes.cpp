@@ -3,11 +3,8 @@
 #include <charconv>
 #include <cmath>
 #include <deque>
-#include <mutex>
 #include <regex>
 
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -15,6 +12,7 @@
 #include "api/network.h"
 #include "common/http_client.h"
 #include "controlplane/capacity_groups.h"
+#include "controlplane/event_stream.h"
 #include "controlplane/service_routes.h"
 
 namespace skiff::controlplane {
@@ -548,31 +546,8 @@ asio::awaitable<Response> taskStatus(ApiContext& api, RequestContext& context) {
   co_return Response::json(200, {{"applied", *applied}});
 }
 
-// The buffer between a store watch (on a store thread) and one streaming connection.
-struct EventQueue {
-  std::mutex mutex;
-  std::deque<std::string> lines;
-  size_t bytes = 0;
-  bool overflowed = false;
-  std::function<void()> notify;  // Wakes the connection; set before the watch starts.
-
-  static constexpr size_t kMaxBytes = 64 << 20;
-
-  void push(std::string line) {
-    {
-      std::lock_guard lock(mutex);
-      if (overflowed) return;
-      bytes += line.size();
-      if (bytes > kMaxBytes) {
-        overflowed = true;
-        lines.clear();
-      } else {
-        lines.push_back(std::move(line));
-      }
-    }
-    notify();
-  }
-};
+// Buffered update lines a slow /v1/events client may fall behind by before its stream ends.
+constexpr size_t kMaxBufferedEventBytes = 64 << 20;
 
 std::string eventLine(std::string_view type, const store::KeyValue& kv) {
   bool task = kv.key.find("/t/") != std::string::npos;
@@ -596,14 +571,7 @@ asio::awaitable<std::optional<Response>> streamEvents(ApiContext& api, RequestCo
   if (!from) co_return errorResponse(from.error());
 
   auto executor = co_await asio::this_coro::executor;
-  auto timer = std::make_shared<asio::steady_timer>(executor);
-  auto queue = std::make_shared<EventQueue>();
-  std::weak_ptr<asio::steady_timer> weakTimer = timer;
-  queue->notify = [executor, weakTimer] {
-    asio::post(executor, [weakTimer] {
-      if (auto t = weakTimer.lock()) t->cancel();
-    });
-  };
+  WatchStream stream(executor, kMaxBufferedEventBytes);
 
   store::Revision start = *from;
   std::string snapshot;
@@ -614,11 +582,7 @@ asio::awaitable<std::optional<Response>> streamEvents(ApiContext& api, RequestCo
     snapshot += "{\"type\":\"snapshotEnd\",\"revision\":" + std::to_string(*revision) + "}\n";
     start = *revision + 1;
   }
-  auto watch = api.store.watch(prefix, start, [queue](const std::vector<store::Event>& events) {
-    for (const store::Event& event : events) {
-      if (event.kind == store::Event::Kind::kPut) queue->push(eventLine("update", event.kv));
-    }
-  });
+  auto watch = api.store.watch(prefix, start, stream.feeder());
   if (!watch) co_return errorResponse(watch.error());
 
   if (!snapshot.empty()) {
@@ -630,43 +594,18 @@ asio::awaitable<std::optional<Response>> streamEvents(ApiContext& api, RequestCo
     }
     std::string().swap(snapshot);
   } else {
-    bool written = co_await out.write("{\"type\":\"keepalive\"}\n");
+    bool written = co_await out.write(std::string(kKeepaliveLine));
     if (!written) co_return std::nullopt;
   }
 
-  for (;;) {
-    std::string batch;
-    bool overflowed = false;
-    {
-      std::lock_guard lock(queue->mutex);
-      overflowed = queue->overflowed;
-      while (!queue->lines.empty() && batch.size() < (1 << 20)) {
-        batch += queue->lines.front();
-        queue->bytes -= queue->lines.front().size();
-        queue->lines.pop_front();
-      }
-    }
-    if (overflowed) co_return std::nullopt;  // The client reconnects with fromRevision.
-    if (!batch.empty()) {
-      bool written = co_await out.write(std::move(batch));
-      if (!written) co_return std::nullopt;
-      continue;
-    }
-    timer->expires_after(std::chrono::seconds(10));
-    boost::system::error_code ec;
-    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec) {
-      bool empty = false;
-      {
-        std::lock_guard lock(queue->mutex);
-        empty = queue->lines.empty();
-      }
-      if (empty) {
-        bool written = co_await out.write("{\"type\":\"keepalive\"}\n");
-        if (!written) co_return std::nullopt;
-      }
-    }
-  }
+  // The client reconnects with fromRevision when the stream ends on an overflow.
+  WatchStream::Renderer render = [](const std::deque<store::KeyValue>& records) {
+    std::string lines;
+    for (const store::KeyValue& kv : records) lines += eventLine("update", kv);
+    return lines;
+  };
+  co_await stream.run(out, std::move(render));
+  co_return std::nullopt;
 }
 
 // Percent-encodes a query value (unreserved characters pass).

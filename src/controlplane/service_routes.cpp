@@ -3,15 +3,12 @@
 #include <cmath>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <regex>
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "controlplane/event_stream.h"
 #include "controlplane/job_logic.h"
 #include "controlplane/records.h"
 
@@ -56,31 +53,8 @@ class EndpointState {
   std::map<std::string, TaskRecord> tasks_;
 };
 
-// Records from the store's watch thread, waiting for the connection's coroutine.
-struct RecordQueue {
-  std::mutex mutex;
-  std::deque<store::KeyValue> records;
-  size_t bytes = 0;
-  bool overflowed = false;
-  std::function<void()> notify;
-
-  static constexpr size_t kMaxBytes = 16 << 20;
-
-  void push(const store::KeyValue& kv) {
-    {
-      std::lock_guard lock(mutex);
-      if (overflowed) return;
-      bytes += kv.value.size();
-      if (bytes > kMaxBytes) {
-        overflowed = true;
-        records.clear();
-      } else {
-        records.push_back(kv);
-      }
-    }
-    notify();
-  }
-};
+// Buffered record values a slow watcher may fall behind by before its stream ends.
+constexpr size_t kMaxBufferedBytes = 16 << 20;
 
 json endpointList(const std::map<std::string, Endpoint>& endpoints) {
   json items = json::array();
@@ -114,20 +88,8 @@ asio::awaitable<std::optional<Response>> endpoints(ApiContext& api, RequestConte
   }
 
   auto executor = co_await asio::this_coro::executor;
-  auto timer = std::make_shared<asio::steady_timer>(executor);
-  auto queue = std::make_shared<RecordQueue>();
-  std::weak_ptr<asio::steady_timer> weakTimer = timer;
-  queue->notify = [executor, weakTimer] {
-    asio::post(executor, [weakTimer] {
-      if (auto t = weakTimer.lock()) t->cancel();
-    });
-  };
-  auto handle =
-      api.store.watch(prefix, *revision + 1, [queue](const std::vector<store::Event>& events) {
-        for (const store::Event& event : events) {
-          if (event.kind == store::Event::Kind::kPut) queue->push(event.kv);
-        }
-      });
+  WatchStream stream(executor, kMaxBufferedBytes);
+  auto handle = api.store.watch(prefix, *revision + 1, stream.feeder());
   if (!handle) co_return Response::error(handle.error());
 
   json snapshot = {{"type", "snapshot"},
@@ -137,61 +99,33 @@ asio::awaitable<std::optional<Response>> endpoints(ApiContext& api, RequestConte
   bool sent = co_await out.write(snapshot.dump() + "\n");
   if (!sent) co_return std::nullopt;
 
-  for (;;) {
-    std::deque<store::KeyValue> records;
-    bool overflowed = false;
-    {
-      std::lock_guard lock(queue->mutex);
-      overflowed = queue->overflowed;
-      records.swap(queue->records);
-      queue->bytes = 0;
-    }
-    if (overflowed) co_return std::nullopt;  // The client lists again and watches anew.
-    if (!records.empty()) {
-      std::string lines;
-      for (const store::KeyValue& kv : records) {
-        state.apply(kv);
-        auto next = state.endpoints();
-        // Removals first, so a client never sees more endpoints than there are.
-        for (const auto& [id, endpoint] : current) {
-          if (!next.contains(id)) {
-            lines +=
-                json{{"type", "removed"}, {"taskId", id}, {"revision", kv.modRevision}}.dump() +
-                "\n";
-          }
+  // Removals first in each record's lines, so a client never sees more endpoints than there
+  // are. The client lists again and watches anew when the stream ends on an overflow.
+  WatchStream::Renderer render = [&state, &current](const std::deque<store::KeyValue>& records) {
+    std::string lines;
+    for (const store::KeyValue& kv : records) {
+      state.apply(kv);
+      auto next = state.endpoints();
+      for (const auto& [id, endpoint] : current) {
+        if (!next.contains(id)) {
+          lines +=
+              json{{"type", "removed"}, {"taskId", id}, {"revision", kv.modRevision}}.dump() + "\n";
         }
-        for (const auto& [id, endpoint] : next) {
-          if (!current.contains(id)) {
-            lines +=
-                json{
-                    {"type", "added"}, {"endpoint", toWire(endpoint)}, {"revision", kv.modRevision}}
-                    .dump() +
-                "\n";
-          }
+      }
+      for (const auto& [id, endpoint] : next) {
+        if (!current.contains(id)) {
+          lines +=
+              json{{"type", "added"}, {"endpoint", toWire(endpoint)}, {"revision", kv.modRevision}}
+                  .dump() +
+              "\n";
         }
-        current = std::move(next);
       }
-      if (!lines.empty()) {
-        bool written = co_await out.write(std::move(lines));
-        if (!written) co_return std::nullopt;
-      }
-      continue;
+      current = std::move(next);
     }
-    timer->expires_after(std::chrono::seconds(10));
-    boost::system::error_code ec;
-    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec) {
-      bool empty = false;
-      {
-        std::lock_guard lock(queue->mutex);
-        empty = queue->records.empty();
-      }
-      if (empty) {
-        bool written = co_await out.write("{\"type\":\"keepalive\"}\n");
-        if (!written) co_return std::nullopt;
-      }
-    }
-  }
+    return lines;
+  };
+  co_await stream.run(out, std::move(render));
+  co_return std::nullopt;
 }
 
 Response okOr(const Result<json>& result) {

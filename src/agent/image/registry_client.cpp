@@ -12,16 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/image/manifest.h"
+#include "agent/image/registry_client_impl.h"
 #include "common/encoding.h"
 #include "common/log.h"
 
 namespace skiff::agent::image {
-namespace {
 
-using nlohmann::json;
-
-// Bodies of error responses are only read for their message; more than this is cut.
-constexpr size_t kErrorBodyLimit = 64 * 1024;
+namespace registry_detail {
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) {
@@ -60,6 +57,24 @@ bool isTokenChar(char c) {
          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
+std::string escape(CURL* curl, std::string_view s) {
+  char* e = curl_easy_escape(curl, s.data(), static_cast<int>(s.size()));
+  std::string out = e != nullptr ? e : "";
+  curl_free(e);
+  return out;
+}
+
+}  // namespace registry_detail
+
+using namespace registry_detail;
+
+namespace {
+
+using nlohmann::json;
+
+// Bodies of error responses are only read for their message; more than this is cut.
+constexpr size_t kErrorBodyLimit = 64 * 1024;
+
 bool transientCurlError(CURLcode code) {
   switch (code) {
     case CURLE_COULDNT_CONNECT:
@@ -95,172 +110,7 @@ std::string registryErrorSummary(std::string_view body) {
   return out.substr(0, 512);
 }
 
-std::string escape(CURL* curl, std::string_view s) {
-  char* e = curl_easy_escape(curl, s.data(), static_cast<int>(s.size()));
-  std::string out = e != nullptr ? e : "";
-  curl_free(e);
-  return out;
-}
-
-// Streams a blob into a file while hashing it.
-struct BlobWriter {
-  int fd = -1;
-  int64_t limit = -1;
-  int64_t written = 0;
-  std::unique_ptr<Sha256> hash = std::make_unique<Sha256>();
-
-  Status reset() {
-    written = 0;
-    hash = std::make_unique<Sha256>();
-    if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
-      return std::unexpected(errnoError("truncate partial blob", errno));
-    }
-    return {};
-  }
-};
-
 std::once_flag curlInitOnce;
-
-}  // namespace
-
-Result<std::vector<AuthChallenge>> parseWwwAuthenticate(std::string_view header) {
-  std::vector<AuthChallenge> challenges;
-  size_t pos = 0;
-  auto skipSpace = [&] {
-    while (pos < header.size() && (header[pos] == ' ' || header[pos] == '\t')) {
-      ++pos;
-    }
-  };
-  auto readToken = [&] {
-    size_t start = pos;
-    while (pos < header.size() && isTokenChar(header[pos])) {
-      ++pos;
-    }
-    return header.substr(start, pos - start);
-  };
-  auto malformed = [&](std::string_view why) {
-    std::string message = "malformed WWW-Authenticate header: ";
-    message.append(why);
-    return std::unexpected(Error(ErrorCode::kInvalidArgument, std::move(message)));
-  };
-  while (true) {
-    while (pos < header.size() &&
-           (header[pos] == ' ' || header[pos] == '\t' || header[pos] == ',')) {
-      ++pos;
-    }
-    if (pos >= header.size()) {
-      break;
-    }
-    std::string_view scheme = readToken();
-    if (scheme.empty()) {
-      return malformed("expected an auth scheme");
-    }
-    AuthChallenge challenge;
-    challenge.scheme = std::string(scheme);
-    // Parameters until the next scheme (a token not followed by '=') or the end.
-    while (true) {
-      skipSpace();
-      size_t save = pos;
-      while (pos < header.size() && header[pos] == ',') {
-        ++pos;
-        skipSpace();
-      }
-      std::string_view name = readToken();
-      skipSpace();
-      if (name.empty() || pos >= header.size() || header[pos] != '=') {
-        pos = save;
-        break;
-      }
-      ++pos;
-      skipSpace();
-      std::string value;
-      if (pos < header.size() && header[pos] == '"') {
-        ++pos;
-        bool closed = false;
-        while (pos < header.size()) {
-          char c = header[pos++];
-          if (c == '\\' && pos < header.size()) {
-            value.push_back(header[pos++]);
-          } else if (c == '"') {
-            closed = true;
-            break;
-          } else {
-            value.push_back(c);
-          }
-        }
-        if (!closed) {
-          return malformed("unterminated quoted string");
-        }
-      } else {
-        value = std::string(readToken());
-      }
-      challenge.params[lower(name)] = std::move(value);
-      skipSpace();
-      if (pos < header.size() && header[pos] != ',') {
-        return malformed("expected ',' between parameters");
-      }
-    }
-    challenges.push_back(std::move(challenge));
-  }
-  if (challenges.empty()) {
-    return malformed("no challenge");
-  }
-  return challenges;
-}
-
-struct RegistryClient::Request {
-  std::string url;
-  std::string accept;
-  size_t memoryLimit = 0;      // For bodies kept in memory.
-  BlobWriter* blob = nullptr;  // For blob bodies; 2xx bodies go here, others to memory.
-  const RegistryCredentials* basic = nullptr;  // Credentials sent with this request (token).
-  bool insecureTls = false;
-  bool allowHttpRedirect = false;
-  // Token requests: no cached registry auth is sent and a 401 is returned as is.
-  bool skipAuth = false;
-};
-
-struct RegistryClient::Response {
-  long status = 0;
-  std::string contentType;
-  std::string dockerContentDigest;
-  std::string wwwAuthenticate;
-  std::string body;
-};
-
-class RegistryClient::HandlePool {
- public:
-  ~HandlePool() {
-    for (CURL* h : idle_) {
-      curl_easy_cleanup(h);
-    }
-  }
-  CURL* acquire() {
-    {
-      std::lock_guard lock(mutex_);
-      if (!idle_.empty()) {
-        CURL* h = idle_.back();
-        idle_.pop_back();
-        return h;
-      }
-    }
-    return curl_easy_init();
-  }
-  void release(CURL* h) {
-    std::lock_guard lock(mutex_);
-    if (idle_.size() < 16) {
-      idle_.push_back(h);
-    } else {
-      curl_easy_cleanup(h);
-    }
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<CURL*> idle_;
-};
-
-namespace {
 
 struct Transfer {
   CURL* curl = nullptr;
@@ -345,6 +195,10 @@ size_t onBody(char* data, size_t size, size_t count, void* user) {
   return length;
 }
 
+}  // namespace
+
+namespace registry_detail {
+
 Error statusError(const std::string& what, long status, std::string_view body) {
   ErrorCode code = ErrorCode::kIo;
   // 400 answers a name or tag the registry will never serve (NAME_INVALID, TAG_INVALID), as
@@ -367,7 +221,7 @@ Error statusError(const std::string& what, long status, std::string_view body) {
   return Error(code, std::move(message));
 }
 
-}  // namespace
+}  // namespace registry_detail
 
 RegistryClient::RegistryClient(RegistryClientOptions options)
     : options_(std::move(options)), handles_(std::make_unique<HandlePool>()) {
@@ -571,159 +425,6 @@ Result<RegistryClient::Response> RegistryClient::perform(const ImageReference& r
     ++attempt;
     std::this_thread::sleep_for(options_.retryBackoff * (1 << (attempt - 1)));
   }
-}
-
-Result<std::string> RegistryClient::authorize(const ImageReference& repo,
-                                              std::string_view challengeHeader,
-                                              const std::string& failedHeader) {
-  if (challengeHeader.empty()) {
-    return fail(ErrorCode::kUnauthenticated, "HTTP 401 without a WWW-Authenticate challenge");
-  }
-  auto challenges = parseWwwAuthenticate(challengeHeader);
-  if (!challenges) {
-    return fail(ErrorCode::kUnauthenticated, challenges.error().message());
-  }
-  std::string cacheKey = repo.registry() + "|" + repo.repository();
-  for (const AuthChallenge& c : *challenges) {
-    if (iequals(c.scheme, "bearer")) {
-      std::shared_ptr<std::mutex> keyLock;
-      {
-        std::lock_guard lock(mutex_);
-        auto& slot = authLocks_[cacheKey];
-        if (!slot) {
-          slot = std::make_shared<std::mutex>();
-        }
-        keyLock = slot;
-      }
-      std::lock_guard tokenLock(*keyLock);
-      {
-        std::lock_guard lock(mutex_);
-        auto it = auth_.find(cacheKey);
-        if (it != auth_.end() && it->second.header != failedHeader &&
-            it->second.expires > std::chrono::steady_clock::now()) {
-          return it->second.header;  // Another request got a token meanwhile.
-        }
-      }
-      auto token = fetchToken(repo, c);
-      if (!token) {
-        return std::unexpected(token.error());
-      }
-      return "Authorization: Bearer " + *token;
-    }
-  }
-  for (const AuthChallenge& c : *challenges) {
-    if (iequals(c.scheme, "basic")) {
-      auto it = options_.credentials.find(repo.registry());
-      if (it == options_.credentials.end()) {
-        return fail(ErrorCode::kUnauthenticated,
-                    "registry " + repo.registry() + " wants Basic credentials and none are set");
-      }
-      std::string header =
-          "Authorization: Basic " + base64Encode(it->second.username + ":" + it->second.password);
-      std::lock_guard lock(mutex_);
-      auth_[cacheKey] = {header, std::chrono::steady_clock::now() + std::chrono::hours(1)};
-      return header;
-    }
-  }
-  return fail(ErrorCode::kUnauthenticated,
-              "registry " + repo.registry() + " wants an unsupported auth scheme");
-}
-
-Result<std::string> RegistryClient::fetchToken(const ImageReference& repo,
-                                               const AuthChallenge& challenge) {
-  auto realmIt = challenge.params.find("realm");
-  if (realmIt == challenge.params.end() || realmIt->second.empty()) {
-    return fail(ErrorCode::kUnauthenticated, "bearer challenge without a realm");
-  }
-  const std::string& realm = realmIt->second;
-  CURLU* url = curl_url();
-  std::string scheme;
-  std::string host;
-  std::string hostPort;
-  if (curl_url_set(url, CURLUPART_URL, realm.c_str(), 0) == CURLUE_OK) {
-    char* part = nullptr;
-    if (curl_url_get(url, CURLUPART_SCHEME, &part, 0) == CURLUE_OK) {
-      scheme = lower(part);
-      curl_free(part);
-    }
-    if (curl_url_get(url, CURLUPART_HOST, &part, 0) == CURLUE_OK) {
-      host = part;
-      curl_free(part);
-    }
-    if (curl_url_get(url, CURLUPART_PORT, &part, 0) == CURLUE_OK) {
-      hostPort = host + ":" + part;
-      curl_free(part);
-    }
-  }
-  curl_url_cleanup(url);
-  if (host.size() >= 2 && host.front() == '[') {
-    host = host.substr(1, host.size() - 2);
-  }
-  bool realmInsecureOk = insecureHost(hostPort.empty() ? host : hostPort, host);
-  if (scheme != "https" && !(scheme == "http" && realmInsecureOk)) {
-    return fail(ErrorCode::kUnauthenticated,
-                "token realm '" + realm + "' must be an https URL (or http on loopback)");
-  }
-  std::string scope = "repository:" + repo.repository() + ":pull";
-  if (auto it = challenge.params.find("scope");
-      it != challenge.params.end() && !it->second.empty()) {
-    scope = it->second;
-  }
-  CURL* escaper = handles_->acquire();
-  std::string tokenUrl = realm + (realm.find('?') == std::string::npos ? "?" : "&");
-  if (auto it = challenge.params.find("service"); it != challenge.params.end()) {
-    tokenUrl.append("service=").append(escape(escaper, it->second)).append("&");
-  }
-  tokenUrl.append("scope=").append(escape(escaper, scope));
-  handles_->release(escaper);
-
-  const RegistryCredentials* creds = nullptr;
-  if (auto it = options_.credentials.find(repo.registry()); it != options_.credentials.end()) {
-    creds = &it->second;
-  }
-  Request request;
-  request.url = tokenUrl;
-  request.memoryLimit = options_.maxManifestBytes;
-  request.basic = creds;
-  request.insecureTls = realmInsecureOk;
-  request.allowHttpRedirect = scheme == "http";
-  request.skipAuth = true;
-  {
-    std::lock_guard lock(mutex_);
-    ++tokenRequests_;
-  }
-  log::debug("registry token request", {{"registry", repo.registry()}, {"scope", scope}});
-  auto response = perform(repo, request);
-  if (!response) {
-    return std::unexpected(response.error().wrap("token request"));
-  }
-  if (response->status != 200) {
-    Error e = statusError("token request to " + realm, response->status, response->body);
-    return std::unexpected(Error(ErrorCode::kUnauthenticated, e.message()));
-  }
-  json doc = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
-  std::string token;
-  int64_t expiresIn = 60;
-  if (doc.is_object()) {
-    for (const char* key : {"token", "access_token"}) {
-      if (doc.contains(key) && doc[key].is_string() && token.empty()) {
-        token = doc[key].get<std::string>();
-      }
-    }
-    if (doc.contains("expires_in") && doc["expires_in"].is_number_integer()) {
-      expiresIn = std::max<int64_t>(doc["expires_in"].get<int64_t>(), 0);
-    }
-  }
-  if (token.empty()) {
-    return fail(ErrorCode::kUnauthenticated, "token response from " + realm + " has no token");
-  }
-  std::string header = "Authorization: Bearer " + token;
-  // Renew a little early so a token does not expire between the check and the request.
-  auto lifetime = std::chrono::seconds(std::max<int64_t>(expiresIn - 10, 10));
-  std::lock_guard lock(mutex_);
-  auth_[repo.registry() + "|" + repo.repository()] = {header,
-                                                      std::chrono::steady_clock::now() + lifetime};
-  return token;
 }
 
 Result<FetchedManifest> RegistryClient::fetchManifest(const ImageReference& ref) {

@@ -93,9 +93,9 @@ Status Agent::Impl::open() {
   }
   log::info("runtime", {{"binary", binary}, {"cgroups", runtime::cgroupModeName(layout.mode)}});
   ociRuntime = std::make_unique<runtime::RuncCompatibleRuntime>(
-      runtime::RuncOptions{.binary = binary, .root = options.stateDir + "/runtime"}, runner);
+      runtime::RuncOptions{.binary = binary, .root = options.stateDir + "/runtime"}, *runner);
   layerPool =
-      std::make_unique<runtime::WritableLayerPool>(runner, options.stateDir + "/layer-pool");
+      std::make_unique<runtime::WritableLayerPool>(*runner, options.stateDir + "/layer-pool");
   if (options.diskLimits) SKIFF_TRY_STATUS(layerPool->open(), "writable layer pool");
   supervisor = std::make_unique<runtime::ContainerSupervisor>(
       runtime::SupervisorOptions{.stateDir = options.stateDir + "/containers",
@@ -103,7 +103,7 @@ Status Agent::Impl::open() {
                                  .initPath = options.initPath,
                                  .cgroupParent = options.cgroupParent,
                                  .precompileSeccomp = stdfs::path(binary).filename() == "crun"},
-      *ociRuntime, runner, layout);
+      *ociRuntime, *runner, layout);
 
   image::RegistryClientOptions registryOptions;
   registryOptions.insecureRegistries = options.insecureRegistries;
@@ -121,8 +121,8 @@ Status Agent::Impl::open() {
                                                        .nodeId = options.nodeId});
     if (!net) return std::unexpected(net.error().wrap("networking"));
     network = std::move(*net);
-    auto identity = std::make_shared<metadata::SkiffdIdentityProvider>(
-        options.server, options.joinToken, SystemClock::instance());
+    auto identity = std::make_shared<metadata::SkiffdIdentityProvider>(options.server,
+                                                                       options.joinToken, *clock);
     auto proxy = metadata::MetadataProxy::create({}, std::move(identity));
     if (!proxy) return std::unexpected(proxy.error().wrap("metadata proxy"));
     metadataProxy = std::move(*proxy);
@@ -188,7 +188,7 @@ Agent::~Agent() {
   stop();
 }
 
-Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options) {
+Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, AgentDeps deps) {
   if (options.nodeId.empty()) return fail(ErrorCode::kInvalidArgument, "node id is required");
   if (options.monitorPath.empty()) {
     return fail(ErrorCode::kInvalidArgument, "the skiff-monitor path is required");
@@ -199,7 +199,8 @@ Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options) {
   if (!(options.resources.cpu > 0) || options.resources.memoryMB <= 0) {
     return fail(ErrorCode::kInvalidArgument, "cpu and memory must be greater than 0");
   }
-  return std::unique_ptr<Agent>(new Agent(std::make_unique<Impl>(std::move(options))));
+  return std::unique_ptr<Agent>(
+      new Agent(std::make_unique<Impl>(std::move(options), std::move(deps))));
 }
 
 Status Agent::start() {

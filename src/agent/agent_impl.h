@@ -40,6 +40,7 @@
 #include "agent/runtime/supervisor.h"
 #include "agent/runtime/writable_layer.h"
 #include "client/node_api.h"
+#include "common/clock.h"
 #include "common/error.h"
 
 namespace skiff::agent {
@@ -77,7 +78,8 @@ struct Agent::Impl {
   std::string tasksDir;
   std::string rootfsBase;
 
-  runtime::PosixProcessRunner runner;
+  std::shared_ptr<runtime::ProcessRunner> runner;  // Never null.
+  const Clock* clock;                              // Never null.
   runtime::CgroupLayout layout;
   std::unique_ptr<runtime::RuncCompatibleRuntime> ociRuntime;
   std::unique_ptr<runtime::ContainerSupervisor> supervisor;
@@ -110,7 +112,11 @@ struct Agent::Impl {
   std::unique_ptr<LogServer> logServer;
   std::string logAddress;  // Set by start() before the threads run; constant after.
 
-  explicit Impl(AgentOptions o) : options(std::move(o)) {}
+  Impl(AgentOptions o, AgentDeps deps)
+      : options(std::move(o)),
+        runner(deps.runner ? std::move(deps.runner)
+                           : std::make_shared<runtime::PosixProcessRunner>()),
+        clock(deps.clock ? deps.clock : &SystemClock::instance()) {}
 
   std::unique_ptr<client::NodeApi> makeClient(long requestTimeoutMs) const;
 

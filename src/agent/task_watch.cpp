@@ -60,7 +60,7 @@ Agent::Impl::Probes Agent::Impl::loadProbes(const TaskRecord& task) {
       [this](const std::string& id, const std::vector<std::string>& command, int64_t timeoutMs) {
         return execCheck(id, command, timeoutMs);
       });
-  int64_t now = SystemClock::instance().nowMs();
+  int64_t now = clock->nowMs();
   const api::Container& container = descriptor->container;
   if (container.liveness) probes.liveness.emplace(*container.liveness, target, checker, now, true);
   if (container.readiness) {
@@ -78,7 +78,7 @@ health::Attempt Agent::Impl::execCheck(const std::string& containerId,
   spec.argv.insert(spec.argv.end(), command.begin(), command.end());
   spec.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
   spec.timeout = std::chrono::milliseconds(timeoutMs);
-  auto ran = runner.run(spec);
+  auto ran = runner->run(spec);
   if (!ran) return {false, ran.error().message()};
   std::string output = ran->out + ran->err;
   if (ran->timedOut) output = "timed out after " + std::to_string(timeoutMs) + " ms";
@@ -103,7 +103,7 @@ void Agent::Impl::watch(TaskRecord& task) {
       }
     }
     auto waitFor = std::chrono::milliseconds(300);
-    int64_t now = SystemClock::instance().nowMs();
+    int64_t now = clock->nowMs();
     for (const auto* prober : {&probes.liveness, &probes.readiness}) {
       if (*prober && !stopSent) {
         waitFor = std::min(waitFor, std::chrono::milliseconds(std::max<int64_t>(
@@ -135,7 +135,7 @@ void Agent::Impl::watch(TaskRecord& task) {
       return;
     }
     if (stopSent) continue;
-    now = SystemClock::instance().nowMs();
+    now = clock->nowMs();
     if (probes.readiness) {
       if (auto ready = probes.readiness->tick(now)) {
         report(task, "Started", "",

@@ -45,6 +45,14 @@
 #include "agent/node_info.h"
 #include "common/error.h"
 
+namespace skiff {
+class Clock;
+}  // namespace skiff
+
+namespace skiff::agent::runtime {
+class ProcessRunner;
+}  // namespace skiff::agent::runtime
+
 namespace skiff::agent {
 
 struct AgentOptions {
@@ -87,10 +95,18 @@ struct AgentOptions {
   bool networking = true;
 };
 
+// Back ends the agent uses that tests replace; an empty member gets the production one.
+struct AgentDeps {
+  // Runs the OCI runtime, exec health checks and the writable layers' tools.
+  std::shared_ptr<runtime::ProcessRunner> runner;
+  // What health probes and instance credentials measure time by; outlives the agent.
+  const Clock* clock = nullptr;
+};
+
 class Agent {
  public:
   // Checks the options; opens nothing yet.
-  static Result<std::unique_ptr<Agent>> create(AgentOptions options);
+  static Result<std::unique_ptr<Agent>> create(AgentOptions options, AgentDeps deps = {});
   // Stops the threads (containers keep running).
   ~Agent();
   Agent(const Agent&) = delete;

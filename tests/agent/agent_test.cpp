@@ -29,6 +29,7 @@
 #include "agent/runtime/cgroup.h"
 #include "integration/skiffd_process.h"
 #include "testing/local_registry.h"
+#include "testing/requirements.h"
 
 namespace skiff::agent {
 namespace {
@@ -49,16 +50,14 @@ std::string readFile(const std::string& path) {
   return buffer.str();
 }
 
+// What the host lacks for these tests; empty when nothing is missing.
 std::string skipReason() {
-  if (geteuid() != 0) return "needs root (containers, mounts, cgroups)";
-  for (const char* path : {kRunc, kTini}) {
-    if (access(path, X_OK) != 0) return std::string(path) + " is not installed";
-  }
-  std::string missing = itest::missingPrerequisites();
-  if (!missing.empty()) return missing;
-  if (access(SKIFF_AGENT_PATH, X_OK) != 0) return "skiff-agent is not built";
-  if (access(SKIFF_MONITOR_PATH, X_OK) != 0) return "skiff-monitor is not built";
-  return "";
+  return skiff::testing::firstMissing(
+      {skiff::testing::missingRoot("containers, mounts, cgroups"),
+       skiff::testing::missingExecutable(kRunc), skiff::testing::missingExecutable(kTini),
+       itest::missingPrerequisites(),
+       access(SKIFF_AGENT_PATH, X_OK) == 0 ? "" : "skiff-agent is not built",
+       access(SKIFF_MONITOR_PATH, X_OK) == 0 ? "" : "skiff-monitor is not built"});
 }
 
 // The registry and the image, shared by every test of the suite.
@@ -66,7 +65,8 @@ struct Suite {
   std::unique_ptr<itest::TempDir> dir;
   std::unique_ptr<itest::LocalRegistry> registry;
   std::string image;  // "127.0.0.1:PORT/skiff/busybox:latest"
-  std::string skip;
+  std::string skip;   // What the host lacks.
+  std::string error;  // Why the registry or the image could not be made: a failure.
 };
 Suite* suite = nullptr;
 
@@ -108,12 +108,12 @@ class AgentTest : public ::testing::Test {
     suite->dir = std::make_unique<itest::TempDir>("skiff-agent-test");
     auto registry = itest::LocalRegistry::start(suite->dir->path() + "/registry");
     if (!registry) {
-      suite->skip = "docker-registry did not start: " + registry.error().message();
+      suite->error = "docker-registry did not start: " + registry.error().message();
       return;
     }
     suite->registry = std::move(*registry);
     if (auto built = buildImage(*suite); !built) {
-      suite->skip = "building the test image failed: " + built.error().message();
+      suite->error = "building the test image failed: " + built.error().message();
     }
   }
   static void TearDownTestSuite() {
@@ -122,7 +122,8 @@ class AgentTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (!suite->skip.empty()) GTEST_SKIP() << suite->skip;
+    SKIFF_REQUIRE_NOTHING_MISSING(suite->skip);
+    ASSERT_TRUE(suite->error.empty()) << suite->error;
     auto layout = runtime::detectHostCgroupLayout();
     ASSERT_TRUE(layout) << layout.error().message();
     layout_ = *layout;

@@ -46,6 +46,7 @@
 #include "integration/skiffd_process.h"
 #include "testing/local_registry.h"
 #include "testing/netns_cluster.h"
+#include "testing/requirements.h"
 
 namespace skiff::agent {
 namespace {
@@ -112,7 +113,8 @@ bool tcpConnects(const std::string& netns, const std::string& ip, int port,
 // The image, built once for the suite into an OCI layout; each test pushes it to its registry.
 struct Suite {
   std::unique_ptr<itest::TempDir> dir;
-  std::string skip;
+  std::string skip;   // What the host lacks.
+  std::string error;  // Why the test image could not be built: a failure.
 };
 Suite* suite = nullptr;
 
@@ -160,7 +162,7 @@ class MultiNodeTest : public ::testing::Test {
     if (!suite->skip.empty()) return;
     suite->dir = std::make_unique<itest::TempDir>("skiff-multinode-image");
     if (auto built = buildImage(suite->dir->path() + "/build"); !built) {
-      suite->skip = "building the test image failed: " + built.error().message();
+      suite->error = "building the test image failed: " + built.error().message();
     }
   }
   static void TearDownTestSuite() {
@@ -169,7 +171,8 @@ class MultiNodeTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (!suite->skip.empty()) GTEST_SKIP() << suite->skip;
+    SKIFF_REQUIRE_NOTHING_MISSING(suite->skip);
+    ASSERT_TRUE(suite->error.empty()) << suite->error;
     auto layout = runtime::detectHostCgroupLayout();
     ASSERT_TRUE(layout) << layout.error().message();
     layout_ = *layout;

@@ -12,6 +12,7 @@
 
 #include "agent/image/fs_util.h"
 #include "testing/local_registry.h"
+#include "testing/requirements.h"
 
 namespace skiff::agent::image {
 namespace {
@@ -24,9 +25,7 @@ using Type = TarEntry::Type;
 class LayerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) {
-      GTEST_SKIP() << "needs root (device nodes, ownership, trusted.* xattrs)";
-    }
+    SKIFF_REQUIRE_ROOT("device nodes, ownership, trusted.* xattrs");
     ASSERT_TRUE(fs::makeDirs(dir_.path() + "/out"));
   }
   std::string out() const { return dir_.path() + "/out"; }

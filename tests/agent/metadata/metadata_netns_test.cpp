@@ -19,6 +19,7 @@
 #include "agent/metadata/netns_listener.h"
 #include "http_probe.h"
 #include "integration/skiffd_process.h"
+#include "testing/requirements.h"
 
 namespace skiff::agent::metadata {
 namespace {
@@ -97,11 +98,11 @@ json batchJob(const std::string& role) {
 class MetadataNetnsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "needs root (network namespaces, veth, setns)";
-    if (!sh("ip -V")) GTEST_SKIP() << "needs iproute2 to build the test namespaces";
+    SKIFF_REQUIRE_ROOT("network namespaces, veth, setns");
+    SKIFF_REQUIRE(sh("ip -V"), "needs iproute2 to build the test namespaces");
     a_ = std::make_unique<TestNamespace>("a", 10 + ::getpid() % 100);
     b_ = std::make_unique<TestNamespace>("b", 110 + ::getpid() % 100);
-    if (!a_->ok() || !b_->ok()) GTEST_SKIP() << "cannot create network namespaces with veth here";
+    SKIFF_REQUIRE(a_->ok() && b_->ok(), "cannot create network namespaces with veth here");
 
     skiffd_.setListenHost("0.0.0.0");
     ASSERT_TRUE(skiffd_.start()) << skiffd_.error();

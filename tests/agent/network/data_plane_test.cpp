@@ -27,6 +27,7 @@
 #include "agent/network/network_manager.h"
 #include "testing/local_registry.h"
 #include "testing/netns_cluster.h"
+#include "testing/requirements.h"
 
 namespace skiff::agent::network {
 namespace {
@@ -160,8 +161,7 @@ struct Container {
 class DataPlaneTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string skip = NetnsCluster::skipReason();
-    if (!skip.empty()) GTEST_SKIP() << skip;
+    SKIFF_REQUIRE_NOTHING_MISSING(NetnsCluster::skipReason());
     auto cluster = NetnsCluster::create(2, "skdp" + std::to_string(getpid()));
     ASSERT_TRUE(cluster) << cluster.error().message();
     cluster_ = std::move(*cluster);

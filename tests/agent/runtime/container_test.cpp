@@ -24,6 +24,7 @@
 #include "agent/runtime/process_runner.h"
 #include "agent/runtime/supervisor.h"
 #include "agent/runtime/writable_layer.h"
+#include "testing/requirements.h"
 
 namespace skiff::agent::runtime {
 namespace {
@@ -43,13 +44,13 @@ std::string readFile(const std::string& path) {
   return buffer.str();
 }
 
+// What the host lacks for these tests; empty when nothing is missing.
 std::string skipReason() {
-  if (geteuid() != 0) return "needs root";
-  for (const char* path : {kRunc, kTini, kBusybox}) {
-    if (access(path, X_OK) != 0) return std::string(path) + " is not installed";
-  }
-  if (access(SKIFF_MONITOR_PATH, X_OK) != 0) return "skiff-monitor is not built";
-  return "";
+  return skiff::testing::firstMissing(
+      {skiff::testing::missingRoot("containers, mounts, cgroups"),
+       skiff::testing::missingExecutable(kRunc), skiff::testing::missingExecutable(kTini),
+       skiff::testing::missingExecutable(kBusybox),
+       access(SKIFF_MONITOR_PATH, X_OK) == 0 ? "" : "skiff-monitor is not built"});
 }
 
 // Every test runs once per OCI runtime: runc and crun (crun with the precompiled seccomp
@@ -89,22 +90,22 @@ class ContainerTest : public ::testing::TestWithParam<std::string> {
   }
 
   void SetUp() override {
-    std::string reason = skipReason();
-    if (!reason.empty()) GTEST_SKIP() << reason;
+    SKIFF_REQUIRE_NOTHING_MISSING(skipReason());
     auto layout = detectHostCgroupLayout();
-    if (!layout) GTEST_SKIP() << "no usable cgroup hierarchy: " << layout.error().message();
+    SKIFF_REQUIRE(layout, "no usable cgroup hierarchy: " << layout.error().message());
     layout_ = *layout;
     bool crun = GetParam() == "crun";
     if (crun) {
-      if (access(kCrun, X_OK) != 0) GTEST_SKIP() << kCrun << " is not installed";
+      SKIFF_REQUIRE_NOTHING_MISSING(skiff::testing::missingExecutable(kCrun));
       if (crunIncompatibility(layout_)) {
         // What the agent does on a hybrid host (AgentOptions::mountHugetlbForCrun).
         auto mounted = mountV1Hierarchy(layout_, "hugetlb");
-        if (!mounted) GTEST_SKIP() << "crun unusable here: " << mounted.error().message();
+        SKIFF_REQUIRE(mounted, "crun unusable here: " << mounted.error().message());
         mountedHugetlb_ = new std::string(v1MountPointFor(layout_, "hugetlb"));
         layout_ = detectHostCgroupLayout().value();
       }
-      if (auto why = crunIncompatibility(layout_)) GTEST_SKIP() << *why;
+      auto why = crunIncompatibility(layout_);
+      SKIFF_REQUIRE(!why, *why);
     }
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     std::string name = info->name();  // "Test/runc": one directory per test and runtime.
@@ -201,14 +202,14 @@ std::pair<std::string, std::string> cgroup2Options(const std::string& path) {
 }
 
 TEST(CgroupHost, FavorDynmodsIsAddedToTheCgroup2MountAndItsOtherOptionsKept) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root";
+  SKIFF_REQUIRE_ROOT("remounting cgroup2");
   auto layout = detectHostCgroupLayout();
   ASSERT_TRUE(layout) << layout.error().message();
-  if (layout->v2Mount.empty()) GTEST_SKIP() << "no cgroup2 mount on this host";
+  SKIFF_REQUIRE(!layout->v2Mount.empty(), "no cgroup2 mount on this host");
   auto [mountOptions, before] = cgroup2Options(layout->v2Mount);
   ASSERT_FALSE(before.empty());
   auto favored = favorDynamicCgroupModifications(*layout);
-  if (!favored) GTEST_SKIP() << "the kernel refuses favordynmods: " << favored.error().message();
+  SKIFF_REQUIRE(favored, "the kernel refuses favordynmods: " << favored.error().message());
   auto [mountOptionsAfter, after] = cgroup2Options(layout->v2Mount);
   EXPECT_NE(after.find("favordynmods"), std::string::npos) << after;
   EXPECT_EQ(mountOptionsAfter, mountOptions) << "nosuid, nodev, noexec, relatime are kept";

@@ -10,39 +10,6 @@
 
 namespace skiff::controlplane::scheduler::detail {
 
-Reason SchedulerImpl::resourceReason(const NodeState& node, const Resources& request,
-                                     const Resources* own) {
-  Resources used = node.used;
-  addResources(used, node.nominated);
-  if (own != nullptr) subtractResources(used, *own);
-  const Resources& capacity = node.spec.capacity;
-  if (used.cpu + request.cpu > capacity.cpu + kCpuEpsilon) return Reason::kCpu;
-  if (used.memoryMB + request.memoryMB > capacity.memoryMB) return Reason::kMemory;
-  if (used.diskMB + request.diskMB > capacity.diskMB) return Reason::kDisk;
-  if (used.networkMbps + request.networkMbps > capacity.networkMbps) return Reason::kNetwork;
-  if (used.gpu + request.gpu > capacity.gpu) return Reason::kGpu;
-  if (node.addressLimit >= 0 && node.taskCount + 1 > node.addressLimit) return Reason::kAddresses;
-  return Reason::kOk;
-}
-
-Check SchedulerImpl::check(const JobState& job, uint32_t slot, const ClusterView& view,
-                           const Resources* own, bool resources) const {
-  const NodeState& node = nodes_[slot];
-  if (!node.present || !node.spec.schedulable) return {Reason::kNotSchedulable};
-  if (resources) {
-    if (Reason reason = resourceReason(node, job.shape.resources, own); reason != Reason::kOk) {
-      return {reason};
-    }
-  }
-  if (node.exclusiveJob >= 0 && node.exclusiveJob != job.index) return {Reason::kExclusiveOther};
-  for (const auto& filter : job.hard) {
-    if (!filter->accepts(job, slot, node, view)) {
-      return {Reason::kFilter, filter.get(), filter->monotonicity()};
-    }
-  }
-  return {};
-}
-
 void SchedulerImpl::placeTier(OrderIt begin, OrderIt end, IterationResult& result) {
   std::vector<std::pair<JobState*, const std::vector<std::string>*>> interleaved;
   for (OrderIt it = begin; it != end; ++it) {

@@ -4,12 +4,6 @@
 
 namespace skiff::controlplane::scheduler::detail {
 
-bool within(const Resources& used, const Resources& limit) {
-  return used.cpu <= limit.cpu + kCpuEpsilon && used.memoryMB <= limit.memoryMB &&
-         used.diskMB <= limit.diskMB && used.networkMbps <= limit.networkMbps &&
-         used.gpu <= limit.gpu;
-}
-
 bool exceeds(const Resources& used, const Reservation& reservation) {
   bool any = used.cpu > kCpuEpsilon || used.memoryMB > 0 || used.diskMB > 0 ||
              used.networkMbps > 0 || used.gpu > 0;
@@ -56,14 +50,6 @@ bool fits(const Resources& capacity, const Resources& used, const Resources& req
   Resources after = used;
   addResources(after, request);
   return within(after, capacity);
-}
-
-void addResources(Resources& total, const Resources& delta) {
-  total.cpu += delta.cpu;
-  total.memoryMB += delta.memoryMB;
-  total.diskMB += delta.diskMB;
-  total.networkMbps += delta.networkMbps;
-  total.gpu += delta.gpu;
 }
 
 void subtractResources(Resources& total, const Resources& delta) {

@@ -209,7 +209,14 @@ std::unique_ptr<Scheduler> makeScheduler(const Clock& clock, SchedulerConfig con
 
 // Resource arithmetic shared with the job manager.
 bool fits(const Resources& capacity, const Resources& used, const Resources& request);
-void addResources(Resources& total, const Resources& delta);
+// Inline: the placement search calls it for every node it looks at.
+inline void addResources(Resources& total, const Resources& delta) {
+  total.cpu += delta.cpu;
+  total.memoryMB += delta.memoryMB;
+  total.diskMB += delta.diskMB;
+  total.networkMbps += delta.networkMbps;
+  total.gpu += delta.gpu;
+}
 void subtractResources(Resources& total, const Resources& delta);
 
 }  // namespace skiff::controlplane::scheduler

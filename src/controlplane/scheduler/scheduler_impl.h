@@ -101,7 +101,11 @@ struct PreemptionPlan {
 };
 
 // True when `used` stays within `limit` in every dimension.
-bool within(const Resources& used, const Resources& limit);
+inline bool within(const Resources& used, const Resources& limit) {
+  return used.cpu <= limit.cpu + kCpuEpsilon && used.memoryMB <= limit.memoryMB &&
+         used.diskMB <= limit.diskMB && used.networkMbps <= limit.networkMbps &&
+         used.gpu <= limit.gpu;
+}
 // True when `used` goes beyond `reservation`. Only the dimensions the reservation's shape sets
 // (above zero) are compared; with no reservation at all, any use goes beyond it.
 bool exceeds(const Resources& used, const Reservation& reservation);
@@ -151,12 +155,43 @@ class SchedulerImpl final : public Scheduler {
 
   // Placement (placement.cpp).
   // The resource check: `own` is the task's own nomination on this node, if any.
+  // Defined here so that the search, which calls it for every node it looks at, inlines it.
   static Reason resourceReason(const NodeState& node, const Resources& request,
-                               const Resources* own);
+                               const Resources* own) {
+    Resources used = node.used;
+    addResources(used, node.nominated);
+    if (own != nullptr) subtractResources(used, *own);
+    const Resources& capacity = node.spec.capacity;
+    if (used.cpu + request.cpu > capacity.cpu + kCpuEpsilon) return Reason::kCpu;
+    if (used.memoryMB + request.memoryMB > capacity.memoryMB) return Reason::kMemory;
+    if (used.diskMB + request.diskMB > capacity.diskMB) return Reason::kDisk;
+    if (used.networkMbps + request.networkMbps > capacity.networkMbps) return Reason::kNetwork;
+    if (used.gpu + request.gpu > capacity.gpu) return Reason::kGpu;
+    if (node.addressLimit >= 0 && node.taskCount + 1 > node.addressLimit) {
+      return Reason::kAddresses;
+    }
+    return Reason::kOk;
+  }
 
   // The first reason the node cannot take the job's task, cheapest checks first.
+  // Defined here so that the search, which calls it for every node it looks at, inlines it.
   Check check(const JobState& job, uint32_t slot, const ClusterView& view, const Resources* own,
-              bool resources = true) const;
+              bool resources = true) const {
+    const NodeState& node = nodes_[slot];
+    if (!node.present || !node.spec.schedulable) return {Reason::kNotSchedulable};
+    if (resources) {
+      if (Reason reason = resourceReason(node, job.shape.resources, own); reason != Reason::kOk) {
+        return {reason};
+      }
+    }
+    if (node.exclusiveJob >= 0 && node.exclusiveJob != job.index) return {Reason::kExclusiveOther};
+    for (const auto& filter : job.hard) {
+      if (!filter->accepts(job, slot, node, view)) {
+        return {Reason::kFilter, filter.get(), filter->monotonicity()};
+      }
+    }
+    return {};
+  }
   using OrderIt = std::vector<const PendingJob*>::const_iterator;
 
   // One tier of an iteration: gang jobs and spreading services job by job, then the other jobs

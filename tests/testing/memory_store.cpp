@@ -68,17 +68,7 @@ Result<store::TxnResult> MemoryStore::commit(store::Txn txn) {
     for (const Compare& compare : txn.compares) {
       auto it = data_.find(compare.key);
       Revision modRevision = it == data_.end() ? 0 : it->second.modRevision;
-      switch (compare.kind) {
-        case Compare::Kind::kExists:
-          holds = modRevision != 0;
-          break;
-        case Compare::Kind::kNotExists:
-          holds = modRevision == 0;
-          break;
-        case Compare::Kind::kModRevisionIs:
-          holds = modRevision == compare.revision;
-          break;
-      }
+      holds = compare.holds(modRevision);
       if (!holds) break;
     }
     const Revision next = revision_ + 1;

@@ -288,17 +288,7 @@ Status Writer::applyTxn(Txn& txn, std::vector<Event>& events, TxnResult& out) {
       if (!row) return std::unexpected(std::move(row).error());
       if (*row) modRevision = sqlite3_column_int64(lookup_.get(), 0);
     }
-    switch (c.kind) {
-      case Compare::Kind::kExists:
-        holds = modRevision != 0;
-        break;
-      case Compare::Kind::kNotExists:
-        holds = modRevision == 0;
-        break;
-      case Compare::Kind::kModRevisionIs:
-        holds = modRevision == c.revision;
-        break;
-    }
+    holds = c.holds(modRevision);
     if (!holds) break;
   }
 

@@ -55,6 +55,19 @@ struct Compare {
   static Compare modRevisionIs(std::string key, Revision revision) {
     return {Kind::kModRevisionIs, std::move(key), revision};
   }
+  // Whether the compare holds for a key whose modRevision is `modRevision` (0: it does not exist).
+  // Every back end evaluates compares through this.
+  bool holds(Revision modRevision) const {
+    switch (kind) {
+      case Kind::kExists:
+        return modRevision != 0;
+      case Kind::kNotExists:
+        return modRevision == 0;
+      case Kind::kModRevisionIs:
+        return modRevision == revision;
+    }
+    return false;
+  }
 };
 
 struct Op {

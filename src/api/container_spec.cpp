@@ -2,26 +2,16 @@
 #include <cctype>
 #include <map>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "api/constraint.h"
 #include "api/job_parsers.h"
+#include "api/names.h"
 
 namespace skiff::api::detail {
 namespace {
-
-const std::regex kEnvNamePattern("[A-Za-z_][A-Za-z0-9_]*");
-const std::regex kTagPattern("[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}");
-const std::regex kDigestPattern("sha256:[a-f0-9]{64}");
-// Docker's reference grammar: an optional registry host (with a dot, a port or "localhost"), then
-// lowercase path components separated by slashes.
-const std::regex kImageNamePattern(
-    "(([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+"
-    "(:[0-9]{1,5})?|[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?:[0-9]{1,5}|localhost)/)?"
-    "[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*");
 
 struct ConstraintInfo {
   std::string_view name;
@@ -33,7 +23,7 @@ constexpr ConstraintInfo kConstraints[] = {
     {"machineGroup", false}, {"machineType", false},      {"zone", false},
 };
 void checkImageName(Checker& checker, const std::string& path, const std::string& name) {
-  if (name.size() > 255 || !matches(kImageNamePattern, name)) {
+  if (name.size() > 255 || !validImageName(name)) {
     checker.add(path,
                 "must be an image name such as \"busybox\" or \"localhost:5000/team/app\": "
                 "lowercase path components, optionally after a registry host (got " +
@@ -66,10 +56,10 @@ std::optional<Image> parseImageReference(Checker& checker, const std::string& pa
     checker.add(path,
                 "must have a tag or a digest, not both (got " + describeValue(reference) + ")");
   }
-  if (hasTag && !matches(kTagPattern, image.tag)) {
+  if (hasTag && !validImageTag(image.tag)) {
     checker.add(path, "has an invalid tag (got " + describeValue(image.tag) + ")");
   }
-  if (hasDigest && !matches(kDigestPattern, image.digest)) {
+  if (hasDigest && !validImageDigest(image.digest)) {
     checker.add(path, "has an invalid digest: must be sha256: and 64 lowercase hex digits (got " +
                           describeValue(image.digest) + ")");
   }
@@ -99,7 +89,7 @@ std::optional<Image> parseImage(Checker& checker, const json& container, const s
     checker.add(imagePath, "must have a tag or a digest, not both");
   }
   if (tag) {
-    if (!matches(kTagPattern, *tag)) {
+    if (!validImageTag(*tag)) {
       checker.add(
           joinPath(imagePath, "tag"),
           "must be 1 to 128 letters, digits, '_', '.' or '-' (got " + describeValue(*tag) + ")");
@@ -107,7 +97,7 @@ std::optional<Image> parseImage(Checker& checker, const json& container, const s
     image.tag = *tag;
   }
   if (digest) {
-    if (!matches(kDigestPattern, *digest)) {
+    if (!validImageDigest(*digest)) {
       checker.add(
           joinPath(imagePath, "digest"),
           "must be sha256: and 64 lowercase hex digits (got " + describeValue(*digest) + ")");
@@ -175,7 +165,7 @@ SecurityProfile parseSecurityProfile(Checker& checker, const json& container,
                                   " entries (got " + std::to_string(raw.size()) + ")");
     }
     for (size_t i = 0; i < groups.size(); ++i) {
-      if (!matches(kNamePattern, groups[i])) {
+      if (!validName(groups[i])) {
         checker.add(groupsPath + "[" + std::to_string(i) + "]",
                     "must be a security group name of letters, digits, '.', '_' or '-' (got " +
                         describeValue(groups[i]) + ")");
@@ -345,7 +335,7 @@ Container parseContainer(Checker& checker, const json& value) {
   size_t envBytes = 0;
   for (const auto& [key, envValue] : container.env) {
     envBytes += key.size() + envValue.size();
-    if (!matches(kEnvNamePattern, key)) {
+    if (!validEnvName(key)) {
       checker.add("container.env." + key,
                   "must be a variable name of letters, digits and '_', not starting with a digit");
     }

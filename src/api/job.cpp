@@ -1,18 +1,16 @@
 #include "api/job.h"
 
 #include <algorithm>
-#include <regex>
 #include <string>
 #include <utility>
 
 #include "api/job_parsers.h"
 #include "api/json_checker.h"
+#include "api/names.h"
 
 namespace skiff::api {
 namespace detail {
 namespace {
-
-const std::regex kEmailPattern("[^@\\s]+@[^@\\s]+\\.[^@\\s]+");
 
 std::optional<BatchSpec> parseBatch(Checker& checker, const json& value) {
   const std::string path = "batch";
@@ -100,8 +98,6 @@ std::optional<RetryPolicy> parseRetryPolicy(Checker& checker, const json& spec,
 
 using detail::Checker;
 using detail::describeValue;
-using detail::kEmailPattern;
-using detail::matches;
 using detail::parseBatch;
 using detail::parseContainer;
 using detail::parseService;
@@ -166,7 +162,7 @@ std::expected<JobDescriptor, FieldErrors> validateJobDescriptor(const json& docu
   if (const json* owner = checker.field(document, "", "owner", true)) {
     if (checker.object(*owner, "owner", {"teamEmail"})) {
       auto email = checker.string(*owner, "owner", "teamEmail", true, 254);
-      if (email && !matches(kEmailPattern, *email)) {
+      if (email && !validEmail(*email)) {
         checker.add("owner.teamEmail",
                     "must be an email address (got " + describeValue(*email) + ")");
       }

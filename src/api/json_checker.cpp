@@ -4,6 +4,8 @@
 #include <cmath>
 #include <utility>
 
+#include "api/names.h"
+
 namespace skiff::api::detail {
 
 std::string describeValue(const json& value) {
@@ -36,12 +38,6 @@ std::string formatNumber(double value) {
   }
   return json(value).dump();
 }
-
-bool matches(const std::regex& pattern, const std::string& text) {
-  return std::regex_match(text, pattern);
-}
-
-const std::regex kNamePattern("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
 
 void Checker::add(std::string field, std::string message) {
   errors.push_back({std::move(field), std::move(message)});
@@ -158,7 +154,7 @@ std::optional<double> Checker::number(const json& object, const std::string& pat
 std::optional<std::string> Checker::name(const json& object, const std::string& path,
                                          std::string_view key, bool required) {
   auto text = string(object, path, key, required);
-  if (text && !matches(kNamePattern, *text)) {
+  if (text && !validName(*text)) {
     add(joinPath(path, key),
         "must be 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit "
         "(got " +

@@ -12,7 +12,6 @@
 #include <initializer_list>
 #include <map>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,10 +33,6 @@ std::string typeOf(const json& value);
 std::string joinPath(const std::string& path, std::string_view key);
 // Integral values without a fraction ("4", not "4.0").
 std::string formatNumber(double value);
-bool matches(const std::regex& pattern, const std::string& text);
-
-// A name: 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit.
-extern const std::regex kNamePattern;
 
 class Checker {
  public:
@@ -64,7 +59,7 @@ class Checker {
   // A number in [min, max].
   std::optional<double> number(const json& object, const std::string& path, std::string_view key,
                                bool required, double min, double max);
-  // A string matching `kNamePattern`.
+  // A string that is a valid name (`validName` in api/names.h).
   std::optional<std::string> name(const json& object, const std::string& path, std::string_view key,
                                   bool required);
   // A list of strings holding at most `Limits::kMaxEnvBytes` bytes in all.

@@ -1,7 +1,8 @@
 #include "api/network.h"
 
 #include <charconv>
-#include <regex>
+
+#include "api/names.h"
 
 namespace skiff::api {
 namespace {
@@ -89,8 +90,7 @@ std::string_view protocolName(Protocol protocol) {
 }
 
 bool isValidSecurityGroupName(std::string_view name) {
-  static const std::regex kPattern("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
-  return std::regex_match(name.begin(), name.end(), kPattern);
+  return validName(name);
 }
 
 std::expected<SecurityGroup, FieldErrors> validateSecurityGroup(const json& document) {

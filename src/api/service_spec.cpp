@@ -5,11 +5,11 @@
 #include <utility>
 
 #include "api/job_parsers.h"
+#include "api/names.h"
 
 namespace skiff::api::detail {
 namespace {
 
-const std::regex kMetricPattern("[A-Za-z][A-Za-z0-9._-]{0,127}");
 const std::regex kPercentPattern("([0-9]{1,3})%");
 
 // A task count: a non-negative integer or "N%" with N from 0 to 100.
@@ -93,7 +93,7 @@ std::optional<DisruptionBudget> parseDisruptionBudget(Checker& checker, const js
 
 std::string parseMetric(Checker& checker, const json& body, const std::string& path) {
   auto metric = checker.string(body, path, "metric", true, 128);
-  if (metric && !matches(kMetricPattern, *metric)) {
+  if (metric && !validMetricName(*metric)) {
     checker.add(joinPath(path, "metric"),
                 "must be \"cpu\" or a metric name of letters, digits, '.', '_' or '-', starting "
                 "with a letter (got " +

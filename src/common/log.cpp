@@ -61,8 +61,12 @@ Level parseLevel(std::string_view name, Level fallback) {
   return fallback;
 }
 
+bool enabled(Level level) {
+  return spdlog::default_logger()->should_log(toSpd(level));
+}
+
 void write(Level level, std::string_view message, nlohmann::json fields) {
-  if (!spdlog::default_logger()->should_log(toSpd(level))) return;
+  if (!enabled(level)) return;
   auto now = std::chrono::system_clock::now();
   nlohmann::json line = {
       {"ts", std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count()},

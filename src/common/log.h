@@ -16,6 +16,9 @@ enum class Level { kDebug, kInfo, kWarn, kError };
 void init(std::string_view component, Level level = Level::kInfo);
 Level parseLevel(std::string_view name, Level fallback);
 
+// Whether lines at `level` are written; lets hot paths skip building their fields.
+bool enabled(Level level);
+
 void write(Level level, std::string_view message, nlohmann::json fields = nlohmann::json::object());
 
 inline void debug(std::string_view m, nlohmann::json f = nlohmann::json::object()) {

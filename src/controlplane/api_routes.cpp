@@ -3,12 +3,12 @@
 #include <charconv>
 #include <cmath>
 #include <deque>
-#include <regex>
 
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "api/constraint.h"
+#include "api/names.h"
 #include "api/network.h"
 #include "controlplane/capacity_groups.h"
 #include "controlplane/route_params.h"
@@ -351,9 +351,8 @@ asio::awaitable<Response> registerNode(ApiContext& api, RequestContext& context)
       co_return errorResponse(Error(ErrorCode::kInvalidArgument, key + ": unknown field"));
     }
   }
-  static const std::regex kNodeId("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
   if (!body->contains("id") || !(*body)["id"].is_string() ||
-      !std::regex_match((*body)["id"].get_ref<const std::string&>(), kNodeId)) {
+      !api::validName((*body)["id"].get_ref<const std::string&>())) {
     co_return errorResponse(Error(ErrorCode::kInvalidArgument,
                                   "id: must be 1 to 128 letters, digits, '.', '_' or '-'"));
   }

@@ -64,6 +64,7 @@ asio::awaitable<Result<json>> JobManager::Impl::jobCommand(
 }
 
 asio::awaitable<Result<CreateJobResult>> JobManager::Impl::create(api::JobDescriptor descriptor,
+                                                                  json descriptorJson,
                                                                   std::string key,
                                                                   std::string requestHash) {
   if (stopped) co_return std::unexpected(unavailable());
@@ -103,7 +104,8 @@ asio::awaitable<Result<CreateJobResult>> JobManager::Impl::create(api::JobDescri
     txn.onSuccess.push_back(store::Op::put(
         idempotencyKey(key), json({{"jobId", jobId}, {"requestHash", requestHash}}).dump()));
   }
-  txn.onSuccess.push_back(store::Op::put(jobKey(jobId), toStored(actor->view.job)));
+  json stored = toStoredJson(actor->view.job, std::move(descriptorJson));
+  txn.onSuccess.push_back(store::Op::put(jobKey(jobId), stored.dump()));
   for (const TaskRecord& task : actor->view.tasks) {
     txn.onSuccess.push_back(store::Op::put(taskKey(jobId, task.id), toStored(task)));
   }
@@ -124,21 +126,27 @@ asio::awaitable<Result<CreateJobResult>> JobManager::Impl::create(api::JobDescri
   if (!key.empty()) idempotency[key] = {jobId, requestHash};
   JobActor* raw = actor.get();
   jobs.emplace(jobId, std::move(actor));
-  log::info("job accepted", {{"jobId", jobId},
-                             {"applicationName", raw->view.job.descriptor.applicationName},
-                             {"tasks", raw->view.tasks.size()}});
-  CreateJobResult created{jobToWire(raw->view), true};
+  if (log::enabled(log::Level::kDebug)) {
+    log::debug("job accepted", {{"jobId", jobId},
+                                {"applicationName", raw->view.job.descriptor.applicationName},
+                                {"tasks", raw->view.tasks.size()}});
+  }
+  CreateJobResult created{jobToWire(raw->view, toWire(std::move(stored), result->revision)), true};
   wakeJob(raw);
   co_return created;
 }
 
 asio::awaitable<Result<CreateJobResult>> JobManager::createJob(api::JobDescriptor descriptor,
                                                                std::string key) {
-  std::string hash = sha256Hex(api::toJson(descriptor).dump());
+  // Built here, off the job manager's strand.
+  json descriptorJson = api::toJson(descriptor);
+  std::string hash = key.empty() ? std::string() : sha256Hex(descriptorJson.dump());
   auto impl = impl_;
-  auto body = [impl, descriptor = std::move(descriptor), key = std::move(key),
+  auto body = [impl, descriptor = std::move(descriptor), descriptorJson = std::move(descriptorJson),
+               key = std::move(key),
                hash = std::move(hash)]() mutable -> asio::awaitable<Result<CreateJobResult>> {
-    co_return co_await impl->create(std::move(descriptor), std::move(key), std::move(hash));
+    co_return co_await impl->create(std::move(descriptor), std::move(descriptorJson),
+                                    std::move(key), std::move(hash));
   };
   co_return co_await impl->onStrand<Result<CreateJobResult>>(std::move(body));
 }

@@ -100,6 +100,8 @@ std::string nodeStateName(const NodeState& node);
 json nodeToWire(const NodeState& node, const api::Resources& allocated);
 
 json jobToWire(const JobView& view);
+// The same, from the job's wire form already built (`toWire`).
+json jobToWire(const JobView& view, json jobWire);
 
 bool matchesFilter(const JobRecord& job, const JobFilter& filter);
 
@@ -277,7 +279,10 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<Result<json>> jobCommand(std::string jobId,
                                            std::function<Status(JobEdit&, int64_t)> apply);
 
-  asio::awaitable<Result<CreateJobResult>> create(api::JobDescriptor descriptor, std::string key,
+  // `descriptorJson` is `api::toJson(descriptor)`, built once for the request hash, the stored
+  // record and the answer.
+  asio::awaitable<Result<CreateJobResult>> create(api::JobDescriptor descriptor,
+                                                  json descriptorJson, std::string key,
                                                   std::string requestHash);
 
   // ---- Nodes ----

@@ -68,7 +68,10 @@ json nodeToWire(const NodeState& node, const api::Resources& allocated) {
 }
 
 json jobToWire(const JobView& view) {
-  json out = toWire(view.job);
+  return jobToWire(view, toWire(view.job));
+}
+
+json jobToWire(const JobView& view, json out) {
   std::array<int64_t, api::kTaskStateCount> counts{};
   for (const TaskRecord& task : view.tasks) counts[static_cast<size_t>(task.state)]++;
   json taskCounts = json::object();

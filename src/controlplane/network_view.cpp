@@ -30,6 +30,16 @@ std::string groupKeyOf(const std::string& name) {
   return std::string(kSecurityGroupsPrefix) + name;
 }
 
+// The job of a task write that carries an address (stored tasks carry "ip" only once they have
+// one), or empty.
+std::string_view jobOfAddressedTask(std::string_view key, const std::string& value) {
+  if (!key.starts_with(kJobsPrefix)) return {};
+  std::string_view path = key.substr(kJobsPrefix.size());
+  auto slash = path.find("/t/");
+  if (slash == std::string_view::npos || value.find(R"("ip")") == std::string::npos) return {};
+  return path.substr(0, slash);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<NetworkView>> NetworkView::start(store::Store& store) {
@@ -45,6 +55,9 @@ Result<std::unique_ptr<NetworkView>> NetworkView::start(store::Store& store) {
     view->applyLocked(kv.key, &kv.value);
   });
   if (!scanned) return std::unexpected(scanned.error().wrap("network view"));
+  std::set<std::string> jobIds;
+  for (const auto& [id, task] : view->tasks_) jobIds.insert(task.jobId);
+  view->resolveJobGroups(std::move(jobIds));
   view->revision_ = *scanned;
   NetworkView* raw = view.get();
   auto watch = store.watch(
@@ -88,17 +101,9 @@ bool NetworkView::applyLocked(const std::string& key, const std::string* value) 
   std::string_view path = rest.substr(kJobsPrefix.size());
   auto slash = path.find("/t/");
   if (slash == std::string_view::npos) {
-    std::string jobId(path);
-    if (value == nullptr) return jobGroups_.erase(jobId) > 0;
-    if (jobGroups_.contains(jobId)) return false;  // A job's groups never change.
-    auto job = jobFromStored(*value, 0);
-    if (!job) return false;
-    jobGroups_[jobId] = job->descriptor.container.securityProfile.securityGroups;
-    // Tasks may have been seen first (key order puts the job first, but be safe).
-    for (const auto& [id, task] : tasks_) {
-      if (task.jobId == jobId) return true;
-    }
-    return false;
+    // Job writes matter only once the job is deleted; its groups are read when needed.
+    if (value != nullptr) return false;
+    return jobGroups_.erase(std::string(path)) > 0;
   }
   std::string jobId(path.substr(0, slash));
   std::string taskId(path.substr(slash + 3));
@@ -120,7 +125,35 @@ bool NetworkView::applyLocked(const std::string& key, const std::string* value) 
   return true;
 }
 
+void NetworkView::resolveJobGroups(std::set<std::string> jobIds) {
+  {
+    std::lock_guard lock(mutex_);
+    std::erase_if(jobIds, [&](const std::string& id) { return jobGroups_.contains(id); });
+  }
+  std::map<std::string, std::vector<std::string>> read;
+  for (const std::string& jobId : jobIds) {
+    // A job that is gone, or unreadable, has no members to add.
+    auto stored = store_.get(jobKey(jobId));
+    if (!stored || !*stored) continue;
+    auto groups = securityGroupsOfStoredJob((*stored)->value);
+    if (!groups) {
+      log::warn("network view: unreadable job", {{"jobId", jobId}});
+      continue;
+    }
+    read.emplace(jobId, std::move(*groups));
+  }
+  std::lock_guard lock(mutex_);
+  jobGroups_.merge(read);
+}
+
 void NetworkView::onEvents(const std::vector<store::Event>& events) {
+  std::set<std::string> jobIds;
+  for (const store::Event& event : events) {
+    if (event.kind != store::Event::Kind::kPut) continue;
+    std::string_view jobId = jobOfAddressedTask(event.kv.key, event.kv.value);
+    if (!jobId.empty()) jobIds.emplace(jobId);
+  }
+  if (!jobIds.empty()) resolveJobGroups(std::move(jobIds));
   std::set<std::shared_ptr<asio::steady_timer>> wake;
   {
     std::lock_guard lock(mutex_);

@@ -7,11 +7,12 @@
 // start when missing: jobs that name no group are in it.
 //
 // The view is derived from the store, not from the job manager: a watch on the whole key space
-// keeps, in memory, the groups, each job's groups (from /j/<id>), each live task's address (from
-// /j/<id>/t/<task>, set by the agent's report; finished tasks drop out) and each node's address
-// block and host address (/nodes/<id>). Its revision is the store revision of the last change
-// that altered it. Agents long-poll `view(afterRevision, wait)`: the answer comes as soon as the
-// view is newer than `afterRevision`, or after `wait` with the same revision.
+// keeps, in memory, the groups, each live task's address (from /j/<id>/t/<task>, set by the
+// agent's report; finished tasks drop out), the groups of the jobs those tasks belong to (read
+// from /j/<id> when a job's first task has an address, so writing a job costs the view nothing)
+// and each node's address block and host address (/nodes/<id>). Its revision is the store revision
+// of the last change that altered it. Agents long-poll `view(afterRevision, wait)`: the answer
+// comes as soon as the view is newer than `afterRevision`, or after `wait` with the same revision.
 //
 // View JSON: {"revision": R, "securityGroups": [group...], "members": {"group": ["10.64.0.2"...]},
 //             "nodes": [{"id", "block", "hostAddress"}...]}
@@ -66,6 +67,9 @@ class NetworkView {
   // Applies one stored change; true when the view changed.
   bool applyLocked(const std::string& key, const std::string* value);
   void onEvents(const std::vector<store::Event>& events);
+  // Reads the groups of the jobs in `jobIds` that the view lacks, without holding `mutex_`, and
+  // adds them.
+  void resolveJobGroups(std::set<std::string> jobIds);
   boost::asio::awaitable<Result<nlohmann::json>> write(api::SecurityGroup group, bool mustBeNew);
 
   struct TaskEntry {

@@ -26,6 +26,70 @@ Result<json> parseStored(std::string_view value, std::string_view what) {
   return parsed;
 }
 
+// Collects the strings of the array at one path of object keys, skipping everything else; the
+// parse builds no tree. The root object is at depth 1 and the object reached by the first k
+// path components at depth k + 1.
+class PathStrings : public json::json_sax_t {
+ public:
+  explicit PathStrings(std::vector<std::string_view> path) : path_(std::move(path)) {}
+
+  bool null() override { return scalar(); }
+  bool boolean(bool) override { return scalar(); }
+  bool number_integer(number_integer_t) override { return scalar(); }
+  bool number_unsigned(number_unsigned_t) override { return scalar(); }
+  bool number_float(number_float_t, const string_t&) override { return scalar(); }
+  bool binary(binary_t&) override { return scalar(); }
+  bool string(string_t& value) override {
+    if (array_ != 0 && array_ == depth_) found.push_back(std::move(value));
+    return scalar();
+  }
+  bool key(string_t& name) override {
+    pending_ = depth_ == matched_ + 1 && matched_ < path_.size() && name == path_[matched_];
+    return true;
+  }
+  bool start_object(std::size_t) override {
+    ++depth_;
+    if (pending_ && depth_ == matched_ + 2) ++matched_;
+    pending_ = false;
+    return true;
+  }
+  bool end_object() override {
+    if (matched_ > 0 && depth_ == matched_ + 1) --matched_;
+    --depth_;
+    pending_ = false;
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    ++depth_;
+    if (pending_ && matched_ + 1 == path_.size() && depth_ == matched_ + 2) array_ = depth_;
+    pending_ = false;
+    return true;
+  }
+  bool end_array() override {
+    if (array_ == depth_) array_ = 0;
+    --depth_;
+    pending_ = false;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+  std::vector<std::string> found;
+
+ private:
+  bool scalar() {
+    pending_ = false;
+    return true;
+  }
+
+  std::vector<std::string_view> path_;
+  size_t depth_ = 0;
+  size_t matched_ = 0;    // Leading path components whose objects enclose the position.
+  bool pending_ = false;  // The last key was the next path component.
+  size_t array_ = 0;      // Depth of the target array while inside it.
+};
+
 }  // namespace
 
 std::string jobKey(std::string_view jobId) {
@@ -74,10 +138,10 @@ json resourcesToJson(const api::Resources& r) {
 
 namespace {
 
-json jobToJson(const JobRecord& job) {
+json jobToJson(const JobRecord& job, json descriptor) {
   json out = {
       {"id", job.id},
-      {"descriptor", api::toJson(job.descriptor)},
+      {"descriptor", std::move(descriptor)},
       {"status",
        {{"state", api::jobStateName(job.state)},
         {"reason", job.reason},
@@ -166,7 +230,7 @@ json taskToJson(const TaskRecord& task, std::string_view jobId) {
 }  // namespace
 
 std::string toStored(const JobRecord& job) {
-  return jobToJson(job).dump();
+  return jobToJson(job, api::toJson(job.descriptor)).dump();
 }
 std::string toStored(const TaskRecord& task) {
   auto jobId = jobIdOfTask(task.id);
@@ -184,11 +248,18 @@ std::string toStored(const NodeRecord& node) {
       .dump();
 }
 
+nlohmann::json toStoredJson(const JobRecord& job, nlohmann::json descriptor) {
+  return jobToJson(job, std::move(descriptor));
+}
+
 json toWire(const JobRecord& job) {
-  json out = jobToJson(job);
-  out.erase("nextIndex");
-  out["revision"] = job.modRevision;
-  return out;
+  return toWire(jobToJson(job, api::toJson(job.descriptor)), job.modRevision);
+}
+
+json toWire(json stored, store::Revision modRevision) {
+  stored.erase("nextIndex");
+  stored["revision"] = modRevision;
+  return stored;
 }
 
 json toWire(const TaskRecord& task, std::string_view jobId) {
@@ -274,6 +345,12 @@ Result<JobRecord> jobFromStored(std::string_view value, store::Revision modRevis
   } catch (const json::exception& e) {
     return fail(ErrorCode::kInternal, std::string("corrupt stored job: ") + e.what());
   }
+}
+
+Result<std::vector<std::string>> securityGroupsOfStoredJob(std::string_view value) {
+  PathStrings reader({"descriptor", "container", "securityProfile", "securityGroups"});
+  if (!json::sax_parse(value, &reader)) return fail(ErrorCode::kInternal, "corrupt stored job");
+  return std::move(reader.found);
 }
 
 Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRevision) {

@@ -178,8 +178,15 @@ std::string toStored(const JobRecord& job);
 std::string toStored(const TaskRecord& task);
 std::string toStored(const NodeRecord& node);
 Result<JobRecord> jobFromStored(std::string_view value, store::Revision modRevision);
+// The stored form of `job` as JSON (`toStored` is its dump), taking the descriptor's JSON
+// (`api::toJson(job.descriptor)`) from a caller that already built it.
+nlohmann::json toStoredJson(const JobRecord& job, nlohmann::json descriptor);
 Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRevision);
 Result<NodeRecord> nodeFromStored(std::string_view value, store::Revision modRevision);
+// The security groups of a stored job (descriptor.container.securityProfile.securityGroups),
+// read without building the job: watchers that need only this field stay cheap per submission.
+// Fails with kInternal when the value is not JSON; a job without the field has none.
+Result<std::vector<std::string>> securityGroupsOfStoredJob(std::string_view value);
 
 // `base` with its container replaced by `container` (JSON, as in a job file), validated as a
 // whole; errors name paths under "container.".
@@ -188,6 +195,8 @@ std::expected<api::JobDescriptor, api::FieldErrors> descriptorWithContainer(
 
 // Wire forms (see docs/api.md).
 nlohmann::json toWire(const JobRecord& job);
+// The wire form from the stored form's JSON (`toStoredJson`) and the job's revision.
+nlohmann::json toWire(nlohmann::json stored, store::Revision modRevision);
 nlohmann::json toWire(const TaskRecord& task, std::string_view jobId);
 nlohmann::json resourcesToJson(const api::Resources& resources);
 

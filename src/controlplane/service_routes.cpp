@@ -3,11 +3,11 @@
 #include <cmath>
 #include <deque>
 #include <map>
-#include <regex>
 
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "api/names.h"
 #include "controlplane/event_stream.h"
 #include "controlplane/job_logic.h"
 #include "controlplane/records.h"
@@ -180,7 +180,6 @@ asio::awaitable<Response> rollback(ApiContext& api, RequestContext& context) {
 
 // POST /v1/jobs/{id}/metrics: {"metrics": {"cpu": 73.5, "queueDepth": 120}}.
 asio::awaitable<Response> pushMetrics(ApiContext& api, RequestContext& context) {
-  static const std::regex kMetricName("[A-Za-z][A-Za-z0-9._-]{0,127}");
   auto body = api::parseJson(context.request.body());
   if (!body) co_return Response::error(body.error());
   if (!body->is_object() || !body->contains("metrics") || !(*body)["metrics"].is_object() ||
@@ -190,7 +189,7 @@ asio::awaitable<Response> pushMetrics(ApiContext& api, RequestContext& context) 
   }
   std::map<std::string, double> metrics;
   for (const auto& [name, value] : (*body)["metrics"].items()) {
-    if (!std::regex_match(name, kMetricName)) {
+    if (!api::validMetricName(name)) {
       co_return Response::error(Error(ErrorCode::kInvalidArgument,
                                       "metrics." + name.substr(0, 128) +
                                           ": must be a name of letters, digits, '.', '_' or '-', "

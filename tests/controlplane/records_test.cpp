@@ -146,6 +146,27 @@ TEST(JobRecordTest, BatchJobSurvivesStoredRoundTrip) {
   EXPECT_EQ(back->descriptor.tier, api::Tier::kCritical);
 }
 
+TEST(JobRecordTest, SecurityGroupsAreReadFromTheStoredJobAlone) {
+  JobRecord job = batchJob();
+  job.descriptor.container.securityProfile.securityGroups = {"web", "db"};
+  auto groups = securityGroupsOfStoredJob(toStored(job));
+  ASSERT_TRUE(groups.has_value()) << groups.error().message();
+  EXPECT_EQ(*groups, (std::vector<std::string>{"web", "db"}));
+}
+
+TEST(JobRecordTest, SecurityGroupsIgnoreSameNamedFieldsElsewhere) {
+  auto groups = securityGroupsOfStoredJob(
+      R"({"securityGroups":["top"],"descriptor":{"securityProfile":{"securityGroups":["x"]},)"
+      R"("container":{"env":{"securityGroups":"e"},"ports":[{"securityGroups":["p"]}],)"
+      R"("securityProfile":{"iamRole":"r","securityGroups":["a","b"]}}}})");
+  ASSERT_TRUE(groups.has_value());
+  EXPECT_EQ(*groups, (std::vector<std::string>{"a", "b"}));
+  auto none = securityGroupsOfStoredJob(R"({"descriptor":{"container":{}}})");
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->empty());
+  EXPECT_FALSE(securityGroupsOfStoredJob("{\"descriptor\":").has_value());
+}
+
 TEST(JobRecordTest, ServiceJobKeepsItsCurrentCapacityAndEnabledFlag) {
   JobRecord job = serviceJob();
   auto back = jobFromStored(toStored(job), 7);

@@ -19,7 +19,7 @@
 
 #include "agent/image/fs_util.h"
 #include "agent/image/registry_client.h"
-#include "fake_http_server.h"
+#include "testing/fake_http_server.h"
 #include "testing/local_registry.h"
 #include "testing/requirements.h"
 

@@ -7,9 +7,11 @@
 
 #include "agent/agent_impl.h"
 #include "agent/container_env.h"
+#include "agent/image/image_store.h"
 #include "agent/image/registry_client.h"
 #include "agent/metadata/identity_provider.h"
 #include "agent/metadata/task_metadata.h"
+#include "agent/runtime/supervisor.h"
 #include "common/clock.h"
 #include "common/http_server.h"
 #include "common/log.h"
@@ -62,9 +64,61 @@ Status Agent::Impl::open() {
     if (ec) return fail(ErrorCode::kIo, "create " + dir + ": " + ec.message());
   }
 
+  containers = deps.runtime;
+  if (!containers) SKIFF_TRY_STATUS(openContainerRuntime(), "container runtime");
+  // The writable layers run their tools through the process runner whatever the runtime.
+  layerPool =
+      std::make_unique<runtime::WritableLayerPool>(*runner, options.stateDir + "/layer-pool");
+  if (options.diskLimits) SKIFF_TRY_STATUS(layerPool->open(), "writable layer pool");
+
+  images = deps.images;
+  if (!images) {
+    std::shared_ptr<image::Registry> registry = deps.registry;
+    if (!registry) {
+      image::RegistryClientOptions registryOptions;
+      registryOptions.insecureRegistries = options.insecureRegistries;
+      registry = std::make_shared<image::RegistryClient>(std::move(registryOptions));
+    }
+    image::ImageStoreOptions storeOptions;
+    storeOptions.root = options.stateDir + "/images";
+    storeOptions.diskBudgetBytes = options.imageDiskBudgetBytes;
+    auto store = image::ImageStore::open(storeOptions, std::move(registry));
+    if (!store) return std::unexpected(store.error().wrap("image store"));
+    images = std::move(*store);
+  }
+  if (options.networking) {
+    auto net = network::NetworkManager::create({.stateDir = options.stateDir,
+                                                .server = options.server,
+                                                .token = options.joinToken,
+                                                .nodeId = options.nodeId,
+                                                .pollWait = options.pollWait,
+                                                .clock = clock},
+                                               deps.networkDriver, deps.firewall);
+    if (!net) return std::unexpected(net.error().wrap("networking"));
+    network = std::move(*net);
+    std::shared_ptr<metadata::IdentityProvider> identity = deps.identity;
+    if (!identity) {
+      identity = std::make_shared<metadata::SkiffdIdentityProvider>(options.server,
+                                                                    options.joinToken, *clock);
+    }
+    metadata::MetadataProxyOptions proxyOptions;
+    proxyOptions.listen = deps.metadataListener;
+    auto proxy =
+        metadata::MetadataProxy::create(std::move(proxyOptions), std::move(identity), *clock);
+    if (!proxy) return std::unexpected(proxy.error().wrap("metadata proxy"));
+    metadataProxy = std::move(*proxy);
+  }
+  gpuDevices = detectGpus();
+  if (static_cast<int64_t>(gpuDevices.size()) > options.resources.gpu) {
+    gpuDevices.resize(static_cast<size_t>(std::max<int64_t>(options.resources.gpu, 0)));
+  }
+  return {};
+}
+
+Status Agent::Impl::openContainerRuntime() {
   auto detected = runtime::detectHostCgroupLayout();
   if (!detected) return std::unexpected(detected.error().wrap("cgroups"));
-  layout = *detected;
+  runtime::CgroupLayout layout = *detected;
   std::string binary = options.runtimeBinary;
   bool wantsCrun = binary.empty() || stdfs::path(binary).filename() == "crun";
   if (wantsCrun && options.mountHugetlbForCrun && runtime::crunIncompatibility(layout)) {
@@ -94,51 +148,21 @@ Status Agent::Impl::open() {
   log::info("runtime", {{"binary", binary}, {"cgroups", runtime::cgroupModeName(layout.mode)}});
   ociRuntime = std::make_unique<runtime::RuncCompatibleRuntime>(
       runtime::RuncOptions{.binary = binary, .root = options.stateDir + "/runtime"}, *runner);
-  layerPool =
-      std::make_unique<runtime::WritableLayerPool>(*runner, options.stateDir + "/layer-pool");
-  if (options.diskLimits) SKIFF_TRY_STATUS(layerPool->open(), "writable layer pool");
-  supervisor = std::make_unique<runtime::ContainerSupervisor>(
+  containers = std::make_shared<runtime::ContainerSupervisor>(
       runtime::SupervisorOptions{.stateDir = options.stateDir + "/containers",
                                  .monitorPath = options.monitorPath,
                                  .initPath = options.initPath,
                                  .cgroupParent = options.cgroupParent,
                                  .precompileSeccomp = stdfs::path(binary).filename() == "crun"},
       *ociRuntime, *runner, layout);
-
-  image::RegistryClientOptions registryOptions;
-  registryOptions.insecureRegistries = options.insecureRegistries;
-  image::ImageStoreOptions storeOptions;
-  storeOptions.root = options.stateDir + "/images";
-  storeOptions.diskBudgetBytes = options.imageDiskBudgetBytes;
-  auto store = image::ImageStore::open(
-      storeOptions, std::make_shared<image::RegistryClient>(std::move(registryOptions)));
-  if (!store) return std::unexpected(store.error().wrap("image store"));
-  images = std::move(*store);
-  if (options.networking) {
-    auto net = network::NetworkManager::createDefault({.stateDir = options.stateDir,
-                                                       .server = options.server,
-                                                       .token = options.joinToken,
-                                                       .nodeId = options.nodeId});
-    if (!net) return std::unexpected(net.error().wrap("networking"));
-    network = std::move(*net);
-    auto identity = std::make_shared<metadata::SkiffdIdentityProvider>(options.server,
-                                                                       options.joinToken, *clock);
-    auto proxy = metadata::MetadataProxy::create({}, std::move(identity));
-    if (!proxy) return std::unexpected(proxy.error().wrap("metadata proxy"));
-    metadataProxy = std::move(*proxy);
-  }
-  gpuDevices = detectGpus();
-  if (static_cast<int64_t>(gpuDevices.size()) > options.resources.gpu) {
-    gpuDevices.resize(static_cast<size_t>(std::max<int64_t>(options.resources.gpu, 0)));
-  }
   return {};
 }
 
 Status Agent::Impl::recover() {
   SKIFF_TRY_STATUS(loadRecords(), "task records");
-  auto adopted = supervisor->adopt();
+  auto adopted = containers->adopt();
   if (!adopted) return std::unexpected(adopted.error().wrap("adopt containers"));
-  std::set<std::string> containers(adopted->begin(), adopted->end());
+  std::set<std::string> adoptedIds(adopted->begin(), adopted->end());
   std::vector<std::shared_ptr<TaskRecord>> list;
   {
     std::lock_guard lock(mutex);
@@ -147,7 +171,7 @@ Status Agent::Impl::recover() {
   std::set<std::string> live;
   for (auto& task : list) {
     if (task->phase == Phase::kFinished) continue;
-    if (containers.contains(task->taskId)) {
+    if (adoptedIds.contains(task->taskId)) {
       log::info("re-adopting container", {{"taskId", task->taskId}});
       if (task->phase == Phase::kLaunching) {
         setPhase(*task, Phase::kRunning);
@@ -172,9 +196,9 @@ Status Agent::Impl::recover() {
   // Exited containers of finished tasks (or of tasks no longer known) join the retention queue
   // in exit order; the watch threads add the others when they report them.
   std::vector<std::pair<int64_t, std::string>> exited;
-  for (const std::string& id : containers) {
+  for (const std::string& id : adoptedIds) {
     if (live.contains(id)) continue;
-    auto status = supervisor->poll(id);
+    auto status = containers->poll(id);
     if (status && *status) exited.emplace_back((*status)->finishedAtMs, id);
   }
   std::sort(exited.begin(), exited.end());

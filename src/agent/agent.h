@@ -38,6 +38,8 @@
 // Each thread has its own HTTP client.
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,7 +51,22 @@ namespace skiff {
 class Clock;
 }  // namespace skiff
 
+namespace skiff::agent::image {
+class ImageService;
+class Registry;
+}  // namespace skiff::agent::image
+
+namespace skiff::agent::metadata {
+class IdentityProvider;
+}  // namespace skiff::agent::metadata
+
+namespace skiff::agent::network {
+class NetworkDriver;
+class RulesetApplier;
+}  // namespace skiff::agent::network
+
 namespace skiff::agent::runtime {
+class ContainerRuntime;
 class ProcessRunner;
 }  // namespace skiff::agent::runtime
 
@@ -95,11 +112,36 @@ struct AgentOptions {
   bool networking = true;
 };
 
-// Back ends the agent uses that tests replace; an empty member gets the production one.
+// The back ends the agent runs on. Each empty member gets the production one, so the agent's own
+// logic (reports, retries, recovery) can be tested against fakes without root.
 struct AgentDeps {
+  // Starts, watches, stops and re-adopts containers. Null: a ContainerSupervisor (skiff-monitor)
+  // over crun or runc, chosen for the host's cgroup layout; the agent then also prepares the
+  // host's cgroups (mountHugetlbForCrun, favorDynamicCgroups).
+  std::shared_ptr<runtime::ContainerRuntime> runtime;
   // Runs the OCI runtime, exec health checks and the writable layers' tools.
   std::shared_ptr<runtime::ProcessRunner> runner;
-  // What health probes and instance credentials measure time by; outlives the agent.
+  // Pulls images and mounts containers' root filesystems. Null: an ImageStore under
+  // stateDir/images that pulls from `registry`.
+  std::shared_ptr<image::ImageService> images;
+  // Where the image store pulls from. Null: a RegistryClient (insecureRegistries). Unused when
+  // `images` is given.
+  std::shared_ptr<image::Registry> registry;
+  // Containers' network namespaces, links and routes. Null: veth pairs (network/veth_driver.h).
+  // Unused when networking is off, as are the two below.
+  std::shared_ptr<network::NetworkDriver> networkDriver;
+  // Applies the security groups' nftables scripts. Null: libnftables.
+  std::shared_ptr<network::RulesetApplier> firewall;
+  // Answers the metadata proxy's requests for a task's role credentials and identity token.
+  // Null: skiffd (metadata::SkiffdIdentityProvider).
+  std::shared_ptr<metadata::IdentityProvider> identity;
+  // Opens the metadata proxy's listener for a task, bound to address:port in the namespace at
+  // netnsPath; returns the descriptor. Empty: inside that namespace (needs CAP_SYS_ADMIN).
+  std::function<Result<int>(const std::string& netnsPath, const std::string& address,
+                            uint16_t port)>
+      metadataListener;
+  // What health probes, instance credentials and address quarantine measure time by; outlives
+  // the agent.
   const Clock* clock = nullptr;
 };
 

@@ -29,15 +29,15 @@
 
 #include "agent/agent.h"
 #include "agent/health/prober.h"
-#include "agent/image/image_store.h"
+#include "agent/image/image_service.h"
 #include "agent/log_server.h"
 #include "agent/metadata/metadata_proxy.h"
 #include "agent/network/network_manager.h"
 #include "agent/runtime/bundle.h"
 #include "agent/runtime/cgroup.h"
+#include "agent/runtime/container_runtime.h"
 #include "agent/runtime/oci_runtime.h"
 #include "agent/runtime/process_runner.h"
-#include "agent/runtime/supervisor.h"
 #include "agent/runtime/writable_layer.h"
 #include "client/node_api.h"
 #include "common/clock.h"
@@ -78,16 +78,18 @@ struct Agent::Impl {
   std::string tasksDir;
   std::string rootfsBase;
 
+  // The back ends as given; open() fills in the production ones for the empty members.
+  AgentDeps deps;
   std::shared_ptr<runtime::ProcessRunner> runner;  // Never null.
   const Clock* clock;                              // Never null.
-  runtime::CgroupLayout layout;
+  // The OCI runtime under the production container runtime; null with an injected one.
   std::unique_ptr<runtime::RuncCompatibleRuntime> ociRuntime;
-  std::unique_ptr<runtime::ContainerSupervisor> supervisor;
+  std::shared_ptr<runtime::ContainerRuntime> containers;
   std::unique_ptr<runtime::WritableLayerPool> layerPool;
   // Exited containers still on disk, oldest exit first (guarded by `mutex`).
   std::deque<std::string> retired;
   std::set<std::string> retiredSet;
-  std::unique_ptr<image::ImageStore> images;
+  std::shared_ptr<image::ImageService> images;
   std::unique_ptr<network::NetworkManager> network;  // Null when networking is off.
   // Serves 169.254.169.254 inside each container's namespace; null when networking is off.
   std::unique_ptr<metadata::MetadataProxy> metadataProxy;
@@ -112,10 +114,10 @@ struct Agent::Impl {
   std::unique_ptr<LogServer> logServer;
   std::string logAddress;  // Set by start() before the threads run; constant after.
 
-  Impl(AgentOptions o, AgentDeps deps)
+  Impl(AgentOptions o, AgentDeps d)
       : options(std::move(o)),
-        runner(deps.runner ? std::move(deps.runner)
-                           : std::make_shared<runtime::PosixProcessRunner>()),
+        deps(std::move(d)),
+        runner(deps.runner ? deps.runner : std::make_shared<runtime::PosixProcessRunner>()),
         clock(deps.clock ? deps.clock : &SystemClock::instance()) {}
 
   std::unique_ptr<client::NodeApi> makeClient(long requestTimeoutMs) const;
@@ -192,7 +194,7 @@ struct Agent::Impl {
   // The task's liveness and readiness probers, from what runTask kept; none when it has no checks.
   Probes loadProbes(const TaskRecord& task);
 
-  // An exec check: the command inside the container through the OCI runtime's `exec`.
+  // An exec check: the command inside the container (the container runtime's `exec`).
   health::Attempt execCheck(const std::string& containerId, const std::vector<std::string>& command,
                             int64_t timeoutMs);
 
@@ -238,6 +240,9 @@ struct Agent::Impl {
   Status startLogServer();
 
   Status open();
+
+  // The production container runtime: cgroup layout, crun or runc, the monitor's supervisor.
+  Status openContainerRuntime();
 
   Status recover();
 };

@@ -27,7 +27,7 @@ bool Agent::Impl::sleepFor(std::chrono::milliseconds duration) {
 
 json Agent::Impl::sampleUsage(std::map<std::string, CpuSample>& previous) {
   std::vector<std::string> running;
-  if (!supervisor) return json::object();
+  if (!containers) return json::object();
   {
     std::lock_guard lock(mutex);
     for (const auto& [id, task] : tasks) {
@@ -37,7 +37,7 @@ json Agent::Impl::sampleUsage(std::map<std::string, CpuSample>& previous) {
   std::map<std::string, CpuSample> current;
   json usage = json::object();
   for (const std::string& id : running) {
-    auto nanos = supervisor->cpuUsageNs(id);
+    auto nanos = containers->cpuUsageNs(id);
     if (!nanos) continue;
     CpuSample sample{*nanos, std::chrono::steady_clock::now()};
     if (auto it = previous.find(id); it != previous.end() && sample.usageNs >= it->second.usageNs) {

@@ -238,7 +238,7 @@ void Agent::Impl::runTask(TaskRecord& task, const json& assignment) {
   lap("metadataMs");
   setPhase(task, Phase::kLaunching);
   lap("launchingStateMs");
-  if (auto started = supervisor->start(cc); !started) {
+  if (auto started = containers->start(cc); !started) {
     log::warn("container start failed",
               {{"taskId", task.taskId}, {"error", started.error().message()}});
     bool userError = started.error().code() == ErrorCode::kInvalidArgument;
@@ -270,10 +270,7 @@ Status Agent::Impl::serveMetadata(TaskRecord& task, const json& assignment,
   if (!metadataProxy) return {};
   metadata::TaskMetadata md = metadata::taskMetadataFromAssignment(
       assignment, address, options.nodeId, options.attributes.zone, regionOf(options.attributes),
-      options.attributes.machineType,
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count());
+      options.attributes.machineType, clock->nowMs());
   md.imageId = pinnedImage;
   StateWrite write;
   {

@@ -71,14 +71,7 @@ Agent::Impl::Probes Agent::Impl::loadProbes(const TaskRecord& task) {
 
 health::Attempt Agent::Impl::execCheck(const std::string& containerId,
                                        const std::vector<std::string>& command, int64_t timeoutMs) {
-  runtime::ProcessSpec spec;
-  spec.argv = ociRuntime->commandPrefix();
-  spec.argv.push_back("exec");
-  spec.argv.push_back(containerId);
-  spec.argv.insert(spec.argv.end(), command.begin(), command.end());
-  spec.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
-  spec.timeout = std::chrono::milliseconds(timeoutMs);
-  auto ran = runner->run(spec);
+  auto ran = containers->exec(containerId, command, std::chrono::milliseconds(timeoutMs));
   if (!ran) return {false, ran.error().message()};
   std::string output = ran->out + ran->err;
   if (ran->timedOut) output = "timed out after " + std::to_string(timeoutMs) + " ms";
@@ -98,7 +91,7 @@ void Agent::Impl::watch(TaskRecord& task) {
     }
     if (!stopSent && killRequested(task)) {
       stopSent = true;
-      if (auto stopped = supervisor->stop(task.taskId); !stopped) {
+      if (auto stopped = containers->stop(task.taskId); !stopped) {
         log::warn("stop failed", {{"taskId", task.taskId}, {"error", stopped.error().message()}});
       }
     }
@@ -110,7 +103,7 @@ void Agent::Impl::watch(TaskRecord& task) {
                                         1, (*prober)->state().nextAttemptMs() - now)));
       }
     }
-    auto exit = supervisor->wait(task.taskId, waitFor);
+    auto exit = containers->wait(task.taskId, waitFor);
     if (exit && !livenessFailure.empty()) {
       // The container was stopped because its liveness check failed: a failure of the task.
       cleanupRootfs(task);
@@ -150,7 +143,7 @@ void Agent::Impl::watch(TaskRecord& task) {
         log::info("liveness check failed; stopping the container",
                   {{"taskId", task.taskId}, {"output", livenessFailure}});
         stopSent = true;
-        if (auto stopped = supervisor->stop(task.taskId); !stopped) {
+        if (auto stopped = containers->stop(task.taskId); !stopped) {
           log::warn("stop failed", {{"taskId", task.taskId}, {"error", stopped.error().message()}});
         }
       }
@@ -171,7 +164,7 @@ void Agent::Impl::retire(const std::string& taskId) {
     }
   }
   for (const std::string& id : expired) {
-    if (auto removed = supervisor->remove(id); !removed) {
+    if (auto removed = containers->remove(id); !removed) {
       log::warn("cannot remove exited container",
                 {{"taskId", id}, {"error", removed.error().message()}});
     }

@@ -21,6 +21,7 @@
 
 #include "integration/skiffd_process.h"
 #include "testing/local_registry.h"
+#include "testing/requirements.h"
 
 namespace skiff::agent {
 namespace {
@@ -40,17 +41,16 @@ std::string readFile(const std::string& path) {
 }
 
 std::string skipReason() {
-  if (geteuid() != 0) return "needs root (containers, mounts, cgroups)";
-  if (access("/usr/bin/crun", X_OK) != 0 && access("/usr/sbin/runc", X_OK) != 0) {
-    return "neither crun nor runc is installed";
-  }
-  return itest::missingPrerequisites();
+  bool runtime = access("/usr/bin/crun", X_OK) == 0 || access("/usr/sbin/runc", X_OK) == 0;
+  return skiff::testing::firstMissing({skiff::testing::missingRoot("containers, mounts, cgroups"),
+                                       runtime ? "" : "neither crun nor runc is installed",
+                                       itest::missingPrerequisites()});
 }
 
 class ExamplesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (std::string skip = skipReason(); !skip.empty()) GTEST_SKIP() << skip;
+    SKIFF_REQUIRE_NOTHING_MISSING(skipReason());
     dir_ = std::make_unique<itest::TempDir>("skiff-examples-test");
     auto registry = itest::LocalRegistry::start(dir_->path() + "/registry");
     ASSERT_TRUE(registry) << "docker-registry did not start: " << registry.error().message();

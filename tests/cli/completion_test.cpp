@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "cli/commands.h"
+#include "testing/requirements.h"
 
 namespace skiff::cli {
 namespace {
@@ -40,7 +41,8 @@ class BashCompletionTest : public ::testing::Test {
     script_ = nullptr;
   }
   void SetUp() override {
-    if (script_ == nullptr) GTEST_SKIP() << "no bash";
+    SKIFF_REQUIRE_NOTHING_MISSING(skiff::testing::missingExecutable("/bin/bash"));
+    ASSERT_NE(script_, nullptr) << "the bash completion script was not written";
   }
 
   // What bash offers for the command line `words`, whose last word is being completed.
@@ -121,9 +123,8 @@ TEST_F(BashCompletionTest, FileArguments) {
 class ZshCompletionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::access("/usr/bin/zsh", X_OK) != 0 && ::access("/bin/zsh", X_OK) != 0) {
-      GTEST_SKIP() << "no zsh";
-    }
+    SKIFF_REQUIRE(::access("/usr/bin/zsh", X_OK) == 0 || ::access("/bin/zsh", X_OK) == 0,
+                  "zsh is not installed");
   }
 
   static std::string complete(const std::vector<std::string>& words) {

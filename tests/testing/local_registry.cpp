@@ -22,6 +22,7 @@
 #include <curl/curl.h>
 
 #include "agent/image/fs_util.h"
+#include "testing/missing.h"
 
 namespace skiff::agent::image::testing {
 namespace {
@@ -50,25 +51,6 @@ pid_t spawn(const std::vector<std::string>& argv, int outFd) {
   ::dup2(outFd, 2);
   ::execvp(args[0], args.data());
   ::_exit(127);
-}
-
-bool onPath(const std::string& program) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    std::string dir =
-        dirs.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (::access((dir + "/" + program).c_str(), X_OK) == 0) {
-      return true;
-    }
-    if (end == std::string::npos) {
-      break;
-    }
-    start = end + 1;
-  }
-  return false;
 }
 
 int freeLoopbackPort() {
@@ -161,11 +143,13 @@ std::string busyboxPath() {
 }
 
 std::string missingPrerequisites() {
-  if (::geteuid() != 0) {
-    return "needs root (overlay mounts, device nodes, trusted.* xattrs)";
+  if (std::string root =
+          skiff::testing::missingRoot("overlay mounts, device nodes, trusted.* xattrs");
+      !root.empty()) {
+    return root;
   }
   for (const char* tool : {"docker-registry", "umoci", "skopeo"}) {
-    if (!onPath(tool)) {
+    if (!skiff::testing::onPath(tool)) {
       return std::string(tool) + " is not installed (scripts/setup.sh installs it)";
     }
   }

@@ -13,16 +13,11 @@
 #include <cstring>
 #include <thread>
 
+#include "testing/missing.h"
+
 extern char** environ;
 
 namespace skiff::testing {
-namespace {
-
-bool onPath(const char* tool) {
-  return run({"sh", "-c", std::string("command -v ") + tool}).exitCode == 0;
-}
-
-}  // namespace
 
 ShellResult run(const std::vector<std::string>& argv) {
   ShellResult result;
@@ -70,11 +65,8 @@ bool runInNetns(const std::string& netnsPath, const std::function<void()>& fn, s
 }
 
 std::string NetnsCluster::skipReason() {
-  if (::geteuid() != 0) return "needs root (network namespaces)";
-  for (const char* tool : {"ip", "nsenter"}) {
-    if (!onPath(tool)) return std::string(tool) + " is not installed";
-  }
-  return "";
+  return firstMissing(
+      {missingRoot("network namespaces"), missingProgram("ip"), missingProgram("nsenter")});
 }
 
 std::string NetnsCluster::hostAddress(int host) {

@@ -9,37 +9,18 @@
 //   SKIFF_REQUIRE_ROOT("network namespaces");        // "needs root (network namespaces)"
 //   SKIFF_REQUIRE(layout, "no cgroup2 mount");        // any condition and what is missing
 //   SKIFF_REQUIRE_NOTHING_MISSING(missingReason());   // a reason string, empty when all is there
+//   SKIFF_REQUIRE_NOTHING_MISSING(missingProgram("iperf3"));  // "iperf3 is not installed"
 //
-// Each expands to GTEST_SKIP, so it returns from the enclosing test, SetUp or void function.
+// Each expands to GTEST_SKIP, so it returns from the enclosing test, SetUp or void function. The
+// reasons come from missing.h (test support without gtest uses it too).
 
 #include <unistd.h>
 
-#include <initializer_list>
 #include <string>
 
 #include <gtest/gtest.h>
 
-namespace skiff::testing {
-
-// Empty when the process runs as root; otherwise "needs root (WHY)".
-inline std::string missingRoot(const std::string& why) {
-  return ::geteuid() == 0 ? "" : "needs root (" + why + ")";
-}
-
-// Empty when `path` is executable; otherwise "PATH is not installed".
-inline std::string missingExecutable(const std::string& path) {
-  return ::access(path.c_str(), X_OK) == 0 ? "" : path + " is not installed";
-}
-
-// The first non-empty reason; empty when every one is.
-inline std::string firstMissing(std::initializer_list<std::string> reasons) {
-  for (const std::string& reason : reasons) {
-    if (!reason.empty()) return reason;
-  }
-  return "";
-}
-
-}  // namespace skiff::testing
+#include "testing/missing.h"
 
 #define SKIFF_REQUIRE(condition, missing) \
   switch (0)                              \

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "agent/image/digest.h"
+#include "agent/image/image_service.h"
 #include "agent/image/manifest.h"
 #include "agent/image/reference.h"
 #include "agent/image/registry.h"
@@ -69,49 +70,7 @@ struct ImageStoreOptions {
   Clock* clock = nullptr;
 };
 
-struct Image {
-  Digest digest;                         // Manifest digest: the image's identity.
-  std::vector<std::string> names;        // "registry/repository:tag" that point to it.
-  std::vector<std::string> repoDigests;  // "registry/repository@sha256:..." it was pulled as.
-  std::vector<Digest> indexDigests;      // Indexes it was selected from.
-  std::string manifestMediaType;
-  Digest configDigest;
-  ImageConfig config;
-  std::vector<Descriptor> layers;      // Base layer first.
-  std::vector<std::string> layerDirs;  // Unpacked layer directories, base layer first.
-  int64_t diskBytes = 0;               // Its blobs and layers (shared layers counted fully).
-  int64_t lastUsedMs = 0;
-};
-
-struct PulledImage {
-  Image image;
-  // "registry/repository@sha256:..." — the digest the reference resolved to (the index's, when
-  // the tag named an index). Record this on the task: it pulls the same image again.
-  std::string pinnedReference;
-  // Whether anything was downloaded (false when every blob and layer was already here).
-  bool downloaded = false;
-};
-
-struct RootfsMount {
-  std::string rootfs;                  // containerDir/rootfs: the overlay mount.
-  std::string upperDir;                // containerDir/upper: where the container's writes land.
-  std::string workDir;                 // containerDir/work: overlayfs's scratch directory.
-  std::vector<std::string> lowerDirs;  // Topmost layer first, as in the mount options.
-  std::string mountOptions;
-  Digest image;
-  ImageConfig config;
-};
-
-struct GcReport {
-  std::vector<Digest> removedImages;
-  int64_t freedBytes = 0;
-  int64_t usageBytes = 0;  // After collection.
-  int64_t budgetBytes = 0;
-  // Images kept although the store is over budget, because containers use them.
-  std::vector<Digest> keptInUse;
-};
-
-class ImageStore {
+class ImageStore final : public ImageService {
  public:
   // Opens (creating if needed) the store at `options.root`. `registry` may be null for a store
   // that only imports archives. Recovers from a crash: removes staging leftovers and image
@@ -119,7 +78,7 @@ class ImageStore {
   // store has the root open, kIo on filesystem errors.
   static Result<std::unique_ptr<ImageStore>> open(ImageStoreOptions options,
                                                   std::shared_ptr<Registry> registry);
-  ~ImageStore();
+  ~ImageStore() override;
   ImageStore(const ImageStore&) = delete;
   ImageStore& operator=(const ImageStore&) = delete;
 
@@ -128,7 +87,7 @@ class ImageStore {
   // platform from an index. Concurrent calls with the same reference share one pull.
   Result<PulledImage> pull(const ImageReference& ref);
   // Parses `reference` with `options.references` first.
-  Result<PulledImage> pull(std::string_view reference);
+  Result<PulledImage> pull(std::string_view reference) override;
 
   // Imports a `docker save` tarball or an OCI image layout archive (`skopeo copy ...
   // oci-archive:`, tar of an OCI layout; plain, gzip or zstd). Returns the images it held (for an
@@ -150,18 +109,18 @@ class ImageStore {
   // ',', ':' or '\'. Records a durable lease so that GC keeps the image, even across restarts,
   // until `releaseRootfs`. Calling it again for a mounted `containerDir` of the same image returns
   // the existing mount; for another image it fails with kFailedPrecondition.
-  Result<RootfsMount> prepareRootfs(const Digest& image, const std::string& containerDir);
+  Result<RootfsMount> prepareRootfs(const Digest& image, const std::string& containerDir) override;
 
   // Unmounts `containerDir`/rootfs (lazily if it is busy) and drops the lease. The upper and work
   // directories are left for the caller to inspect or delete. Releasing an unknown or already
   // released directory succeeds.
-  Status releaseRootfs(const std::string& containerDir);
+  Status releaseRootfs(const std::string& containerDir) override;
 
   // Removes least recently used images (and their layers and blobs, unless other images share
   // them) until the store uses at most `budgetBytes` (default: `options.diskBudgetBytes`; 0 means
   // no limit, so only orphaned layers and blobs go). Never removes images with a lease or a pull
   // in flight.
-  Result<GcReport> collectGarbage(std::optional<int64_t> budgetBytes = std::nullopt);
+  Result<GcReport> collectGarbage(std::optional<int64_t> budgetBytes = std::nullopt) override;
 
   // Bytes used by layers and blobs.
   int64_t diskUsage() const;

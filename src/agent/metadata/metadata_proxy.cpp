@@ -263,7 +263,9 @@ Status MetadataProxy::addTask(TaskMetadata task, const std::string& netnsPath) {
   if (hasTask(task.taskId)) {
     return fail(ErrorCode::kAlreadyExists, "task " + task.taskId + " is served");
   }
-  auto fd = listenInNetns(netnsPath, impl_->options.address, impl_->options.port);
+  const MetadataProxyOptions& options = impl_->options;
+  auto fd = options.listen ? options.listen(netnsPath, options.address, options.port)
+                           : listenInNetns(netnsPath, options.address, options.port);
   if (!fd) return std::unexpected(fd.error().wrap("metadata listener for " + task.taskId));
   return impl_->adopt(std::move(task), *fd);
 }

@@ -12,6 +12,7 @@
 // so requests are answered from memory.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,11 @@ struct MetadataProxyOptions {
   int64_t renewIntervalMs = 1000;  // How often cached answers are checked for renewal.
   int idleTimeoutSec = 60;         // Idle keep-alive connections are closed after this.
   CacheOptions cache;
+  // Opens a task's listening socket, bound to address:port inside the namespace at netnsPath,
+  // and returns its descriptor (close-on-exec; the proxy owns it). Empty: `listenInNetns`.
+  std::function<Result<int>(const std::string& netnsPath, const std::string& address,
+                            uint16_t port)>
+      listen;
 };
 
 class MetadataProxy {

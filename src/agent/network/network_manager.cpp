@@ -49,16 +49,26 @@ std::string containerResolvConf() {
 
 }  // namespace
 
-NetworkManager::NetworkManager(NetworkManagerOptions options, std::unique_ptr<NetworkDriver> driver,
-                               std::unique_ptr<RulesetApplier> applier)
+NetworkManager::NetworkManager(NetworkManagerOptions options, std::shared_ptr<NetworkDriver> driver,
+                               std::shared_ptr<RulesetApplier> applier)
     : options_(std::move(options)),
       driver_(std::move(driver)),
       applier_(std::move(applier)),
       firewall_(*applier_) {}
 
 Result<std::unique_ptr<NetworkManager>> NetworkManager::create(
-    NetworkManagerOptions options, std::unique_ptr<NetworkDriver> driver,
-    std::unique_ptr<RulesetApplier> applier) {
+    NetworkManagerOptions options, std::shared_ptr<NetworkDriver> driver,
+    std::shared_ptr<RulesetApplier> applier) {
+  if (!driver) {
+    auto veth = VethDriver::create({options.stateDir + "/netns"});
+    if (!veth) return std::unexpected(veth.error());
+    driver = std::move(*veth);
+  }
+  if (!applier) {
+    auto nft = NftApplier::create();
+    if (!nft) return std::unexpected(nft.error());
+    applier = std::move(*nft);
+  }
   SKIFF_TRY_STATUS(image::fs::makeDirs(options.stateDir + "/network/files", 0755), "network");
   return std::unique_ptr<NetworkManager>(
       new NetworkManager(std::move(options), std::move(driver), std::move(applier)));
@@ -66,11 +76,7 @@ Result<std::unique_ptr<NetworkManager>> NetworkManager::create(
 
 Result<std::unique_ptr<NetworkManager>> NetworkManager::createDefault(
     NetworkManagerOptions options) {
-  auto driver = VethDriver::create({options.stateDir + "/netns"});
-  if (!driver) return std::unexpected(driver.error());
-  auto applier = NftApplier::create();
-  if (!applier) return std::unexpected(applier.error());
-  return create(std::move(options), std::move(*driver), std::move(*applier));
+  return create(std::move(options), nullptr, nullptr);
 }
 
 NetworkManager::~NetworkManager() {

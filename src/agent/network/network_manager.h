@@ -66,10 +66,12 @@ struct Attachment {
 
 class NetworkManager {
  public:
+  // A null `driver` or `applier` gets the production one: VethDriver under `stateDir/netns`,
+  // libnftables.
   static Result<std::unique_ptr<NetworkManager>> create(NetworkManagerOptions options,
-                                                        std::unique_ptr<NetworkDriver> driver,
-                                                        std::unique_ptr<RulesetApplier> applier);
-  // The production wiring: VethDriver under `stateDir/netns` and libnftables.
+                                                        std::shared_ptr<NetworkDriver> driver,
+                                                        std::shared_ptr<RulesetApplier> applier);
+  // The production wiring: create(options, nullptr, nullptr).
   static Result<std::unique_ptr<NetworkManager>> createDefault(NetworkManagerOptions options);
   ~NetworkManager();
 
@@ -89,8 +91,8 @@ class NetworkManager {
   FirewallState firewallState() const { return firewall_.current(); }
 
  private:
-  NetworkManager(NetworkManagerOptions options, std::unique_ptr<NetworkDriver> driver,
-                 std::unique_ptr<RulesetApplier> applier);
+  NetworkManager(NetworkManagerOptions options, std::shared_ptr<NetworkDriver> driver,
+                 std::shared_ptr<RulesetApplier> applier);
   FirewallState desiredLocked() const;
   // Caller holds `lock` on mutex_; it is released while nft runs and held again on return.
   Status syncFirewall(std::unique_lock<std::mutex>& lock);
@@ -99,8 +101,8 @@ class NetworkManager {
   Status writeFiles(const std::string& taskId, const std::string& address);
 
   NetworkManagerOptions options_;
-  std::unique_ptr<NetworkDriver> driver_;
-  std::unique_ptr<RulesetApplier> applier_;
+  std::shared_ptr<NetworkDriver> driver_;
+  std::shared_ptr<RulesetApplier> applier_;
   Firewall firewall_;
 
   mutable std::mutex mutex_;  // Guards everything below except firewall_.

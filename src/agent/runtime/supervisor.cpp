@@ -282,6 +282,19 @@ Result<uint64_t> ContainerSupervisor::cpuUsageNs(const std::string& id) const {
   return readCpuUsageNs(layout_, options_.cgroupParent + "/" + id);
 }
 
+Result<ProcessResult> ContainerSupervisor::exec(const std::string& id,
+                                                const std::vector<std::string>& command,
+                                                std::chrono::milliseconds timeout) {
+  ProcessSpec spec;
+  spec.argv = runtime_.commandPrefix();
+  spec.argv.push_back("exec");
+  spec.argv.push_back(id);
+  spec.argv.insert(spec.argv.end(), command.begin(), command.end());
+  spec.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+  spec.timeout = timeout;
+  return runner_.run(spec);
+}
+
 int ContainerSupervisor::monitorPid(const std::string& id) const {
   auto text = readSmallFile(containerDir(id) + "/" + files::kMonitorPid);
   return text ? std::atoi(text->c_str()) : 0;

@@ -25,6 +25,7 @@
 
 #include "agent/runtime/bundle.h"
 #include "agent/runtime/cgroup.h"
+#include "agent/runtime/container_runtime.h"
 #include "agent/runtime/oci_runtime.h"
 #include "agent/runtime/process_runner.h"
 #include "common/clock.h"
@@ -46,61 +47,35 @@ struct SupervisorOptions {
   bool precompileSeccomp = false;
 };
 
-struct ContainerConfig {
-  std::string id;  // isValidContainerId.
-  // cgroupsPath, initPath and swapAccounting are filled in by the supervisor.
-  BundleSpec bundle;
-  std::chrono::milliseconds stopGrace{10'000};
-  std::chrono::milliseconds runtimeLimit{0};  // Zero: none.
-};
-
-enum class ExitReason {
-  kExited,                // The process exited on its own (any exit code).
-  kOOMKilled,             // The memory cgroup's oom_kill counter is non-zero.
-  kStopped,               // Stopped through stop().
-  kRuntimeLimitExceeded,  // Stopped because it ran past its runtime limit.
-  kStartFailed,           // The runtime could not create or start it.
-  kLost,                  // The monitor died before recording an exit; the status is unknown.
-};
-
-std::string_view exitReasonName(ExitReason reason);
-
-struct ExitStatus {
-  int exitCode = -1;  // The init's exit code; 128+signal when killed by a signal; -1 unknown.
-  int signal = 0;     // The signal that killed the init, if any.
-  ExitReason reason = ExitReason::kExited;
-  uint64_t oomKillCount = 0;
-  int64_t finishedAtMs = 0;
-};
-
-class ContainerSupervisor {
+class ContainerSupervisor final : public ContainerRuntime {
  public:
   ContainerSupervisor(SupervisorOptions options, OciRuntime& runtime, ProcessRunner& runner,
                       CgroupLayout layout, const Clock& clock = SystemClock::instance());
 
   // Creates and starts the container; returns once it runs (kAlreadyExists if the id is taken).
   // On failure nothing is left behind and the runtime's message is in the error.
-  Status start(const ContainerConfig& config);
+  Status start(const ContainerConfig& config) override;
 
   // SIGTERM to the init (tini forwards it), then SIGKILL to everything after `grace` (the
   // container's stopGrace when nullopt). Returns once the exit is recorded.
-  Status stop(const std::string& id, std::optional<std::chrono::milliseconds> grace = {});
+  Status stop(const std::string& id,
+              std::optional<std::chrono::milliseconds> grace = std::nullopt) override;
 
   // The exit status if the container has exited; nullopt while it runs. Enforces the runtime
   // limit: a container past it is stopped (blocking for its grace) and reported as such.
-  Result<std::optional<ExitStatus>> poll(const std::string& id);
+  Result<std::optional<ExitStatus>> poll(const std::string& id) override;
 
   // Waits up to `timeout` for the exit (enforcing the runtime limit meanwhile); kUnavailable
   // when it is still running at the end.
-  Result<ExitStatus> wait(const std::string& id, std::chrono::milliseconds timeout);
+  Result<ExitStatus> wait(const std::string& id, std::chrono::milliseconds timeout) override;
 
   // Rebuilds the supervisor's view from stateDir after a restart: every container directory is
   // adopted, running or exited. Returns the adopted ids.
-  Result<std::vector<std::string>> adopt();
+  Result<std::vector<std::string>> adopt() override;
 
   // Forgets an exited container and deletes its directory (logs included).
   // kFailedPrecondition while it runs.
-  Status remove(const std::string& id);
+  Status remove(const std::string& id) override;
 
   std::vector<std::string> containerIds() const;
   std::string containerDir(const std::string& id) const;
@@ -109,7 +84,11 @@ class ContainerSupervisor {
   // The monitor's pid, 0 when unknown.
   int monitorPid(const std::string& id) const;
   // The CPU time the container's cgroup has used so far (kNotFound once the cgroup is gone).
-  Result<uint64_t> cpuUsageNs(const std::string& id) const;
+  Result<uint64_t> cpuUsageNs(const std::string& id) const override;
+
+  // `RUNTIME exec ID COMMAND...` through the OCI runtime (PATH=/usr/sbin:/usr/bin:/sbin:/bin).
+  Result<ProcessResult> exec(const std::string& id, const std::vector<std::string>& command,
+                             std::chrono::milliseconds timeout) override;
 
  private:
   struct Entry {

@@ -19,8 +19,9 @@
 
 #include "agent/image/fs_util.h"
 #include "agent/image/registry_client.h"
-#include "fake_http_server.h"
+#include "testing/fake_http_server.h"
 #include "testing/local_registry.h"
+#include "testing/requirements.h"
 
 namespace skiff::agent::image {
 namespace {
@@ -98,7 +99,8 @@ struct Suite {
   std::unique_ptr<LocalRegistry> registry;
   std::unique_ptr<ImageBuilder> builder;
   std::string host;
-  std::string skip;
+  std::string skip;   // What the host lacks.
+  std::string error;  // Why the registry or the images could not be made: a failure.
 };
 Suite* suite = nullptr;
 
@@ -196,7 +198,7 @@ class ImageStoreTest : public ::testing::Test {
     suite->dir = std::make_unique<TempDir>("skiff-image-suite");
     auto registry = LocalRegistry::start(suite->dir->path());
     if (!registry) {
-      suite->skip = "docker-registry: " + registry.error().message();
+      suite->error = "docker-registry: " + registry.error().message();
       return;
     }
     suite->registry = std::move(*registry);
@@ -204,7 +206,7 @@ class ImageStoreTest : public ::testing::Test {
     suite->builder = std::make_unique<ImageBuilder>(suite->dir->path() + "/build");
     (void)fs::makeDirs(suite->dir->path() + "/build");
     if (Status s = buildImages(*suite); !s) {
-      suite->skip = "building test images failed: " + s.error().message();
+      suite->error = "building test images failed: " + s.error().message();
     }
   }
   static void TearDownTestSuite() {
@@ -213,13 +215,9 @@ class ImageStoreTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    if (!suite->skip.empty()) {
-      // Building images failing is a real failure when the tools are all there.
-      if (suite->skip.starts_with("building") || suite->skip.starts_with("docker-registry")) {
-        FAIL() << suite->skip;
-      }
-      GTEST_SKIP() << suite->skip;
-    }
+    SKIFF_REQUIRE_NOTHING_MISSING(suite->skip);
+    // With every tool there, a registry or image that cannot be made is a failure.
+    ASSERT_TRUE(suite->error.empty()) << suite->error;
   }
   void TearDown() override {
     stores_.clear();

@@ -10,7 +10,7 @@
 
 #include "agent/image/fs_util.h"
 #include "agent/image/manifest.h"
-#include "fake_http_server.h"
+#include "testing/fake_http_server.h"
 #include "testing/local_registry.h"
 
 namespace skiff::agent::image {

@@ -8,13 +8,13 @@
 #include "agent/metadata/identity_provider.h"
 #include "agent/metadata/imds_handler.h"
 #include "common/clock.h"
-#include "fake_identity_provider.h"
+#include "testing/fake_identity_provider.h"
 
 namespace skiff::agent::metadata {
 namespace {
 
 using nlohmann::json;
-using testing::FakeIdentityProvider;
+using skiff::testing::FakeIdentityProvider;
 using Method = ImdsRequest::Method;
 
 TaskMetadata taskA() {

@@ -15,14 +15,14 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "fake_identity_provider.h"
 #include "http_probe.h"
+#include "testing/fake_identity_provider.h"
 
 namespace skiff::agent::metadata {
 namespace {
 
 using boost::beast::http::verb;
-using testing::FakeIdentityProvider;
+using skiff::testing::FakeIdentityProvider;
 using testing::httpRequest;
 using testing::Probe;
 

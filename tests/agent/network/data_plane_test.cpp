@@ -359,9 +359,7 @@ double iperfMbps(const Container& client, const Container& server, bool reverse)
 }
 
 TEST_F(DataPlaneTest, BandwidthIsShapedToNetworkMbpsInBothDirections) {
-  if (skiff::testing::run({"sh", "-c", "command -v iperf3"}).exitCode != 0) {
-    GTEST_SKIP() << "iperf3 is not installed";
-  }
+  SKIFF_REQUIRE_NOTHING_MISSING(skiff::testing::missingProgram("iperf3"));
   addContainer("limited-task", 0, "open", 50);
   addContainer("peer-task", 1, "open", 0);
   json groups = json::array(

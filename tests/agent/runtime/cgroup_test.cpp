@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "testing/requirements.h"
+
 namespace skiff::agent::runtime {
 namespace {
 
@@ -86,7 +88,7 @@ TEST(CgroupDetect, EscapedMountPointAndGarbageLines) {
 
 TEST(CgroupDetect, ThisHost) {
   auto layout = detectHostCgroupLayout();
-  if (!layout) GTEST_SKIP() << "no usable cgroup hierarchy: " << layout.error().message();
+  SKIFF_REQUIRE(layout, "no usable cgroup hierarchy: " << layout.error().message());
   SUCCEED() << "host cgroup mode: " << cgroupModeName(layout->mode);
 }
 
@@ -128,13 +130,12 @@ TEST(CpuUsage, ParsesTheUsageLineOfCpuStat) {
 
 TEST(CpuUsage, ReadsTheCpuTimeOfARealCgroup) {
   auto layout = detectHostCgroupLayout();
-  if (!layout) GTEST_SKIP() << "no cgroups: " << layout.error().message();
+  SKIFF_REQUIRE(layout, "no usable cgroup hierarchy: " << layout.error().message());
   // The agent's own cgroup has used CPU time; an absent one is kNotFound.
   auto missing = readCpuUsageNs(*layout, "/skiff-no-such-cgroup-" + std::to_string(getpid()));
   ASSERT_FALSE(missing);
-  if (missing.error().code() == ErrorCode::kFailedPrecondition) {
-    GTEST_SKIP() << missing.error().message();
-  }
+  SKIFF_REQUIRE(missing.error().code() != ErrorCode::kFailedPrecondition,
+                "no CPU accounting: " << missing.error().message());
   EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound) << missing.error().message();
   auto root = readCpuUsageNs(*layout, "/");
   ASSERT_TRUE(root) << root.error().message();

@@ -9,20 +9,12 @@
 #include <gtest/gtest.h>
 
 #include "agent/runtime/process_runner.h"
+#include "testing/fake_process_runner.h"
 
 namespace skiff::agent::runtime {
 namespace {
 
-class FakeRunner final : public ProcessRunner {
- public:
-  Result<ProcessResult> run(const ProcessSpec& spec) override {
-    calls.push_back(spec.argv);
-    ProcessResult result = next;
-    return result;
-  }
-  std::vector<std::vector<std::string>> calls;
-  ProcessResult next{.exitCode = 0};
-};
+using FakeRunner = skiff::testing::FakeProcessRunner;
 
 TEST(RuncRuntime, CommandLines) {
   FakeRunner runner;

@@ -8,6 +8,7 @@
 #include "agent/agent_impl.h"
 #include "agent/container_env.h"
 #include "agent/image/registry_client.h"
+#include "agent/instance.h"
 #include "agent/metadata/identity_provider.h"
 #include "agent/metadata/task_metadata.h"
 #include "common/clock.h"
@@ -118,7 +119,8 @@ Status Agent::Impl::open() {
     auto net = network::NetworkManager::createDefault({.stateDir = options.stateDir,
                                                        .server = options.server,
                                                        .token = options.joinToken,
-                                                       .nodeId = options.nodeId});
+                                                       .nodeId = options.nodeId,
+                                                       .instance = options.instance});
     if (!net) return std::unexpected(net.error().wrap("networking"));
     network = std::move(*net);
     auto identity = std::make_shared<metadata::SkiffdIdentityProvider>(options.server,
@@ -199,6 +201,8 @@ Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, AgentDeps dep
   if (!(options.resources.cpu > 0) || options.resources.memoryMB <= 0) {
     return fail(ErrorCode::kInvalidArgument, "cpu and memory must be greater than 0");
   }
+  SKIFF_TRY_STATUS(validateInstance(options.instance), "agent");
+  if (options.cgroupParent.empty()) options.cgroupParent = defaultCgroupParent(options.instance);
   return std::unique_ptr<Agent>(
       new Agent(std::make_unique<Impl>(std::move(options), std::move(deps))));
 }

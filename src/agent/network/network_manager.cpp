@@ -1,6 +1,7 @@
 #include "agent/network/network_manager.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +48,39 @@ std::string containerResolvConf() {
   return out;
 }
 
+// Takes `lockDir/TABLE.NETNS.lock` for as long as the returned descriptor is open. The file holds
+// the state directory of the agent that has it, for the error the next one gets.
+Result<int> lockHostTable(const std::string& lockDir, const std::string& table,
+                          const std::string& stateDir) {
+  struct stat netns {};
+  if (::stat("/proc/thread-self/ns/net", &netns) != 0) {
+    return std::unexpected(errnoError("stat the host's network namespace", errno));
+  }
+  SKIFF_TRY_STATUS(image::fs::makeDirs(lockDir, 0755), "agent lock directory");
+  std::string path = lockDir + "/" + table + "." + std::to_string(netns.st_ino) + ".lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return std::unexpected(errnoError("open " + path, errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int error = errno;
+    char holder[4096];
+    ssize_t got = ::pread(fd, holder, sizeof holder - 1, 0);
+    ::close(fd);
+    if (error != EWOULDBLOCK) return std::unexpected(errnoError("lock " + path, error));
+    std::string other = got > 0 ? std::string(holder, static_cast<size_t>(got)) : "?";
+    return fail(ErrorCode::kFailedPrecondition,
+                "another agent (state directory " + other + ") uses the nftables table " + table +
+                    " on this host; give each agent on a host its own instance name "
+                    "(skiff-agent --instance, skiffd --agent-instance)");
+  }
+  if (::ftruncate(fd, 0) != 0 ||
+      ::pwrite(fd, stateDir.data(), stateDir.size(), 0) != static_cast<ssize_t>(stateDir.size())) {
+    int error = errno;
+    ::close(fd);
+    return std::unexpected(errnoError("write " + path, error));
+  }
+  return fd;
+}
+
 }  // namespace
 
 NetworkManager::NetworkManager(NetworkManagerOptions options, std::unique_ptr<NetworkDriver> driver,
@@ -54,7 +88,7 @@ NetworkManager::NetworkManager(NetworkManagerOptions options, std::unique_ptr<Ne
     : options_(std::move(options)),
       driver_(std::move(driver)),
       applier_(std::move(applier)),
-      firewall_(*applier_) {}
+      firewall_(*applier_, firewallTableName(options_.instance)) {}
 
 Result<std::unique_ptr<NetworkManager>> NetworkManager::create(
     NetworkManagerOptions options, std::unique_ptr<NetworkDriver> driver,
@@ -66,15 +100,25 @@ Result<std::unique_ptr<NetworkManager>> NetworkManager::create(
 
 Result<std::unique_ptr<NetworkManager>> NetworkManager::createDefault(
     NetworkManagerOptions options) {
-  auto driver = VethDriver::create({options.stateDir + "/netns"});
-  if (!driver) return std::unexpected(driver.error());
+  auto lock = lockHostTable(options.lockDir, firewallTableName(options.instance), options.stateDir);
+  if (!lock) return std::unexpected(lock.error());
+  auto closeLock = [fd = *lock](const Error& error) -> Result<std::unique_ptr<NetworkManager>> {
+    ::close(fd);
+    return std::unexpected(error);
+  };
+  auto driver = VethDriver::create({options.stateDir + "/netns", options.instance});
+  if (!driver) return closeLock(driver.error());
   auto applier = NftApplier::create();
-  if (!applier) return std::unexpected(applier.error());
-  return create(std::move(options), std::move(*driver), std::move(*applier));
+  if (!applier) return closeLock(applier.error());
+  auto manager = create(std::move(options), std::move(*driver), std::move(*applier));
+  if (!manager) return closeLock(manager.error());
+  (*manager)->hostLock_ = *lock;
+  return manager;
 }
 
 NetworkManager::~NetworkManager() {
   stop();
+  if (hostLock_ >= 0) ::close(hostLock_);
 }
 
 void NetworkManager::stop() {
@@ -92,6 +136,7 @@ void NetworkManager::stop() {
     for (const api::Ipv4Cidr& block : routes_) (void)driver_->unrouteBlock(block);
     routes_.clear();
   }
+  if (!ipam_ || ipam_->allocations().empty()) driver_->releaseHost();
 }
 
 Status NetworkManager::configure(const json& answer) {

@@ -44,6 +44,13 @@ struct NetworkManagerOptions {
   std::string server;    // skiffd, for the sync long poll.
   std::string token;
   std::string nodeId;
+  // The agent's instance name (agent/instance.h): names the nftables table (`firewallTableName`)
+  // and salts the host link names, so two agents on one host never touch each other's.
+  std::string instance;
+  // createDefault locks `lockDir/TABLE.NETNS.lock` (NETNS: the inode of the host's network
+  // namespace) for the manager's life: a second agent with the same instance in the same
+  // namespace fails to start instead of taking over the first one's table.
+  std::string lockDir = "/run/skiff-agent";
   // Released addresses wait this long before reuse (ipam.h). Long enough for every cache of the
   // old holder that Skiff feeds (security-group sets, endpoint lists: both under 1 s) to forget it.
   int64_t quarantineMs = 15'000;
@@ -82,7 +89,7 @@ class NetworkManager {
   // Applies one answer of GET /v1/network (also used by tests without a sync thread).
   Status applyView(const nlohmann::json& view);
   // Stops the sync thread. Endpoints and rules stay while containers run; with none left the
-  // table and the routes to other nodes are removed.
+  // table, the routes to other nodes and the driver's host mounts are removed.
   void stop();
 
   std::optional<std::string> addressOf(const std::string& taskId) const;
@@ -124,6 +131,7 @@ class NetworkManager {
   std::map<std::string, std::vector<std::string>> localGroups_;
   bool stopping_ = false;
   std::thread syncThread_;
+  int hostLock_ = -1;  // createDefault's lock file, held until destruction.
 };
 
 }  // namespace skiff::agent::network

@@ -49,36 +49,53 @@ std::string containerResolvConf() {
 }
 
 // Takes `lockDir/TABLE.NETNS.lock` for as long as the returned descriptor is open. The file holds
-// the state directory of the agent that has it, for the error the next one gets.
+// the state directory of the agent that has it, for the error the next one gets. The holder
+// deletes the file before it lets go (`unlockHostTable`), so a lock taken on a file that was
+// deleted meanwhile is taken again on the path's new file.
 Result<int> lockHostTable(const std::string& lockDir, const std::string& table,
-                          const std::string& stateDir) {
+                          const std::string& stateDir, std::string& path) {
   struct stat netns {};
   if (::stat("/proc/thread-self/ns/net", &netns) != 0) {
     return std::unexpected(errnoError("stat the host's network namespace", errno));
   }
   SKIFF_TRY_STATUS(image::fs::makeDirs(lockDir, 0755), "agent lock directory");
-  std::string path = lockDir + "/" + table + "." + std::to_string(netns.st_ino) + ".lock";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return std::unexpected(errnoError("open " + path, errno));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    int error = errno;
-    char holder[4096];
-    ssize_t got = ::pread(fd, holder, sizeof holder - 1, 0);
-    ::close(fd);
-    if (error != EWOULDBLOCK) return std::unexpected(errnoError("lock " + path, error));
-    std::string other = got > 0 ? std::string(holder, static_cast<size_t>(got)) : "?";
-    return fail(ErrorCode::kFailedPrecondition,
-                "another agent (state directory " + other + ") uses the nftables table " + table +
-                    " on this host; give each agent on a host its own instance name "
-                    "(skiff-agent --instance, skiffd --agent-instance)");
+  path = lockDir + "/" + table + "." + std::to_string(netns.st_ino) + ".lock";
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return std::unexpected(errnoError("open " + path, errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      int error = errno;
+      char holder[4096];
+      ssize_t got = ::pread(fd, holder, sizeof holder - 1, 0);
+      ::close(fd);
+      if (error != EWOULDBLOCK) return std::unexpected(errnoError("lock " + path, error));
+      std::string other = got > 0 ? std::string(holder, static_cast<size_t>(got)) : "?";
+      return fail(ErrorCode::kFailedPrecondition,
+                  "another agent (state directory " + other + ") uses the nftables table " + table +
+                      " on this host; give each agent on a host its own instance name "
+                      "(skiff-agent --instance, skiffd --agent-instance)");
+    }
+    struct stat locked {};
+    struct stat named {};
+    if (::fstat(fd, &locked) != 0 || ::stat(path.c_str(), &named) != 0 ||
+        locked.st_ino != named.st_ino) {
+      ::close(fd);  // The previous holder deleted it between our open and our lock.
+      continue;
+    }
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, stateDir.data(), stateDir.size(), 0) !=
+                                       static_cast<ssize_t>(stateDir.size())) {
+      int error = errno;
+      ::close(fd);
+      return std::unexpected(errnoError("write " + path, error));
+    }
+    return fd;
   }
-  if (::ftruncate(fd, 0) != 0 ||
-      ::pwrite(fd, stateDir.data(), stateDir.size(), 0) != static_cast<ssize_t>(stateDir.size())) {
-    int error = errno;
-    ::close(fd);
-    return std::unexpected(errnoError("write " + path, error));
-  }
-  return fd;
+  return fail(ErrorCode::kUnavailable, "lock " + path + ": it keeps being replaced");
+}
+
+void unlockHostTable(int fd, const std::string& path) {
+  ::unlink(path.c_str());
+  ::close(fd);
 }
 
 }  // namespace
@@ -100,10 +117,12 @@ Result<std::unique_ptr<NetworkManager>> NetworkManager::create(
 
 Result<std::unique_ptr<NetworkManager>> NetworkManager::createDefault(
     NetworkManagerOptions options) {
-  auto lock = lockHostTable(options.lockDir, firewallTableName(options.instance), options.stateDir);
+  std::string lockPath;
+  auto lock = lockHostTable(options.lockDir, firewallTableName(options.instance), options.stateDir,
+                            lockPath);
   if (!lock) return std::unexpected(lock.error());
-  auto closeLock = [fd = *lock](const Error& error) -> Result<std::unique_ptr<NetworkManager>> {
-    ::close(fd);
+  auto closeLock = [&, fd = *lock](const Error& error) -> Result<std::unique_ptr<NetworkManager>> {
+    unlockHostTable(fd, lockPath);
     return std::unexpected(error);
   };
   auto driver = VethDriver::create({options.stateDir + "/netns", options.instance});
@@ -113,12 +132,13 @@ Result<std::unique_ptr<NetworkManager>> NetworkManager::createDefault(
   auto manager = create(std::move(options), std::move(*driver), std::move(*applier));
   if (!manager) return closeLock(manager.error());
   (*manager)->hostLock_ = *lock;
+  (*manager)->hostLockPath_ = lockPath;
   return manager;
 }
 
 NetworkManager::~NetworkManager() {
   stop();
-  if (hostLock_ >= 0) ::close(hostLock_);
+  if (hostLock_ >= 0) unlockHostTable(hostLock_, hostLockPath_);
 }
 
 void NetworkManager::stop() {

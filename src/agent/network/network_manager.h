@@ -48,8 +48,8 @@ struct NetworkManagerOptions {
   // and salts the host link names, so two agents on one host never touch each other's.
   std::string instance;
   // createDefault locks `lockDir/TABLE.NETNS.lock` (NETNS: the inode of the host's network
-  // namespace) for the manager's life: a second agent with the same instance in the same
-  // namespace fails to start instead of taking over the first one's table.
+  // namespace) for the manager's life and deletes it then: a second agent with the same instance
+  // in the same namespace fails to start instead of taking over the first one's table.
   std::string lockDir = "/run/skiff-agent";
   // Released addresses wait this long before reuse (ipam.h). Long enough for every cache of the
   // old holder that Skiff feeds (security-group sets, endpoint lists: both under 1 s) to forget it.
@@ -131,7 +131,9 @@ class NetworkManager {
   std::map<std::string, std::vector<std::string>> localGroups_;
   bool stopping_ = false;
   std::thread syncThread_;
-  int hostLock_ = -1;  // createDefault's lock file, held until destruction.
+  // createDefault's lock file, held until destruction and then deleted.
+  int hostLock_ = -1;
+  std::string hostLockPath_;
 };
 
 }  // namespace skiff::agent::network

@@ -9,7 +9,7 @@
 //   host veth links       skv + hash(ID)          skv + hash(NAME/ID)
 //   cgroup parent         /skiff                  /skiff-NAME        (unless set explicitly)
 //   state directory       /var/lib/skiff-agent    /var/lib/skiff-agent-NAME (unless set)
-//   lock (network on)     /run/skiff-agent/TABLE.NETNS.lock
+//   table claim           abstract unix socket skiff-agent/TABLE in the network namespace
 //
 // Everything else an agent makes is under its state directory (namespaces, mounts, the OCI
 // runtime's root) or inside its containers' own namespaces (the metadata proxy's listeners), and

@@ -1,12 +1,15 @@
 #include "agent/network/network_manager.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -48,54 +51,42 @@ std::string containerResolvConf() {
   return out;
 }
 
-// Takes `lockDir/TABLE.NETNS.lock` for as long as the returned descriptor is open. The file holds
-// the state directory of the agent that has it, for the error the next one gets. The holder
-// deletes the file before it lets go (`unlockHostTable`), so a lock taken on a file that was
-// deleted meanwhile is taken again on the path's new file.
-Result<int> lockHostTable(const std::string& lockDir, const std::string& table,
-                          const std::string& stateDir, std::string& path) {
-  struct stat netns {};
-  if (::stat("/proc/thread-self/ns/net", &netns) != 0) {
-    return std::unexpected(errnoError("stat the host's network namespace", errno));
+// Claims the table for as long as the returned socket is open: a unix socket bound to the
+// abstract name "skiff-agent/TABLE" in the calling thread's network namespace (the host's). An
+// abstract name belongs to one namespace and is released when its holder exits, however it exits,
+// so nothing is left to clean up. The holder listens, so the next agent can name it by its pid.
+Result<int> claimHostTable(const std::string& table) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::string name = "skiff-agent/" + table;
+  if (name.size() + 1 > sizeof address.sun_path) {
+    return fail(ErrorCode::kInvalidArgument, "table name too long: " + table);
   }
-  SKIFF_TRY_STATUS(image::fs::makeDirs(lockDir, 0755), "agent lock directory");
-  path = lockDir + "/" + table + "." + std::to_string(netns.st_ino) + ".lock";
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return std::unexpected(errnoError("open " + path, errno));
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      int error = errno;
-      char holder[4096];
-      ssize_t got = ::pread(fd, holder, sizeof holder - 1, 0);
-      ::close(fd);
-      if (error != EWOULDBLOCK) return std::unexpected(errnoError("lock " + path, error));
-      std::string other = got > 0 ? std::string(holder, static_cast<size_t>(got)) : "?";
-      return fail(ErrorCode::kFailedPrecondition,
-                  "another agent (state directory " + other + ") uses the nftables table " + table +
-                      " on this host; give each agent on a host its own instance name "
-                      "(skiff-agent --instance, skiffd --agent-instance)");
-    }
-    struct stat locked {};
-    struct stat named {};
-    if (::fstat(fd, &locked) != 0 || ::stat(path.c_str(), &named) != 0 ||
-        locked.st_ino != named.st_ino) {
-      ::close(fd);  // The previous holder deleted it between our open and our lock.
-      continue;
-    }
-    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, stateDir.data(), stateDir.size(), 0) !=
-                                       static_cast<ssize_t>(stateDir.size())) {
-      int error = errno;
-      ::close(fd);
-      return std::unexpected(errnoError("write " + path, error));
-    }
+  std::memcpy(address.sun_path + 1, name.data(), name.size());  // sun_path[0] = 0: abstract.
+  auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::unexpected(errnoError("socket", errno));
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0 && ::listen(fd, 1) == 0) {
     return fd;
   }
-  return fail(ErrorCode::kUnavailable, "lock " + path + ": it keeps being replaced");
-}
-
-void unlockHostTable(int fd, const std::string& path) {
-  ::unlink(path.c_str());
+  int error = errno;
   ::close(fd);
+  if (error != EADDRINUSE) return std::unexpected(errnoError("claim the table " + table, error));
+  std::string holder = "?";
+  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe >= 0) {
+    ucred peer{};
+    socklen_t size = sizeof peer;
+    if (::connect(probe, reinterpret_cast<sockaddr*>(&address), length) == 0 &&
+        ::getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &peer, &size) == 0) {
+      holder = std::to_string(peer.pid);
+    }
+    ::close(probe);
+  }
+  return fail(ErrorCode::kFailedPrecondition,
+              "another agent (pid " + holder + ") uses the nftables table " + table +
+                  " in this network namespace; give each agent on a host its own instance name "
+                  "(skiff-agent --instance, skiffd --agent-instance)");
 }
 
 }  // namespace
@@ -117,28 +108,25 @@ Result<std::unique_ptr<NetworkManager>> NetworkManager::create(
 
 Result<std::unique_ptr<NetworkManager>> NetworkManager::createDefault(
     NetworkManagerOptions options) {
-  std::string lockPath;
-  auto lock = lockHostTable(options.lockDir, firewallTableName(options.instance), options.stateDir,
-                            lockPath);
-  if (!lock) return std::unexpected(lock.error());
-  auto closeLock = [&, fd = *lock](const Error& error) -> Result<std::unique_ptr<NetworkManager>> {
-    unlockHostTable(fd, lockPath);
+  auto claim = claimHostTable(firewallTableName(options.instance));
+  if (!claim) return std::unexpected(claim.error());
+  auto releaseClaim = [fd = *claim](const Error& error) -> Result<std::unique_ptr<NetworkManager>> {
+    ::close(fd);
     return std::unexpected(error);
   };
   auto driver = VethDriver::create({options.stateDir + "/netns", options.instance});
-  if (!driver) return closeLock(driver.error());
+  if (!driver) return releaseClaim(driver.error());
   auto applier = NftApplier::create();
-  if (!applier) return closeLock(applier.error());
+  if (!applier) return releaseClaim(applier.error());
   auto manager = create(std::move(options), std::move(*driver), std::move(*applier));
-  if (!manager) return closeLock(manager.error());
-  (*manager)->hostLock_ = *lock;
-  (*manager)->hostLockPath_ = lockPath;
+  if (!manager) return releaseClaim(manager.error());
+  (*manager)->tableClaim_ = *claim;
   return manager;
 }
 
 NetworkManager::~NetworkManager() {
   stop();
-  if (hostLock_ >= 0) unlockHostTable(hostLock_, hostLockPath_);
+  if (tableClaim_ >= 0) ::close(tableClaim_);
 }
 
 void NetworkManager::stop() {

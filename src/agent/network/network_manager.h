@@ -47,10 +47,6 @@ struct NetworkManagerOptions {
   // The agent's instance name (agent/instance.h): names the nftables table (`firewallTableName`)
   // and salts the host link names, so two agents on one host never touch each other's.
   std::string instance;
-  // createDefault locks `lockDir/TABLE.NETNS.lock` (NETNS: the inode of the host's network
-  // namespace) for the manager's life and deletes it then: a second agent with the same instance
-  // in the same namespace fails to start instead of taking over the first one's table.
-  std::string lockDir = "/run/skiff-agent";
   // Released addresses wait this long before reuse (ipam.h). Long enough for every cache of the
   // old holder that Skiff feeds (security-group sets, endpoint lists: both under 1 s) to forget it.
   int64_t quarantineMs = 15'000;
@@ -76,7 +72,10 @@ class NetworkManager {
   static Result<std::unique_ptr<NetworkManager>> create(NetworkManagerOptions options,
                                                         std::unique_ptr<NetworkDriver> driver,
                                                         std::unique_ptr<RulesetApplier> applier);
-  // The production wiring: VethDriver under `stateDir/netns` and libnftables.
+  // The production wiring: VethDriver under `stateDir/netns` and libnftables. It also claims the
+  // nftables table in the calling thread's network namespace for the manager's life (an abstract
+  // unix socket "skiff-agent/TABLE"), so a second agent with the same instance name there fails
+  // with kFailedPrecondition, naming the first one's pid, instead of replacing its rules.
   static Result<std::unique_ptr<NetworkManager>> createDefault(NetworkManagerOptions options);
   ~NetworkManager();
 
@@ -131,9 +130,8 @@ class NetworkManager {
   std::map<std::string, std::vector<std::string>> localGroups_;
   bool stopping_ = false;
   std::thread syncThread_;
-  // createDefault's lock file, held until destruction and then deleted.
-  int hostLock_ = -1;
-  std::string hostLockPath_;
+  // createDefault's claim on the table (see `createDefault`), held until destruction.
+  int tableClaim_ = -1;
 };
 
 }  // namespace skiff::agent::network

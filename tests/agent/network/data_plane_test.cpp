@@ -395,7 +395,6 @@ TEST(TwoInstancesOnOneHost, EachFiltersOnlyItsOwnContainersAndOneStoppingLeavesT
   auto cluster = NetnsCluster::create(1, "sk2i" + std::to_string(getpid()));
   ASSERT_TRUE(cluster) << cluster.error().message();
   std::string host = (*cluster)->netnsPath(0);
-  image::testing::TempDir locks("skiff-instances-lock");
   std::map<std::string, std::unique_ptr<image::testing::TempDir>> dirs;
   std::map<std::string, std::unique_ptr<NetworkManager>> managers;
   std::string refused;
@@ -408,7 +407,6 @@ TEST(TwoInstancesOnOneHost, EachFiltersOnlyItsOwnContainersAndOneStoppingLeavesT
       options.server = "http://127.0.0.1:1";
       options.nodeId = "node";
       options.instance = instance;
-      options.lockDir = locks.path();
       auto created = NetworkManager::createDefault(options);
       if (!created) return;
       json answer = {{"network", {{"block", "10." + std::to_string(octet++) + ".0.0/24"}}}};
@@ -416,9 +414,8 @@ TEST(TwoInstancesOnOneHost, EachFiltersOnlyItsOwnContainersAndOneStoppingLeavesT
       managers[instance] = std::move(*created);
     }
     NetworkManagerOptions again;
-    again.stateDir = locks.path() + "/third";
+    again.stateDir = dirs["a"]->path() + "/third";
     again.instance = "a";
-    again.lockDir = locks.path();
     auto third = NetworkManager::createDefault(again);
     refused = third ? "" : third.error().message();
   }));
@@ -431,7 +428,9 @@ TEST(TwoInstancesOnOneHost, EachFiltersOnlyItsOwnContainersAndOneStoppingLeavesT
     for (auto& [instance, dir] : dirs) image::testing::unmountAll(dir->path());
   };
   ASSERT_EQ(managers.size(), 2u);
-  EXPECT_NE(refused.find(dirs["a"]->path()), std::string::npos) << refused;
+  EXPECT_NE(refused.find("(pid " + std::to_string(getpid()) + ") uses the nftables table skiff-a"),
+            std::string::npos)
+      << refused;
 
   std::map<std::string, Container> containers;
   std::vector<std::unique_ptr<Listener>> listeners;
@@ -469,8 +468,18 @@ TEST(TwoInstancesOnOneHost, EachFiltersOnlyItsOwnContainersAndOneStoppingLeavesT
                                      "list", "table", "ip", "skiff-a"});
   EXPECT_NE(tableA.exitCode, 0) << tableA.output;
   EXPECT_TRUE(image::fs::mountsUnder(dirs["a"]->path()).empty());
-  EXPECT_TRUE(image::fs::listDir(locks.path()).size() == 1u)  // b's lock; a's is deleted.
-      << ::testing::PrintToString(image::fs::listDir(locks.path()));
+  // The table is free again for an agent with a's name, and b's is still taken.
+  std::string claims;
+  skiff::testing::runInNetns(host, [&] {
+    for (const std::string instance : {"a", "b"}) {
+      NetworkManagerOptions options;
+      options.stateDir = dirs["a"]->path() + "/again-" + instance;
+      options.instance = instance;
+      auto again = NetworkManager::createDefault(options);
+      claims += instance + (again ? ": free " : ": taken ");
+    }
+  });
+  EXPECT_EQ(claims, "a: free b: taken ");
 
   auto tableB = skiff::testing::run({"ip", "netns", "exec", host.substr(host.rfind('/') + 1), "nft",
                                      "list", "table", "ip", "skiff-b"});

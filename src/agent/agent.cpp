@@ -9,6 +9,7 @@
 #include "agent/container_env.h"
 #include "agent/image/image_store.h"
 #include "agent/image/registry_client.h"
+#include "agent/instance.h"
 #include "agent/metadata/identity_provider.h"
 #include "agent/metadata/task_metadata.h"
 #include "agent/runtime/supervisor.h"
@@ -91,6 +92,7 @@ Status Agent::Impl::open() {
                                                 .server = options.server,
                                                 .token = options.joinToken,
                                                 .nodeId = options.nodeId,
+                                                .instance = options.instance,
                                                 .pollWait = options.pollWait,
                                                 .clock = clock},
                                                deps.networkDriver, deps.firewall);
@@ -223,6 +225,8 @@ Result<std::unique_ptr<Agent>> Agent::create(AgentOptions options, AgentDeps dep
   if (!(options.resources.cpu > 0) || options.resources.memoryMB <= 0) {
     return fail(ErrorCode::kInvalidArgument, "cpu and memory must be greater than 0");
   }
+  SKIFF_TRY_STATUS(validateInstance(options.instance), "agent");
+  if (options.cgroupParent.empty()) options.cgroupParent = defaultCgroupParent(options.instance);
   return std::unique_ptr<Agent>(
       new Agent(std::make_unique<Impl>(std::move(options), std::move(deps))));
 }

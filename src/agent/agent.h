@@ -91,7 +91,10 @@ struct AgentOptions {
   std::vector<std::string> insecureRegistries;  // "HOST:PORT" allowed over plain HTTP.
   std::string monitorPath;                      // skiff-monitor; required.
   std::string initPath = "/usr/bin/tini-static";
-  std::string cgroupParent = "/skiff";
+  // Names this agent's host-wide resources (nftables table, link names, cgroup parent; see
+  // instance.h) so several agents can share a host. Empty: the names of a single agent.
+  std::string instance;
+  std::string cgroupParent;  // Empty: "/skiff", or "/skiff-INSTANCE" (instance.h).
   std::chrono::milliseconds heartbeatInterval{3000};
   std::chrono::milliseconds pollWait{5000};  // waitMs of the long poll; bounds stop().
   std::chrono::milliseconds stopGrace{10000};

@@ -19,6 +19,7 @@
 #include <CLI/CLI.hpp>
 
 #include "agent/agent.h"
+#include "agent/instance.h"
 #include "agent/node_info.h"
 #include "client/address.h"
 #include "common/log.h"
@@ -47,7 +48,14 @@ int main(int argc, char** argv) {
   app.add_option("--server", server, "Address of skiffd's REST API");
   app.add_option("--join-token-file", joinTokenFile, "File holding skiffd's join token");
   app.add_option("--node-id", options.nodeId, "This node's id (default: the hostname)");
-  app.add_option("--state-dir", options.stateDir, "Directory for images, containers, task state");
+  auto* stateDirOpt =
+      app.add_option("--state-dir", options.stateDir,
+                     "Directory for images, containers, task state (default: "
+                     "/var/lib/skiff-agent, or /var/lib/skiff-agent-NAME with --instance NAME)");
+  app.add_option("--instance", options.instance,
+                 "Instance name: names the agent's nftables table (skiff-NAME), host links, "
+                 "cgroup parent (/skiff-NAME) and default state directory, so several agents "
+                 "can share a host");
   auto* cpuOpt = app.add_option("--cpu", cpu, "Advertised cores (default: detected)");
   auto* memOpt = app.add_option("--memory-mb", memoryMB, "Advertised memory in MiB");
   auto* diskOpt = app.add_option("--disk-mb", diskMB, "Advertised disk in MiB");
@@ -69,7 +77,9 @@ int main(int argc, char** argv) {
                  "Exited containers whose logs are kept; older ones are deleted");
   app.add_option("--monitor", options.monitorPath, "The skiff-monitor binary");
   app.add_option("--init", options.initPath, "Static init run as each container's pid 1");
-  app.add_option("--cgroup-parent", options.cgroupParent, "Parent cgroup of the containers");
+  app.add_option("--cgroup-parent", options.cgroupParent,
+                 "Parent cgroup of the containers (default: /skiff, or /skiff-NAME with "
+                 "--instance NAME)");
   app.add_option("--heartbeat-ms", heartbeatMs, "Milliseconds between heartbeats");
   app.add_option("--poll-wait-ms", pollWaitMs, "waitMs of the assignments long poll");
   app.add_option("--stop-grace-sec", stopGraceSec, "Seconds between SIGTERM and SIGKILL");
@@ -96,6 +106,11 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   skiff::log::init("agent", skiff::log::parseLevel(logLevel, skiff::log::Level::kInfo));
+  if (auto valid = skiff::agent::validateInstance(options.instance); !valid) {
+    std::fprintf(stderr, "skiff-agent: --instance: %s\n", valid.error().message().c_str());
+    return 2;
+  }
+  if (stateDirOpt->count() == 0) options.stateDir = skiff::agent::defaultStateDir(options.instance);
   options.imageDiskBudgetBytes = imageBudgetMb << 20;
   options.mountHugetlbForCrun = !keepHybridCgroups;
   options.favorDynamicCgroups = !keepCgroupMountOptions;

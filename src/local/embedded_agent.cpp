@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "agent/instance.h"
 #include "agent/node_info.h"
 
 namespace skiff::local {
@@ -12,7 +13,10 @@ agent::AgentOptions embeddedAgentOptions(const EmbeddedAgentOptions& options,
   agentOptions.server = endpoint.address;
   agentOptions.joinToken = endpoint.joinToken;
   agentOptions.nodeId = options.nodeId.empty() ? agent::defaultNodeId() : options.nodeId;
-  agentOptions.stateDir = options.stateDir;
+  agentOptions.instance = options.instance;
+  agentOptions.stateDir =
+      options.stateDir.empty() ? agent::defaultStateDir(options.instance) : options.stateDir;
+  agentOptions.cgroupParent = agent::defaultCgroupParent(options.instance);
   agentOptions.monitorPath = agent::defaultMonitorPath();
   agentOptions.insecureRegistries = options.insecureRegistries;
   agentOptions.attributes.zone = options.zone;
@@ -29,11 +33,11 @@ EmbeddedAgent::EmbeddedAgent(EmbeddedAgentOptions options) : options_(std::move(
 EmbeddedAgent::~EmbeddedAgent() = default;
 
 Status EmbeddedAgent::start(const controlplane::ServingEndpoint& endpoint) {
-  if (auto made = controlplane::ensureDirectory(options_.stateDir); !made) {
+  agent::AgentOptions agentOptions = embeddedAgentOptions(options_, endpoint);
+  if (auto made = controlplane::ensureDirectory(agentOptions.stateDir); !made) {
     return std::unexpected(made.error().wrap("the local agent's state directory"));
   }
-  agent::AgentOptions agentOptions = embeddedAgentOptions(options_, endpoint);
-  agentOptions.resources = agent::detectResources(options_.stateDir, {});
+  agentOptions.resources = agent::detectResources(agentOptions.stateDir, {});
   auto created = agent::Agent::create(std::move(agentOptions));
   if (!created) return std::unexpected(created.error().wrap("the local agent"));
   agent_ = std::move(*created);

@@ -19,7 +19,10 @@
 namespace skiff::local {
 
 struct EmbeddedAgentOptions {
-  std::string stateDir = "/var/lib/skiff-agent";
+  // The agent's instance name (agent/instance.h): two all-in-one clusters on one host each need
+  // their own, besides their own state directories and `--vpc-cidr`.
+  std::string instance;
+  std::string stateDir;                         // Empty: /var/lib/skiff-agent[-INSTANCE].
   std::string nodeId;                           // Empty: the hostname.
   std::vector<std::string> insecureRegistries;  // "HOST:PORT" allowed over plain HTTP.
   // The node's zone attribute and region label, as skiff-agent's `--zone` and `--region` set
@@ -29,6 +32,7 @@ struct EmbeddedAgentOptions {
 };
 
 // The embedded agent's options for a skiffd reached at `endpoint`, resources not yet detected.
+// The state directory and cgroup parent are the instance's defaults unless set.
 agent::AgentOptions embeddedAgentOptions(const EmbeddedAgentOptions& options,
                                          const controlplane::ServingEndpoint& endpoint);
 

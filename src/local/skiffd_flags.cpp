@@ -12,7 +12,14 @@ void addSkiffdFlags(CLI::App& app, SkiffdFlags& flags) {
   app.add_option("--log-level", daemon.logLevel, "debug, info, warn or error");
   app.add_option("--threads", daemon.threads, "Worker threads (default: the number of cores)");
   app.add_flag("--with-agent", flags.withAgent, "Also run a node agent in this process");
-  app.add_option("--agent-state-dir", flags.agent.stateDir, "State directory of the local agent");
+  app.add_option("--agent-instance", flags.agent.instance,
+                 "Instance name of the local agent: names its nftables table (skiff-NAME), "
+                 "cgroup parent (/skiff-NAME) and default state directory, so two all-in-one "
+                 "clusters can share a host (give each its own --state-dir, --listen and "
+                 "--vpc-cidr too)");
+  app.add_option("--agent-state-dir", flags.agent.stateDir,
+                 "State directory of the local agent (default: /var/lib/skiff-agent, or "
+                 "/var/lib/skiff-agent-NAME with --agent-instance NAME)");
   app.add_option("--agent-node-id", flags.agent.nodeId, "Node id of the local agent (hostname)");
   app.add_option("--insecure-registry", flags.agent.insecureRegistries,
                  "HOST:PORT the local agent may pull from over plain HTTP (repeatable)");

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <gtest/gtest.h>
 
+#include "agent/instance.h"
 #include "agent/node_info.h"
 #include "local/embedded_agent.h"
 
@@ -50,6 +51,35 @@ TEST(SkiffdFlagsTest, WithoutZoneOrRegionTheNodeHasNeither) {
   EXPECT_TRUE(options.attributes.labels.empty());
   nlohmann::json body = agent::registrationBody(options.nodeId, {}, options.attributes);
   EXPECT_FALSE(body["attributes"].contains("zone"));
+}
+
+TEST(SkiffdFlagsTest, WithoutAnInstanceTheAgentKeepsTheSingleClusterNames) {
+  SkiffdFlags flags = parse({"--with-agent"});
+  agent::AgentOptions options = embeddedAgentOptions(flags.agent, {"http://127.0.0.1:7070", ""});
+  EXPECT_EQ(options.instance, "");
+  EXPECT_EQ(options.stateDir, "/var/lib/skiff-agent");
+  EXPECT_EQ(options.cgroupParent, "/skiff");
+}
+
+TEST(SkiffdFlagsTest, AnAgentInstanceNamesTheStateDirAndCgroupParent) {
+  SkiffdFlags flags = parse({"--with-agent", "--agent-instance", "second"});
+  agent::AgentOptions options = embeddedAgentOptions(flags.agent, {"http://127.0.0.1:7071", ""});
+  EXPECT_EQ(options.instance, "second");
+  EXPECT_EQ(options.stateDir, "/var/lib/skiff-agent-second");
+  EXPECT_EQ(options.cgroupParent, "/skiff-second");
+  flags = parse({"--with-agent", "--agent-instance", "second", "--agent-state-dir", "/srv/a"});
+  EXPECT_EQ(embeddedAgentOptions(flags.agent, {"http://127.0.0.1:7071", ""}).stateDir, "/srv/a");
+}
+
+TEST(SkiffdFlagsTest, InstanceNamesAreCheckedBeforeTheyNameAnything) {
+  EXPECT_TRUE(agent::validateInstance(""));
+  EXPECT_TRUE(agent::validateInstance("b"));
+  EXPECT_TRUE(agent::validateInstance("cluster-2"));
+  EXPECT_FALSE(agent::validateInstance("-b"));
+  EXPECT_FALSE(agent::validateInstance("B"));
+  EXPECT_FALSE(agent::validateInstance("a/b"));
+  EXPECT_FALSE(agent::validateInstance("a b"));
+  EXPECT_FALSE(agent::validateInstance(std::string(33, 'a')));
 }
 
 TEST(SkiffdFlagsTest, ControlPlaneFlagsReachTheDaemonOptions) {

@@ -39,6 +39,16 @@ std::set<std::string> setUniverse(const FirewallState& state) {
   return names;
 }
 
+std::set<std::string> linksOf(const FirewallState& state) {
+  std::set<std::string> links;
+  for (const LocalEndpoint& endpoint : state.endpoints) links.insert(endpoint.hostLink);
+  return links;
+}
+
+std::string linkElement(const std::string& link) {
+  return "\"" + link + "\"";
+}
+
 std::string endpointElement(const LocalEndpoint& endpoint) {
   return "\"" + endpoint.hostLink + "\" . " + api::formatIpv4(endpoint.address);
 }
@@ -90,9 +100,18 @@ std::string groupKey(const std::string& name) {
   return text;
 }
 
-std::string renderRuleset(const FirewallState& state) {
-  std::string table = "ip " + std::string(kTableName);
+std::string firewallTableName(const std::string& instance) {
+  return instance.empty() ? std::string(kTableName) : std::string(kTableName) + "-" + instance;
+}
+
+std::string renderRuleset(const FirewallState& state, std::string_view tableName) {
+  std::string table = "ip " + std::string(tableName);
   std::string out = "table " + table + " {}\ndelete table " + table + "\ntable " + table + " {\n";
+  out += "  set links {\n    type ifname\n";
+  if (!state.endpoints.empty()) {
+    out += "    elements = { " + joinElements(linksOf(state), linkElement) + " }\n";
+  }
+  out += "  }\n";
   out += "  set endpoints {\n    type ifname . ipv4_addr\n";
   if (!state.endpoints.empty()) {
     out += "    elements = { " + joinElements(state.endpoints, endpointElement) + " }\n";
@@ -109,7 +128,7 @@ std::string renderRuleset(const FirewallState& state) {
   for (const auto& [name, group] : state.groups) {
     out += "  chain " + chainOf(name) + " {\n" + renderGroupChain(group) + "  }\n";
   }
-  std::string links = "\"" + std::string(kHostLinkPrefix) + "*\"";
+  std::string links = "@links";
   out += "  chain to_container {\n    ct state established,related accept\n";
   for (const auto& [name, group] : state.groups) {
     out += "    ip daddr @" + setOf(name) + " jump " + chainOf(name) + "\n";
@@ -124,10 +143,13 @@ std::string renderRuleset(const FirewallState& state) {
   return out;
 }
 
-std::string renderDelta(const FirewallState& from, const FirewallState& to) {
+std::string renderDelta(const FirewallState& from, const FirewallState& to,
+                        std::string_view tableName) {
   if (from == to) return "";
-  if (from.groups != to.groups || setUniverse(from) != setUniverse(to)) return renderRuleset(to);
-  std::string table = "ip " + std::string(kTableName);
+  if (from.groups != to.groups || setUniverse(from) != setUniverse(to)) {
+    return renderRuleset(to, tableName);
+  }
+  std::string table = "ip " + std::string(tableName);
   std::string out;
   auto elements = [&](const char* verb, const std::string& set, const std::string& list) {
     if (!list.empty())
@@ -139,7 +161,17 @@ std::string renderDelta(const FirewallState& from, const FirewallState& to) {
                       to.endpoints.end(), std::back_inserter(gone));
   std::set_difference(to.endpoints.begin(), to.endpoints.end(), from.endpoints.begin(),
                       from.endpoints.end(), std::back_inserter(added));
+  std::set<std::string> linksBefore = linksOf(from);
+  std::set<std::string> linksAfter = linksOf(to);
+  std::vector<std::string> linksGone;
+  std::vector<std::string> linksAdded;
+  std::set_difference(linksBefore.begin(), linksBefore.end(), linksAfter.begin(), linksAfter.end(),
+                      std::back_inserter(linksGone));
+  std::set_difference(linksAfter.begin(), linksAfter.end(), linksBefore.begin(), linksBefore.end(),
+                      std::back_inserter(linksAdded));
   elements("delete", "endpoints", joinElements(gone, endpointElement));
+  elements("delete", "links", joinElements(linksGone, linkElement));
+  elements("add", "links", joinElements(linksAdded, linkElement));
   elements("add", "endpoints", joinElements(added, endpointElement));
   static const std::set<api::Ipv4> kNone;
   for (const std::string& name : setUniverse(to)) {
@@ -217,7 +249,7 @@ Status NftApplier::apply(const std::string& script) {
 Status Firewall::reset(const FirewallState& state) {
   std::lock_guard lock(mutex_);
   valid_ = false;
-  SKIFF_TRY_STATUS(applier_.apply(renderRuleset(state)), "firewall");
+  SKIFF_TRY_STATUS(applier_.apply(renderRuleset(state, table_)), "firewall");
   applied_ = state;
   valid_ = true;
   return {};
@@ -227,7 +259,7 @@ Status Firewall::update(const FirewallState& state) {
   {
     std::lock_guard lock(mutex_);
     if (valid_) {
-      std::string delta = renderDelta(applied_, state);
+      std::string delta = renderDelta(applied_, state, table_);
       if (delta.empty()) return {};
       if (applier_.apply(delta)) {
         applied_ = state;
@@ -246,7 +278,7 @@ FirewallState Firewall::current() const {
 Status Firewall::remove() {
   std::lock_guard lock(mutex_);
   valid_ = false;
-  std::string table = "ip " + std::string(kTableName);
+  std::string table = "ip " + table_;
   return applier_.apply("table " + table + " {}\ndelete table " + table + "\n");
 }
 

@@ -1,16 +1,20 @@
 #pragma once
 
 // Security groups and anti-spoofing on one node, in an nftables table the agent owns
-// (`ip skiff`; nothing else touches it and the agent never touches other tables).
+// (`ip skiff`, or `ip skiff-NAME` for an agent with an instance name: see `firewallTableName`;
+// nothing else touches it and the agent never touches other tables).
 //
 // Model: a container is a member of the groups its job names. Inbound traffic to a local
-// container (forwarded to a link named skv*) is accepted when it belongs to an established
-// connection or when any rule of any of the container's groups matches; everything else is
-// dropped. Egress is not filtered. A rule's source is a CIDR or the member addresses of a group
-// (cluster-wide, from skiffd). Packets arriving from a container link with a source address other
-// than that container's are dropped (forward and input hooks).
+// container (forwarded to one of this agent's links) is accepted when it belongs to an
+// established connection or when any rule of any of the container's groups matches; everything
+// else is dropped. Egress is not filtered. A rule's source is a CIDR or the member addresses of a
+// group (cluster-wide, from skiffd). Packets arriving from a container link with a source address
+// other than that container's are dropped (forward and input hooks). The rules match this
+// agent's links by name (the `links` set), never by a name pattern, so the tables of two agents
+// on one host (two all-in-one clusters) each filter only their own containers' traffic.
 //
 // Layout (set and chain names are derived from a hash of the group name, see `groupKey`):
+//   set links      { type ifname }               this agent's host-side container links
 //   set endpoints  { type ifname . ipv4_addr }   local links and their one allowed source
 //   set m_<key>    { type ipv4_addr }            members of a group, cluster-wide
 //   chain g_<key>                                the group's rules (accept on match)
@@ -36,6 +40,10 @@ namespace skiff::agent::network {
 
 inline constexpr std::string_view kTableName = "skiff";
 
+// The table of the agent instance `instance`: "skiff" for the default (empty) instance,
+// "skiff-NAME" otherwise.
+std::string firewallTableName(const std::string& instance);
+
 struct LocalEndpoint {
   std::string hostLink;
   api::Ipv4 address = 0;
@@ -54,12 +62,13 @@ struct FirewallState {
 // whatever the name contains.
 std::string groupKey(const std::string& name);
 
-// The whole table as one nft script that replaces any previous version atomically.
-std::string renderRuleset(const FirewallState& state);
+// The whole table `ip TABLE` as one nft script that replaces any previous version atomically.
+std::string renderRuleset(const FirewallState& state, std::string_view table = kTableName);
 
 // The commands that turn `from` into `to`: element updates only when the groups' definitions are
 // unchanged, otherwise the full ruleset. Empty when nothing changed.
-std::string renderDelta(const FirewallState& from, const FirewallState& to);
+std::string renderDelta(const FirewallState& from, const FirewallState& to,
+                        std::string_view table = kTableName);
 
 // Applies nft scripts. The interface lets tests record what would be applied.
 class RulesetApplier {
@@ -87,7 +96,9 @@ class NftApplier final : public RulesetApplier {
 // Keeps the applied state and brings the kernel to a desired one with the smallest change.
 class Firewall {
  public:
-  explicit Firewall(RulesetApplier& applier) : applier_(applier) {}
+  // Keeps the table `ip TABLE`.
+  explicit Firewall(RulesetApplier& applier, std::string table = std::string(kTableName))
+      : applier_(applier), table_(std::move(table)) {}
   // Replaces the table with `state` (start-up: whatever an earlier run left is discarded).
   Status reset(const FirewallState& state);
   // Applies the difference to `state`. On failure falls back to a full reset.
@@ -95,9 +106,11 @@ class Firewall {
   FirewallState current() const;
   // Removes the table.
   Status remove();
+  const std::string& table() const { return table_; }
 
  private:
   RulesetApplier& applier_;
+  const std::string table_;
   mutable std::mutex mutex_;
   FirewallState applied_;
   bool valid_ = false;

@@ -26,6 +26,17 @@ Status prepareNetnsDir(const std::string& dir) {
   return {};
 }
 
+Status releaseNetnsDir(const std::string& dir) {
+  // A directory prepared twice (an agent restarted without its namespaces gone) holds the bind
+  // more than once; each unmount takes one off.
+  for (int i = 0; i < 16; ++i) {
+    if (::umount2(dir.c_str(), MNT_DETACH) == 0) continue;
+    if (errno == EINVAL || errno == ENOENT) return {};
+    return std::unexpected(errnoError("unmount " + dir, errno));
+  }
+  return {};
+}
+
 Result<CreatedNetns> createNetns(const std::string& path) {
   int file = ::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
   if (file < 0) return std::unexpected(errnoError("create " + path, errno));

@@ -15,6 +15,10 @@ namespace skiff::agent::network {
 // unmount of a namespace file there also reaches copies of the mount table made since.
 Status prepareNetnsDir(const std::string& dir);
 
+// Undoes `prepareNetnsDir`: unmounts the bind mount on `dir` (every mount on it). No error when
+// it is not a mount point.
+Status releaseNetnsDir(const std::string& dir);
+
 struct CreatedNetns {
   int fd = -1;                          // Open namespace file (O_CLOEXEC); the caller closes it.
   std::unique_ptr<RouteSocket> socket;  // A route socket inside the new namespace.

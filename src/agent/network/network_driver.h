@@ -51,9 +51,14 @@ class NetworkDriver {
   // Routes another node's address block through that node's address (added or replaced).
   virtual Status routeBlock(const api::Ipv4Cidr& block, api::Ipv4 via) = 0;
   virtual Status unrouteBlock(const api::Ipv4Cidr& block) = 0;
+  // Undoes what the driver set up on the host for its endpoints (VethDriver: the bind mount of
+  // its namespace directory) when no endpoint is left; called when the agent stops.
+  virtual void releaseHost() {}
 };
 
-// "skv" + 12 hex digits of a hash of the id: unique enough per node and within IFNAMSIZ.
-std::string hostLinkNameFor(const std::string& id);
+// "skv" + 12 hex digits of a hash of the id (of "INSTANCE/ID" for an agent with an instance
+// name): unique enough per node and within IFNAMSIZ, and different for two agents on one host
+// even when their clusters give two tasks the same id.
+std::string hostLinkNameFor(const std::string& id, const std::string& instance = "");
 
 }  // namespace skiff::agent::network

@@ -1,11 +1,15 @@
 #include "agent/network/network_manager.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -47,6 +51,44 @@ std::string containerResolvConf() {
   return out;
 }
 
+// Claims the table for as long as the returned socket is open: a unix socket bound to the
+// abstract name "skiff-agent/TABLE" in the calling thread's network namespace (the host's). An
+// abstract name belongs to one namespace and is released when its holder exits, however it exits,
+// so nothing is left to clean up. The holder listens, so the next agent can name it by its pid.
+Result<int> claimHostTable(const std::string& table) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::string name = "skiff-agent/" + table;
+  if (name.size() + 1 > sizeof address.sun_path) {
+    return fail(ErrorCode::kInvalidArgument, "table name too long: " + table);
+  }
+  std::memcpy(address.sun_path + 1, name.data(), name.size());  // sun_path[0] = 0: abstract.
+  auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::unexpected(errnoError("socket", errno));
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0 && ::listen(fd, 1) == 0) {
+    return fd;
+  }
+  int error = errno;
+  ::close(fd);
+  if (error != EADDRINUSE) return std::unexpected(errnoError("claim the table " + table, error));
+  std::string holder = "?";
+  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe >= 0) {
+    ucred peer{};
+    socklen_t size = sizeof peer;
+    if (::connect(probe, reinterpret_cast<sockaddr*>(&address), length) == 0 &&
+        ::getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &peer, &size) == 0) {
+      holder = std::to_string(peer.pid);
+    }
+    ::close(probe);
+  }
+  return fail(ErrorCode::kFailedPrecondition,
+              "another agent (pid " + holder + ") uses the nftables table " + table +
+                  " in this network namespace; give each agent on a host its own instance name "
+                  "(skiff-agent --instance, skiffd --agent-instance)");
+}
+
 }  // namespace
 
 NetworkManager::NetworkManager(NetworkManagerOptions options, std::shared_ptr<NetworkDriver> driver,
@@ -54,24 +96,36 @@ NetworkManager::NetworkManager(NetworkManagerOptions options, std::shared_ptr<Ne
     : options_(std::move(options)),
       driver_(std::move(driver)),
       applier_(std::move(applier)),
-      firewall_(*applier_) {}
+      firewall_(*applier_, firewallTableName(options_.instance)) {}
 
 Result<std::unique_ptr<NetworkManager>> NetworkManager::create(
     NetworkManagerOptions options, std::shared_ptr<NetworkDriver> driver,
     std::shared_ptr<RulesetApplier> applier) {
-  if (!driver) {
-    auto veth = VethDriver::create({options.stateDir + "/netns"});
-    if (!veth) return std::unexpected(veth.error());
-    driver = std::move(*veth);
-  }
+  int claim = -1;
+  auto failWith = [&claim](const Error& error) -> Result<std::unique_ptr<NetworkManager>> {
+    if (claim >= 0) ::close(claim);
+    return std::unexpected(error);
+  };
   if (!applier) {
+    auto claimed = claimHostTable(firewallTableName(options.instance));
+    if (!claimed) return std::unexpected(claimed.error());
+    claim = *claimed;
     auto nft = NftApplier::create();
-    if (!nft) return std::unexpected(nft.error());
+    if (!nft) return failWith(nft.error());
     applier = std::move(*nft);
   }
-  SKIFF_TRY_STATUS(image::fs::makeDirs(options.stateDir + "/network/files", 0755), "network");
-  return std::unique_ptr<NetworkManager>(
+  if (!driver) {
+    auto veth = VethDriver::create({options.stateDir + "/netns", options.instance});
+    if (!veth) return failWith(veth.error());
+    driver = std::move(*veth);
+  }
+  if (auto made = image::fs::makeDirs(options.stateDir + "/network/files", 0755); !made) {
+    return failWith(made.error().wrap("network"));
+  }
+  std::unique_ptr<NetworkManager> manager(
       new NetworkManager(std::move(options), std::move(driver), std::move(applier)));
+  manager->tableClaim_ = claim;
+  return manager;
 }
 
 Result<std::unique_ptr<NetworkManager>> NetworkManager::createDefault(
@@ -81,6 +135,7 @@ Result<std::unique_ptr<NetworkManager>> NetworkManager::createDefault(
 
 NetworkManager::~NetworkManager() {
   stop();
+  if (tableClaim_ >= 0) ::close(tableClaim_);
 }
 
 void NetworkManager::stop() {
@@ -98,6 +153,7 @@ void NetworkManager::stop() {
     for (const api::Ipv4Cidr& block : routes_) (void)driver_->unrouteBlock(block);
     routes_.clear();
   }
+  if (!ipam_ || ipam_->allocations().empty()) driver_->releaseHost();
 }
 
 Status NetworkManager::configure(const json& answer) {

@@ -44,6 +44,9 @@ struct NetworkManagerOptions {
   std::string server;    // skiffd, for the sync long poll.
   std::string token;
   std::string nodeId;
+  // The agent's instance name (agent/instance.h): names the nftables table (`firewallTableName`)
+  // and salts the host link names, so two agents on one host never touch each other's.
+  std::string instance;
   // Released addresses wait this long before reuse (ipam.h). Long enough for every cache of the
   // old holder that Skiff feeds (security-group sets, endpoint lists: both under 1 s) to forget it.
   int64_t quarantineMs = 15'000;
@@ -71,7 +74,11 @@ class NetworkManager {
   static Result<std::unique_ptr<NetworkManager>> create(NetworkManagerOptions options,
                                                         std::shared_ptr<NetworkDriver> driver,
                                                         std::shared_ptr<RulesetApplier> applier);
-  // The production wiring: create(options, nullptr, nullptr).
+  // The production wiring: create(options, nullptr, nullptr). With the production applier the
+  // manager also claims the nftables table in the calling thread's network namespace for its
+  // life (an abstract unix socket "skiff-agent/TABLE"), so a second agent with the same instance
+  // name there fails with kFailedPrecondition, naming the first one's pid, instead of replacing
+  // its rules.
   static Result<std::unique_ptr<NetworkManager>> createDefault(NetworkManagerOptions options);
   ~NetworkManager();
 
@@ -84,7 +91,7 @@ class NetworkManager {
   // Applies one answer of GET /v1/network (also used by tests without a sync thread).
   Status applyView(const nlohmann::json& view);
   // Stops the sync thread. Endpoints and rules stay while containers run; with none left the
-  // table and the routes to other nodes are removed.
+  // table, the routes to other nodes and the driver's host mounts are removed.
   void stop();
 
   std::optional<std::string> addressOf(const std::string& taskId) const;
@@ -126,6 +133,8 @@ class NetworkManager {
   std::map<std::string, std::vector<std::string>> localGroups_;
   bool stopping_ = false;
   std::thread syncThread_;
+  // createDefault's claim on the table (see `createDefault`), held until destruction.
+  int tableClaim_ = -1;
 };
 
 }  // namespace skiff::agent::network

@@ -19,8 +19,8 @@ constexpr const char* kContainerLink = "eth0";
 
 }  // namespace
 
-std::string hostLinkNameFor(const std::string& id) {
-  uint64_t hash = fnv1a64(id);
+std::string hostLinkNameFor(const std::string& id, const std::string& instance) {
+  uint64_t hash = fnv1a64(instance.empty() ? id : instance + "/" + id);
   char text[16];
   std::snprintf(text, sizeof text, "%012llx",
                 static_cast<unsigned long long>(hash & 0xffffffffffffull));
@@ -117,6 +117,12 @@ Status VethDriver::unrouteBlock(const api::Ipv4Cidr& block) {
 
 std::vector<std::string> VethDriver::list() {
   return image::fs::listDir(options_.netnsDir);
+}
+
+void VethDriver::releaseHost() {
+  if (!list().empty()) return;
+  // MNT_DETACH: a namespace file bound there by a process still starting is not waited for.
+  (void)releaseNetnsDir(options_.netnsDir);
 }
 
 }  // namespace skiff::agent::network

@@ -16,6 +16,7 @@ namespace skiff::agent::network {
 
 struct VethDriverOptions {
   std::string netnsDir;  // Where namespace files are bound; made a shared mount point.
+  std::string instance;  // The agent's instance name; salts the host link names.
 };
 
 class VethDriver final : public NetworkDriver {
@@ -27,9 +28,13 @@ class VethDriver final : public NetworkDriver {
   Status detach(const std::string& id, api::Ipv4 address) override;
   std::vector<std::string> list() override;
   std::string netnsPath(const std::string& id) const override;
-  std::string hostLinkName(const std::string& id) const override { return hostLinkNameFor(id); }
+  std::string hostLinkName(const std::string& id) const override {
+    return hostLinkNameFor(id, options_.instance);
+  }
   Status routeBlock(const api::Ipv4Cidr& block, api::Ipv4 via) override;
   Status unrouteBlock(const api::Ipv4Cidr& block) override;
+  // Unmounts the namespace directory's bind mount when no namespace file is left in it.
+  void releaseHost() override;
 
  private:
   VethDriver(VethDriverOptions options, std::unique_ptr<RouteSocket> host)

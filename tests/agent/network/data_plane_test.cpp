@@ -3,8 +3,9 @@
 // table, routes between the hosts' blocks), six container namespaces in three security groups.
 // Every ordered pair is probed over TCP and compared with the table the rules imply, before and
 // after a rule change; spoofed sources are dropped; a 50 Mbps container measures 50 Mbps with
-// iperf3 in both directions. Root only; skipped with the reason otherwise. Everything is removed
-// by the fixture, also when a test fails.
+// iperf3 in both directions. Two agents' managers with different instance names on one host each
+// filter only their own containers, and one stopping leaves the other as it was. Root only;
+// skipped with the reason otherwise. Everything is removed by the fixture, also when a test fails.
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "agent/image/fs_util.h"
 #include "agent/network/netns.h"
 #include "agent/network/network_manager.h"
 #include "testing/local_registry.h"
@@ -380,6 +382,116 @@ TEST_F(DataPlaneTest, BandwidthIsShapedToNetworkMbpsInBothDirections) {
   EXPECT_NEAR(into, 50.0, 5.0);
   EXPECT_NEAR(outOf, 50.0, 5.0);
   cluster_->stop(*server);
+}
+
+// Two all-in-one clusters on one host: their agents' managers (instances "a" and "b", their own
+// blocks) share the host namespace. Each table filters only its own links, both clusters give a
+// task the same id without their links colliding, a third manager with a taken instance name is
+// refused, and one stopping leaves the other's table, links and mounts as they were.
+TEST(TwoInstancesOnOneHost, EachFiltersOnlyItsOwnContainersAndOneStoppingLeavesTheOther) {
+  SKIFF_REQUIRE_NOTHING_MISSING(NetnsCluster::skipReason());
+  auto cluster = NetnsCluster::create(1, "sk2i" + std::to_string(getpid()));
+  ASSERT_TRUE(cluster) << cluster.error().message();
+  std::string host = (*cluster)->netnsPath(0);
+  std::map<std::string, std::unique_ptr<image::testing::TempDir>> dirs;
+  std::map<std::string, std::unique_ptr<NetworkManager>> managers;
+  std::string refused;
+  ASSERT_TRUE(skiff::testing::runInNetns(host, [&] {
+    int octet = 64;
+    for (const std::string instance : {"a", "b"}) {
+      dirs[instance] = std::make_unique<image::testing::TempDir>("skiff-instance-" + instance);
+      NetworkManagerOptions options;
+      options.stateDir = dirs[instance]->path();
+      options.server = "http://127.0.0.1:1";
+      options.nodeId = "node";
+      options.instance = instance;
+      auto created = NetworkManager::createDefault(options);
+      if (!created) return;
+      json answer = {{"network", {{"block", "10." + std::to_string(octet++) + ".0.0/24"}}}};
+      if (!(*created)->configure(answer)) return;
+      managers[instance] = std::move(*created);
+    }
+    NetworkManagerOptions again;
+    again.stateDir = dirs["a"]->path() + "/third";
+    again.instance = "a";
+    auto third = NetworkManager::createDefault(again);
+    refused = third ? "" : third.error().message();
+  }));
+  auto cleanup = [&] {
+    for (auto& [instance, manager] : managers) {
+      manager->detach("task-1");
+      manager->stop();
+    }
+    managers.clear();
+    for (auto& [instance, dir] : dirs) image::testing::unmountAll(dir->path());
+  };
+  ASSERT_EQ(managers.size(), 2u);
+  EXPECT_NE(refused.find("(pid " + std::to_string(getpid()) + ") uses the nftables table skiff-a"),
+            std::string::npos)
+      << refused;
+
+  std::map<std::string, Container> containers;
+  std::vector<std::unique_ptr<Listener>> listeners;
+  json groups = json::array(
+      {{{"name", "open"}, {"ingress", {{{"protocol", "all"}, {"sourceCidr", "0.0.0.0/0"}}}}}});
+  for (auto& [instance, manager] : managers) {
+    auto attached = manager->attach("task-1", {"open"}, 0);  // The same task id in both.
+    if (!attached) {
+      ADD_FAILURE() << instance << ": " << attached.error().message();
+      cleanup();
+      return;
+    }
+    containers[instance] = {"task-1", 0, "open", attached->address, attached->netnsPath};
+    listeners.push_back(std::make_unique<Listener>(attached->netnsPath));
+    json view = {{"revision", 1},
+                 {"securityGroups", groups},
+                 {"members", {{"open", {attached->address}}}},
+                 {"nodes", json::array()}};
+    EXPECT_TRUE(manager->applyView(view));
+  }
+  const Container& a = containers["a"];
+  const Container& b = containers["b"];
+  // Traffic between them crosses both tables: each checks only its own link, so the
+  // destination's groups decide (both open here).
+  EXPECT_TRUE(tcpConnects(a.netns, b.ip, kTcpPort));
+  EXPECT_TRUE(tcpConnects(b.netns, a.ip, kTcpPort));
+  FirewallState stateB = managers["b"]->firewallState();
+  std::string mountsB;
+  for (const std::string& point : image::fs::mountsUnder(dirs["b"]->path())) mountsB += point + " ";
+
+  managers["a"]->detach("task-1");
+  managers["a"]->stop();
+  managers.erase("a");
+  auto tableA = skiff::testing::run({"ip", "netns", "exec", host.substr(host.rfind('/') + 1), "nft",
+                                     "list", "table", "ip", "skiff-a"});
+  EXPECT_NE(tableA.exitCode, 0) << tableA.output;
+  EXPECT_TRUE(image::fs::mountsUnder(dirs["a"]->path()).empty());
+  // The table is free again for an agent with a's name, and b's is still taken.
+  std::string claims;
+  skiff::testing::runInNetns(host, [&] {
+    for (const std::string instance : {"a", "b"}) {
+      NetworkManagerOptions options;
+      options.stateDir = dirs["a"]->path() + "/again-" + instance;
+      options.instance = instance;
+      auto again = NetworkManager::createDefault(options);
+      claims += instance + (again ? ": free " : ": taken ");
+    }
+  });
+  EXPECT_EQ(claims, "a: free b: taken ");
+
+  auto tableB = skiff::testing::run({"ip", "netns", "exec", host.substr(host.rfind('/') + 1), "nft",
+                                     "list", "table", "ip", "skiff-b"});
+  EXPECT_EQ(tableB.exitCode, 0) << tableB.output;
+  EXPECT_EQ(managers["b"]->firewallState(), stateB);
+  std::string mountsAfter;
+  for (const std::string& point : image::fs::mountsUnder(dirs["b"]->path())) {
+    mountsAfter += point + " ";
+  }
+  EXPECT_EQ(mountsAfter, mountsB);
+  EXPECT_TRUE(tcpConnects(host, b.ip, kTcpPort));
+  listeners.clear();
+  cleanup();
+  EXPECT_TRUE(image::fs::mountsUnder(dirs["b"]->path()).empty());
 }
 
 }  // namespace

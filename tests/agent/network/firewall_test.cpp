@@ -56,8 +56,14 @@ TEST(FirewallRuleset, RendersGroupsAsChainsAndMembersAsSets) {
   EXPECT_TRUE(contains(script, "ip saddr 10.1.0.0/16 meta l4proto udp accept")) << script;
   EXPECT_TRUE(contains(script, "ip daddr @m_" + db + " jump g_" + db)) << script;
   EXPECT_TRUE(contains(script, "elements = { \"skv000000000001\" . 10.64.0.2 }")) << script;
-  EXPECT_TRUE(contains(script, "iifname \"skv*\" iifname . ip saddr != @endpoints counter drop"))
+  // The rules match this agent's own links, never a name pattern another agent's links share.
+  EXPECT_TRUE(
+      contains(script, "set links {\n    type ifname\n    elements = { \"skv000000000001\" }"))
       << script;
+  EXPECT_TRUE(contains(script, "iifname @links iifname . ip saddr != @endpoints counter drop"))
+      << script;
+  EXPECT_TRUE(contains(script, "oifname @links jump to_container")) << script;
+  EXPECT_FALSE(contains(script, "skv*")) << script;
   // Default deny after the group jumps.
   EXPECT_LT(script.find("jump g_"), script.find("counter drop\n  }\n  chain forward"));
 }
@@ -79,7 +85,31 @@ TEST(FirewallRuleset, EndpointChangesAreElementUpdates) {
   FirewallState after = before;
   after.endpoints.insert({"skv000000000002", *api::parseIpv4("10.64.0.3")});
   EXPECT_EQ(renderDelta(before, after),
+            "add element ip skiff links { \"skv000000000002\" }\n"
             "add element ip skiff endpoints { \"skv000000000002\" . 10.64.0.3 }\n");
+  EXPECT_EQ(renderDelta(after, before),
+            "delete element ip skiff endpoints { \"skv000000000002\" . 10.64.0.3 }\n"
+            "delete element ip skiff links { \"skv000000000002\" }\n");
+}
+
+TEST(FirewallRuleset, AnInstanceHasItsOwnTable) {
+  EXPECT_EQ(firewallTableName(""), "skiff");
+  EXPECT_EQ(firewallTableName("b"), "skiff-b");
+  std::string script = renderRuleset(sample(), firewallTableName("b"));
+  EXPECT_TRUE(contains(script, "table ip skiff-b {}\ndelete table ip skiff-b\n")) << script;
+  EXPECT_FALSE(contains(script, "table ip skiff {")) << script;
+  FirewallState after = sample();
+  after.members["db"].clear();
+  EXPECT_EQ(renderDelta(sample(), after, "skiff-b"),
+            "delete element ip skiff-b m_" + groupKey("db") + " { 10.64.0.3 }\n");
+}
+
+TEST(FirewallRuleset, AnInstanceSaltsTheHostLinkNames) {
+  EXPECT_EQ(hostLinkNameFor("job-1-0"), hostLinkNameFor("job-1-0", ""));
+  EXPECT_NE(hostLinkNameFor("job-1-0"), hostLinkNameFor("job-1-0", "b"));
+  EXPECT_NE(hostLinkNameFor("job-1-0", "a"), hostLinkNameFor("job-1-0", "b"));
+  EXPECT_EQ(hostLinkNameFor("job-1-0", "b").size(), 15u);
+  EXPECT_TRUE(hostLinkNameFor("job-1-0", "b").starts_with("skv"));
 }
 
 TEST(FirewallRuleset, RuleChangeRebuildsTheTableAtomically) {

@@ -609,7 +609,16 @@ Status ContainerSupervisor::remove(const std::string& id) {
   auto exited = readExit(id, *current);
   if (!exited) return std::unexpected(exited.error());
   if (!*exited) return fail(ErrorCode::kFailedPrecondition, "container " + id + " is running");
-  // The monitor deletes the container after recording the exit; a lost monitor did not.
+  // The monitor deletes the container after recording the exit, and the runtime logs into the
+  // container's directory while it does: let it finish (bounded) rather than race it over the
+  // same state, cgroups and files. A lost monitor did not delete it; the calls below do.
+  if (int pid = monitorPid(id); monitorAlive(pid)) {
+    ChangeWaiter waiter(containerDir(id), pid);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (monitorAlive(pid) && std::chrono::steady_clock::now() < deadline) {
+      waiter.wait(std::chrono::milliseconds(100));
+    }
+  }
   (void)runtime_.remove(id, true);
   removeCgroupTree(layout_, options_.cgroupParent + "/" + id);
   std::error_code ec;

@@ -249,7 +249,8 @@ TEST_P(ContainerTest, EchoHiGoesToTheLogFiles) {
   EXPECT_EQ(exit.reason, ExitReason::kExited);
   EXPECT_EQ(readFile(supervisor_->stdoutPath("echo")), "hi\n");
   EXPECT_EQ(readFile(supervisor_->stderrPath("echo")), "oops\n");
-  ASSERT_TRUE(supervisor_->remove("echo"));
+  auto removed = supervisor_->remove("echo");
+  ASSERT_TRUE(removed) << removed.error().message();
   EXPECT_FALSE(fs::exists(supervisor_->containerDir("echo")));
   // The monitor deleted the container from runc's state.
   auto state = runtime_->state("echo");

@@ -18,6 +18,7 @@
 #include "agent/agent.h"
 #include "agent/image/manifest.h"
 #include "common/clock.h"
+#include "integration/api_shortcuts.h"
 #include "integration/skiffd_process.h"
 #include "testing/fake_identity_provider.h"
 #include "testing/fake_images.h"
@@ -117,25 +118,11 @@ class AgentLogicTest : public ::testing::Test {
           {"retryPolicy", {{"immediate", {{"retries", retries}}}}}}}};
   }
 
-  std::string submit(const json& job) {
-    auto response = client_->call("POST", "/v1/jobs", &job);
-    EXPECT_TRUE(response && response->status == 201)
-        << (response ? response->body.dump() : response.error().message());
-    if (!response || !response->ok()) return "";
-    return response->body.value("id", "");
-  }
+  std::string submit(const json& job) { return skiff::testing::submitJob(*client_, job); }
 
-  json tasks(const std::string& jobId) {
-    auto response = client_->call("GET", "/v1/tasks?jobId=" + jobId, nullptr);
-    if (!response || !response->ok()) return json::array();
-    return response->body.value("items", json::array());
-  }
+  json tasks(const std::string& jobId) { return skiff::testing::tasksOfJob(*client_, jobId); }
 
-  json task(const std::string& taskId) {
-    auto response = client_->call("GET", "/v1/tasks/" + taskId, nullptr);
-    if (!response || !response->ok()) return json::object();
-    return response->body;
-  }
+  json task(const std::string& taskId) { return skiff::testing::getTask(*client_, taskId); }
 
   // Polls `done` until it holds or `timeout` passes (the agent reports asynchronously).
   static bool eventually(const std::function<bool()>& done, std::chrono::seconds timeout = 20s) {

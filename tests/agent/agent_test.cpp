@@ -27,6 +27,7 @@
 
 #include "agent/image/digest.h"
 #include "agent/runtime/cgroup.h"
+#include "integration/api_shortcuts.h"
 #include "integration/skiffd_process.h"
 #include "testing/local_registry.h"
 #include "testing/requirements.h"
@@ -217,25 +218,11 @@ class AgentTest : public ::testing::Test {
           {"retryPolicy", {{"immediate", {{"retries", retries}}}}}}}};
   }
 
-  std::string submit(const json& job) {
-    auto response = client_->call("POST", "/v1/jobs", &job);
-    EXPECT_TRUE(response && response->status == 201)
-        << (response ? response->body.dump() : response.error().message());
-    if (!response || !response->ok()) return "";
-    return response->body.value("id", "");
-  }
+  std::string submit(const json& job) { return skiff::testing::submitJob(*client_, job); }
 
-  json tasks(const std::string& jobId) {
-    auto response = client_->call("GET", "/v1/tasks?jobId=" + jobId, nullptr);
-    if (!response || !response->ok()) return json::array();
-    return response->body.value("items", json::array());
-  }
+  json tasks(const std::string& jobId) { return skiff::testing::tasksOfJob(*client_, jobId); }
 
-  json task(const std::string& taskId) {
-    auto response = client_->call("GET", "/v1/tasks/" + taskId, nullptr);
-    if (!response || !response->ok()) return json::object();
-    return response->body;
-  }
+  json task(const std::string& taskId) { return skiff::testing::getTask(*client_, taskId); }
 
   // Waits until `done(job)` holds; returns the last job seen.
   json waitJob(const std::string& jobId, const std::function<bool(const json&)>& done,

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "cli/commands.h"
+#include "testing/requirements.h"
 
 namespace skiff::cli {
 namespace {
@@ -121,9 +122,8 @@ TEST_F(BashCompletionTest, FileArguments) {
 class ZshCompletionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::access("/usr/bin/zsh", X_OK) != 0 && ::access("/bin/zsh", X_OK) != 0) {
-      GTEST_SKIP() << "no zsh";
-    }
+    SKIFF_REQUIRE(::access("/usr/bin/zsh", X_OK) == 0 || ::access("/bin/zsh", X_OK) == 0,
+                  "zsh is not installed");
   }
 
   static std::string complete(const std::vector<std::string>& words) {

@@ -17,7 +17,7 @@ packages=(
   # Container networking: netlink (links, routes, tc), nftables (security groups), namespaces.
   libnl-3-dev libnl-route-3-dev libmnl-dev libnftables-dev nftables iproute2 util-linux iperf3
   # Tests and benchmarks.
-  libgtest-dev libgmock-dev libbenchmark-dev procps clang-format jq
+  libgtest-dev libgmock-dev libbenchmark-dev procps clang-format jq zsh
 )
 if [[ "${1:-}" == "--bench-peers" ]]; then
   packages+=(slurm-wlm munge slurmrestd slurm-wlm-jwt-plugin podman)

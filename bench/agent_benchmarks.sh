@@ -31,6 +31,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build-agentbench}
+# Absolute: the agent starts skiff-monitor by the path it is given, which must be absolute.
+[[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
 OUT=${OUT:-$BUILD/agent-bench-results}
 START_RUNS=${START_RUNS:-3}
 START_JOBS=${START_JOBS:-30}

@@ -18,8 +18,9 @@
 #        instruction (the skiff-agent runtime is RUNTIME, crun by default, as podman's first one);
 #      the image is cached on both sides (pulled and warmed up before the timed runs); then
 #      START_JOBS jobs with the agent restarted with --no-disk-limits (where the time goes);
-#   2. throughput: THROUGHPUT_JOBS `true` jobs, THROUGHPUT_RUNS times; then Slurm (one node,
-#      /etc/slurm/slurm.conf) running SLURM_JOBS `sbatch --wrap=true`, THROUGHPUT_RUNS times;
+#   2. throughput: THROUGHPUT_JOBS `true` jobs, THROUGHPUT_RUNS times; then Slurm (one node, a
+#      private copy of /etc/slurm/slurm.conf, or of docs/benchmarks.md's when the host has none)
+#      running SLURM_JOBS `sbatch --wrap=true`, THROUGHPUT_RUNS times;
 #   3. HOLD_JOBS `sleep 600` jobs: RSS of skiff-agent, skiffd and each skiff-monitor, disk of the
 #      last container; then they are killed through the API.
 # Percentiles are by nearest rank (the value at rank ceil(p*N) of the sorted samples); a p99 is
@@ -30,6 +31,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$ROOT/build-agentbench}
+# Absolute: the agent starts skiff-monitor by the path it is given, which must be absolute.
+[[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
 OUT=${OUT:-$BUILD/agent-bench-results}
 START_RUNS=${START_RUNS:-3}
 START_JOBS=${START_JOBS:-30}
@@ -47,6 +50,7 @@ NODISK=${NODISK:-1}   # also measure start latency with --no-disk-limits
 NETWORK=${NETWORK:-1} # 0: skiff-agent --no-network (loopback-only containers) for parts 2 and 3
 RUNTIME=${RUNTIME:-crun}  # --runtime of skiff-agent (crun, as podman's first runtime)
 SKIP_BUILD=${SKIP_BUILD:-0}
+VPC_CIDR=${VPC_CIDR:-10.112.0.0/12}  # skiffd --vpc-cidr: away from podman's 10.88.0.0/16
 # CPU/memory requests. The CPU quota already applies while runc sets the container up (runc init
 # compiles the seccomp filter inside the container's cgroup), so a 0.01-core task takes ~2.5 s to
 # start: the latency and throughput jobs ask for 1 core; the held `sleep` jobs for 0.5.
@@ -213,7 +217,9 @@ rm -rf "$WORK/bundle"
 # skiffd and a separate skiff-agent.
 SPORT=$(free_port)
 URL=http://127.0.0.1:$SPORT
-"$SKIFFD" --state-dir "$WORK/skiffd" --listen "127.0.0.1:$SPORT" --log-level warn 2>"$WORK/skiffd.log" &
+# Its own address range and agent instance name (docs/networking.md, "Several clusters on one
+# host"), so a cluster or a test suite elsewhere on the host neither disturbs nor refuses it.
+"$SKIFFD" --state-dir "$WORK/skiffd" --listen "127.0.0.1:$SPORT" --vpc-cidr "$VPC_CIDR" --log-level warn 2>"$WORK/skiffd.log" &
 SKIFFD_PID=$!
 PIDS+=($SKIFFD_PID)
 for _ in $(seq 1 100); do curl -fsS "$URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -223,7 +229,7 @@ TOKEN=$WORK/skiffd/admin.token
 AGENT_NETWORK=$NETWORK  # 0: start_agent passes --no-network
 start_agent() {  # extra agent flags...
   "$AGENT" --server "$URL" --join-token-file "$WORK/skiffd/join.token" --node-id agentbench \
-    --state-dir "$WORK/agent" --cpu 64 --memory-mb 65536 --disk-mb 4000000 --network-mbps 1000000 \
+    --instance agentbench --state-dir "$WORK/agent" --cpu 64 --memory-mb 65536 --disk-mb 4000000 --network-mbps 1000000 \
     ${RUNTIME:+--runtime "$RUNTIME"} $([[ $AGENT_NETWORK == 0 ]] && echo --no-network) --monitor "$MONITOR" --init "$INIT" --cgroup-parent "$CGROUP_PARENT" \
     --insecure-registry "$REGISTRY" "$@" 2>>"$WORK/agent.log" &
   AGENT_PID=$!
@@ -413,8 +419,8 @@ if [[ $SLURM == 1 ]] && { pgrep -x slurmctld || pgrep -x slurmd; } >/dev/null; t
   log "slurm is already running; skipping the Slurm peer (stop it first)"
   SLURM=0
 fi
-if [[ $SLURM == 1 && ! -f /etc/slurm/slurm.conf ]]; then
-  log "no /etc/slurm/slurm.conf; skipping the Slurm throughput peer (docs/benchmarks.md shows the one used)"
+if [[ $SLURM == 1 ]] && ! command -v slurmctld >/dev/null; then
+  log "slurmctld is missing; skipping the Slurm throughput peer (scripts/setup.sh --bench-peers)"
   SLURM=0
 fi
 if [[ $SLURM == 1 ]]; then
@@ -422,28 +428,71 @@ if [[ $SLURM == 1 ]]; then
   # advertises 64 with --cpu), and batch_sched_delay=0 (the default of 3 s made the default
   # configuration start 2 jobs every 3 s here: 0.67 jobs/s). SLURM_CONF=/etc/slurm/slurm.conf
   # SLURM_PRIVATE=0 uses the system file unchanged.
+  # Without /etc/slurm/slurm.conf the private file is written whole: the configuration of
+  # docs/benchmarks.md ("Slurm peer") with this host's name, its state, spool, pid and log files
+  # under $WORK and free ports, so nothing outside $WORK is touched.
+  if [[ ${SLURM_PRIVATE:-1} == 1 && ! -f /etc/slurm/slurm.conf ]]; then
+    mkdir -p "$WORK/slurm/state" "$WORK/slurm/spool"
+    cat >"$WORK/slurm.base.conf" <<CONF
+ClusterName=agentbench
+SlurmctldHost=$(hostname -s)
+SlurmctldPort=$(free_port)
+SlurmdPort=$(free_port)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+StateSaveLocation=$WORK/slurm/state
+SlurmdSpoolDir=$WORK/slurm/spool
+SlurmctldPidFile=$WORK/slurm/slurmctld.pid
+SlurmdPidFile=$WORK/slurm/slurmd.pid
+SlurmctldLogFile=$WORK/slurm/slurmctld.log
+SlurmdLogFile=$WORK/slurm/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+ReturnToService=2
+MaxJobCount=200000
+MinJobAge=2
+NodeName=$(hostname -s) CPUs=$(nproc) RealMemory=16000 State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+  fi
   if [[ ${SLURM_PRIVATE:-1} == 1 ]]; then
+    base=/etc/slurm/slurm.conf
+    [[ -f $base ]] || base=$WORK/slurm.base.conf
     sed -e "s/^NodeName=\(\S*\) CPUs=[0-9]*/NodeName=\1 CPUs=${SLURM_CPUS:-64}/" \
-      -e '/^SchedulerParameters=/d' -e '/^SlurmdParameters=/d' /etc/slurm/slurm.conf >"$WORK/slurm.conf"
+      -e '/^SchedulerParameters=/d' -e '/^SlurmdParameters=/d' "$base" >"$WORK/slurm.conf"
     printf '%s\n' 'SchedulerParameters=batch_sched_delay=0' 'SlurmdParameters=config_overrides' >>"$WORK/slurm.conf"
     export SLURM_CONF=$WORK/slurm.conf
     cp "$SLURM_CONF" "$OUT/slurm.conf"
   fi
+  conf=${SLURM_CONF:-/etc/slurm/slurm.conf}
+  conf_value() { sed -n "s/^$1=//p" "$conf" | tail -1; }
+  ctld_pidfile=$(conf_value SlurmctldPidFile)
+  slurmd_pidfile=$(conf_value SlurmdPidFile)
+  slurm_node=$(sed -n 's/^NodeName=\(\S*\).*/\1/p' "$conf" | head -1)
   # Daemons this script starts are stopped by the trap (through their pid files).
   if ! pgrep -x munged >/dev/null; then
     SLURM_STARTED+=(/run/munge/munged.pid)
     munged --force  # --force: /var/log/munge is owned by the munge user here
   fi
   if ! pgrep -x slurmctld >/dev/null; then
-    SLURM_STARTED+=(/run/slurmctld.pid)
-    slurmctld -f "${SLURM_CONF:-/etc/slurm/slurm.conf}"
+    SLURM_STARTED+=("${ctld_pidfile:-/run/slurmctld.pid}")
+    slurmctld -f "$conf"
   fi
   if ! pgrep -x slurmd >/dev/null; then
-    SLURM_STARTED+=(/run/slurmd.pid)
-    slurmd -f "${SLURM_CONF:-/etc/slurm/slurm.conf}"
+    SLURM_STARTED+=("${slurmd_pidfile:-/run/slurmd.pid}")
+    slurmd -f "$conf"
   fi
   for _ in $(seq 1 100); do sinfo -h -o %T 2>/dev/null | grep -Eq '^(idle|mixed|allocated)' && break; sleep 0.2; done
-  scontrol update nodename=vm state=resume >/dev/null 2>&1 || true
+  scontrol update nodename="${slurm_node:-vm}" state=resume >/dev/null 2>&1 || true
   timeout 120 sbatch --quiet -J agentbench -o /dev/null --wait --wrap=true || log "slurm warm-up job failed"
   for round in $(seq 1 "$THROUGHPUT_RUNS"); do
     log "slurm: $SLURM_JOBS sbatch --wrap=true, round $round (load $(loadavg))"

@@ -143,9 +143,13 @@ struct LazyStream final : ResponseStream {
 }  // namespace
 
 Response Response::json(unsigned status, const nlohmann::json& body) {
+  return jsonText(status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+Response Response::jsonText(unsigned status, std::string body) {
   Response response;
   response.status = status;
-  response.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  response.body = std::move(body);
   response.body.push_back('\n');
   return response;
 }

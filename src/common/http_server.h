@@ -41,6 +41,8 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;
 
   static Response json(unsigned status, const nlohmann::json& body);
+  // A body that is already JSON text.
+  static Response jsonText(unsigned status, std::string body);
   // The standard error body `{"error": {"code", "message", "details"?}}` with the status that
   // matches the error's code.
   static Response error(const Error& error, const nlohmann::json& details = nullptr);

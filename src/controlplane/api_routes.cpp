@@ -97,8 +97,8 @@ asio::awaitable<Response> createJob(ApiContext& api, RequestContext& context) {
   }
   auto result = co_await api.manager.createJob(std::move(*descriptor), std::move(key));
   if (!result) co_return errorResponse(result.error());
-  Response response = Response::json(result->created ? 201 : 200, result->job);
-  response.headers.emplace_back("Location", "/v1/jobs/" + result->job["id"].get<std::string>());
+  Response response = Response::jsonText(result->created ? 201 : 200, std::move(result->jobText));
+  response.headers.emplace_back("Location", "/v1/jobs/" + result->id);
   co_return response;
 }
 

@@ -64,7 +64,7 @@ asio::awaitable<Result<json>> JobManager::Impl::jobCommand(
 }
 
 asio::awaitable<Result<CreateJobResult>> JobManager::Impl::create(api::JobDescriptor descriptor,
-                                                                  json descriptorJson,
+                                                                  std::string descriptorText,
                                                                   std::string key,
                                                                   std::string requestHash) {
   if (stopped) co_return std::unexpected(unavailable());
@@ -86,7 +86,7 @@ asio::awaitable<Result<CreateJobResult>> JobManager::Impl::create(api::JobDescri
       if (actor == nullptr) {
         co_return fail(ErrorCode::kInternal, "idempotency key refers to a missing job");
       }
-      co_return CreateJobResult{jobToWire(actor->view), false};
+      co_return CreateJobResult{actor->view.job.id, dumpText(jobToWire(actor->view)), false};
     }
     inflightKeys[key];
   }
@@ -104,8 +104,8 @@ asio::awaitable<Result<CreateJobResult>> JobManager::Impl::create(api::JobDescri
     txn.onSuccess.push_back(store::Op::put(
         idempotencyKey(key), json({{"jobId", jobId}, {"requestHash", requestHash}}).dump()));
   }
-  json stored = toStoredJson(actor->view.job, std::move(descriptorJson));
-  txn.onSuccess.push_back(store::Op::put(jobKey(jobId), stored.dump()));
+  txn.onSuccess.push_back(
+      store::Op::put(jobKey(jobId), toStoredText(actor->view.job, descriptorText)));
   for (const TaskRecord& task : actor->view.tasks) {
     txn.onSuccess.push_back(store::Op::put(taskKey(jobId, task.id), toStored(task)));
   }
@@ -131,21 +131,21 @@ asio::awaitable<Result<CreateJobResult>> JobManager::Impl::create(api::JobDescri
                                 {"applicationName", raw->view.job.descriptor.applicationName},
                                 {"tasks", raw->view.tasks.size()}});
   }
-  CreateJobResult created{jobToWire(raw->view, toWire(std::move(stored), result->revision)), true};
+  CreateJobResult created{jobId, jobToWireText(raw->view, descriptorText), true};
   wakeJob(raw);
   co_return created;
 }
 
 asio::awaitable<Result<CreateJobResult>> JobManager::createJob(api::JobDescriptor descriptor,
                                                                std::string key) {
-  // Built here, off the job manager's strand.
-  json descriptorJson = api::toJson(descriptor);
-  std::string hash = key.empty() ? std::string() : sha256Hex(descriptorJson.dump());
+  // Written here, off the job manager's strand.
+  std::string descriptorText = api::toJson(descriptor).dump();
+  std::string hash = key.empty() ? std::string() : sha256Hex(descriptorText);
   auto impl = impl_;
-  auto body = [impl, descriptor = std::move(descriptor), descriptorJson = std::move(descriptorJson),
+  auto body = [impl, descriptor = std::move(descriptor), descriptorText = std::move(descriptorText),
                key = std::move(key),
                hash = std::move(hash)]() mutable -> asio::awaitable<Result<CreateJobResult>> {
-    co_return co_await impl->create(std::move(descriptor), std::move(descriptorJson),
+    co_return co_await impl->create(std::move(descriptor), std::move(descriptorText),
                                     std::move(key), std::move(hash));
   };
   co_return co_await impl->onStrand<Result<CreateJobResult>>(std::move(body));

@@ -72,7 +72,8 @@ struct TaskUsage {
 };
 
 struct CreateJobResult {
-  nlohmann::json job;
+  std::string id;
+  std::string jobText;   // The job's wire form (docs/api.md) as JSON text.
   bool created = false;  // False when an earlier request with the same idempotency key made it.
 };
 

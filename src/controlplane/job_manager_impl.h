@@ -100,8 +100,9 @@ std::string nodeStateName(const NodeState& node);
 json nodeToWire(const NodeState& node, const api::Resources& allocated);
 
 json jobToWire(const JobView& view);
-// The same, from the job's wire form already built (`toWire`).
-json jobToWire(const JobView& view, json jobWire);
+// `jobToWire(view)` as JSON text, taking the descriptor's JSON text from a caller that already
+// wrote it.
+std::string jobToWireText(const JobView& view, std::string_view descriptorText);
 
 bool matchesFilter(const JobRecord& job, const JobFilter& filter);
 
@@ -279,10 +280,10 @@ struct JobManager::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<Result<json>> jobCommand(std::string jobId,
                                            std::function<Status(JobEdit&, int64_t)> apply);
 
-  // `descriptorJson` is `api::toJson(descriptor)`, built once for the request hash, the stored
-  // record and the answer.
+  // `descriptorText` is `api::toJson(descriptor).dump()`, written once for the request hash,
+  // the stored record and the answer.
   asio::awaitable<Result<CreateJobResult>> create(api::JobDescriptor descriptor,
-                                                  json descriptorJson, std::string key,
+                                                  std::string descriptorText, std::string key,
                                                   std::string requestHash);
 
   // ---- Nodes ----

@@ -67,20 +67,29 @@ json nodeToWire(const NodeState& node, const api::Resources& allocated) {
   return out;
 }
 
-json jobToWire(const JobView& view) {
-  return jobToWire(view, toWire(view.job));
-}
+namespace {
 
-json jobToWire(const JobView& view, json out) {
+json taskCounts(const JobView& view) {
   std::array<int64_t, api::kTaskStateCount> counts{};
   for (const TaskRecord& task : view.tasks) counts[static_cast<size_t>(task.state)]++;
-  json taskCounts = json::object();
+  json out = json::object();
   for (int i = 0; i < api::kTaskStateCount; ++i) {
-    taskCounts[std::string(api::taskStateName(static_cast<api::TaskState>(i)))] =
+    out[std::string(api::taskStateName(static_cast<api::TaskState>(i)))] =
         counts[static_cast<size_t>(i)];
   }
-  out["taskCounts"] = std::move(taskCounts);
   return out;
+}
+
+}  // namespace
+
+json jobToWire(const JobView& view) {
+  json out = toWire(view.job);
+  out["taskCounts"] = taskCounts(view);
+  return out;
+}
+
+std::string jobToWireText(const JobView& view, std::string_view descriptorText) {
+  return toWireText(view.job, descriptorText, {{"taskCounts", taskCounts(view)}});
 }
 
 bool matchesFilter(const JobRecord& job, const JobFilter& filter) {

@@ -138,10 +138,10 @@ json resourcesToJson(const api::Resources& r) {
 
 namespace {
 
-json jobToJson(const JobRecord& job, json descriptor) {
+// Every member of a job's stored form except "descriptor".
+json jobFieldsToJson(const JobRecord& job) {
   json out = {
       {"id", job.id},
-      {"descriptor", std::move(descriptor)},
       {"status",
        {{"state", api::jobStateName(job.state)},
         {"reason", job.reason},
@@ -188,6 +188,25 @@ json jobToJson(const JobRecord& job, json descriptor) {
   return out;
 }
 
+// `fields` (a JSON object) written as text with `"descriptor": descriptorText` as its first
+// member. The descriptor is the largest part of a job; callers that already hold its text do
+// not build or escape it again.
+std::string withDescriptor(const json& fields, std::string_view descriptorText,
+                           json::error_handler_t onInvalidUtf8) {
+  std::string rest = fields.dump(-1, ' ', false, onInvalidUtf8);
+  std::string out;
+  out.reserve(rest.size() + descriptorText.size() + 16);
+  out += "{\"descriptor\":";
+  out += descriptorText;
+  if (rest.size() > 2) {
+    out += ',';
+    out.append(rest, 1);
+  } else {
+    out += '}';
+  }
+  return out;
+}
+
 json taskToJson(const TaskRecord& task, std::string_view jobId) {
   json times = json::object();
   for (int i = 0; i < api::kTaskStateCount; ++i) {
@@ -230,7 +249,11 @@ json taskToJson(const TaskRecord& task, std::string_view jobId) {
 }  // namespace
 
 std::string toStored(const JobRecord& job) {
-  return jobToJson(job, api::toJson(job.descriptor)).dump();
+  return toStoredText(job, api::toJson(job.descriptor).dump());
+}
+
+std::string toStoredText(const JobRecord& job, std::string_view descriptorText) {
+  return withDescriptor(jobFieldsToJson(job), descriptorText, json::error_handler_t::strict);
 }
 std::string toStored(const TaskRecord& task) {
   auto jobId = jobIdOfTask(task.id);
@@ -248,18 +271,27 @@ std::string toStored(const NodeRecord& node) {
       .dump();
 }
 
-nlohmann::json toStoredJson(const JobRecord& job, nlohmann::json descriptor) {
-  return jobToJson(job, std::move(descriptor));
+namespace {
+
+json wireFieldsToJson(const JobRecord& job) {
+  json out = jobFieldsToJson(job);
+  out.erase("nextIndex");
+  out["revision"] = job.modRevision;
+  return out;
 }
+
+}  // namespace
 
 json toWire(const JobRecord& job) {
-  return toWire(jobToJson(job, api::toJson(job.descriptor)), job.modRevision);
+  json out = wireFieldsToJson(job);
+  out["descriptor"] = api::toJson(job.descriptor);
+  return out;
 }
 
-json toWire(json stored, store::Revision modRevision) {
-  stored.erase("nextIndex");
-  stored["revision"] = modRevision;
-  return stored;
+std::string toWireText(const JobRecord& job, std::string_view descriptorText, json more) {
+  json fields = wireFieldsToJson(job);
+  for (auto& [name, value] : more.items()) fields[name] = std::move(value);
+  return withDescriptor(fields, descriptorText, json::error_handler_t::replace);
 }
 
 json toWire(const TaskRecord& task, std::string_view jobId) {

@@ -178,9 +178,9 @@ std::string toStored(const JobRecord& job);
 std::string toStored(const TaskRecord& task);
 std::string toStored(const NodeRecord& node);
 Result<JobRecord> jobFromStored(std::string_view value, store::Revision modRevision);
-// The stored form of `job` as JSON (`toStored` is its dump), taking the descriptor's JSON
-// (`api::toJson(job.descriptor)`) from a caller that already built it.
-nlohmann::json toStoredJson(const JobRecord& job, nlohmann::json descriptor);
+// `toStored(job)`, taking the descriptor's JSON text (`api::toJson(job.descriptor).dump()`)
+// from a caller that already wrote it.
+std::string toStoredText(const JobRecord& job, std::string_view descriptorText);
 Result<TaskRecord> taskFromStored(std::string_view value, store::Revision modRevision);
 Result<NodeRecord> nodeFromStored(std::string_view value, store::Revision modRevision);
 // The security groups of a stored job (descriptor.container.securityProfile.securityGroups),
@@ -195,8 +195,9 @@ std::expected<api::JobDescriptor, api::FieldErrors> descriptorWithContainer(
 
 // Wire forms (see docs/api.md).
 nlohmann::json toWire(const JobRecord& job);
-// The wire form from the stored form's JSON (`toStoredJson`) and the job's revision.
-nlohmann::json toWire(nlohmann::json stored, store::Revision modRevision);
+// `toWire(job)` as JSON text with the members of `more` (an object) added, taking the
+// descriptor's JSON text from a caller that already wrote it. Invalid UTF-8 is replaced.
+std::string toWireText(const JobRecord& job, std::string_view descriptorText, nlohmann::json more);
 nlohmann::json toWire(const TaskRecord& task, std::string_view jobId);
 nlohmann::json resourcesToJson(const api::Resources& resources);
 

@@ -1,8 +1,6 @@
 // skiffd: the Skiff control plane, and with --with-agent the all-in-one node. Parses flags and
 // hands over to runDaemon (controlplane/daemon.h).
 
-#include <malloc.h>
-
 #include <memory>
 
 #include <CLI/CLI.hpp>
@@ -12,13 +10,6 @@
 #include "local/skiffd_flags.h"
 
 int main(int argc, char** argv) {
-  // Every request allocates and frees many small objects on several threads. glibc's defaults
-  // return each arena's free top to the kernel (madvise) and grow it again (mprotect, page
-  // faults) over and over under a steady load; keeping up to 64 MiB per arena and growing in
-  // 16 MiB steps removed those system calls from the submission path (docs/benchmarks.md).
-  mallopt(M_TRIM_THRESHOLD, 64 << 20);
-  mallopt(M_TOP_PAD, 16 << 20);
-  mallopt(M_MMAP_THRESHOLD, 4 << 20);
   skiff::local::SkiffdFlags flags;
   CLI::App app{"skiffd: the Skiff control plane"};
   skiff::local::addSkiffdFlags(app, flags);

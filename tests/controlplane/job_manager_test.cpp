@@ -206,7 +206,7 @@ class JobManagerTest : public ::testing::Test {
     auto created = await(manager_->createJob(descriptor(spec), std::move(key)));
     EXPECT_TRUE(created.has_value()) << created.error().message();
     if (!created) return "";
-    return created->job["id"].get<std::string>();
+    return created->id;
   }
 
   json job(const std::string& id) {
@@ -275,13 +275,18 @@ TEST_F(JobManagerTest, CreateJobReturnsJobWithAcceptedTasks) {
   auto created = await(manager_->createJob(descriptor({.size = 3}), ""));
   ASSERT_TRUE(created.has_value()) << created.error().message();
   EXPECT_TRUE(created->created);
-  const json& j = created->job;
+  const json j = json::parse(created->jobText);
   std::string id = j["id"];
   EXPECT_EQ(id.size(), 25u);
   EXPECT_EQ(j["type"], "batch");
   EXPECT_EQ(j["status"]["state"], "Accepted");
   EXPECT_EQ(j["taskCounts"]["Accepted"], 3);
   EXPECT_GT(j["revision"].get<int64_t>(), 0);
+  EXPECT_EQ(created->id, id);
+  // The answer is written from parts already serialized; it says what a later read says.
+  auto read = await(manager_->getJob(id));
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(j, *read);
 
   auto list = tasks(id);
   ASSERT_EQ(list.size(), 3u);
@@ -319,15 +324,15 @@ TEST_F(JobManagerTest, RepeatedIdempotencyKeyReturnsTheSameJob) {
   auto second = await(manager_->createJob(descriptor(), "key-1"));
   ASSERT_TRUE(second.has_value()) << second.error().message();
   EXPECT_FALSE(second->created);
-  EXPECT_EQ(second->job["id"], first->job["id"]);
-  EXPECT_EQ(second->job["idempotencyKey"], "key-1");
+  EXPECT_EQ(second->id, first->id);
+  EXPECT_EQ(json::parse(second->jobText)["idempotencyKey"], "key-1");
   EXPECT_EQ(await(manager_->counts()).first, 1u);
 
   // Another key makes another job.
   auto other = await(manager_->createJob(descriptor(), "key-2"));
   ASSERT_TRUE(other.has_value());
   EXPECT_TRUE(other->created);
-  EXPECT_NE(other->job["id"], first->job["id"]);
+  EXPECT_NE(other->id, first->id);
 }
 
 TEST_F(JobManagerTest, SameKeyWithDifferentDescriptorConflicts) {
@@ -351,7 +356,7 @@ TEST_F(JobManagerTest, ConcurrentCreatesWithOneKeyMakeOneJob) {
     ASSERT_TRUE(call.done());
     auto result = call.take();
     ASSERT_TRUE(result.has_value()) << result.error().message();
-    ids.insert(result->job["id"].get<std::string>());
+    ids.insert(result->id);
     createdCount += result->created ? 1 : 0;
   }
   EXPECT_EQ(ids.size(), 1u);
@@ -962,7 +967,7 @@ TEST_F(JobManagerTest, HeartbeatCpuUsageDrivesCpuAutoscalingAndForeignReportsAre
       api::Autoscaling{{api::ScalingPolicy{.metric = "cpu", .target = 50}}, 0, 0};
   auto created = await(manager_->createJob(service, ""));
   ASSERT_TRUE(created.has_value()) << created.error().message();
-  std::string id = created->job["id"];
+  std::string id = created->id;
   ASSERT_TRUE(launchedOn(id, "node-a"));
   std::string t0 = taskId(id, 0, 0), t1 = taskId(id, 1, 0);
   report("node-a", {update(t0, 1, TaskState::kStarted), update(t1, 1, TaskState::kStarted)});
@@ -1123,12 +1128,12 @@ TEST_F(JobManagerTest, RecoverRestoresJobsTasksNodesAndIdempotencyKeys) {
   auto repeat = await(manager_->createJob(descriptor({.size = 2}), "key-running"));
   ASSERT_TRUE(repeat.has_value()) << repeat.error().message();
   EXPECT_FALSE(repeat->created);
-  EXPECT_EQ(repeat->job["id"], running);
+  EXPECT_EQ(repeat->id, running);
   auto repeatService =
       await(manager_->createJob(descriptor({.desired = 1, .command = "web"}), "key-service"));
   ASSERT_TRUE(repeatService.has_value());
   EXPECT_FALSE(repeatService->created);
-  EXPECT_EQ(repeatService->job["id"], service);
+  EXPECT_EQ(repeatService->id, service);
   auto conflict = await(manager_->createJob(descriptor({.size = 3}), "key-running"));
   ASSERT_FALSE(conflict.has_value());
   EXPECT_EQ(conflict.error().code(), ErrorCode::kConflict);
@@ -1254,7 +1259,7 @@ TEST_F(JobManagerTest, PreemptionStaysWithinTheServiceDisruptionBudgetAndRecords
       api::DisruptionBudget{.maxUnhealthy = 1, .rateTasks = 1, .rateIntervalMs = 60'000};
   auto created = await(manager_->createJob(service, ""));
   ASSERT_TRUE(created.has_value()) << created.error().message();
-  std::string svc = created->job["id"];
+  std::string svc = created->id;
   ASSERT_TRUE(launchedOn(svc, "node-1"));
   int64_t seq = 1;
   for (int i = 0; i < 4; ++i) {

@@ -146,6 +146,19 @@ TEST(JobRecordTest, BatchJobSurvivesStoredRoundTrip) {
   EXPECT_EQ(back->descriptor.tier, api::Tier::kCritical);
 }
 
+TEST(JobRecordTest, TextFormsWithAGivenDescriptorEqualTheBuiltForms) {
+  for (const JobRecord& job : {batchJob(), serviceJob()}) {
+    const std::string descriptorText = api::toJson(job.descriptor).dump();
+    json stored = json::parse(toStoredText(job, descriptorText));
+    EXPECT_EQ(stored["descriptor"], api::toJson(job.descriptor));
+    EXPECT_EQ(stored, json::parse(toStored(job)));
+    json expected = toWire(job);
+    expected["taskCounts"] = {{"Accepted", 1}};
+    EXPECT_EQ(json::parse(toWireText(job, descriptorText, {{"taskCounts", {{"Accepted", 1}}}})),
+              expected);
+  }
+}
+
 TEST(JobRecordTest, SecurityGroupsAreReadFromTheStoredJobAlone) {
   JobRecord job = batchJob();
   job.descriptor.container.securityProfile.securityGroups = {"web", "db"};

@@ -10,7 +10,7 @@ packages=(
   # Libraries.
   libboost-dev libboost-system-dev nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev sqlite3
   libspdlog-dev libcli11-dev libssl-dev libcurl4-openssl-dev libarchive-dev libzstd-dev
-  libjemalloc-dev
+  libjemalloc-dev rapidjson-dev
   # Node agent images: local registry and offline test-image tools.
   docker-registry skopeo umoci busybox-static zstd
   # Node agent containers: OCI runtimes and the container init.

@@ -227,6 +227,8 @@ std::expected<JobDescriptor, FieldErrors> validateJobDescriptor(const nlohmann::
 
 // The canonical wire form of a descriptor, with every default filled in.
 nlohmann::json toJson(const JobDescriptor& descriptor);
+// `toJson(descriptor).dump()`, written without building the tree.
+std::string toJsonText(const JobDescriptor& descriptor);
 
 // Parses a job file. YAML is accepted (JSON is YAML); plain YAML scalars follow the YAML 1.2 core
 // schema (true/false, null, integers, floats), quoted ones stay strings. Syntax errors name the

@@ -1,8 +1,11 @@
+#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "api/job.h"
+#include "common/json_sink.h"
 
 namespace skiff::api {
 namespace {
@@ -98,61 +101,103 @@ json retryPolicyToJson(const RetryPolicy& policy) {
 
 }  // namespace
 
-json toJson(const JobDescriptor& job) {
-  json image = {{"name", job.container.image.name}};
-  if (!job.container.image.digest.empty()) {
-    image["digest"] = job.container.image.digest;
-  } else {
-    image["tag"] = job.container.image.tag;
-  }
-  const Resources& r = job.container.resources;
-  json container = {
-      {"image", std::move(image)},
-      {"entryPoint", job.container.entryPoint},
-      {"command", job.container.command},
-      {"env", job.container.env},
-      {"resources",
-       {{"cpu", r.cpu},
-        {"memoryMB", r.memoryMB},
-        {"diskMB", r.diskMB},
-        {"networkMbps", r.networkMbps},
-        {"gpu", r.gpu}}},
-      {"securityProfile",
-       {{"securityGroups", job.container.securityProfile.securityGroups},
-        {"iamRole", job.container.securityProfile.iamRole}}},
-      {"hardConstraints", job.container.hardConstraints},
-      {"softConstraints", job.container.softConstraints},
-      {"ports", job.container.ports},
-  };
-  if (job.container.liveness) container["liveness"] = healthCheckToJson(*job.container.liveness);
-  if (job.container.readiness) {
-    container["readiness"] = healthCheckToJson(*job.container.readiness);
-  }
-  json out = {
-      {"name", job.name},
-      {"applicationName", job.applicationName},
-      {"owner", {{"teamEmail", job.owner.teamEmail}}},
-      {"capacityGroup", job.capacityGroup},
-      {"tier", tierName(job.tier)},
-      {"attributes", job.attributes},
-      {"container", std::move(container)},
-  };
+namespace {
+
+template <class Sink>
+void stringArray(Sink& out, std::string_view key, const std::vector<std::string>& values) {
+  out.beginArray(key);
+  for (const std::string& value : values) out.value(std::string_view(value));
+  out.end();
+}
+
+template <class Sink>
+void stringMap(Sink& out, std::string_view key, const std::map<std::string, std::string>& values) {
+  out.beginObject(key);
+  for (const auto& [name, value] : values) out.field(name, value);
+  out.end();
+}
+
+// The descriptor's JSON, one field list for both sinks (common/json_sink.h). Members are in
+// name order, as nlohmann's tree writes them, so the text is exactly the tree's dump (request
+// hashes of stored idempotency keys were taken over that dump). The parts only services and
+// health checks have are built as trees: they are not on the submission path.
+template <class Sink>
+void emitDescriptor(Sink& out, const JobDescriptor& job) {
+  const Container& c = job.container;
+  out.beginObject();
+  out.field("applicationName", job.applicationName);
+  stringMap(out, "attributes", job.attributes);
   if (job.batch) {
-    out["batch"] = {{"size", job.batch->size},
-                    {"runtimeLimitSec", job.batch->runtimeLimitSec},
-                    {"retryPolicy", retryPolicyToJson(job.batch->retryPolicy)},
-                    {"retryOnRuntimeLimit", job.batch->retryOnRuntimeLimit},
-                    {"gang", job.batch->gang}};
-  } else if (job.service) {
-    out["service"] = {{"capacity",
-                       {{"min", job.service->capacity.min},
-                        {"desired", job.service->capacity.desired},
-                        {"max", job.service->capacity.max}}},
-                      {"enabled", job.service->enabled},
-                      {"retryPolicy", retryPolicyToJson(job.service->retryPolicy)}};
-    out["service"] = serviceExtrasToJson(*job.service, std::move(out["service"]));
+    out.beginObject("batch");
+    out.field("gang", job.batch->gang);
+    out.field("retryOnRuntimeLimit", job.batch->retryOnRuntimeLimit);
+    out.field("retryPolicy", retryPolicyToJson(job.batch->retryPolicy));
+    out.field("runtimeLimitSec", job.batch->runtimeLimitSec);
+    out.field("size", job.batch->size);
+    out.end();
   }
-  return out;
+  out.field("capacityGroup", job.capacityGroup);
+  out.beginObject("container");
+  stringArray(out, "command", c.command);
+  stringArray(out, "entryPoint", c.entryPoint);
+  stringMap(out, "env", c.env);
+  stringMap(out, "hardConstraints", c.hardConstraints);
+  out.beginObject("image");
+  if (!c.image.digest.empty()) {
+    out.field("digest", c.image.digest);
+    out.field("name", c.image.name);
+  } else {
+    out.field("name", c.image.name);
+    out.field("tag", c.image.tag);
+  }
+  out.end();
+  if (c.liveness) out.field("liveness", healthCheckToJson(*c.liveness));
+  out.beginArray("ports");
+  for (int64_t port : c.ports) out.value(port);
+  out.end();
+  if (c.readiness) out.field("readiness", healthCheckToJson(*c.readiness));
+  out.beginObject("resources");
+  out.field("cpu", c.resources.cpu);
+  out.field("diskMB", c.resources.diskMB);
+  out.field("gpu", c.resources.gpu);
+  out.field("memoryMB", c.resources.memoryMB);
+  out.field("networkMbps", c.resources.networkMbps);
+  out.end();
+  out.beginObject("securityProfile");
+  out.field("iamRole", c.securityProfile.iamRole);
+  stringArray(out, "securityGroups", c.securityProfile.securityGroups);
+  out.end();
+  stringMap(out, "softConstraints", c.softConstraints);
+  out.end();
+  out.field("name", job.name);
+  out.beginObject("owner");
+  out.field("teamEmail", job.owner.teamEmail);
+  out.end();
+  if (!job.batch && job.service) {
+    json service = {{"capacity",
+                     {{"min", job.service->capacity.min},
+                      {"desired", job.service->capacity.desired},
+                      {"max", job.service->capacity.max}}},
+                    {"enabled", job.service->enabled},
+                    {"retryPolicy", retryPolicyToJson(job.service->retryPolicy)}};
+    out.field("service", serviceExtrasToJson(*job.service, std::move(service)));
+  }
+  out.field("tier", tierName(job.tier));
+  out.end();
+}
+
+}  // namespace
+
+json toJson(const JobDescriptor& job) {
+  JsonTreeSink out;
+  emitDescriptor(out, job);
+  return out.take();
+}
+
+std::string toJsonText(const JobDescriptor& job) {
+  JsonTextSink out;
+  emitDescriptor(out, job);
+  return out.take();
 }
 
 Result<json> parseJson(std::string_view text) {

@@ -139,7 +139,7 @@ asio::awaitable<Result<CreateJobResult>> JobManager::Impl::create(api::JobDescri
 asio::awaitable<Result<CreateJobResult>> JobManager::createJob(api::JobDescriptor descriptor,
                                                                std::string key) {
   // Written here, off the job manager's strand.
-  std::string descriptorText = api::toJson(descriptor).dump();
+  std::string descriptorText = api::toJsonText(descriptor);
   std::string hash = key.empty() ? std::string() : sha256Hex(descriptorText);
   auto impl = impl_;
   auto body = [impl, descriptor = std::move(descriptor), descriptorText = std::move(descriptorText),

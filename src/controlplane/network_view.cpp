@@ -237,6 +237,12 @@ asio::awaitable<Result<json>> NetworkView::write(api::SecurityGroup group, bool 
 }
 
 Result<bool> NetworkView::exists(const std::string& name) const {
+  // Most submissions name groups the view already holds; only a miss may be a group created a
+  // moment ago that the watch has not delivered yet, so only a miss reads the store.
+  {
+    std::lock_guard lock(mutex_);
+    if (groups_.contains(name)) return true;
+  }
   auto found = store_.get(groupKeyOf(name));
   if (!found) return std::unexpected(found.error().wrap("reading security group " + name));
   return found->has_value();

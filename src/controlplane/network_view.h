@@ -57,8 +57,8 @@ class NetworkView {
   boost::asio::awaitable<Result<nlohmann::json>> put(api::SecurityGroup group);
   boost::asio::awaitable<Result<void>> remove(std::string name);
   Result<nlohmann::json> get(const std::string& name) const;
-  // Whether the group exists in the store (not the view, which follows the store's watch: a
-  // group created a moment ago is seen).
+  // Whether the group exists: in the view, or else in the store (a group created a moment ago,
+  // not yet delivered by the watch, is seen). A group deleted a moment ago may still be seen.
   Result<bool> exists(const std::string& name) const;
   nlohmann::json list() const;
 

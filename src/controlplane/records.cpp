@@ -2,6 +2,8 @@
 
 #include <openssl/rand.h>
 
+#include "common/json_sink.h"
+
 namespace skiff::controlplane {
 namespace {
 
@@ -138,127 +140,135 @@ json resourcesToJson(const api::Resources& r) {
 
 namespace {
 
-// Every member of a job's stored form except "descriptor".
-json jobFieldsToJson(const JobRecord& job) {
-  json out = {
-      {"id", job.id},
-      {"status",
-       {{"state", api::jobStateName(job.state)},
-        {"reason", job.reason},
-        {"message", job.message},
-        {"timestampMs", job.stateTimeMs}}},
-      {"createdAtMs", job.createdAtMs},
-      {"idempotencyKey", job.idempotencyKey},
-      {"type", job.descriptor.isBatch() ? "batch" : "service"},
-      {"nextIndex", job.nextIndex},
-  };
-  if (!job.descriptor.isBatch()) {
-    out["capacity"] = {
-        {"min", job.capacity.min}, {"desired", job.capacity.desired}, {"max", job.capacity.max}};
-    out["enabled"] = job.enabled;
-    out["specRevision"] = job.specRevision;
-    json revisions = json::array();
-    for (const SpecRevision& revision : job.revisions) {
-      api::JobDescriptor holder;
-      holder.container = revision.container;
-      revisions.push_back({{"number", revision.number},
-                           {"container", api::toJson(holder)["container"]},
-                           {"createdAtMs", revision.createdAtMs},
-                           {"outcome", revision.outcome},
-                           {"image", revision.image},
-                           {"message", revision.message}});
-    }
-    out["revisions"] = std::move(revisions);
-    if (job.descriptor.service->autoscaling) {
-      out["autoscaling"] = {{"metrics", job.autoscale.metrics},
-                            {"metricsAtMs", job.autoscale.metricsAtMs},
-                            {"lastScaleOutMs", job.autoscale.lastScaleOutMs},
-                            {"lastScaleInMs", job.autoscale.lastScaleInMs},
-                            {"lastDecision", job.autoscale.lastDecision}};
-    }
-    if (!job.disruptionsMs.empty()) out["disruptionsMs"] = job.disruptionsMs;
-    if (job.rollout.active) {
-      out["rollout"] = {{"fromRevision", job.rollout.fromRevision},
-                        {"promoted", job.rollout.promoted},
-                        {"rollingBack", job.rollout.rollingBack},
-                        {"startedAtMs", job.rollout.startedAtMs},
-                        {"message", job.rollout.message}};
-    }
-  }
-  return out;
-}
-
-// `fields` (a JSON object) written as text with `"descriptor": descriptorText` as its first
-// member. The descriptor is the largest part of a job; callers that already hold its text do
-// not build or escape it again.
-std::string withDescriptor(const json& fields, std::string_view descriptorText,
-                           json::error_handler_t onInvalidUtf8) {
-  std::string rest = fields.dump(-1, ' ', false, onInvalidUtf8);
-  std::string out;
-  out.reserve(rest.size() + descriptorText.size() + 16);
-  out += "{\"descriptor\":";
-  out += descriptorText;
-  if (rest.size() > 2) {
-    out += ',';
-    out.append(rest, 1);
+// The members of a job's stored form except "descriptor"; with `wire`, the wire form's
+// (no "nextIndex", and "revision").
+template <class Sink>
+void emitJobFields(Sink& out, const JobRecord& job, bool wire) {
+  out.field("id", job.id);
+  out.beginObject("status");
+  out.field("state", api::jobStateName(job.state));
+  out.field("reason", job.reason);
+  out.field("message", job.message);
+  out.field("timestampMs", job.stateTimeMs);
+  out.end();
+  out.field("createdAtMs", job.createdAtMs);
+  out.field("idempotencyKey", job.idempotencyKey);
+  out.field("type", job.descriptor.isBatch() ? "batch" : "service");
+  if (wire) {
+    out.field("revision", job.modRevision);
   } else {
-    out += '}';
+    out.field("nextIndex", job.nextIndex);
   }
-  return out;
+  if (job.descriptor.isBatch()) return;
+  out.beginObject("capacity");
+  out.field("min", job.capacity.min);
+  out.field("desired", job.capacity.desired);
+  out.field("max", job.capacity.max);
+  out.end();
+  out.field("enabled", job.enabled);
+  out.field("specRevision", job.specRevision);
+  out.beginArray("revisions");
+  for (const SpecRevision& revision : job.revisions) {
+    api::JobDescriptor holder;
+    holder.container = revision.container;
+    out.beginObjectValue();
+    out.field("number", revision.number);
+    out.field("container", api::toJson(holder)["container"]);
+    out.field("createdAtMs", revision.createdAtMs);
+    out.field("outcome", revision.outcome);
+    out.field("image", revision.image);
+    out.field("message", revision.message);
+    out.end();
+  }
+  out.end();
+  if (job.descriptor.service->autoscaling) {
+    out.beginObject("autoscaling");
+    out.field("metrics", json(job.autoscale.metrics));
+    out.field("metricsAtMs", job.autoscale.metricsAtMs);
+    out.field("lastScaleOutMs", job.autoscale.lastScaleOutMs);
+    out.field("lastScaleInMs", job.autoscale.lastScaleInMs);
+    out.field("lastDecision", job.autoscale.lastDecision);
+    out.end();
+  }
+  if (!job.disruptionsMs.empty()) {
+    out.beginArray("disruptionsMs");
+    for (int64_t atMs : job.disruptionsMs) out.value(atMs);
+    out.end();
+  }
+  if (job.rollout.active) {
+    out.beginObject("rollout");
+    out.field("fromRevision", job.rollout.fromRevision);
+    out.field("promoted", job.rollout.promoted);
+    out.field("rollingBack", job.rollout.rollingBack);
+    out.field("startedAtMs", job.rollout.startedAtMs);
+    out.field("message", job.rollout.message);
+    out.end();
+  }
 }
 
-json taskToJson(const TaskRecord& task, std::string_view jobId) {
-  json times = json::object();
+// A task's stored form; with `wire`, its wire form (plus "revision").
+template <class Sink>
+void emitTask(Sink& out, const TaskRecord& task, std::string_view jobId, bool wire) {
+  out.beginObject();
+  out.field("id", task.id);
+  out.field("jobId", jobId);
+  out.field("index", task.index);
+  out.field("state", api::taskStateName(task.state));
+  out.field("reason", api::taskReasonName(task.reason));
+  out.field("message", task.message);
+  out.field("nodeId", task.nodeId);
+  out.field("resubmitNumber", task.resubmitNumber);
+  out.field("systemResubmitNumber", task.systemResubmitNumber);
+  out.field("evictionResubmitNumber", task.evictionResubmitNumber);
+  out.field("resubmitOf", task.resubmitOf);
+  out.beginObject("stateTimesMs");
   for (int i = 0; i < api::kTaskStateCount; ++i) {
     if (task.stateTimesMs[static_cast<size_t>(i)] != 0) {
-      times[std::string(api::taskStateName(static_cast<api::TaskState>(i)))] =
-          task.stateTimesMs[static_cast<size_t>(i)];
+      out.field(api::taskStateName(static_cast<api::TaskState>(i)),
+                task.stateTimesMs[static_cast<size_t>(i)]);
     }
   }
-  json out = {
-      {"id", task.id},
-      {"jobId", jobId},
-      {"index", task.index},
-      {"state", api::taskStateName(task.state)},
-      {"reason", api::taskReasonName(task.reason)},
-      {"message", task.message},
-      {"nodeId", task.nodeId},
-      {"resubmitNumber", task.resubmitNumber},
-      {"systemResubmitNumber", task.systemResubmitNumber},
-      {"evictionResubmitNumber", task.evictionResubmitNumber},
-      {"resubmitOf", task.resubmitOf},
-      {"stateTimesMs", std::move(times)},
-  };
-  if (task.hasExitCode) out["exitCode"] = task.exitCode;
-  if (!task.image.empty()) out["image"] = task.image;
-  if (!task.ip.empty()) out["ip"] = task.ip;
-  if (task.specRevision != 1) out["specRevision"] = task.specRevision;
-  if (task.draining) out["draining"] = true;
-  if (task.drainDeadlineMs != 0) out["drainDeadlineMs"] = task.drainDeadlineMs;
-  out["ready"] = task.ready;
-  if (task.readySinceMs != 0) out["readySinceMs"] = task.readySinceMs;
+  out.end();
+  if (task.hasExitCode) out.field("exitCode", task.exitCode);
+  if (!task.image.empty()) out.field("image", task.image);
+  if (!task.ip.empty()) out.field("ip", task.ip);
+  if (task.specRevision != 1) out.field("specRevision", task.specRevision);
+  if (task.draining) out.field("draining", true);
+  if (task.drainDeadlineMs != 0) out.field("drainDeadlineMs", task.drainDeadlineMs);
+  out.field("ready", task.ready);
+  if (task.readySinceMs != 0) out.field("readySinceMs", task.readySinceMs);
   if (task.killReason != api::TaskReason::kNone) {
-    out["killReason"] = api::taskReasonName(task.killReason);
+    out.field("killReason", api::taskReasonName(task.killReason));
   }
-  if (task.notBeforeMs != 0) out["notBeforeMs"] = task.notBeforeMs;
-  if (task.lastSeq != 0) out["lastSeq"] = task.lastSeq;
-  if (task.systemErrorsInRow != 0) out["systemErrorsInRow"] = task.systemErrorsInRow;
-  return out;
+  if (task.notBeforeMs != 0) out.field("notBeforeMs", task.notBeforeMs);
+  if (task.lastSeq != 0) out.field("lastSeq", task.lastSeq);
+  if (task.systemErrorsInRow != 0) out.field("systemErrorsInRow", task.systemErrorsInRow);
+  if (wire) out.field("revision", task.modRevision);
+  out.end();
 }
 
 }  // namespace
 
 std::string toStored(const JobRecord& job) {
-  return toStoredText(job, api::toJson(job.descriptor).dump());
+  return toStoredText(job, api::toJsonText(job.descriptor));
 }
 
 std::string toStoredText(const JobRecord& job, std::string_view descriptorText) {
-  return withDescriptor(jobFieldsToJson(job), descriptorText, json::error_handler_t::strict);
+  JsonTextSink out;
+  out.beginObject();
+  out.rawField("descriptor", descriptorText);
+  emitJobFields(out, job, false);
+  out.end();
+  return out.take();
 }
+
 std::string toStored(const TaskRecord& task) {
   auto jobId = jobIdOfTask(task.id);
-  return taskToJson(task, jobId ? *jobId : std::string()).dump();
+  JsonTextSink out;
+  emitTask(out, task, jobId ? *jobId : std::string_view(), false);
+  return out.take();
 }
+
 std::string toStored(const NodeRecord& node) {
   return json({{"id", node.id},
                {"resources", resourcesToJson(node.resources)},
@@ -271,33 +281,29 @@ std::string toStored(const NodeRecord& node) {
       .dump();
 }
 
-namespace {
-
-json wireFieldsToJson(const JobRecord& job) {
-  json out = jobFieldsToJson(job);
-  out.erase("nextIndex");
-  out["revision"] = job.modRevision;
-  return out;
-}
-
-}  // namespace
-
 json toWire(const JobRecord& job) {
-  json out = wireFieldsToJson(job);
-  out["descriptor"] = api::toJson(job.descriptor);
-  return out;
+  JsonTreeSink out;
+  out.beginObject();
+  out.field("descriptor", api::toJson(job.descriptor));
+  emitJobFields(out, job, true);
+  out.end();
+  return out.take();
 }
 
 std::string toWireText(const JobRecord& job, std::string_view descriptorText, json more) {
-  json fields = wireFieldsToJson(job);
-  for (auto& [name, value] : more.items()) fields[name] = std::move(value);
-  return withDescriptor(fields, descriptorText, json::error_handler_t::replace);
+  JsonTextSink out;
+  out.beginObject();
+  out.rawField("descriptor", descriptorText);
+  emitJobFields(out, job, true);
+  for (const auto& [name, value] : more.items()) out.field(name, value);
+  out.end();
+  return out.take();
 }
 
 json toWire(const TaskRecord& task, std::string_view jobId) {
-  json out = taskToJson(task, jobId);
-  out["revision"] = task.modRevision;
-  return out;
+  JsonTreeSink out;
+  emitTask(out, task, jobId, true);
+  return out.take();
 }
 
 const SpecRevision* JobRecord::findRevision(int64_t number) const {

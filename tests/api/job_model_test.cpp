@@ -116,6 +116,14 @@ TEST(JobModelTest, CanonicalJsonIsAFixedPointOfValidation) {
   }
 }
 
+TEST(JobModelTest, JsonTextIsTheDumpOfTheJsonTree) {
+  for (const std::string& yaml : {kFullBatchYaml, kFullServiceYaml, std::string(kMinimalBatch)}) {
+    JobDescriptor job = load(yaml);
+    EXPECT_EQ(json::parse(toJsonText(job)), toJson(job)) << yaml;
+    EXPECT_EQ(toJsonText(job), toJson(job).dump()) << "the same text, member order included";
+  }
+}
+
 TEST(JobModelTest, FullBatchJobKeepsEveryField) {
   JobDescriptor job = load(kFullBatchYaml);
   EXPECT_EQ(job.name, "nightly-report");

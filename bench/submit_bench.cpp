@@ -564,8 +564,8 @@ asio::awaitable<void> runWindow(HttpRun& run, Window& window) {
   window.close(run.opt, run.results);
 }
 
-// The server's address, looked up once: the first of the name's addresses that accepts a
-// connection now (the first address when none does), so that no request waits on an address the
+// The server's address, looked up once. Of a name with several addresses, the first that accepts
+// a connection now (the first address when none does), so that no request waits on an address the
 // server does not listen on.
 std::optional<tcp::endpoint> resolveOnce(asio::io_context& io, const Target& target) {
   tcp::resolver resolver(io);
@@ -575,6 +575,7 @@ std::optional<tcp::endpoint> resolveOnce(asio::io_context& io, const Target& tar
     std::cerr << "submit_bench: cannot resolve " << target.host << ": " << ec.message() << "\n";
     return std::nullopt;
   }
+  if (endpoints.size() == 1) return endpoints.begin()->endpoint();
   for (const auto& entry : endpoints) {
     tcp::socket probe(io);
     probe.connect(entry.endpoint(), ec);

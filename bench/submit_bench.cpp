@@ -1,13 +1,16 @@
 // submit_bench: durable job submissions acknowledged per second, measured the same way for Skiff
 // and its peers.
 //
-// HTTP mode (per connection): keeps `--clients` requests in flight at all times (one libcurl multi
-// handle, one keep-alive connection per client, all on one thread so the load generator takes as
-// little of the machine's CPU as possible). By default each request is `POST /v1/jobs` with a small
-// valid batch job and a unique Idempotency-Key; skiffd answers only once the job is durable
-// (fsync'ed), so every 201 is an acknowledged durable submission. `--path`, `--body-file`,
-// `--header`, `--expect-status` and `--expect-body` point the same harness at another API (e.g.
-// slurmrestd's job submission); any other answer or a transport error is counted apart.
+// HTTP mode (per connection): keeps `--clients` requests in flight at all times, one per
+// keep-alive HTTP/1.1 connection (TCP_NODELAY, no pipelining): each connection sends its next
+// request as soon as the previous answer is read. All connections are Boost.Beast coroutines on one
+// io_context thread, so that the load generator takes as little of the machine's CPU as possible.
+// By default each request is `POST /v1/jobs` with a small valid batch job and a unique
+// Idempotency-Key; skiffd answers only once the job is durable (fsync'ed), so every 201 is an
+// acknowledged durable submission. `--path`, `--body-file`, `--header`, `--expect-status` and
+// `--expect-body` point the same harness at another API (e.g. slurmrestd's job submission); any
+// other answer or a transport error is counted apart, and a connection that failed is opened
+// again. A request gets 30 s from its start to its full answer.
 //
 // Exec mode (per process): with `--exec "PROGRAM ARGS..."` it measures a command line instead
 // (e.g. `skiff job run FILE` against `sbatch --hold --wrap=true`): it keeps `--clients` copies of
@@ -22,7 +25,7 @@
 // Output: one JSON object on stdout, e.g.
 //   {"clients":64,"durationSec":10.0,"acknowledged":61234,"perSec":6123.4,"p50Ms":9.8,...}
 //
-// Usage:
+// Usage (plain HTTP only; a name in the URL is resolved once):
 //   submit_bench --url http://127.0.0.1:7070 --token-file STATE/admin.token
 //                [--clients 64] [--duration 10] [--warmup 1] [--batch-size 1] [--server-pid PID]
 //   submit_bench --exec "sbatch --hold --wrap=true -o /dev/null" [--clients 64] [--duration 10]
@@ -47,20 +50,35 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
-#include <curl/curl.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include "bench_util.h"
 
 namespace {
 
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
@@ -87,7 +105,8 @@ Options parse(int argc, char** argv) {
   std::string exec;
   std::string bodyFile;
   CLI::App app("Durable submissions acknowledged per second, over HTTP or by a command line.");
-  app.add_option("--url", o.url, "Server base URL")->capture_default_str();
+  app.add_option("--url", o.url, "Server base URL: http://HOST[:PORT] (no https)")
+      ->capture_default_str();
   app.add_option("--token", o.token, "Bearer token");
   app.add_option("--token-file", tokenFile, "File whose first line is the bearer token");
   app.add_option("--clients", o.clients, "Requests or commands kept in flight")
@@ -142,21 +161,6 @@ Options parse(int argc, char** argv) {
   while (!o.url.empty() && o.url.back() == '/') o.url.pop_back();
   return o;
 }
-
-size_t collect(char* data, size_t size, size_t count, void* user) {
-  auto* out = static_cast<std::string*>(user);
-  // Keep only the start of a body: enough to check it and to show what an unexpected answer said.
-  if (out->size() < 4096) out->append(data, std::min(size * count, 4096 - out->size()));
-  return size * count;
-}
-
-struct Slot {
-  CURL* easy = nullptr;
-  curl_slist* headers = nullptr;
-  std::string response;
-  Clock::time_point started;
-  bool active = false;
-};
 
 // CPU seconds of this program and of the commands it ran and reaped (exec mode).
 double selfCpuSec() {
@@ -352,16 +356,236 @@ int runExec(const Options& opt) {
   return r.acknowledged > 0 ? 0 : 1;
 }
 
-}  // namespace
+// Where `--url` points: plain HTTP only.
+struct Target {
+  std::string host;
+  std::string port = "80";
+  std::string authority;  // The Host header: the URL's host and port as written.
+  std::string basePath;   // Any path in the URL, put before `--path`.
+};
 
-int main(int argc, char** argv) {
-  Options opt = parse(argc, argv);
-  if (!opt.exec.empty()) return runExec(opt);
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-    std::cerr << "submit_bench: curl_global_init failed\n";
-    return 1;
+Target parseUrl(const std::string& url) {
+  constexpr std::string_view scheme = "http://";
+  if (!url.starts_with(scheme)) {
+    std::cerr << "submit_bench: --url must be http://HOST[:PORT] (https is not supported)\n";
+    std::exit(2);
   }
+  Target t;
+  std::string rest = url.substr(scheme.size());
+  size_t slash = rest.find('/');
+  if (slash != std::string::npos) {
+    t.basePath = rest.substr(slash);
+    rest.resize(slash);
+  }
+  t.authority = rest;
+  // An IPv6 literal is bracketed: [::1]:7070.
+  size_t hostEnd = 0;
+  if (rest.starts_with('[')) {
+    hostEnd = rest.find(']');
+    if (hostEnd == std::string::npos) hostEnd = rest.size();
+    t.host = rest.substr(1, hostEnd - 1);
+    ++hostEnd;
+  } else {
+    hostEnd = rest.find(':');
+    if (hostEnd == std::string::npos) hostEnd = rest.size();
+    t.host = rest.substr(0, hostEnd);
+  }
+  if (hostEnd < rest.size() && rest[hostEnd] == ':') t.port = rest.substr(hostEnd + 1);
+  if (t.host.empty() || t.port.empty()) {
+    std::cerr << "submit_bench: cannot parse --url " << url << "\n";
+    std::exit(2);
+  }
+  return t;
+}
 
+// A response body of which only the first 4 KiB are kept: enough to check it and to show what an
+// unexpected answer said, while a larger answer is still read to its end.
+struct PrefixBody {
+  using value_type = std::string;
+  static constexpr size_t kKept = 4096;
+
+  class reader {
+   public:
+    template <bool isRequest, class Fields>
+    reader(http::header<isRequest, Fields>& /*header*/, value_type& body) : body_(body) {}
+    void init(const boost::optional<std::uint64_t>& /*length*/, beast::error_code& ec) { ec = {}; }
+    template <class ConstBufferSequence>
+    size_t put(const ConstBufferSequence& buffers, beast::error_code& ec) {
+      ec = {};
+      for (auto buffer : beast::buffers_range_ref(buffers)) {
+        if (body_.size() >= kKept) break;
+        body_.append(static_cast<const char*>(buffer.data()),
+                     std::min(buffer.size(), kKept - body_.size()));
+      }
+      return beast::buffer_bytes(buffers);
+    }
+    void finish(beast::error_code& ec) { ec = {}; }
+
+   private:
+    value_type& body_;
+  };
+};
+
+// What every connection of the HTTP mode shares; all of it lives on the one io_context thread.
+struct HttpRun {
+  const Options& opt;
+  Results& results;
+  tcp::endpoint endpoint;
+  http::request<http::string_body> prototype;  // Every request, less its Idempotency-Key.
+  std::string keyPrefix;                       // "bench-RUNID-"
+  uint64_t sequence = 0;
+  Clock::time_point windowStart;
+  Clock::time_point windowEnd;
+};
+
+http::request<http::string_body> makeRequest(const Options& opt, const Target& target,
+                                             const std::string& body) {
+  http::request<http::string_body> request{http::verb::post, target.basePath + opt.path, 11};
+  request.set(http::field::host, target.authority);
+  request.set(http::field::accept, "*/*");
+  if (!opt.token.empty()) request.set(http::field::authorization, "Bearer " + opt.token);
+  request.set(http::field::content_type, "application/json");
+  // `--header` lines replace the harness's own header of the same name; "Name:" with no value
+  // only removes it.
+  std::vector<std::pair<std::string, std::string>> extra;
+  for (const std::string& line : opt.headers) {
+    size_t colon = line.find(':');
+    if (colon == std::string::npos || colon == 0) {
+      std::cerr << "submit_bench: --header must be 'Name: value': " << line << "\n";
+      std::exit(2);
+    }
+    size_t valueStart = line.find_first_not_of(" \t", colon + 1);
+    std::string value = valueStart == std::string::npos ? "" : line.substr(valueStart);
+    extra.emplace_back(line.substr(0, colon), value);
+  }
+  for (auto& [name, value] : extra) request.erase(name);
+  for (auto& [name, value] : extra) {
+    if (!value.empty()) request.insert(name, value);
+  }
+  request.keep_alive(true);
+  request.body() = body;
+  request.prepare_payload();
+  return request;
+}
+
+void record(HttpRun& run, Clock::time_point started, const beast::error_code& ec,
+            const http::response<PrefixBody>* response) {
+  Clock::time_point now = Clock::now();
+  if (now < run.windowStart || now >= run.windowEnd) return;
+  Results& r = run.results;
+  ++r.total;
+  if (ec) {
+    ++r.transportErrors;
+    if (r.firstUnexpected.empty()) r.firstUnexpected = ec.message();
+    return;
+  }
+  long status = static_cast<long>(response->result_int());
+  const std::string& body = response->body();
+  if (status == run.opt.expectStatus &&
+      (run.opt.expectBody.empty() || body.find(run.opt.expectBody) != std::string::npos)) {
+    ++r.acknowledged;
+    r.latenciesMs.push_back(std::chrono::duration<double, std::milli>(now - started).count());
+  } else {
+    ++r.otherStatuses[status];
+    if (r.firstUnexpected.empty()) r.firstUnexpected = std::to_string(status) + " " + body;
+  }
+}
+
+// One keep-alive connection with one request in flight; the next request goes out as soon as
+// the previous answer is read, until the window ends.
+asio::awaitable<void> runConnection(HttpRun& run) {
+  beast::tcp_stream stream(co_await asio::this_coro::executor);
+  beast::flat_buffer buffer;
+  // Beast reads no more than the buffer's free capacity (at least 512 bytes) at a time; room for
+  // its largest read (64 KiB) takes most answers in one read.
+  buffer.reserve(64 * 1024);
+  http::request<http::string_body> request = run.prototype;
+  bool connected = false;
+  bool reused = false;  // The connection has answered before.
+  while (Clock::now() < run.windowEnd) {
+    request.set("Idempotency-Key", run.keyPrefix + std::to_string(run.sequence++));
+    const Clock::time_point started = Clock::now();
+    // One deadline for the whole request, reconnecting included.
+    stream.expires_after(std::chrono::seconds(30));
+    beast::error_code ec;
+    std::optional<http::response_parser<PrefixBody>> parser;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      ec = {};
+      parser.reset();
+      if (!connected) {
+        co_await stream.async_connect(run.endpoint, asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec) stream.socket().set_option(tcp::no_delay(true), ec);
+        connected = !ec;
+      }
+      if (!ec) {
+        co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (!ec) {
+        parser.emplace();
+        parser->body_limit(std::numeric_limits<std::uint64_t>::max());
+        co_await http::async_read(stream, buffer, *parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (!ec) break;
+      // A kept-alive connection the server closed before answering is opened again and the
+      // request sent once more, as libcurl does; anything else is a transport error.
+      bool unanswered = !parser.has_value() || !parser->got_some();
+      bool retry = reused && unanswered && ec != beast::error::timeout;
+      stream.close();
+      connected = false;
+      reused = false;
+      buffer.consume(buffer.size());
+      if (!retry) break;
+    }
+    if (ec) {
+      record(run, started, ec, nullptr);
+      continue;
+    }
+    record(run, started, ec, &parser->get());
+    reused = true;
+    if (!parser->get().keep_alive()) {
+      stream.close();
+      connected = false;
+      reused = false;
+      buffer.consume(buffer.size());
+    }
+  }
+}
+
+// Takes the CPU counters at the window's edges.
+asio::awaitable<void> runWindow(HttpRun& run, Window& window) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  beast::error_code ec;
+  timer.expires_at(run.windowStart);
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  window.open(run.opt);
+  timer.expires_at(run.windowEnd);
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  window.close(run.opt, run.results);
+}
+
+// The server's address, looked up once. Of a name with several addresses, the first that accepts
+// a connection now (the first address when none does), so that no request waits on an address the
+// server does not listen on.
+std::optional<tcp::endpoint> resolveOnce(asio::io_context& io, const Target& target) {
+  tcp::resolver resolver(io);
+  beast::error_code ec;
+  tcp::resolver::results_type endpoints = resolver.resolve(target.host, target.port, ec);
+  if (ec || endpoints.empty()) {
+    std::cerr << "submit_bench: cannot resolve " << target.host << ": " << ec.message() << "\n";
+    return std::nullopt;
+  }
+  if (endpoints.size() == 1) return endpoints.begin()->endpoint();
+  for (const auto& entry : endpoints) {
+    tcp::socket probe(io);
+    probe.connect(entry.endpoint(), ec);
+    if (!ec) return entry.endpoint();
+  }
+  return endpoints.begin()->endpoint();
+}
+
+int runHttp(const Options& opt) {
+  const Target target = parseUrl(opt.url);
   const std::string body = !opt.body.empty()
                                ? opt.body
                                : json{{"applicationName", "bench"},
@@ -372,127 +596,38 @@ int main(int argc, char** argv) {
                                         {"resources", {{"cpu", 0.1}, {"memoryMB", 64}}}}},
                                       {"batch", {{"size", opt.batchSize}}}}
                                      .dump();
-  const std::string endpoint = opt.url + opt.path;
-  const std::string authorization = "Authorization: Bearer " + opt.token;
+  asio::io_context io(1);
+  std::optional<tcp::endpoint> endpoint = resolveOnce(io, target);
+  if (!endpoint) return 2;
   // Keys stay unique across runs against the same server.
   std::mt19937_64 rng(std::random_device{}());
-  const std::string runId = std::to_string(rng() % 1000000000000ULL);
-
-  CURLM* multi = curl_multi_init();
-  curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, static_cast<long>(opt.clients * 2));
-  std::vector<Slot> slots(static_cast<size_t>(opt.clients));
-  uint64_t sequence = 0;
-
-  auto start = [&](Slot& slot) {
-    curl_slist_free_all(slot.headers);
-    slot.headers = nullptr;
-    if (!opt.token.empty()) slot.headers = curl_slist_append(slot.headers, authorization.c_str());
-    for (const std::string& header : opt.headers) {
-      slot.headers = curl_slist_append(slot.headers, header.c_str());
-    }
-    slot.headers = curl_slist_append(slot.headers, "Content-Type: application/json");
-    slot.headers = curl_slist_append(slot.headers, "Expect:");
-    std::string key = "Idempotency-Key: bench-" + runId + "-" + std::to_string(sequence++);
-    slot.headers = curl_slist_append(slot.headers, key.c_str());
-    curl_easy_setopt(slot.easy, CURLOPT_HTTPHEADER, slot.headers);
-    slot.response.clear();
-    slot.started = Clock::now();
-    slot.active = true;
-    curl_multi_add_handle(multi, slot.easy);
-  };
-
-  for (Slot& slot : slots) {
-    slot.easy = curl_easy_init();
-    curl_easy_setopt(slot.easy, CURLOPT_URL, endpoint.c_str());
-    curl_easy_setopt(slot.easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(slot.easy, CURLOPT_POSTFIELDS, body.c_str());
-    curl_easy_setopt(slot.easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-    curl_easy_setopt(slot.easy, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(slot.easy, CURLOPT_WRITEDATA, &slot.response);
-    curl_easy_setopt(slot.easy, CURLOPT_PRIVATE, &slot);
-    curl_easy_setopt(slot.easy, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(slot.easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(slot.easy, CURLOPT_TIMEOUT_MS, 30000L);
-  }
-
-  const Clock::time_point t0 = Clock::now();
-  const Clock::time_point windowStart = t0 + seconds(opt.warmupSec);
-  const Clock::time_point windowEnd = windowStart + seconds(opt.durationSec);
-  // Requests still in flight this long after the window are abandoned.
-  const Clock::time_point drainEnd = windowEnd + std::chrono::seconds(30);
-
-  for (Slot& slot : slots) start(slot);
-
   Results r;
   r.latenciesMs.reserve(1 << 20);
   r.loadBefore = loadAvg1();
-  size_t active = slots.size();
+  const Clock::time_point t0 = Clock::now();
+  HttpRun run{.opt = opt,
+              .results = r,
+              .endpoint = *endpoint,
+              .prototype = makeRequest(opt, target, body),
+              .keyPrefix = "bench-" + std::to_string(rng() % 1000000000000ULL) + "-",
+              .windowStart = t0 + seconds(opt.warmupSec),
+              .windowEnd = t0 + seconds(opt.warmupSec) + seconds(opt.durationSec)};
+  auto rethrow = [](std::exception_ptr error) {
+    if (error) std::rethrow_exception(error);
+  };
   Window window;
-  bool windowOpen = false;
-  bool windowClosed = false;
-
-  while (active > 0) {
-    int running = 0;
-    curl_multi_perform(multi, &running);
-    int queued = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      Slot* slot = nullptr;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &slot);
-      CURLcode result = msg->data.result;
-      curl_multi_remove_handle(multi, msg->easy_handle);
-      Clock::time_point now = Clock::now();
-      slot->active = false;
-      --active;
-      if (now >= windowStart && now < windowEnd) {
-        ++r.total;
-        if (result != CURLE_OK) {
-          ++r.transportErrors;
-          if (r.firstUnexpected.empty()) r.firstUnexpected = curl_easy_strerror(result);
-        } else {
-          long status = 0;
-          curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
-          if (status == opt.expectStatus &&
-              (opt.expectBody.empty() ||
-               slot->response.find(opt.expectBody) != std::string::npos)) {
-            ++r.acknowledged;
-            r.latenciesMs.push_back(
-                std::chrono::duration<double, std::milli>(now - slot->started).count());
-          } else {
-            ++r.otherStatuses[status];
-            if (r.firstUnexpected.empty()) {
-              r.firstUnexpected = std::to_string(status) + " " + slot->response;
-            }
-          }
-        }
-      }
-      if (now < windowEnd) {
-        start(*slot);
-        ++active;
-      }
-    }
-    Clock::time_point now = Clock::now();
-    if (!windowOpen && now >= windowStart) {
-      windowOpen = true;
-      window.open(opt);
-    }
-    if (!windowClosed && now >= windowEnd) {
-      windowClosed = true;
-      window.close(opt, r);
-    }
-    if (now >= drainEnd) break;
-    if (active > 0) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
-  }
-
-  for (Slot& slot : slots) {
-    if (slot.active) curl_multi_remove_handle(multi, slot.easy);
-    curl_easy_cleanup(slot.easy);
-    curl_slist_free_all(slot.headers);
-  }
-  curl_multi_cleanup(multi);
-  curl_global_cleanup();
-
+  asio::co_spawn(io, runWindow(run, window), rethrow);
+  for (int i = 0; i < opt.clients; ++i) asio::co_spawn(io, runConnection(run), rethrow);
+  // Requests in flight when the window ends are answered or time out (30 s) before this returns.
+  io.run();
   r.loadAfter = loadAvg1();
   std::cout << report(opt, r).dump() << std::endl;
   return r.acknowledged > 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt = parse(argc, argv);
+  return opt.exec.empty() ? runHttp(opt) : runExec(opt);
 }

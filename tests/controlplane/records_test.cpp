@@ -458,6 +458,11 @@ TEST(CorruptRecordTest, TasksFailWithInternal) {
   mutated("text state time", [](json& j) { j["stateTimesMs"]["Started"] = "now"; });
   mutated("numeric message", [](json& j) { j["message"] = 1; });
   mutated("text resubmitNumber", [](json& j) { j["resubmitNumber"] = "1"; });
+  mutated("text draining", [](json& j) { j["draining"] = "no"; });
+  mutated("numeric ready", [](json& j) { j["ready"] = 1; });
+  mutated("array state times", [](json& j) { j["stateTimesMs"] = json::array({1}); });
+  mutated("null nodeId", [](json& j) { j["nodeId"] = nullptr; });
+  cases.emplace_back("trailing text", good.dump() + " x");
   for (const auto& [name, value] : cases) expectInternal(taskFromStored(value, 1), name);
 }
 

@@ -98,12 +98,10 @@ asio::awaitable<Result<CreateJobResult>> JobManager::Impl::create(api::JobDescri
   actor->view = newJob(jobId, std::move(descriptor), key, now);
   actor->shape = scheduler::JobShape::of(jobId, actor->view.job.descriptor);
 
+  actor->view.job.requestHash = requestHash;
+  // The key and the request's hash are part of the job record: the strand checked above that no
+  // job holds the key, and only the job manager writes jobs.
   store::Txn txn;
-  if (!key.empty()) {
-    txn.compares.push_back(store::Compare::notExists(idempotencyKey(key)));
-    txn.onSuccess.push_back(store::Op::put(
-        idempotencyKey(key), json({{"jobId", jobId}, {"requestHash", requestHash}}).dump()));
-  }
   txn.onSuccess.push_back(
       store::Op::put(jobKey(jobId), toStoredText(actor->view.job, descriptorText)));
   for (const TaskRecord& task : actor->view.tasks) {
@@ -117,9 +115,6 @@ asio::awaitable<Result<CreateJobResult>> JobManager::Impl::create(api::JobDescri
     for (auto& waiter : waiters) waiter->cancel();
   }
   if (!result) co_return std::unexpected(result.error().wrap("saving the job"));
-  if (!result->succeeded) {
-    co_return fail(ErrorCode::kConflict, "idempotency key is already in use");
-  }
   actor->view.job.modRevision = result->revision;
   for (TaskRecord& task : actor->view.tasks) task.modRevision = result->revision;
   taskCount += actor->view.tasks.size();

@@ -52,6 +52,9 @@ Status JobManager::recover() {
             loadError = job.error().wrap("loading " + kv.key);
             return;
           }
+          if (!job->idempotencyKey.empty()) {
+            impl.idempotency[job->idempotencyKey] = {job->id, job->requestHash};
+          }
           current = std::make_unique<JobActor>();
           current->view.job = std::move(*job);
           return;
@@ -67,7 +70,7 @@ Status JobManager::recover() {
   if (loadError) return std::unexpected(*loadError);
   flush();
 
-  // Idempotency keys carry the request hash; read them back for the keys the jobs name.
+  // Stores written by earlier releases keep each key's hash in its own record.
   auto keysRevision =
       impl.store.scanPrefix(std::string(kIdempotencyPrefix), [&](const store::KeyValue& kv) {
         json value = json::parse(kv.value, nullptr, false);

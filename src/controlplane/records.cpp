@@ -154,6 +154,7 @@ void emitJobFields(Sink& out, const JobRecord& job, bool wire) {
   out.end();
   out.field("createdAtMs", job.createdAtMs);
   out.field("idempotencyKey", job.idempotencyKey);
+  if (!wire && !job.requestHash.empty()) out.field("requestHash", job.requestHash);
   out.field("type", job.descriptor.isBatch() ? "batch" : "service");
   if (wire) {
     out.field("revision", job.modRevision);
@@ -343,6 +344,7 @@ Result<JobRecord> jobFromStored(std::string_view value, store::Revision modRevis
     job.stateTimeMs = status.value("timestampMs", int64_t{0});
     job.createdAtMs = j.value("createdAtMs", int64_t{0});
     job.idempotencyKey = j.value("idempotencyKey", "");
+    job.requestHash = j.value("requestHash", "");
     job.nextIndex = j.value("nextIndex", int64_t{0});
     if (j.contains("capacity")) {
       const json& c = j["capacity"];

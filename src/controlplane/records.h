@@ -5,7 +5,8 @@
 // Store layout (keys are ordered, so a job and its tasks are adjacent):
 //   /j/<jobId>             a job
 //   /j/<jobId>/t/<taskId>  a task of that job
-//   /idem/<key>            an idempotency key: {"jobId", "bodyHash"}
+//   /idem/<key>            an idempotency key: {"jobId", "requestHash"}, written by
+//                          releases before the job record carried its key and hash; read only
 //   /nodes/<nodeId>        a registered node
 //   /capacity-groups/<name> a capacity group (see capacity_groups.h)
 // Job ids have a fixed length, so the prefix "/j/<jobId>" covers exactly one job and its tasks.
@@ -70,6 +71,9 @@ struct JobRecord {
   int64_t stateTimeMs = 0;
   int64_t createdAtMs = 0;
   std::string idempotencyKey;
+  // With an idempotency key: the SHA-256 (hex) of the descriptor's JSON text, so a repeat with
+  // the same key and a different job is told apart (stored form only, not on the wire).
+  std::string requestHash;
   store::Revision modRevision = 0;
   // Service jobs: the current capacity and whether autoscaling may change it. Batch jobs: unused.
   api::Capacity capacity;

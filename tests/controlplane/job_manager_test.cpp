@@ -1146,6 +1146,32 @@ TEST_F(JobManagerTest, RecoverRestoresJobsTasksNodesAndIdempotencyKeys) {
   EXPECT_EQ(job(running)["status"]["reason"], "normal");
 }
 
+TEST_F(JobManagerTest, RecoverReadsIdempotencyKeysOfEarlierReleasesFromTheirOwnRecords) {
+  start();
+  std::string id = create({.size = 2}, "key-legacy");
+  // Rewrite the job as earlier releases stored it: the hash in /idem/<key>, not in the job.
+  auto stored = store_.get(jobKey(id));
+  ASSERT_TRUE(stored.has_value() && stored->has_value());
+  json record = json::parse((*stored)->value);
+  ASSERT_TRUE(record["requestHash"].is_string());
+  json idem = {{"jobId", id}, {"requestHash", record["requestHash"]}};
+  record.erase("requestHash");
+  store::Txn txn;
+  txn.onSuccess.push_back(store::Op::put(jobKey(id), record.dump()));
+  txn.onSuccess.push_back(store::Op::put(idempotencyKey("key-legacy"), idem.dump()));
+  ASSERT_TRUE(store_.commit(std::move(txn)).has_value());
+
+  restart();
+
+  auto repeat = await(manager_->createJob(descriptor({.size = 2}), "key-legacy"));
+  ASSERT_TRUE(repeat.has_value()) << repeat.error().message();
+  EXPECT_FALSE(repeat->created);
+  EXPECT_EQ(repeat->id, id);
+  auto conflict = await(manager_->createJob(descriptor({.size = 3}), "key-legacy"));
+  ASSERT_FALSE(conflict.has_value());
+  EXPECT_EQ(conflict.error().code(), ErrorCode::kConflict);
+}
+
 TEST_F(JobManagerTest, RecoverPlacesTasksThatWereStillPending) {
   start();
   std::string id = create({.size = 2}, "key");

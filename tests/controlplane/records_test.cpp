@@ -59,6 +59,7 @@ api::JobDescriptor descriptor(bool service) {
 
 JobRecord batchJob() {
   JobRecord job = newJob(newJobId(kNowMs), descriptor(false), "idem-1", kNowMs).job;
+  job.requestHash = "0123abcd";
   job.state = JobState::kKillInitiated;
   job.reason = "killed";
   job.message = "killed by request";
@@ -98,6 +99,7 @@ TaskRecord fullTask(const std::string& jobId) {
 
 void expectSameJob(const JobRecord& a, const JobRecord& b) {
   EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.requestHash, b.requestHash);
   EXPECT_EQ(api::toJson(a.descriptor), api::toJson(b.descriptor));
   EXPECT_EQ(a.state, b.state);
   EXPECT_EQ(a.reason, b.reason);

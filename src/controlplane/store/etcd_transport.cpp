@@ -184,7 +184,8 @@ Error errorFromAnswer(const json& answer, const std::string& endpoint, long http
   // gRPC status codes: 3 InvalidArgument, 4 DeadlineExceeded, 11 OutOfRange, 14 Unavailable.
   if (message.find("compacted") != std::string::npos) return Error(ErrorCode::kCompacted, text);
   if (message.find("too many operations") != std::string::npos ||
-      message.find("too large") != std::string::npos) {
+      message.find("too large") != std::string::npos ||
+      message.find("larger than max") != std::string::npos) {
     return Error(ErrorCode::kTooLarge, text);
   }
   if (code == 14 || code == 4) return Error(ErrorCode::kUnavailable, text);

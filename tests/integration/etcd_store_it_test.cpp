@@ -72,10 +72,11 @@ TEST_F(EtcdSkiffdTest, JobRunsToCompletionAndEveryJobSurvivesKill9) {
   json job = batchJob(2);
   std::string id = call("POST", "/v1/jobs", &job, 201).value("id", "");
   ASSERT_FALSE(id.empty());
-  asAgent("POST", "/v1/nodes",
-          {{"id", "node-a"},
-           {"resources", {{"cpu", 4}, {"memoryMB", 8192}, {"diskMB", 100000}, {"networkMbps", 1000}}},
-           {"attributes", {{"zone", "z1"}}}});
+  asAgent(
+      "POST", "/v1/nodes",
+      {{"id", "node-a"},
+       {"resources", {{"cpu", 4}, {"memoryMB", 8192}, {"diskMB", 100000}, {"networkMbps", 1000}}},
+       {"attributes", {{"zone", "z1"}}}});
   waitForJob(id, [](const json& j) { return j["taskCounts"]["Launched"] == 2; });
   auto agent = skiffd_->client(skiffd_->joinToken());
   auto assignments = agent->call("GET", "/v1/nodes/node-a/assignments?waitMs=0", nullptr);
@@ -125,7 +126,8 @@ TEST(EtcdSkiffdFlags, UnreachableEtcdFailsNamingTheEndpoint) {
   std::error_code ignored;
   std::filesystem::remove_all(pattern, ignored);
   EXPECT_EQ(result.exitCode, 1) << result.out << result.err;
-  EXPECT_NE((result.out + result.err).find(endpoint), std::string::npos) << result.out << result.err;
+  EXPECT_NE((result.out + result.err).find(endpoint), std::string::npos)
+      << result.out << result.err;
 }
 
 }  // namespace

@@ -74,8 +74,7 @@ std::string EtcdProcess::binary() {
   return overridden != nullptr ? overridden : "/usr/bin/etcd";
 }
 
-EtcdProcess::EtcdProcess(std::vector<std::string> extraFlags)
-    : extraFlags_(std::move(extraFlags)) {
+EtcdProcess::EtcdProcess(std::vector<std::string> extraFlags) : extraFlags_(std::move(extraFlags)) {
   char pattern[] = "/tmp/skiff-etcd-XXXXXX";
   char* dir = ::mkdtemp(pattern);
   dir_ = dir != nullptr ? dir : "";
@@ -109,26 +108,16 @@ bool EtcdProcess::start() {
   }
   const std::string client = "http://127.0.0.1:" + std::to_string(clientPort_);
   const std::string peer = "http://127.0.0.1:" + std::to_string(peerPort_);
-  std::vector<std::string> args = {binary(),
-                                   "--name",
-                                   "test",
-                                   "--data-dir",
-                                   dir_ + "/data",
-                                   "--listen-client-urls",
-                                   client,
-                                   "--advertise-client-urls",
-                                   client,
-                                   "--listen-peer-urls",
-                                   peer,
-                                   "--initial-advertise-peer-urls",
-                                   peer,
-                                   "--initial-cluster",
-                                   "test=" + peer,
-                                   "--heartbeat-interval",
-                                   "10",
-                                   "--election-timeout",
-                                   "100",
-                                   "--log-level",
+  std::vector<std::string> args = {binary(),       "--name",
+                                   "test",         "--data-dir",
+                                   dir_ + "/data", "--listen-client-urls",
+                                   client,         "--advertise-client-urls",
+                                   client,         "--listen-peer-urls",
+                                   peer,           "--initial-advertise-peer-urls",
+                                   peer,           "--initial-cluster",
+                                   "test=" + peer, "--heartbeat-interval",
+                                   "10",           "--election-timeout",
+                                   "100",          "--log-level",
                                    "warn"};
   args.insert(args.end(), extraFlags_.begin(), extraFlags_.end());
   std::vector<char*> argv;

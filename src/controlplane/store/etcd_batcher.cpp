@@ -135,7 +135,8 @@ void Batcher::send(std::vector<PendingTxn>& batch) {
     if (answer) committed_.fetch_add(static_cast<int64_t>(sent.size()), std::memory_order_relaxed);
   }
 
-  const Revision revision = answer ? int64At(answer->value("header", json::object()), "revision") : 0;
+  const Revision revision =
+      answer ? int64At(answer->value("header", json::object()), "revision") : 0;
   const json* responses = nullptr;
   if (answer && sent.size() > 1) {
     auto it = answer->find("responses");
@@ -157,9 +158,9 @@ void Batcher::send(std::vector<PendingTxn>& batch) {
     if (sent.size() == 1) {
       result.succeeded = answer->value("succeeded", false);
     } else if (responses == nullptr) {
-      complete(p, fail(ErrorCode::kInternal,
-                       "commit: etcd answered a batch of " + std::to_string(sent.size()) +
-                           " transactions without one response each"));
+      complete(p, fail(ErrorCode::kInternal, "commit: etcd answered a batch of " +
+                                                 std::to_string(sent.size()) +
+                                                 " transactions without one response each"));
       continue;
     } else {
       const json& inner = (*responses)[mine];

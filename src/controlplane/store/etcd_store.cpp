@@ -100,8 +100,8 @@ Result<std::unique_ptr<EtcdStore>> EtcdStore::open(EtcdStoreOptions options) {
   std::unique_ptr<EtcdStore> store(new EtcdStore());
   store->options_ = options;
   store->transport_ = std::make_shared<etcd_detail::Transport>(std::move(options));
-  auto status = store->transport_->call("/v3/maintenance/status", json::object(),
-                                        Idempotence::kRead);
+  auto status =
+      store->transport_->call("/v3/maintenance/status", json::object(), Idempotence::kRead);
   if (!status) return std::unexpected(status.error().wrap("open etcd store"));
   SKIFF_TRY_STATUS(store->findCompactedRevision(), "open etcd store");
   store->watches_ = std::make_shared<etcd_detail::WatchRegistry>();
@@ -216,8 +216,8 @@ Status EtcdStore::findCompactedRevision() {
   Revision current = currentRevision();
   auto oldest = revisionReadable(1);
   if (!oldest) return std::unexpected(oldest.error());
-  if (*oldest) return {};  // Nothing compacted; report 0 as a fresh SQLite store does.
-  Revision low = 1;        // Not readable.
+  if (*oldest) return {};   // Nothing compacted; report 0 as a fresh SQLite store does.
+  Revision low = 1;         // Not readable.
   Revision high = current;  // Readable: etcd never compacts past its current revision.
   while (high - low > 1) {
     Revision mid = low + (high - low) / 2;
@@ -261,14 +261,14 @@ Status EtcdStore::compact(Revision revision) {
   if (revision <= compactedRevision()) return {};
   Revision current = currentRevision();
   if (revision > current + 1) {
-    return fail(ErrorCode::kInvalidArgument,
-                "compact: revision " + std::to_string(revision) + " is beyond the current " +
-                    std::to_string(current) + " + 1");
+    return fail(ErrorCode::kInvalidArgument, "compact: revision " + std::to_string(revision) +
+                                                 " is beyond the current " +
+                                                 std::to_string(current) + " + 1");
   }
   // etcd keeps the revision it compacts at; compacting "past the current one" keeps that one.
   Revision at = std::min(revision, current);
-  auto answer = transport_->call("/v3/kv/compaction", {{"revision", std::to_string(at)}},
-                                 Idempotence::kRead);
+  auto answer =
+      transport_->call("/v3/kv/compaction", {{"revision", std::to_string(at)}}, Idempotence::kRead);
   if (!answer && answer.error().code() != ErrorCode::kCompacted) {
     return std::unexpected(answer.error().wrap("compact"));
   }

@@ -1,11 +1,11 @@
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <map>
 #include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <curl/curl.h>
 
 #include "common/encoding.h"
 #include "controlplane/store/etcd_store_impl.h"
@@ -45,7 +45,8 @@ Result<std::string> bytesAt(const json& object, const char* name) {
   auto it = object.find(name);
   if (it == object.end() || !it->is_string()) return std::string();
   auto decoded = base64Decode(it->get_ref<const std::string&>());
-  if (!decoded) return fail(ErrorCode::kInternal, std::string("etcd answer: bad base64 in ") + name);
+  if (!decoded)
+    return fail(ErrorCode::kInternal, std::string("etcd answer: bad base64 in ") + name);
   return decoded;
 }
 

@@ -1,11 +1,10 @@
-#include <curl/curl.h>
-
 #include <chrono>
 #include <exception>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
 #include "common/encoding.h"
@@ -18,7 +17,7 @@ struct WatchState {
   enum class Phase { kStarting, kRunning, kStopped };
 
   std::shared_ptr<Transport> transport;
-  std::string key;       // etcd's `key` and `range_end`, raw bytes.
+  std::string key;  // etcd's `key` and `range_end`, raw bytes.
   std::string rangeEnd;
   WatchCallback callback;
 
@@ -131,9 +130,9 @@ std::optional<StreamEnd> handleLine(WatchState& w, const std::string& line,
     return StreamEnd{StreamEnd::Kind::kDropped, endpoint + ": an answer that is not JSON", 0};
   }
   if (message.contains("error")) {
-    return StreamEnd{StreamEnd::Kind::kDropped,
-                     errorFromAnswer(message.value("error", json::object()), endpoint, 200).message(),
-                     0};
+    return StreamEnd{
+        StreamEnd::Kind::kDropped,
+        errorFromAnswer(message.value("error", json::object()), endpoint, 200).message(), 0};
   }
   const json result = message.value("result", json::object());
   if (result.value("created", false)) markRunning(w);
@@ -153,9 +152,9 @@ std::optional<StreamEnd> handleLine(WatchState& w, const std::string& line,
     // A reconnect asks for `next` on, so nothing older arrives; the check keeps that promise
     // even if a member answers otherwise.
     if (kv->modRevision < w.next) continue;
-    Event event{e.value("type", std::string()) == "DELETE" ? Event::Kind::kDelete
-                                                           : Event::Kind::kPut,
-                std::move(*kv)};
+    Event event{
+        e.value("type", std::string()) == "DELETE" ? Event::Kind::kDelete : Event::Kind::kPut,
+        std::move(*kv)};
     batch.push_back(std::move(event));
   }
   if (batch.empty()) return std::nullopt;
@@ -264,9 +263,9 @@ void runWatch(const std::shared_ptr<WatchState>& w) {
     if (end.kind == StreamEnd::Kind::kCancelled) break;
     if (end.kind == StreamEnd::Kind::kCompacted) {
       w->transport->observeCompacted(end.compactRevision);
-      Error error(ErrorCode::kCompacted,
-                  "watch: revision " + std::to_string(w->next) + " is compacted; the oldest " +
-                      "retained is " + std::to_string(end.compactRevision));
+      Error error(ErrorCode::kCompacted, "watch: revision " + std::to_string(w->next) +
+                                             " is compacted; the oldest " + "retained is " +
+                                             std::to_string(end.compactRevision));
       if (!started) {
         failStart(*w, std::move(error));
         break;
@@ -278,13 +277,13 @@ void runWatch(const std::shared_ptr<WatchState>& w) {
     if (!started) {
       failures += failures.empty() ? end.reason : "; " + end.reason;
       if (++failedStarts >= count) {
-        failStart(*w, Error(ErrorCode::kUnavailable, "watch: no etcd endpoint accepted the watch (" +
-                                                         failures + ")"));
+        failStart(*w, Error(ErrorCode::kUnavailable,
+                            "watch: no etcd endpoint accepted the watch (" + failures + ")"));
         break;
       }
     } else {
-      spdlog::warn("etcd store: a watch stream dropped ({}); resuming from revision {}",
-                   end.reason, w->next);
+      spdlog::warn("etcd store: a watch stream dropped ({}); resuming from revision {}", end.reason,
+                   w->next);
     }
     w->transport->failOver(endpoint);
     endpoint = (endpoint + 1) % count;
@@ -351,8 +350,8 @@ Result<std::unique_ptr<WatchHandle>> startWatch(std::shared_ptr<Transport> trans
   auto handle = std::make_unique<EtcdWatchHandle>(state);
   std::unique_lock lock(state->mu);
   const auto limit = std::chrono::milliseconds(state->transport->options().requestTimeoutMs);
-  bool decided = state->cv.wait_for(
-      lock, limit, [&] { return state->phase != WatchState::Phase::kStarting; });
+  bool decided =
+      state->cv.wait_for(lock, limit, [&] { return state->phase != WatchState::Phase::kStarting; });
   if (decided && state->phase == WatchState::Phase::kRunning) {
     return std::unique_ptr<WatchHandle>(std::move(handle));
   }

@@ -99,15 +99,16 @@ TEST_F(EtcdStoreTest, AbsentKeysCompareAsRevisionZeroAsEtcdDefinesIt) {
     Compare compare;
     bool holds;
   };
-  for (const Case& c : {Case{Compare::exists("absent"), false},
-                        Case{Compare::notExists("absent"), true},
-                        Case{Compare::modRevisionIs("absent", 0), true},
-                        Case{Compare::modRevisionIs("absent", 1), false}}) {
+  for (const Case& c :
+       {Case{Compare::exists("absent"), false}, Case{Compare::notExists("absent"), true},
+        Case{Compare::modRevisionIs("absent", 0), true},
+        Case{Compare::modRevisionIs("absent", 1), false}}) {
     Txn txn;
     txn.compares = {c.compare};
     auto result = store->commit(txn);
     ASSERT_TRUE(result.has_value()) << result.error().message();
-    EXPECT_EQ(result->succeeded, c.holds) << c.compare.key << " " << static_cast<int>(c.compare.kind);
+    EXPECT_EQ(result->succeeded, c.holds)
+        << c.compare.key << " " << static_cast<int>(c.compare.kind);
     EXPECT_EQ(result->succeeded, c.compare.holds(0));
   }
 }
@@ -124,7 +125,8 @@ TEST_F(EtcdStoreTest, ConcurrentCommitsShareEtcdRequestsAndRevisions) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kEach; ++i) {
-        auto result = store->commit(putTxn("g/" + std::to_string(t) + "/" + std::to_string(i), "v"));
+        auto result =
+            store->commit(putTxn("g/" + std::to_string(t) + "/" + std::to_string(i), "v"));
         if (!result || !result->succeeded) {
           ++failures;
           continue;

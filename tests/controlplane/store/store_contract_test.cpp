@@ -488,7 +488,8 @@ TYPED_TEST(StoreContractTest, WatchReplaysHistoryFromRevisionThenDeliversLiveCha
     EXPECT_EQ(e.kind, Event::Kind::kPut);
     revisions.push_back(e.kv.modRevision);
   }
-  EXPECT_EQ(revisions, (std::vector<Revision>{this->rev(2), this->rev(4), this->rev(5), this->rev(7)}));
+  EXPECT_EQ(revisions,
+            (std::vector<Revision>{this->rev(2), this->rev(4), this->rev(5), this->rev(7)}));
   EXPECT_EQ(events[1].kv.key, "w/a");
   EXPECT_EQ(events[1].kv.value, "2");
   EXPECT_EQ(events[1].kv.createRevision, this->rev(1));
@@ -549,7 +550,8 @@ TYPED_TEST(StoreContractTest, CompactKeepsCurrentValuesAndRejectsFutureRevisions
   ASSERT_NE(store, nullptr);
   this->put(*store, "a", "1");
   this->put(*store, "b", "1");
-  ASSERT_TRUE(store->compact(this->rev(3)).has_value());  // Drops all history; currentRevision() + 1.
+  ASSERT_TRUE(
+      store->compact(this->rev(3)).has_value());  // Drops all history; currentRevision() + 1.
   EXPECT_TRUE(store->get("a").value().has_value());
   EXPECT_TRUE(store->get("b").value().has_value());
   ASSERT_TRUE(store->compact(this->rev(1)).has_value());  // Already compacted: no-op.
@@ -687,7 +689,6 @@ TYPED_TEST(StoreContractTest, SlowWatcherDoesNotBlockCommits) {
   EXPECT_EQ(received, 101u);
   EXPECT_TRUE(fast.waitFor(101));
 }
-
 
 }  // namespace
 }  // namespace skiff::store

@@ -195,6 +195,21 @@ TEST_F(EtcdStoreTest, BatchesStayWithinEtcdsOpAndSizeLimits) {
     ASSERT_TRUE(result.has_value()) << result.error().message();
     EXPECT_TRUE(result->succeeded);
   }
+  // At the boundary: four nested transactions of 124 ops each make 4 + 124 = 128.
+  std::vector<Txn> edge;
+  for (int t = 0; t < 6; ++t) {
+    Txn txn;
+    for (int i = 0; i < 124; ++i) {
+      txn.onSuccess.push_back(Op::put("edge/" + std::to_string(t) + "/" + std::to_string(i), "v"));
+    }
+    edge.push_back(std::move(txn));
+  }
+  int64_t requestsBefore = store->stats().txnRequests;
+  for (auto& result : commitAll(*store, std::move(edge))) {
+    ASSERT_TRUE(result.has_value()) << result.error().message();
+    EXPECT_TRUE(result->succeeded);
+  }
+  EXPECT_GE(store->stats().txnRequests - requestsBefore, 2);  // Never all six in one request.
   // 20 values of 200 KiB: about 4 MiB in all, more than one request may carry.
   std::vector<Txn> big;
   for (int t = 0; t < 20; ++t) {

@@ -4,7 +4,11 @@
 // etcd-server) on two free loopback ports with a fresh data directory of its own. `start` waits
 // until the member reports itself healthy (it has elected itself leader); the destructor kills
 // the process and removes the directory, also when a test fails. The member runs with short raft
-// timings (10 ms heartbeat, 100 ms election) so it starts in a fraction of a second.
+// timings (10 ms heartbeat, 100 ms election) so it starts in a fraction of a second. etcd 3.4
+// serves the JSON gateway on its client URL by default when configured by flags, as here
+// (--enable-grpc-gateway only defaults to false with a config file). The member is started from
+// the calling thread with PR_SET_PDEATHSIG, so call `start` from a thread that outlives it (the
+// test's own thread).
 //
 // A fixture that cannot start etcd is a failure of the test, not a reason to skip it:
 // `ASSERT_TRUE(etcd.start()) << etcd.error()`.

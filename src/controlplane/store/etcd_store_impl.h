@@ -110,7 +110,8 @@ class Transport {
 };
 
 // The Error for an etcd error answer ({"error", "code", "message"}) from `endpoint`:
-// Unavailable → kUnavailable, compacted → kCompacted, too many ops / too large → kTooLarge,
+// Unavailable → kUnavailable, compacted → kCompacted, too many ops / too large / larger than
+// the gRPC message limit → kTooLarge,
 // other InvalidArgument and future revisions → kInvalidArgument, anything else kIo.
 Error errorFromAnswer(const json& answer, const std::string& endpoint, long httpStatus);
 

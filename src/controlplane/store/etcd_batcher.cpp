@@ -85,6 +85,7 @@ void Batcher::takeBatchLocked(std::vector<PendingTxn>& batch) {
   std::unordered_set<std::string> keys;
   size_t widest = 0;
   size_t bytes = 0;
+  size_t sent = 0;  // Transactions in `batch` that go to etcd.
   while (!queue_.empty()) {
     PendingTxn& next = queue_.front();
     if (next.rejected) {
@@ -96,8 +97,6 @@ void Batcher::takeBatchLocked(std::vector<PendingTxn>& batch) {
     const size_t width = txnWidth(next.txn);
     const size_t size = txnBytes(next.txn);
     std::vector<std::string> nextKeys = txnKeys(next.txn);
-    size_t sent = 0;
-    for (const PendingTxn& p : batch) sent += p.rejected ? 0 : 1;
     if (sent > 0) {
       // etcd's checkTxnRequest: with N nested transactions each may be N ops narrower.
       if (sent + 1 + std::max(widest, width) > maxOps) break;
@@ -111,6 +110,7 @@ void Batcher::takeBatchLocked(std::vector<PendingTxn>& batch) {
     keys.insert(std::make_move_iterator(nextKeys.begin()), std::make_move_iterator(nextKeys.end()));
     batch.push_back(std::move(next));
     queue_.pop_front();
+    ++sent;
   }
 }
 

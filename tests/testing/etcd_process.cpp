@@ -15,6 +15,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 namespace skiff::testing {
 namespace {
@@ -80,6 +81,14 @@ EtcdProcess::EtcdProcess(std::vector<std::string> extraFlags) : extraFlags_(std:
   dir_ = dir != nullptr ? dir : "";
 }
 
+EtcdProcess::EtcdProcess(std::string name, int clientPort, int peerPort, std::string initialCluster)
+    : EtcdProcess() {
+  name_ = std::move(name);
+  clientPort_ = clientPort;
+  peerPort_ = peerPort;
+  initialCluster_ = std::move(initialCluster);
+}
+
 EtcdProcess::~EtcdProcess() {
   kill9();
   if (!dir_.empty()) {
@@ -92,7 +101,7 @@ std::string EtcdProcess::endpoint() const {
   return "127.0.0.1:" + std::to_string(clientPort_);
 }
 
-bool EtcdProcess::start() {
+bool EtcdProcess::start(bool waitHealthy) {
   error_.clear();
   if (dir_.empty()) {
     error_ = "cannot create a temporary directory for etcd";
@@ -108,17 +117,21 @@ bool EtcdProcess::start() {
   }
   const std::string client = "http://127.0.0.1:" + std::to_string(clientPort_);
   const std::string peer = "http://127.0.0.1:" + std::to_string(peerPort_);
-  std::vector<std::string> args = {binary(),       "--name",
-                                   "test",         "--data-dir",
-                                   dir_ + "/data", "--listen-client-urls",
-                                   client,         "--advertise-client-urls",
-                                   client,         "--listen-peer-urls",
-                                   peer,           "--initial-advertise-peer-urls",
-                                   peer,           "--initial-cluster",
-                                   "test=" + peer, "--heartbeat-interval",
-                                   "10",           "--election-timeout",
-                                   "100",          "--log-level",
-                                   "warn"};
+  const std::string cluster = initialCluster_.empty() ? name_ + "=" + peer : initialCluster_;
+  // clang-format off
+  std::vector<std::string> args = {
+      binary(),
+      "--name", name_,
+      "--data-dir", dir_ + "/data",
+      "--listen-client-urls", client,
+      "--advertise-client-urls", client,
+      "--listen-peer-urls", peer,
+      "--initial-advertise-peer-urls", peer,
+      "--initial-cluster", cluster,
+      "--heartbeat-interval", "10",
+      "--election-timeout", "100",
+      "--log-level", "warn"};
+  // clang-format on
   args.insert(args.end(), extraFlags_.begin(), extraFlags_.end());
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());
@@ -142,10 +155,15 @@ bool EtcdProcess::start() {
     error_ = "fork failed";
     return false;
   }
+  return !waitHealthy || this->waitHealthy();
+}
+
+bool EtcdProcess::waitHealthy() {
+  const std::string logPath = dir_ + "/etcd.log";
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    if (pid_ <= 0 || ::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
       error_ = "etcd exited during start; its log ends: " + readTail(logPath);
       return false;
@@ -172,6 +190,46 @@ void EtcdProcess::stop() {
   ::kill(pid_, SIGTERM);
   ::waitpid(pid_, nullptr, 0);
   pid_ = -1;
+}
+
+EtcdCluster::EtcdCluster(size_t size) {
+  std::vector<std::pair<int, int>> ports;
+  std::string initialCluster;
+  for (size_t i = 0; i < size; ++i) {
+    ports.emplace_back(unusedLoopbackPort(), unusedLoopbackPort());
+    if (!initialCluster.empty()) initialCluster += ",";
+    initialCluster +=
+        "m" + std::to_string(i) + "=http://127.0.0.1:" + std::to_string(ports.back().second);
+  }
+  for (size_t i = 0; i < size; ++i) {
+    members_.push_back(std::make_unique<EtcdProcess>("m" + std::to_string(i), ports[i].first,
+                                                     ports[i].second, initialCluster));
+  }
+}
+
+bool EtcdCluster::start() {
+  for (auto& member : members_) {
+    if (!member->start(/*waitHealthy=*/false)) {
+      error_ = member->error();
+      return false;
+    }
+  }
+  for (auto& member : members_) {
+    if (!member->waitHealthy()) {
+      error_ = member->error();
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string EtcdCluster::spec() const {
+  std::string spec = "etcd://";
+  for (size_t i = 0; i < members_.size(); ++i) {
+    if (i > 0) spec += ",";
+    spec += members_[i]->endpoint();
+  }
+  return spec;
 }
 
 }  // namespace skiff::testing

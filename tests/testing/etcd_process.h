@@ -15,6 +15,7 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,15 +23,21 @@ namespace skiff::testing {
 
 class EtcdProcess {
  public:
-  // `extraFlags` go to every start of the member.
+  // A single-member cluster; `extraFlags` go to every start of the member.
   explicit EtcdProcess(std::vector<std::string> extraFlags = {});
+  // One member of a cluster (see EtcdCluster): its name, its ports, and etcd's --initial-cluster
+  // naming every member.
+  EtcdProcess(std::string name, int clientPort, int peerPort, std::string initialCluster);
   ~EtcdProcess();
   EtcdProcess(const EtcdProcess&) = delete;
   EtcdProcess& operator=(const EtcdProcess&) = delete;
 
-  // Starts the member (again with the same ports and data after `kill9` or `stop`) and waits up
-  // to 20 s until /health answers true. Returns false with a reason in `error()`.
-  bool start();
+  // Starts the member (again with the same ports and data after `kill9` or `stop`) and, with
+  // `waitHealthy`, waits up to 20 s until /health answers true. Returns false with a reason in
+  // `error()`.
+  bool start(bool waitHealthy = true);
+  // Waits up to 20 s until /health answers true.
+  bool waitHealthy();
   // SIGKILL and wait: the crash path; the data directory stays.
   void kill9();
   // SIGTERM and wait.
@@ -48,11 +55,30 @@ class EtcdProcess {
 
  private:
   std::vector<std::string> extraFlags_;
+  std::string name_ = "test";
+  std::string initialCluster_;
   std::string dir_;
   std::string error_;
   pid_t pid_ = -1;
   int clientPort_ = 0;
   int peerPort_ = 0;
+};
+
+// A cluster of `size` members on loopback, each an EtcdProcess with its own ports and directory.
+class EtcdCluster {
+ public:
+  explicit EtcdCluster(size_t size);
+  // Starts every member, then waits until each reports itself healthy (a leader is elected).
+  bool start();
+  EtcdProcess& member(size_t i) { return *members_[i]; }
+  size_t size() const { return members_.size(); }
+  // "etcd://A,B,C" in member order.
+  std::string spec() const;
+  const std::string& error() const { return error_; }
+
+ private:
+  std::vector<std::unique_ptr<EtcdProcess>> members_;
+  std::string error_;
 };
 
 // A loopback port nobody listens on (it was free a moment ago).

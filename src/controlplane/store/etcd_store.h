@@ -81,7 +81,8 @@ struct EtcdStoreOptions {
   // A unary request (range, txn, compaction) that takes longer fails; etcd's own request timeout
   // is 5 s plus the election timeout.
   int64_t requestTimeoutMs = 15000;
-  // Pause before a watch reconnects after its connection dropped.
+  // Pause before a watch reconnects after its connection dropped; it doubles, up to 16 times
+  // this, while reconnects keep failing.
   int64_t watchRetryMs = 200;
 };
 

@@ -189,7 +189,10 @@ Error errorFromAnswer(const json& answer, const std::string& endpoint, long http
       message.find("larger than max") != std::string::npos) {
     return Error(ErrorCode::kTooLarge, text);
   }
-  if (code == 14 || code == 4) return Error(ErrorCode::kUnavailable, text);
+  if (code == 14 || code == 4 || message.find("deadline exceeded") != std::string::npos ||
+      message.find("timed out") != std::string::npos) {
+    return Error(ErrorCode::kUnavailable, text);
+  }
   if (code == 3 || code == 11) return Error(ErrorCode::kInvalidArgument, text);
   return Error(ErrorCode::kIo, text);
 }

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <string>
@@ -28,6 +29,7 @@ struct WatchState {
   bool cancelled = false;
   CURLM* multi = nullptr;  // Set while the thread runs, for curl_multi_wakeup.
   Revision next = 1;       // The first revision not yet delivered. Stream thread only.
+  bool confirmed = false;  // etcd confirmed the current stream's watch. Stream thread only.
 
   std::mutex joinMu;
   std::thread thread;
@@ -135,7 +137,10 @@ std::optional<StreamEnd> handleLine(WatchState& w, const std::string& line,
         errorFromAnswer(message.value("error", json::object()), endpoint, 200).message(), 0};
   }
   const json result = message.value("result", json::object());
-  if (result.value("created", false)) markRunning(w);
+  if (result.value("created", false)) {
+    w.confirmed = true;
+    markRunning(w);
+  }
   if (result.value("canceled", false)) {
     Revision compact = int64At(result, "compact_revision");
     if (compact > 0) return StreamEnd{StreamEnd::Kind::kCompacted, "", compact};
@@ -194,6 +199,7 @@ StreamEnd runStream(WatchState& w, size_t endpointIndex) {
   curl_easy_setopt(curl, CURLOPT_TCP_KEEPIDLE, 5L);
   curl_easy_setopt(curl, CURLOPT_TCP_KEEPINTVL, 2L);
   curl_multi_add_handle(w.multi, curl);
+  w.confirmed = false;
 
   StreamEnd end{StreamEnd::Kind::kDropped, endpoint + ": the watch stream ended", 0};
   for (;;) {
@@ -252,6 +258,9 @@ void runWatch(const std::shared_ptr<WatchState>& w) {
   size_t endpoint = w->transport->preferred();
   size_t failedStarts = 0;
   std::string failures;
+  // Reconnects back off while no stream gets confirmed, so an outage is not a busy loop.
+  const int64_t baseDelayMs = w->transport->options().watchRetryMs;
+  int64_t delayMs = baseDelayMs;
   for (;;) {
     StreamEnd end = runStream(*w, endpoint);
     bool started = false;
@@ -264,7 +273,7 @@ void runWatch(const std::shared_ptr<WatchState>& w) {
     if (end.kind == StreamEnd::Kind::kCompacted) {
       w->transport->observeCompacted(end.compactRevision);
       Error error(ErrorCode::kCompacted, "watch: revision " + std::to_string(w->next) +
-                                             " is compacted; the oldest " + "retained is " +
+                                             " is compacted; the oldest retained is " +
                                              std::to_string(end.compactRevision));
       if (!started) {
         failStart(*w, std::move(error));
@@ -282,6 +291,7 @@ void runWatch(const std::shared_ptr<WatchState>& w) {
         break;
       }
     } else {
+      delayMs = w->confirmed ? baseDelayMs : std::min(delayMs * 2, baseDelayMs * 16);
       spdlog::warn("etcd store: a watch stream dropped ({}); resuming from revision {}", end.reason,
                    w->next);
     }
@@ -289,8 +299,7 @@ void runWatch(const std::shared_ptr<WatchState>& w) {
     endpoint = (endpoint + 1) % count;
     std::unique_lock lock(w->mu);
     if (started) {
-      w->cv.wait_for(lock, std::chrono::milliseconds(w->transport->options().watchRetryMs),
-                     [&] { return w->cancelled; });
+      w->cv.wait_for(lock, std::chrono::milliseconds(delayMs), [&] { return w->cancelled; });
     }
     if (w->cancelled) break;
   }

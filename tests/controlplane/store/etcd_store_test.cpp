@@ -375,5 +375,56 @@ TEST_F(EtcdStoreTest, ScanPrefixPagesThroughOneSnapshot) {
   EXPECT_EQ(visited, 2500u);
 }
 
+TEST(EtcdClusterStoreTest, QuorumLossIsUnavailableAtOnceAndWritesResumeWithQuorum) {
+  testing::EtcdCluster cluster(3);
+  ASSERT_TRUE(cluster.start()) << cluster.error();
+  auto parsed = parseEtcdSpec(cluster.spec());
+  ASSERT_TRUE(parsed.has_value());
+  EtcdStoreOptions options;
+  options.endpoints = *parsed;
+  auto opened = EtcdStore::open(options);
+  ASSERT_TRUE(opened.has_value()) << opened.error().message();
+  auto& store = **opened;
+  Collector collector;
+  auto handle = store.watch("q/", store.currentRevision() + 1, collector.callback());
+  ASSERT_TRUE(handle.has_value()) << handle.error().message();
+  ASSERT_TRUE(store.commit(putTxn("q/1", "v")).has_value());
+
+  // The first endpoint dies: requests and the watch move to the others.
+  cluster.member(0).kill9();
+  auto second = store.commit(putTxn("q/2", "v"));
+  ASSERT_TRUE(second.has_value()) << second.error().message();
+
+  // A majority dies: the last member has no leader and says so at once.
+  cluster.member(1).kill9();
+  std::this_thread::sleep_for(500ms);  // Past its election timeout: it knows it has no leader.
+  auto start = std::chrono::steady_clock::now();
+  auto refused = store.commit(putTxn("q/3", "v"));
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), ErrorCode::kUnavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_NE(refused.error().message().find("no leader"), std::string::npos)
+      << refused.error().message();
+  EXPECT_NE(refused.error().message().find(cluster.member(2).endpoint()), std::string::npos)
+      << refused.error().message();
+  auto read = store.get("q/1");
+  ASSERT_FALSE(read.has_value());
+  EXPECT_EQ(read.error().code(), ErrorCode::kUnavailable);
+
+  // Quorum returns: writes resume, and the watch saw every change once, in order.
+  ASSERT_TRUE(cluster.member(1).start()) << cluster.member(1).error();
+  Result<TxnResult> resumed = fail(ErrorCode::kUnavailable, "not tried");
+  for (int i = 0; i < 100 && !resumed; ++i) {
+    resumed = store.commit(putTxn("q/3", "v"));
+    if (!resumed) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(resumed.has_value()) << resumed.error().message();
+  ASSERT_TRUE(collector.waitFor(3, 20s));
+  std::this_thread::sleep_for(100ms);
+  auto events = collector.events();
+  ASSERT_EQ(events.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(events[i].kv.key, "q/" + std::to_string(i + 1));
+}
+
 }  // namespace
 }  // namespace skiff::store

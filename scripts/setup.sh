@@ -17,6 +17,8 @@ packages=(
   runc crun tini e2fsprogs libseccomp-dev
   # Container networking: netlink (links, routes, tc), nftables (security groups), namespaces.
   libnl-3-dev libnl-route-3-dev libmnl-dev libnftables-dev nftables iproute2 util-linux iperf3
+  # The etcd store back end (skiffd --store etcd://...) and its tests.
+  etcd-server etcd-client
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev procps clang-format jq zsh
 )

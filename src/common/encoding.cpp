@@ -30,6 +30,15 @@ std::string encodeBase64(std::string_view data, const char* alphabet, bool pad) 
   return out;
 }
 
+int base64Value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
 int base64UrlValue(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
@@ -58,6 +67,29 @@ std::string base64Encode(std::string_view data) {
 
 std::string base64UrlEncode(std::string_view data) {
   return encodeBase64(data, kBase64Url, false);
+}
+
+Result<std::string> base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0) return fail(ErrorCode::kInvalidArgument, "bad base64 length");
+  size_t padding = 0;
+  while (padding < 2 && padding < text.size() && text[text.size() - 1 - padding] == '=') {
+    ++padding;
+  }
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  const size_t end = text.size() - padding;
+  for (size_t i = 0; i < text.size(); i += 4) {
+    uint32_t group = 0;
+    for (size_t j = 0; j < 4; ++j) {
+      int value = i + j < end ? base64Value(text[i + j]) : 0;
+      if (value < 0) return fail(ErrorCode::kInvalidArgument, "bad base64 character");
+      group = group << 6 | static_cast<uint32_t>(value);
+    }
+    out.push_back(static_cast<char>(group >> 16 & 0xff));
+    if (i + 2 < end) out.push_back(static_cast<char>(group >> 8 & 0xff));
+    if (i + 3 < end) out.push_back(static_cast<char>(group & 0xff));
+  }
+  return out;
 }
 
 Result<std::string> base64UrlDecode(std::string_view text) {

@@ -20,6 +20,11 @@ std::string hexEncode(const unsigned char* data, size_t size);
 // Base64 with the standard alphabet and '=' padding (RFC 4648 section 4).
 std::string base64Encode(std::string_view data);
 
+// Decodes base64 with the standard alphabet and '=' padding, as `base64Encode` writes it. Fails
+// with kInvalidArgument on characters outside the alphabet, on a length that is not a multiple of
+// four, and on misplaced padding.
+Result<std::string> base64Decode(std::string_view text);
+
 // Base64url without padding (RFC 4648 section 5), as JOSE uses it.
 std::string base64UrlEncode(std::string_view data);
 

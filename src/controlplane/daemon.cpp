@@ -21,7 +21,7 @@
 #include "controlplane/identity/job_manager_task_directory.h"
 #include "controlplane/job_manager.h"
 #include "controlplane/scheduler/scheduler.h"
-#include "controlplane/store/sqlite_store.h"
+#include "controlplane/store/open.h"
 #include "controlplane/tokens.h"
 
 namespace skiff::controlplane {
@@ -50,6 +50,10 @@ int runDaemon(const DaemonOptions& options, Companion* companion) {
     log::error("bad --listen", {{"error", address.error().message()}});
     return 2;
   }
+  if (auto spec = store::checkSpec(options.store); !spec) {
+    log::error("bad --store", {{"error", spec.error().message()}});
+    return 2;
+  }
   if (auto made = ensureDirectory(options.stateDir); !made) {
     log::error("cannot use the state directory", {{"error", made.error().message()}});
     return 1;
@@ -59,7 +63,7 @@ int runDaemon(const DaemonOptions& options, Companion* companion) {
     log::error("cannot set up tokens", {{"error", tokens.error().message()}});
     return 1;
   }
-  auto store = store::SqliteStore::open(options.stateDir + "/skiff.db");
+  auto store = store::open(options.store, options.stateDir);
   if (!store) {
     log::error("cannot open the store", {{"error", store.error().message()}});
     return 1;
@@ -128,6 +132,7 @@ int runDaemon(const DaemonOptions& options, Companion* companion) {
   }
   log::info("skiffd serving", {{"listen", address->first + ":" + std::to_string(server.port())},
                                {"stateDir", options.stateDir},
+                               {"store", options.store},
                                {"version", SKIFF_VERSION}});
 
   // The companion talks to this process over the loopback API, like any other client.

@@ -19,6 +19,8 @@ namespace skiff::controlplane {
 
 struct DaemonOptions {
   std::string stateDir = "/var/lib/skiff";
+  // "sqlite" (STATE_DIR/skiff.db) or "etcd://HOST:PORT[,HOST:PORT...]"; see store/open.h.
+  std::string store = "sqlite";
   std::string listen = "127.0.0.1:7070";  // HOST:PORT; port 0 picks a free one.
   std::string portFile;                   // Written with the bound port once serving; optional.
   std::string logLevel = "info";

@@ -7,6 +7,10 @@ namespace skiff::local {
 void addSkiffdFlags(CLI::App& app, SkiffdFlags& flags) {
   controlplane::DaemonOptions& daemon = flags.daemon;
   app.add_option("--state-dir", daemon.stateDir, "Directory for the store and tokens");
+  app.add_option("--store", daemon.store,
+                 "Where skiffd keeps its state: sqlite (STATE_DIR/skiff.db) or "
+                 "etcd://HOST:PORT[,HOST:PORT...] (etcd 3.4+ members' client URLs, plain HTTP)")
+      ->capture_default_str();
   app.add_option("--listen", daemon.listen, "HOST:PORT of the REST API");
   app.add_option("--port-file", daemon.portFile, "Write the bound port here once serving");
   app.add_option("--log-level", daemon.logLevel, "debug, info, warn or error");

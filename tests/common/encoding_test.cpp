@@ -37,6 +37,23 @@ TEST(Base64Encode, MatchesTheRfc4648Vectors) {
   EXPECT_EQ(base64Encode("user:pass"), "dXNlcjpwYXNz");
 }
 
+TEST(Base64Decode, InvertsBase64Encode) {
+  for (std::string text : {"", "f", "fo", "foo", "foob", "fooba", "foobar"}) {
+    auto decoded = base64Decode(base64Encode(text));
+    ASSERT_TRUE(decoded.has_value()) << text;
+    EXPECT_EQ(*decoded, text);
+  }
+  std::string binary("\x00\xfb\xff\xbf\x01", 5);
+  EXPECT_EQ(base64Decode(base64Encode(binary)).value(), binary);
+}
+
+TEST(Base64Decode, RejectsMalformedText) {
+  EXPECT_FALSE(base64Decode("Zg=").has_value());
+  EXPECT_FALSE(base64Decode("Zg=a").has_value());
+  EXPECT_FALSE(base64Decode("Z-8=").has_value());
+  EXPECT_FALSE(base64Decode("Zg==Zg==").has_value());
+}
+
 TEST(Base64UrlEncode, UsesTheUrlAlphabetWithoutPadding) {
   EXPECT_EQ(base64UrlEncode(""), "");
   EXPECT_EQ(base64UrlEncode("f"), "Zg");

@@ -1,6 +1,7 @@
-// Crash safety: skiffd is killed with SIGKILL while 32 clients submit jobs. Clients retry every
-// request that was not acknowledged, with the same idempotency key. After the dust settles every
-// acknowledged job exists exactly once, with the id the client was given.
+// Crash safety: skiffd (on SQLite, and on a private etcd) is killed with SIGKILL while 32 clients
+// submit jobs. Clients retry every request that was not acknowledged, with the same idempotency
+// key. After the dust settles every acknowledged job exists exactly once, with the id the client
+// was given.
 
 #include <atomic>
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "skiffd_process.h"
+#include "testing/etcd_process.h"
 
 namespace skiff::testing {
 namespace {
@@ -26,8 +28,8 @@ json smallJob(int client, int sequence) {
           {"batch", {{"size", 1}}}};
 }
 
-TEST(CrashSafety, EveryAcknowledgedJobSurvivesKill9ExactlyOnce) {
-  SkiffdProcess skiffd;
+// Submits from 32 clients while skiffd is killed and restarted, then checks every acknowledged job.
+void killDuringSubmissions(SkiffdProcess& skiffd) {
   ASSERT_TRUE(skiffd.start()) << skiffd.error();
   constexpr int kClients = 32;
   constexpr int kKills = 3;
@@ -102,6 +104,18 @@ TEST(CrashSafety, EveryAcknowledgedJobSurvivesKill9ExactlyOnce) {
   }
   std::cout << "acknowledged " << acknowledged.size() << " jobs across " << kKills + 1 << " kills; "
             << retries.load() << " client retries\n";
+}
+
+TEST(CrashSafety, EveryAcknowledgedJobSurvivesKill9ExactlyOnce) {
+  SkiffdProcess skiffd;
+  killDuringSubmissions(skiffd);
+}
+
+TEST(CrashSafety, EveryAcknowledgedJobSurvivesKill9ExactlyOnceOnEtcd) {
+  EtcdProcess etcd;
+  ASSERT_TRUE(etcd.start()) << etcd.error();
+  SkiffdProcess skiffd({"--store", etcd.spec()});
+  killDuringSubmissions(skiffd);
 }
 
 }  // namespace

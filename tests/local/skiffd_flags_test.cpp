@@ -90,6 +90,9 @@ TEST(SkiffdFlagsTest, ControlPlaneFlagsReachTheDaemonOptions) {
   EXPECT_EQ(flags.daemon.listen, "0.0.0.0:0");
   EXPECT_EQ(flags.daemon.nodeTimeoutSec, 7);
   EXPECT_EQ(flags.daemon.vpcCidr, "10.0.0.0/16");
+  EXPECT_EQ(flags.daemon.store, "sqlite");
+  flags = parse({"--store", "etcd://127.0.0.1:2379,127.0.0.1:22379"});
+  EXPECT_EQ(flags.daemon.store, "etcd://127.0.0.1:2379,127.0.0.1:22379");
 }
 
 }  // namespace

@@ -2,19 +2,27 @@
 
 // The durable store behind skiffd: an ordered key/value map with etcd's revision model.
 //
-// Every committed transaction that changes anything advances one global revision by exactly one.
-// Each key records the revision that created it (`createRevision`), the revision of its last change
-// (`modRevision`) and how many times it was written since creation (`version`). Transactions are
-// compare-and-set: all compares are checked against the state left by every earlier transaction,
-// and either all operations apply or none do. Watchers receive every change from a given revision
-// on, in revision order, with no gaps and no duplicates.
+// Every committed write advances one global revision. Each key records the revision that
+// created it (`createRevision`), the revision of its last change (`modRevision`) and how many
+// times it was written since creation (`version`). Transactions are compare-and-set: all
+// compares are checked against the state left by every earlier transaction, and either all
+// operations apply or none do. Watchers receive every change from a given revision on, in
+// revision order, with no gaps and no duplicates.
 //
-// The SQLite implementation is the only one; the interface is shaped so that an etcd back end
-// could implement it without changing callers.
+// Revisions per transaction depend on the back end:
+//   - SqliteStore (sqlite_store.h): every transaction that changes anything gets a revision of
+//     its own, one more than the previous one.
+//   - EtcdStore (etcd_store.h): the transactions sent together in one group commit share etcd's
+//     single revision for that request. What holds for every back end: a transaction's changed
+//     keys all carry its `TxnResult::revision` as their modRevision; revisions never decrease
+//     in commit order; a transaction whose keys overlap an earlier one's gets a greater
+//     revision; a watch delivers all events of one revision before any later one. Code must not
+//     assume that revisions are dense or that one revision means one transaction.
 //
 // Durability contract: once `commit` reports success, the transaction survives kill -9 of the
-// process and a power loss (it has been fsync'ed). After any write error the store is poisoned:
-// every later `commit` fails with the original error, because the on-disk state is then unknown.
+// process and a power loss (SQLite: it has been fsync'ed; etcd: a quorum of members fsync'ed
+// it). The SQLite store is poisoned after any write error: every later `commit` fails with the
+// original error, because the on-disk state is then unknown.
 //
 // Thread safety: every method may be called from any thread concurrently.
 
@@ -90,8 +98,9 @@ struct Txn {
 
 struct TxnResult {
   bool succeeded = false;  // All compares held and `onSuccess` was applied.
-  // The store's revision after this transaction. When nothing changed (no ops, or deletes of
-  // missing keys only) it is the revision the transaction observed.
+  // The store's revision after this transaction: every key it changed carries it as
+  // modRevision. When nothing changed (no ops, or deletes of missing keys only) it is the
+  // revision the transaction observed, which on etcd may be the revision its batch created.
   Revision revision = 0;
 };
 
@@ -122,9 +131,9 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Applies `txn` atomically and durably. Blocks the calling thread until it is fsync'ed.
-  // Concurrent callers are grouped into one disk commit (group commit), but each transaction still
-  // gets its own revision and its own compare evaluation.
+  // Applies `txn` atomically and durably. Blocks the calling thread until it is durable.
+  // Concurrent callers are grouped into one disk commit or etcd request (group commit); each
+  // transaction still gets its own compare evaluation and outcome (revisions: see above).
   virtual Result<TxnResult> commit(Txn txn) = 0;
 
   // Like `commit`, but returns at once and calls `done` on a store-owned thread when the

@@ -101,17 +101,23 @@ Status JobManager::recover() {
     return std::unexpected(groupsRevision.error().wrap("loading capacity groups"));
 
   for (auto& [id, node] : impl.nodes) impl.scheduler->upsertNode(nodeSpec(node));
+  // Node revisions count changes in memory from a base taken at start; every base must be above
+  // each revision an agent saw from an earlier process, or a stale poll gets an empty delta.
+  // Each change comes with a store write, but a store may give one revision to many writes (etcd
+  // batches share one): the base is the store's revision times 2^20, room for 2^20 node changes
+  // per store revision.
+  const int64_t revisionBase = impl.store.currentRevision() << 20;
   for (auto& [id, actor] : impl.jobs) {
     actor->shape = scheduler::JobShape::of(id, actor->view.job.descriptor);
     for (const TaskRecord& task : actor->view.tasks) {
       if (task.finished() || task.nodeId.empty()) continue;
       auto node = impl.nodes.find(task.nodeId);
       if (node == impl.nodes.end()) continue;
-      node->second.tasks.emplace(task.id, impl.store.currentRevision());
+      node->second.tasks.emplace(task.id, revisionBase);
       impl.scheduler->addTask(actor->shape, task.id, task.nodeId);
     }
   }
-  impl.revisionBase = impl.store.currentRevision();
+  impl.revisionBase = revisionBase;
   // Nothing before the restart is remembered: older polls get the full list.
   for (auto& [id, node] : impl.nodes) node.revision = node.deltaFloor = impl.revisionBase;
   for (auto& [id, actor] : impl.jobs) {

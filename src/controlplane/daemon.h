@@ -24,7 +24,7 @@ struct DaemonOptions {
   std::string listen = "127.0.0.1:7070";  // HOST:PORT; port 0 picks a free one.
   std::string portFile;                   // Written with the bound port once serving; optional.
   std::string logLevel = "info";
-  int threads = 0;  // I/O threads; 0: the number of cores (at least 2).
+  int threads = 0;  // I/O threads; 0: one less than the number of cores (at least 1).
   double launchedTimeoutSec = 120;
   double startInitiatedTimeoutSec = 600;
   double killInitiatedTimeoutSec = 300;

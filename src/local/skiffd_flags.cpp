@@ -14,7 +14,8 @@ void addSkiffdFlags(CLI::App& app, SkiffdFlags& flags) {
   app.add_option("--listen", daemon.listen, "HOST:PORT of the REST API");
   app.add_option("--port-file", daemon.portFile, "Write the bound port here once serving");
   app.add_option("--log-level", daemon.logLevel, "debug, info, warn or error");
-  app.add_option("--threads", daemon.threads, "Worker threads (default: the number of cores)");
+  app.add_option("--threads", daemon.threads,
+                 "I/O threads (default: one less than the number of cores, at least 1)");
   app.add_flag("--with-agent", flags.withAgent, "Also run a node agent in this process");
   app.add_option("--agent-instance", flags.agent.instance,
                  "Instance name of the local agent: names its nftables table (skiff-NAME), "

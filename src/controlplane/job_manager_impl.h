@@ -14,6 +14,7 @@
 #include <cmath>
 #include <deque>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -53,7 +54,9 @@ struct Command {
 struct JobActor {
   JobView view;
   scheduler::JobShape shape;  // What the scheduler needs of the job; fixed for its life.
-  std::deque<Command> mailbox;
+  // A list: a deque allocates its first block when constructed, for every job, and most jobs
+  // never get a command.
+  std::list<Command> mailbox;
   std::unique_ptr<Timer> timer;
   int64_t deadlineMs = 0;
   bool wake = false;

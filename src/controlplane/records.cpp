@@ -1,5 +1,7 @@
 #include "controlplane/records.h"
 
+#include <random>
+
 #include <openssl/rand.h>
 #include <rapidjson/document.h>
 
@@ -112,12 +114,17 @@ std::string idempotencyKey(std::string_view key) {
 }
 
 std::string newJobId(int64_t nowMs) {
-  uint32_t random = 0;
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(&random), sizeof(random)) != 1) {
-    // RAND_bytes only fails when the system has no entropy source, which is unrecoverable.
-    std::abort();
-  }
-  return "job-" + hex(static_cast<uint64_t>(nowMs), 12) + "-" + hex(random, 8);
+  // The random part keeps ids of one millisecond apart; it need not be secret, so a generator
+  // seeded once per thread serves it without a call into OpenSSL (and its `getpid`) per job.
+  thread_local std::mt19937 generator = [] {
+    uint32_t seed = 0;
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof(seed)) != 1) {
+      // RAND_bytes only fails when the system has no entropy source, which is unrecoverable.
+      std::abort();
+    }
+    return std::mt19937(seed);
+  }();
+  return "job-" + hex(static_cast<uint64_t>(nowMs), 12) + "-" + hex(generator(), 8);
 }
 
 std::string taskId(std::string_view jobId, int64_t index, int64_t attempt) {

@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include "testing/ports.h"
+
 namespace skiff::testing {
 namespace {
 
@@ -25,21 +27,6 @@ std::string readFile(const std::string& path) {
   std::string value = text.str();
   while (!value.empty() && (value.back() == '\n' || value.back() == ' ')) value.pop_back();
   return value;
-}
-
-// Asks the kernel for a free port by binding port 0.
-int freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  int port = ntohs(address.sin_port);
-  ::close(fd);
-  return port;
 }
 
 }  // namespace
@@ -66,7 +53,7 @@ SkiffdProcess::~SkiffdProcess() {
 
 bool SkiffdProcess::start() {
   // A restart keeps the port, so clients can keep their address across a crash.
-  if (port_ == 0) port_ = freePort();
+  if (port_ == 0) port_ = unusedLoopbackPort();
   std::string listen = listenHost_ + ":" + std::to_string(port_);
   std::vector<std::string> args = {skiffdPath(), "--state-dir", stateDir_, "--listen",
                                    listen,       "--log-level", "warn"};

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "testing/ports.h"
+
 namespace skiff::testing {
 
 class EtcdProcess {
@@ -80,8 +82,5 @@ class EtcdCluster {
   std::vector<std::unique_ptr<EtcdProcess>> members_;
   std::string error_;
 };
-
-// A loopback port nobody listens on (it was free a moment ago).
-int unusedLoopbackPort();
 
 }  // namespace skiff::testing

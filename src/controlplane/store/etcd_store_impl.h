@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -69,6 +70,12 @@ enum class Idempotence {
   kRead,   // Retried on the next endpoint after any transport failure.
   kWrite,  // Retried only when etcd cannot have applied it.
 };
+
+// Sets what every request to etcd's gateway carries on the libcurl easy handle `curl`: a JSON
+// POST of `body` (borrowed until the request is done) to `url`, the has-leader header, no
+// signals, the connect timeout. Returns the header list; the caller frees it after the request.
+curl_slist* prepareGatewayPost(CURL* curl, const std::string& url, std::string_view body,
+                               long connectTimeoutMs);
 
 // Unary requests to etcd's gateway over a pool of libcurl handles (kept connections), with
 // failover across endpoints. Thread-safe.

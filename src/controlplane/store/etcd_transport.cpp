@@ -217,6 +217,22 @@ bool notSent(CURLcode code) {
 
 }  // namespace
 
+curl_slist* prepareGatewayPost(CURL* curl, const std::string& url, std::string_view body,
+                               long connectTimeoutMs) {
+  curl_slist* headers = nullptr;
+  headers = curl_slist_append(headers, "Content-Type: application/json");
+  // Without it a request (a watch above all) on a member that lost its leader waits instead of
+  // failing (etcd#10819).
+  headers = curl_slist_append(headers, "Grpc-Metadata-hasleader: true");
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs);
+  return headers;
+}
+
 Transport::Transport(EtcdStoreOptions options) : options_(std::move(options)) {
   std::call_once(curlInit, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
@@ -271,17 +287,10 @@ Result<json> Transport::call(std::string_view path, const json& body, Idempotenc
     if (curl == nullptr) return fail(ErrorCode::kInternal, "etcd: cannot create a curl handle");
     std::string url = this->url(index).append(path);
     std::string answer;
-    curl_slist* headers = nullptr;
-    headers = curl_slist_append(headers, "Content-Type: application/json");
-    headers = curl_slist_append(headers, "Grpc-Metadata-hasleader: true");
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(payload.size()));
+    curl_slist* headers =
+        prepareGatewayPost(curl, url, payload, static_cast<long>(options_.connectTimeoutMs));
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, appendBody);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connectTimeoutMs));
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.requestTimeoutMs));
     CURLcode code = curl_easy_perform(curl);
     long status = 0;

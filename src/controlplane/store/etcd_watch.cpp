@@ -181,19 +181,10 @@ StreamEnd runStream(WatchState& w, size_t endpointIndex) {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return {StreamEnd::Kind::kDropped, "cannot create a curl handle", 0};
   LineBuffer buffer;
-  curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Content-Type: application/json");
-  // Without it a watch on a member that lost its leader is never cancelled (etcd#10819).
-  headers = curl_slist_append(headers, "Grpc-Metadata-hasleader: true");
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_slist* headers = prepareGatewayPost(
+      curl, url, body, static_cast<long>(w.transport->options().connectTimeoutMs));
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, receive);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &buffer);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(w.transport->options().connectTimeoutMs));
   // A dead peer that never closes the connection is noticed by TCP keepalive.
   curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(curl, CURLOPT_TCP_KEEPIDLE, 5L);

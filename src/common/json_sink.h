@@ -4,7 +4,7 @@
 // gives either JSON text (`JsonTextSink`, RapidJSON's writer: no tree, table-driven escaping) or
 // an nlohmann tree (`JsonTreeSink`). Records written on every change (tasks, jobs) use the text
 // sink: building an nlohmann tree and dumping it cost several times more per record
-// (docs/benchmarks.md, "Durable submissions").
+// (docs/benchmarks.md, "Control plane", results at 7722d43).
 //
 // Both sinks take the same calls: `beginObject()` for the root, then `field(key, value)`,
 // `beginObject(key)` / `beginArray(key)` ... `end()`, and `value(v)` inside arrays. Strings that

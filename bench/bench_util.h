@@ -6,11 +6,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace skiff::bench {
 
@@ -21,6 +24,19 @@ inline std::string readToken(const std::string& path) {
   std::getline(in, token);
   while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
   return token;
+}
+
+// The batch job the submission benchmarks send: `size` tasks of `busybox:latest` running `true`,
+// 0.1 CPU and 64 MB each, as JSON text.
+inline std::string benchBatchJob(int64_t size) {
+  return nlohmann::json{{"applicationName", "bench"},
+                        {"owner", {{"teamEmail", "bench@example.com"}}},
+                        {"container",
+                         {{"image", "busybox:latest"},
+                          {"command", {"true"}},
+                          {"resources", {{"cpu", 0.1}, {"memoryMB", 64}}}}},
+                        {"batch", {{"size", size}}}}
+      .dump();
 }
 
 // utime + stime of a process in seconds, or -1.

@@ -352,14 +352,7 @@ int main(int argc, char** argv) {
   const std::string token = skiff::bench::readToken(opt.stateDir + "/admin.token");
   if (token.empty()) die("no admin token in " + opt.stateDir);
   const std::string jobsUrl = "http://127.0.0.1:" + std::to_string(*port) + "/v1/jobs";
-  const std::string body = json{{"applicationName", "bench"},
-                                {"owner", {{"teamEmail", "bench@example.com"}}},
-                                {"container",
-                                 {{"image", "busybox:latest"},
-                                  {"command", {"true"}},
-                                  {"resources", {{"cpu", 0.1}, {"memoryMB", 64}}}}},
-                                {"batch", {{"size", opt.batchSize}}}}
-                               .dump();
+  const std::string body = skiff::bench::benchBatchJob(opt.batchSize);
 
   std::atomic<int> next = 0;
   std::atomic<int> created = 0;

@@ -586,16 +586,8 @@ std::optional<tcp::endpoint> resolveOnce(asio::io_context& io, const Target& tar
 
 int runHttp(const Options& opt) {
   const Target target = parseUrl(opt.url);
-  const std::string body = !opt.body.empty()
-                               ? opt.body
-                               : json{{"applicationName", "bench"},
-                                      {"owner", {{"teamEmail", "bench@example.com"}}},
-                                      {"container",
-                                       {{"image", "busybox:latest"},
-                                        {"command", {"true"}},
-                                        {"resources", {{"cpu", 0.1}, {"memoryMB", 64}}}}},
-                                      {"batch", {{"size", opt.batchSize}}}}
-                                     .dump();
+  const std::string body =
+      !opt.body.empty() ? opt.body : skiff::bench::benchBatchJob(opt.batchSize);
   asio::io_context io(1);
   std::optional<tcp::endpoint> endpoint = resolveOnce(io, target);
   if (!endpoint) return 2;

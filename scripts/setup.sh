@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package Skiff's build, tests and benchmarks need. Idempotent and
 # non-interactive; run as root on Debian 12. `--bench-peers` also installs the peers the
-# benchmarks compare against (Slurm with munge, its REST daemon and JWT plugin; podman).
+# benchmarks compare against (Slurm with munge, its REST daemon and JWT plugin; podman) and
+# valgrind (bench/submission_cost.sh callgrind).
 set -euo pipefail
 
 packages=(
@@ -23,7 +24,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev procps clang-format jq zsh
 )
 if [[ "${1:-}" == "--bench-peers" ]]; then
-  packages+=(slurm-wlm munge slurmrestd slurm-wlm-jwt-plugin podman)
+  packages+=(slurm-wlm munge slurmrestd slurm-wlm-jwt-plugin podman valgrind)
 fi
 
 missing=()

@@ -108,10 +108,6 @@ void JsonTextSink::value(std::string_view value) {
   writeString(value);
 }
 
-void JsonTextSink::value(const nlohmann::json& value) {
-  writeRaw(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-}
-
 std::string JsonTextSink::take() {
   std::string out(impl_->buffer.GetString(), impl_->buffer.GetSize());
   impl_->buffer.Clear();
@@ -173,10 +169,6 @@ void JsonTreeSink::beginArray(std::string_view key) {
 
 void JsonTreeSink::end() {
   stack_.pop_back();
-}
-
-void JsonTreeSink::rawField(std::string_view key, std::string_view json) {
-  (*stack_.back())[std::string(key)] = nlohmann::json::parse(json);
 }
 
 nlohmann::json JsonTreeSink::take() {

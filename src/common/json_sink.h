@@ -52,7 +52,6 @@ class JsonTextSink {
   void rawField(std::string_view key, std::string_view json);
 
   void value(std::string_view value);
-  void value(const nlohmann::json& value);
   template <std::integral T>
   requires(!std::same_as<T, bool>) void value(T value) { writeInt(static_cast<int64_t>(value)); }
   void beginObjectValue();
@@ -81,8 +80,6 @@ class JsonTreeSink {
   void field(std::string_view key, T&& value) {
     (*stack_.back())[std::string(key)] = std::forward<T>(value);
   }
-  void rawField(std::string_view key, std::string_view json);
-
   template <class T>
   void value(T&& value) {
     stack_.back()->push_back(std::forward<T>(value));

@@ -34,19 +34,19 @@ void emitSample(Sink& out, std::string_view text) {
   out.end();
   out.end();
   out.field("tree", json{{"a", {1, 2}}, {"b", nullptr}});
-  out.rawField("raw", R"({"x":[true,false]})");
-  out.end();
 }
 
 json viaText(std::string_view text) {
   JsonTextSink out;
   emitSample(out, text);
+  out.end();
   return json::parse(out.take());
 }
 
 json viaTree(std::string_view text) {
   JsonTreeSink out;
   emitSample(out, text);
+  out.end();
   return out.take();
 }
 
@@ -62,7 +62,16 @@ TEST(JsonSink, TextAndTreeSinksGiveTheSameDocument) {
   EXPECT_EQ(doc["max"], std::numeric_limits<int64_t>::max());
   EXPECT_EQ(doc["ratio"], 0.1);
   EXPECT_EQ(doc["list"], json::parse(R"([1,"two",{"three":3}])"));
+}
+
+TEST(JsonSink, RawTextIsWrittenAsItIs) {
+  JsonTextSink out;
+  emitSample(out, "x");
+  out.rawField("raw", R"({"x":[true,false]})");
+  out.end();
+  json doc = json::parse(out.take());
   EXPECT_EQ(doc["raw"]["x"], json::parse("[true,false]"));
+  EXPECT_EQ(doc["literal"], "batch");
 }
 
 TEST(JsonSink, InvalidUtf8IsReplacedAsNlohmannReplacesIt) {

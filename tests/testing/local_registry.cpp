@@ -23,6 +23,7 @@
 
 #include "agent/image/fs_util.h"
 #include "testing/missing.h"
+#include "testing/ports.h"
 
 namespace skiff::agent::image::testing {
 namespace {
@@ -51,22 +52,6 @@ pid_t spawn(const std::vector<std::string>& argv, int outFd) {
   ::dup2(outFd, 2);
   ::execvp(args[0], args.data());
   ::_exit(127);
-}
-
-int freeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
 }
 
 size_t discard(char*, size_t size, size_t count, void*) {
@@ -190,7 +175,7 @@ Result<std::unique_ptr<LocalRegistry>> LocalRegistry::start(const std::string& w
   std::string lastError = "no attempt";
   for (int attempt = 0; attempt < 3; ++attempt) {
     std::unique_ptr<LocalRegistry> registry(new LocalRegistry());
-    registry->port_ = freeLoopbackPort();
+    registry->port_ = skiff::testing::unusedLoopbackPort();
     registry->address_ = listenAddress;
     registry->storageDir_ = workDir + "/registry-storage";
     registry->logPath_ = workDir + "/registry.log";
